@@ -1,0 +1,127 @@
+--[[ loom: the public table.
+
+  The C core hands over its functions in 'core'; this module adds the
+  parts that read better in Lua (timeouts, periodic tasks, the async
+  wrapper) and installs a 'require' that tasks can suspend in.
+]]
+local core = ...
+
+local pcall, error, type, select = pcall, error, type, select
+local getmetatable = getmetatable
+local pack, unpack = table.pack, table.unpack
+local spawn, await, sleep, now = core.spawn, core.await, core.sleep, core.now
+local deadline, is_timeout = core.deadline, core.is_timeout
+
+local M = {}
+
+for _, k in ipairs {
+  "spawn", "await", "future", "current", "tasks", "yield",
+  "sleep", "now", "run", "run_with", "debug",
+  "Cancelled", "Timeout", "is_cancelled", "is_timeout", "version",
+} do
+  M[k] = core[k]
+end
+
+-- NOTE: misuse raises with the public name of the function, as the C
+-- functions do through luaL_argerror.
+local function argerror(n, fname, msg)
+  error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg), 3)
+end
+
+local function check_callable(f, n, fname)
+  if type(f) == "function" then return end
+  local mt = getmetatable(f)
+  if type(mt) == "table" and mt.__call ~= nil then return end
+  argerror(n, fname, "function expected, got " .. type(f))
+end
+
+local function check_duration(s, n, fname)
+  if type(s) ~= "number" then
+    argerror(n, fname, "number expected, got " .. type(s))
+  end
+  if not (s >= 0) then
+    argerror(n, fname, "duration must be a non-negative number, got "
+      .. tostring(s))
+  end
+end
+
+local is_awaitable = core.is_future
+
+--- loom.async(fn): a function that spawns fn with its arguments.
+function M.async(fn)
+  check_callable(fn, 1, "loom.async")
+  return function(...)
+    return spawn(fn, ...)
+  end
+end
+
+--- loom.timeout(s, fn, ...): fn(...) in this task, for at most s seconds.
+-- RATIONALE: the deadline raises loom.Timeout at the task's suspension
+-- point; the error then unwinds through fn's cleanup and out of here
+-- unchanged, and the <close> variable takes the deadline down on every
+-- way out, so scopes nest without any bookkeeping.
+function M.timeout(s, fn, ...)
+  check_duration(s, 1, "loom.timeout")
+  check_callable(fn, 2, "loom.timeout")
+  local d <close> = deadline(s, "loom.timeout")
+  return fn(...)
+end
+
+--- loom.wait_for(x, s): await x for at most s seconds; on timeout x is
+-- cancelled (and its cleanup awaited) and loom.Timeout raised.
+function M.wait_for(x, s)
+  if not is_awaitable(x) then
+    argerror(1, "loom.wait_for", "Task or Future expected, got " .. type(x))
+  end
+  check_duration(s, 2, "loom.wait_for")
+  local d <close> = deadline(s, "loom.wait_for")
+  local r = pack(pcall(await, x))
+  if r[1] then return unpack(r, 2, r.n) end
+  if d:fired() and is_timeout(r[2]) and x:cancel() then
+    d:close()
+    pcall(await, x)
+  end
+  error(r[2], 0)
+end
+
+--- loom.later(s, fn, ...): spawns fn(...) after s seconds; the Task
+-- returned is the handle (:cancel()).
+function M.later(s, fn, ...)
+  check_duration(s, 1, "loom.later")
+  check_callable(fn, 2, "loom.later")
+  local t = spawn(function(...)
+    sleep(s)
+    return fn(...)
+  end, ...)
+  t.name = "later"
+  return t
+end
+
+--- loom.every(s, fn, ...): runs fn(...) every s seconds until the
+-- returned handle is cancelled or fn returns false.  Ticks are kept on
+-- a fixed schedule; a tick that runs late does not cause a burst.
+function M.every(s, fn, ...)
+  check_duration(s, 1, "loom.every")
+  if s == 0 then argerror(1, "loom.every", "interval must be positive") end
+  check_callable(fn, 2, "loom.every")
+  local t = spawn(function(...)
+    local due = now() + s
+    while true do
+      local wait = due - now()
+      sleep(wait > 0 and wait or 0)
+      if fn(...) == false then return end
+      due = due + s
+      if due < now() then due = now() + s end
+    end
+  end, ...)
+  t.name = "every"
+  return t
+end
+
+-- A 'require' that tasks can suspend in (Lua's own is a C function that
+-- Lua cannot yield across).
+if type(package) == "table" then
+  _G.require = core.embedded("loom.require")(core.current, core.future)
+end
+
+return M

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# quickstart.sh: the two commands of README.md's quick start.
+#
+#   ./quickstart.sh demo   install what is missing, build, run the demo
+#   ./quickstart.sh test   install what is missing, build, run every test
+#
+# Run as root on Debian 12 (or with the packages below already there).
+# The test run builds twice: once plainly, once with AddressSanitizer
+# and UndefinedBehaviorSanitizer, and runs the specs against both.  It
+# ends with the line "N passed, N failed".
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PACKAGES=(gcc libc6-dev pkg-config meson ninja-build lua5.4 liblua5.4-dev
+          libuv1-dev lua-busted)
+
+install_missing() {
+  local missing=() pkg
+  for pkg in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" \
+      || missing+=("$pkg")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+      --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
+# build DIR [meson options...]
+build() {
+  local dir=$1
+  shift
+  if [ ! -f "$dir/build.ninja" ]; then
+    meson setup "$dir" "$@" >/dev/null
+  fi
+  meson compile -C "$dir" >/dev/null
+}
+
+# specs DIR LABEL [VAR=VALUE...]: runs busted against the build in DIR
+# with the environment given, prints what failed and counts results
+PASSED=0
+FAILED=0
+specs() {
+  local dir=$1 label=$2 out ok notok
+  shift 2
+  out=$(mktemp)
+  env "$@" LOOM_BUILD="$dir" busted --lua=lua5.4 -o TAP spec >"$out" 2>&1 \
+    || true
+  grep -v '^ok ' "$out" || true
+  ok=$(grep -c '^ok ' "$out" || true)
+  notok=$(grep -c '^not ok ' "$out" || true)
+  if ! grep -q '^1\.\.[0-9]' "$out"; then
+    echo "$label: the spec run did not finish"
+    notok=$((notok + 1))
+  fi
+  if grep -qE 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$out"; then
+    echo "$label: the sanitizers reported errors (above)"
+    notok=$((notok + 1))
+  fi
+  echo "$label: $ok passed, $notok failed"
+  PASSED=$((PASSED + ok))
+  FAILED=$((FAILED + notok))
+  rm -f "$out"
+}
+
+case "${1:-}" in
+  demo)
+    install_missing
+    build build
+    exec ./build/loom examples/demo.lua
+    ;;
+  test)
+    install_missing
+    build build
+    specs build "specs"
+    build build-asan -Db_sanitize=address,undefined -Db_lundef=false \
+      -Dbuildtype=debug
+    specs build-asan "specs under ASan+UBSan" \
+      ASAN_OPTIONS=detect_leaks=1 \
+      UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+      LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.so)"
+    echo "$PASSED passed, $FAILED failed"
+    [ "$FAILED" -eq 0 ]
+    ;;
+  *)
+    echo "usage: $0 demo|test" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,241 @@
+local loom = require "loom"
+
+describe("loom tasks", function()
+  describe("spawn", function()
+    it("runs the function with its arguments and returns all results", function()
+      local a, b, c = loom.run(function()
+        local t = loom.spawn(function(x, y) return x + y, "two", nil end, 1, 2)
+        return t:await()
+      end)
+      assert.are.equal(3, a)
+      assert.are.equal("two", b)
+      assert.is_nil(c)
+    end)
+
+    it("starts the task on a later step: the caller runs on first", function()
+      local order = {}
+      loom.run(function()
+        local t = loom.spawn(function() order[#order + 1] = "child" end)
+        order[#order + 1] = "parent"
+        loom.await(t)
+      end)
+      assert.are.same({ "parent", "child" }, order)
+    end)
+
+    it("runs ready tasks in the order they were spawned", function()
+      local order = {}
+      loom.run(function()
+        local ts = {}
+        for i = 1, 5 do
+          ts[i] = loom.spawn(function() order[#order + 1] = i end)
+        end
+        for i = 1, 5 do ts[i]:await() end
+      end)
+      assert.are.same({ 1, 2, 3, 4, 5 }, order)
+    end)
+
+    it("accepts a callable table", function()
+      local callable = setmetatable({}, { __call = function(self, x) return x * 2 end })
+      assert.are.equal(8, loom.run(function() return loom.spawn(callable, 4):await() end))
+    end)
+
+    it("raises with its name on a non-function", function()
+      assert.error_matches(function() loom.spawn(42) end,
+        "bad argument #1 to '[%w.]*spawn' %(function expected, got number%)")
+      assert.has_error(function() loom.spawn() end)
+    end)
+
+    it("keeps running tasks spawned by a task that already returned", function()
+      local done = false
+      loom.run(function()
+        loom.spawn(function() loom.sleep(0.01); done = true end)
+      end)
+      assert.is_true(done)
+    end)
+  end)
+
+  describe("async", function()
+    it("returns a function that spawns and returns the Task", function()
+      local r = loom.run(function()
+        local add = loom.async(function(a, b) return a + b end)
+        local t = add(2, 3)
+        assert.are.equal("userdata", type(t))
+        return t:await()
+      end)
+      assert.are.equal(5, r)
+    end)
+
+    it("raises on a non-function", function()
+      assert.has_error(function() loom.async("x") end,
+        "bad argument #1 to 'loom.async' (function expected, got string)")
+    end)
+  end)
+
+  describe("await", function()
+    it("returns at once for a finished task", function()
+      local r = loom.run(function()
+        local t = loom.spawn(function() return "v" end)
+        loom.sleep(0.01)
+        assert.is_true(t:done())
+        return loom.await(t), loom.await(t)
+      end)
+      assert.are.equal("v", r)
+    end)
+
+    it("raises the task's error unchanged (strings and tables)", function()
+      local tbl = { reason = "x" }
+      local e1, e2 = loom.run(function()
+        local a = loom.spawn(function() error("plain", 0) end)
+        local b = loom.spawn(function() error(tbl) end)
+        local _, ea = pcall(loom.await, a)
+        local _, eb = pcall(loom.await, b)
+        return ea, eb
+      end)
+      assert.are.equal("plain", e1)
+      assert.are.equal(tbl, e2)
+    end)
+
+    it("lets several tasks await the same task", function()
+      local got = loom.run(function()
+        local t = loom.spawn(function() loom.sleep(0.01); return 7 end)
+        local w1 = loom.spawn(function() return t:await() + 1 end)
+        local w2 = loom.spawn(function() return t:await() + 2 end)
+        return { w1:await(), w2:await() }
+      end)
+      assert.are.same({ 8, 9 }, got)
+    end)
+
+    it("raises on something that is not awaitable", function()
+      loom.run(function()
+        assert.error_matches(function() loom.await(42) end,
+          "bad argument #1 to '[%w.]*await' %(Task or Future expected, got number%)")
+        assert.has_error(function() loom.await({}) end)
+        assert.has_error(function() loom.await() end)
+      end)
+    end)
+
+    it("refuses to await the running task itself", function()
+      loom.run(function()
+        assert.has_error(function() loom.await(loom.current()) end,
+          "loom.await: a task cannot await itself")
+      end)
+    end)
+
+    it("raises outside a task", function()
+      local f
+      loom.run(function() f = loom.future() end)
+      assert.has_error(function() loom.await(f) end,
+        "loom: loom.await called outside a task (use loom.run or the loom binary)")
+    end)
+  end)
+
+  describe("task state", function()
+    it("reports done, result, error and cancelled", function()
+      loom.run(function()
+        local ok = loom.spawn(function() return 1, 2 end)
+        local bad = loom.spawn(function() error("bad", 0) end)
+        assert.is_false(ok:done())
+        assert.is_nil(ok:error())
+        assert.has_error(function() ok:result() end, "task:result: the task is not done")
+        loom.sleep(0.01)
+        assert.is_true(ok:done())
+        assert.is_false(ok:cancelled())
+        assert.are.same({ 1, 2 }, { ok:result() })
+        assert.is_nil(ok:error())
+        assert.is_true(bad:done())
+        assert.are.equal("bad", bad:error())
+        assert.has_error(function() bad:result() end, "bad")
+        assert.is_false(bad:cancelled())
+      end)
+    end)
+
+    it("has a settable name, shown by tostring", function()
+      loom.run(function()
+        local t = loom.spawn(function() end)
+        assert.matches("^task%-%d+$", t.name)
+        t.name = "fetcher"
+        assert.are.equal("fetcher", t.name)
+        assert.matches("fetcher", tostring(t))
+        assert.has_error(function() t.name = {} end)
+        assert.has_error(function() t.other = 1 end)
+        t:await()
+      end)
+    end)
+
+    it("calls on_done callbacks once it finishes, and at once if done", function()
+      local seen = {}
+      loom.run(function()
+        local t = loom.spawn(function() loom.sleep(0.01); return 5 end)
+        t:on_done(function(task) seen[#seen + 1] = task:result() end)
+        assert.are.same({}, seen)
+        t:await()
+        assert.are.same({ 5 }, seen)
+        t:on_done(function() seen[#seen + 1] = "late" end)
+        assert.are.same({ 5, "late" }, seen)
+      end)
+    end)
+
+    it("gives a traceback of where a suspended task waits", function()
+      loom.run(function()
+        local t = loom.spawn(function()
+          local function waiting_here() loom.sleep(1) end
+          waiting_here()
+        end)
+        loom.sleep(0.01)
+        local tb = t:traceback()
+        assert.matches("waiting_here", tb)
+        assert.matches("sleep", tb)
+        t:cancel()
+      end)
+    end)
+  end)
+
+  describe("current and tasks", function()
+    it("current is the running task and nil outside", function()
+      assert.is_nil(loom.current())
+      loom.run(function()
+        local me = loom.current()
+        local t = loom.spawn(function() return loom.current() end)
+        assert.are.equal(t, t:await())
+        assert.are_not.equal(me, t)
+      end)
+    end)
+
+    it("tasks lists every live task", function()
+      loom.run(function()
+        local a = loom.spawn(function() loom.sleep(0.05) end)
+        local b = loom.spawn(function() loom.sleep(0.05) end)
+        local live = loom.tasks()
+        local set = {}
+        for _, t in ipairs(live) do set[t] = true end
+        assert.is_true(set[a] and set[b] and set[loom.current()])
+        assert.are.equal(3, #live)
+        a:await(); b:await()
+        assert.are.equal(1, #loom.tasks())
+      end)
+    end)
+  end)
+
+  describe("yield", function()
+    it("lets every other ready task run once", function()
+      local order = {}
+      loom.run(function()
+        local function worker(name)
+          for i = 1, 3 do
+            order[#order + 1] = name .. i
+            loom.yield()
+          end
+        end
+        local a = loom.spawn(worker, "a")
+        local b = loom.spawn(worker, "b")
+        a:await(); b:await()
+      end)
+      assert.are.same({ "a1", "b1", "a2", "b2", "a3", "b3" }, order)
+    end)
+
+    it("raises outside a task", function()
+      assert.has_error(function() loom.yield() end,
+        "loom: loom.yield called outside a task (use loom.run or the loom binary)")
+    end)
+  end)
+end)

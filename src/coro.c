@@ -1,0 +1,219 @@
+/*
+** coro.c: plain Lua coroutines inside tasks.
+**
+** A loom call that suspends yields a private tag.  When it runs inside
+** a coroutine that user code resumed (coroutine.resume or a function
+** from coroutine.wrap), the resume sees the tag come back instead of
+** the user's values: it then yields the tag further up, so the whole
+** task suspends, and when the task is resumed it resumes the inner
+** coroutine again, which continues where it waited.  User yields still
+** go to the user's resumer.  This replaces coroutine.resume and
+** coroutine.wrap; outside tasks they behave as Lua's own.
+*/
+#include <string.h>
+
+#include "internal.h"
+
+/*
+** Resumes 'co' with the 'narg' values on top of L.  Returns the number
+** of values it yielded or returned (moved to L), -1 for an error
+** (message moved to L) or -2 when it suspended on a loom call.
+*/
+static int auxresume(lua_State *L, lua_State *co, int narg) {
+  int status, nres;
+  if (!lua_checkstack(co, narg)) {
+    lua_pushliteral(L, "too many arguments to resume");
+    return -1;
+  }
+  if (lua_status(co) == LUA_OK && lua_gettop(co) == 0) {
+    lua_pushliteral(L, "cannot resume dead coroutine");
+    return -1;
+  }
+  lua_xmove(L, co, narg);
+  status = lua_resume(co, L, narg, &nres);
+  if (status == LUA_YIELD && nres == 1
+      && lua_touserdata(co, -1) == &loom__tag) {
+    lua_pop(co, 1);
+    return -2;
+  }
+  if (status == LUA_OK || status == LUA_YIELD) {
+    if (!lua_checkstack(L, nres + 1)) {
+      lua_pop(co, nres);
+      lua_pushliteral(L, "too many results to resume");
+      return -1;
+    }
+    lua_xmove(co, L, nres);
+    return nres;
+  }
+  lua_xmove(co, L, 1);  /* error object */
+  return -1;
+}
+
+static lua_State *getco(lua_State *L) {
+  lua_State *co = lua_tothread(L, 1);
+  luaL_argexpected(L, co, 1, "coroutine");
+  return co;
+}
+
+/* Passes a loom suspension of an inner coroutine up to the task. */
+static int propagate(lua_State *L, lua_KFunction k, lua_KContext ctx) {
+  if (!lua_isyieldable(L))
+    return loom__boundary_error(L, "a loom call inside a coroutine");
+  lua_pushlightuserdata(L, &loom__tag);
+  return lua_yieldk(L, 1, ctx, k);
+}
+
+static int resume_k(lua_State *L, int status, lua_KContext ctx);
+
+static int resume_finish(lua_State *L, int r) {
+  if (r == -2) return propagate(L, resume_k, 0);
+  if (r < 0) {
+    lua_pushboolean(L, 0);
+    lua_insert(L, -2);
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  lua_insert(L, -(r + 1));
+  return r + 1;
+}
+
+/* The task was resumed: resume the inner coroutine (at 1) again. */
+static int resume_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status; (void)ctx;
+  return resume_finish(L, auxresume(L, lua_tothread(L, 1),
+                                    lua_gettop(L) - 1));
+}
+
+static int co_resume(lua_State *L) {
+  lua_State *co = getco(L);
+  return resume_finish(L, auxresume(L, co, lua_gettop(L) - 1));
+}
+
+static int wrap_k(lua_State *L, int status, lua_KContext ctx);
+
+static int wrap_finish(lua_State *L, int r) {
+  lua_State *co = lua_tothread(L, lua_upvalueindex(2));
+  if (r == -2) return propagate(L, wrap_k, 0);
+  if (r >= 0) return r;
+  if (lua_status(co) != LUA_OK && lua_status(co) != LUA_YIELD) {
+#if defined(LUA_VERSION_RELEASE_NUM) && LUA_VERSION_RELEASE_NUM >= 50406
+    lua_closethread(co, L);
+#else
+    lua_resetthread(co);
+#endif
+    lua_settop(co, 0);
+  }
+  if (lua_type(L, -1) == LUA_TSTRING) {  /* add position, as Lua does */
+    luaL_where(L, 1);
+    lua_insert(L, -2);
+    lua_concat(L, 2);
+  }
+  return lua_error(L);
+}
+
+static int wrap_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status; (void)ctx;
+  return wrap_finish(L, auxresume(L, lua_tothread(L, lua_upvalueindex(2)),
+                                  lua_gettop(L)));
+}
+
+static int auxwrap(lua_State *L) {
+  lua_State *co = lua_tothread(L, lua_upvalueindex(2));
+  return wrap_finish(L, auxresume(L, co, lua_gettop(L)));
+}
+
+static int co_wrap(lua_State *L) {
+  lua_State *co;
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  lua_pushvalue(L, lua_upvalueindex(1));  /* keep the host upvalue */
+  co = lua_newthread(L);
+  lua_pushvalue(L, 1);
+  lua_xmove(L, co, 1);
+  lua_pushcclosure(L, auxwrap, 2);
+  return 1;
+}
+
+/*
+** Finds a name for the function at stack level 'ar': its name in a
+** loaded module ("table.sort"), else what the call site calls it.
+*/
+static void push_funcname(lua_State *L, lua_Debug *ar) {
+  lua_getinfo(L, "f", ar);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    if (lua_type(L, -1) == LUA_TTABLE) {
+      lua_pushnil(L);
+      while (lua_next(L, -2)) {
+        /* stack: function, loaded, modname, module, key, value */
+        if (lua_rawequal(L, -1, -6) && lua_type(L, -2) == LUA_TSTRING
+            && lua_type(L, -4) == LUA_TSTRING) {
+          const char *mod = lua_tostring(L, -4);
+          if (strcmp(mod, "_G") == 0) lua_pushvalue(L, -2);
+          else lua_pushfstring(L, "%s.%s", mod, lua_tostring(L, -2));
+          lua_replace(L, -7);  /* over the function */
+          lua_pop(L, 5);
+          return;
+        }
+        lua_pop(L, 1);
+      }
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 2);  /* remove loaded table and function */
+  lua_pushstring(L, ar->name ? ar->name : "?");
+}
+
+/* C functions that let a task suspend through them. */
+static int transparent(lua_State *L, lua_Debug *ar) {
+  static const char *const names[] = {
+    "pcall", "xpcall", "dofile", NULL
+  };
+  int i, r = 0;
+  lua_getinfo(L, "f", ar);
+  if (lua_tocfunction(L, -1) == co_resume
+      || lua_tocfunction(L, -1) == auxwrap)
+    r = 1;
+  for (i = 0; !r && names[i] != NULL; i++) {
+    lua_getglobal(L, names[i]);
+    r = lua_rawequal(L, -1, -2);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return r;
+}
+
+/*
+** Raises the error for a suspending call 'name' made where Lua cannot
+** yield, naming the C function in the way ("table.sort", "load", ...).
+*/
+int loom__boundary_error(lua_State *L, const char *name) {
+  lua_Debug ar;
+  int level;
+  for (level = 1; lua_getstack(L, level, &ar); level++) {
+    lua_getinfo(L, "Sn", &ar);
+    if (*ar.what == 'C' && !transparent(L, &ar)) {
+      push_funcname(L, &ar);
+      return luaL_error(L, "loom: %s cannot suspend inside '%s' (Lua "
+                        "cannot yield across this C function)", name,
+                        lua_tostring(L, -1));
+    }
+  }
+  return luaL_error(L, "loom: %s cannot suspend here (attempt to yield "
+                    "across a C-call boundary)", name);
+}
+
+void loom__coro_open(lua_State *L, loom_host *H) {
+  lua_getglobal(L, "coroutine");
+  if (lua_type(L, -1) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    return;
+  }
+  lua_pushlightuserdata(L, H);
+  lua_pushcclosure(L, co_resume, 1);
+  lua_setfield(L, -2, "resume");
+  lua_pushlightuserdata(L, H);
+  lua_pushcclosure(L, co_wrap, 1);
+  lua_setfield(L, -2, "wrap");
+  lua_pop(L, 1);
+}

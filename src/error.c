@@ -1,0 +1,129 @@
+/*
+** error.c: loom's own error objects.  'loom.Cancelled' and
+** 'loom.Timeout' are metatables that double as constructors:
+** loom.Cancelled("why") makes a table {code = "ECANCELED", message =
+** "why"} with that metatable, so 'getmetatable(e) == loom.Cancelled'
+** tells them apart and tostring(e) reads "loom.Cancelled: why".
+*/
+#include "internal.h"
+
+static int err_tostring(lua_State *L) {
+  luaL_getmetafield(L, 1, "__name");
+  lua_getfield(L, 1, "message");
+  lua_pushfstring(L, "%s: %s", lua_tostring(L, -2),
+                  luaL_optstring(L, -1, "?"));
+  return 1;
+}
+
+static void new_error(lua_State *L, int mtref, const char *code,
+                      const char *msg) {
+  lua_createtable(L, 0, 2);
+  lua_pushstring(L, code);
+  lua_setfield(L, -2, "code");
+  lua_pushstring(L, msg);
+  lua_setfield(L, -2, "message");
+  lua_rawgeti(L, LUA_REGISTRYINDEX, mtref);
+  lua_setmetatable(L, -2);
+}
+
+void loom__new_cancelled(lua_State *L, loom_host *H, const char *msg) {
+  new_error(L, H->cancelled_ref, "ECANCELED", msg);
+}
+
+void loom__new_timeout(lua_State *L, loom_host *H, const char *msg) {
+  new_error(L, H->timeout_ref, "ETIMEDOUT", msg);
+}
+
+static int has_mt(lua_State *L, int idx, int ref) {
+  int r;
+  if (!lua_getmetatable(L, idx)) return 0;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+  r = lua_rawequal(L, -1, -2);
+  lua_pop(L, 2);
+  return r;
+}
+
+int loom__is_cancelled(lua_State *L, loom_host *H, int idx) {
+  return lua_type(L, idx) == LUA_TTABLE && has_mt(L, idx, H->cancelled_ref);
+}
+
+static int l_is_cancelled(lua_State *L) {
+  loom_host *H = loom__host(L);
+  lua_pushboolean(L, loom__is_cancelled(L, H, 1));
+  return 1;
+}
+
+static int l_is_timeout(lua_State *L) {
+  loom_host *H = loom__host(L);
+  lua_pushboolean(L, lua_type(L, 1) == LUA_TTABLE
+                  && has_mt(L, 1, H->timeout_ref));
+  return 1;
+}
+
+/* loom.Cancelled([msg]) and loom.Timeout([msg]) */
+static int err_new(lua_State *L) {
+  loom_host *H = lua_touserdata(L, lua_upvalueindex(1));
+  int timeout = (int)lua_tointeger(L, lua_upvalueindex(2));
+  const char *msg = luaL_optstring(L, 2, timeout ? "timed out"
+                                                 : "task cancelled");
+  if (timeout) loom__new_timeout(L, H, msg);
+  else loom__new_cancelled(L, H, msg);
+  return 1;
+}
+
+static int make_class(lua_State *L, loom_host *H, const char *name,
+                      int timeout) {
+  lua_createtable(L, 0, 3);
+  lua_pushstring(L, name);
+  lua_setfield(L, -2, "__name");
+  lua_pushcfunction(L, err_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_createtable(L, 0, 1);  /* the class's own metatable: a constructor */
+  lua_pushlightuserdata(L, H);
+  lua_pushinteger(L, timeout);
+  lua_pushcclosure(L, err_new, 2);
+  lua_setfield(L, -2, "__call");
+  lua_setmetatable(L, -2);
+  lua_pushvalue(L, -1);
+  return luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+/*
+** Text of the error at 'idx' for a report, without calling anything
+** that could raise or yield: strings and numbers as they are, loom's
+** errors and tables with a string 'message' by that, else the type.
+*/
+const char *loom__tostring(lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
+  if (lua_type(L, idx) == LUA_TSTRING || lua_type(L, idx) == LUA_TNUMBER) {
+    lua_pushvalue(L, idx);
+    return lua_tostring(L, -1);
+  }
+  if (lua_type(L, idx) == LUA_TTABLE) {
+    int named = luaL_getmetafield(L, idx, "__name") == LUA_TSTRING;
+    if (lua_getfield(L, idx, "message") == LUA_TSTRING) {
+      if (named) return lua_pushfstring(L, "%s: %s", lua_tostring(L, -2),
+                                        lua_tostring(L, -1));
+      return lua_tostring(L, -1);
+    }
+    lua_pop(L, 1);
+    if (named) lua_pop(L, 1);
+  }
+  return lua_pushfstring(L, "(error object is a %s value)",
+                         luaL_typename(L, idx));
+}
+
+static const luaL_Reg funcs[] = {
+  {"is_cancelled", l_is_cancelled},
+  {"is_timeout", l_is_timeout},
+  {NULL, NULL}
+};
+
+void loom__error_open(lua_State *L, loom_host *H) {
+  H->cancelled_ref = make_class(L, H, "loom.Cancelled", 0);
+  lua_setfield(L, -2, "Cancelled");
+  H->timeout_ref = make_class(L, H, "loom.Timeout", 1);
+  lua_setfield(L, -2, "Timeout");
+  lua_pushlightuserdata(L, H);
+  luaL_setfuncs(L, funcs, 1);
+}

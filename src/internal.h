@@ -1,0 +1,160 @@
+/*
+** internal.h: structures shared by the loom core and the 'loom__'
+** prototypes.  Nothing here is part of the public API (see loom.h).
+**
+** The shape of the runtime, in one paragraph: a host ('loom_host') owns
+** a libuv loop and a Lua state.  Tasks are Lua coroutines wrapped in a
+** 'loom.task' userdata; futures are the same userdata without a
+** coroutine.  A task that can run sits in the host's ready queue; the
+** queue is drained by a prepare and a check handle, so the loop may be
+** driven by 'uv_run' from anywhere.  Every timer (sleeps, deadlines)
+** lives in one binary heap driven by a single 'uv_timer_t'.  A task
+** suspends by yielding a private tag with a continuation; the
+** continuation runs when the task is resumed and either raises a
+** pending cancellation or returns what the task waited for.
+*/
+#ifndef LOOM_INTERNAL_H
+#define LOOM_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <lua.h>
+#include <lauxlib.h>
+#include <uv.h>
+
+#include "loom.h"
+
+#define LOOM_TASK_MT     "loom.task"
+#define LOOM_FUTURE_MT   "loom.future"
+#define LOOM_DEADLINE_MT "loom.deadline"
+
+/* user values of a task or future userdata */
+#define UV_VALUE 1  /* start function, coroutine, result(s) or error */
+#define UV_AUX   2  /* table of rarely used fields (name, trace, ...) */
+
+/* states of a future (and so of a task): FUT_* */
+enum { FUT_PENDING, FUT_OK, FUT_FAILED, FUT_CANCELLED };
+
+typedef struct loom_future loom_future;
+typedef struct loom_task loom_task;
+typedef struct loom_timer loom_timer;
+
+/* A task's continuation after it is resumed: returns like a lua_CFunction. */
+typedef int (*loom_k)(lua_State *L, loom_host *H, loom_task *t);
+
+struct loom_timer {
+  uint64_t due;      /* loop milliseconds, virtual offset included */
+  uint64_t seq;      /* insertion order: equal deadlines fire FIFO */
+  size_t idx;        /* heap slot + 1; 0 when not queued */
+  void (*fire)(loom_host *H, loom_timer *tm);
+};
+
+struct loom_future {
+  loom_host *H;        /* NULL once the host is closed */
+  unsigned char is_task;
+  unsigned char state;     /* FUT_* */
+  unsigned char observed;  /* someone retrieved the outcome */
+  unsigned char reported;  /* an unobserved failure was printed */
+  int nres;                /* results stored in UV_VALUE */
+  loom_task *whead, *wtail;  /* tasks awaiting this future */
+};
+
+struct loom_task {
+  loom_future f;
+  lua_State *co;           /* the coroutine while started and not done */
+  int ref;                 /* slot in the host's live table */
+  int nargs;               /* start arguments packed in UV_VALUE */
+  unsigned id;
+  unsigned char started;
+  unsigned char queued;    /* in the ready queue */
+  unsigned char throwing;  /* an error waits in aux.throw */
+  loom_task *next_ready;
+  loom_task *wnext, *wprev;  /* links in a future's waiter list */
+  loom_future *awaiting;     /* the future this task awaits */
+  void (*unwait)(loom_host *H, loom_task *t);  /* leaves its wait */
+  loom_timer sleep;          /* used by loom.sleep */
+};
+
+struct loom_host {
+  lua_State *L;            /* thread used for callbacks */
+  lua_State *mainL;        /* the state's main thread */
+  uv_loop_t *loop;
+  unsigned char owns_loop, owns_state, closed, running, is_virtual;
+  unsigned char stalled;   /* the last run ended with tasks waiting */
+  int debug;
+  uv_prepare_t prepare;
+  uv_check_t check;
+  uv_idle_t idle;
+  uv_timer_t timer;
+  int handles_open;        /* our handles not yet through close_cb */
+  loom_task *ready_head, *ready_tail;
+  size_t nready;
+  loom_task *current;      /* the running task, or NULL */
+  loom_task *main;         /* the task of loom.run / the script */
+  loom_timer **heap;
+  size_t nheap, heapcap;
+  uint64_t seq;
+  uint64_t armed;          /* due time the uv timer is set for */
+  uint64_t voffset;        /* virtual clock: ms added to uv_now */
+  int live_ref;            /* registry: table of live tasks */
+  int pool_ref;            /* registry: idle coroutines */
+  int npool;
+  int failed_ref;          /* registry: weak table of unobserved failures */
+  int cancelled_ref, timeout_ref;  /* registry: error metatables */
+  int ntasks;              /* live tasks */
+  unsigned next_id;
+  int failures;            /* failures reported */
+  loom_error_fn on_error;
+  void *on_error_ud;
+};
+
+/* tag yielded by every loom suspension */
+extern char loom__tag;
+
+/* host.c */
+loom_host *loom__host_of(lua_State *L);  /* the state's host, created */
+loom_host *loom__host(lua_State *L);  /* host of upvalue 1 */
+uint64_t loom__now(loom_host *H);  /* loop ms with virtual offset */
+void loom__wake(loom_host *H, loom_task *t);  /* task to ready queue */
+int loom__loop(loom_host *H);  /* runs the loop until all is done */
+void loom__report(loom_host *H, const char *msg, const char *trace);
+
+/* task.c */
+void loom__task_open(lua_State *L, loom_host *H);  /* task & future API */
+loom_task *loom__spawn(lua_State *L, loom_host *H, int nargs);
+void loom__step(loom_host *H, loom_task *t);  /* resume one task */
+loom_task *loom__enter(lua_State *L, loom_host *H, const char *name);
+int loom__suspend(lua_State *L, loom_k k);
+int loom__yield(lua_State *L, loom_host *H, const char *name);
+int loom__cancel(lua_State *L, loom_host *H, loom_task *t, int msgidx);
+void loom__throw(lua_State *L, loom_host *H, loom_task *t);
+void loom__cancel_all(loom_host *H);  /* at a deadlock */
+void loom__report_unobserved(loom_host *H);
+void loom__report_pending(loom_host *H);  /* debug: tasks still waiting */
+void loom__push_task(lua_State *L, loom_host *H, loom_task *t);
+void loom__push_results(lua_State *L, loom_future *f, int idx);
+
+/* timer.c */
+void loom__timer_open(lua_State *L, loom_host *H);  /* time API */
+void loom__timer_add(loom_host *H, loom_timer *tm, uint64_t ms);
+void loom__timer_remove(loom_host *H, loom_timer *tm);
+void loom__timer_run(loom_host *H);  /* fires what is due */
+int loom__timer_jump(loom_host *H);  /* virtual clock: skip idle time */
+double loom__checkduration(lua_State *L, int idx);
+
+/* error.c */
+void loom__error_open(lua_State *L, loom_host *H);  /* Cancelled, Timeout */
+void loom__new_cancelled(lua_State *L, loom_host *H, const char *msg);
+void loom__new_timeout(lua_State *L, loom_host *H, const char *msg);
+int loom__is_cancelled(lua_State *L, loom_host *H, int idx);
+const char *loom__tostring(lua_State *L, int idx);  /* never raises */
+
+/* coro.c */
+void loom__coro_open(lua_State *L, loom_host *H);  /* wraps coroutine.* */
+int loom__boundary_error(lua_State *L, const char *name);
+
+/* module.c */
+int loom__open_lua(lua_State *L, const char *name);  /* embedded chunk */
+
+#endif

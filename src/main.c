@@ -1,0 +1,258 @@
+/*
+** main.c: the loom binary.  Its command line follows lua5.4's; the
+** script's main chunk (after any -l and -e) runs as the main task, so
+** suspending calls work at top level.  The process lives until every
+** task and handle are done.  Exit status: 0, or 1 when an error went
+** uncaught, or 130 when Ctrl-C ended the main task.
+*/
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+static const char *progname = "loom";
+
+static void usage(const char *badoption) {
+  if (badoption[1] == 'e' || badoption[1] == 'l')
+    fprintf(stderr, "%s: '%s' needs argument\n", progname, badoption);
+  else
+    fprintf(stderr, "%s: unrecognized option '%s'\n", progname, badoption);
+  fprintf(stderr,
+          "usage: %s [options] [script [args]]\n"
+          "Available options are:\n"
+          "  -e stat   execute string 'stat'\n"
+          "  -l mod    require library 'mod' into global 'mod'\n"
+          "  -v        show version information\n"
+          "  --        stop handling options\n"
+          "  -         stop handling options and execute stdin\n",
+          progname);
+}
+
+static void print_version(void) {
+  printf("loom %s (%s, libuv %s)\n", LOOM_VERSION, LUA_RELEASE,
+         uv_version_string());
+}
+
+/* {====================================================================
+** Options, as lua.c collects them
+** ===================================================================== */
+
+#define HAS_E 1
+#define HAS_V 2
+#define HAS_I 4
+
+/*
+** Returns the index of the script in argv (argc when there is none),
+** or -1 on a bad option, whose index goes to '*bad'; sets the HAS_*
+** flags in '*flags'.
+*/
+static int collect_args(char **argv, int argc, int *flags, int *bad) {
+  int i;
+  for (i = 1; i < argc; i++) {
+    *bad = i;
+    if (argv[i][0] != '-') return i;
+    switch (argv[i][1]) {
+      case '-':
+        if (argv[i][2] != '\0') return -1;
+        return i + 1;
+      case '\0':
+        return i;
+      case 'i':
+      case 'v':
+        if (argv[i][2] != '\0') return -1;
+        *flags |= argv[i][1] == 'i' ? HAS_I : HAS_V;
+        break;
+      case 'e':
+        *flags |= HAS_E;
+        /* FALLTHROUGH */
+      case 'l':
+        if (argv[i][2] == '\0' && ++i >= argc) return -1;
+        break;
+      default:
+        return -1;
+    }
+  }
+  return argc;
+}
+
+/* The global 'arg': script at 0, options below, arguments above. */
+static void create_arg_table(lua_State *L, char **argv, int argc,
+                             int script) {
+  int i;
+  if (script == argc) script = 0;
+  lua_createtable(L, argc - script - 1, script + 1);
+  for (i = 0; i < argc; i++) {
+    lua_pushstring(L, argv[i]);
+    lua_rawseti(L, -2, i - script);
+  }
+  lua_setglobal(L, "arg");
+}
+
+/* }==================================================================== */
+
+
+/* {====================================================================
+** The main task
+** ===================================================================== */
+
+static int report_load_error(lua_State *L) {
+  fprintf(stderr, "%s: %s\n", progname, lua_tostring(L, -1));
+  fflush(stderr);
+  return 0;
+}
+
+/* Adds step {fn = <chunk>, n = #args, args...} to the table at 'steps'. */
+static int add_chunk(lua_State *L, int steps, int status, char **args,
+                     int nargs) {
+  int i;
+  if (status != LUA_OK) return report_load_error(L);
+  lua_createtable(L, nargs, 2);
+  lua_insert(L, -2);
+  lua_setfield(L, -2, "fn");
+  for (i = 0; i < nargs; i++) {
+    lua_pushstring(L, args[i]);
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_pushinteger(L, nargs);
+  lua_setfield(L, -2, "n");
+  lua_rawseti(L, steps, (lua_Integer)lua_rawlen(L, steps) + 1);
+  return 1;
+}
+
+static void add_module(lua_State *L, int steps, const char *name) {
+  lua_createtable(L, 0, 2);
+  lua_pushstring(L, name);
+  lua_setfield(L, -2, "module");
+  lua_pushstring(L, name);
+  lua_setfield(L, -2, "global");
+  lua_rawseti(L, steps, (lua_Integer)lua_rawlen(L, steps) + 1);
+}
+
+/*
+** Pushes the list of steps the main task runs: '-e' and '-l' in the
+** order given, then the script.  Returns 0 after printing a load error.
+*/
+static int build_steps(lua_State *L, char **argv, int argc, int script,
+                       int from_stdin) {
+  int i, steps;
+  lua_newtable(L);
+  steps = lua_gettop(L);
+  for (i = 1; i < script; i++) {
+    const char *opt = argv[i];
+    const char *val;
+    if (opt[1] != 'e' && opt[1] != 'l') continue;
+    val = opt[2] != '\0' ? opt + 2 : argv[++i];
+    if (opt[1] == 'l') add_module(L, steps, val);
+    else if (!add_chunk(L, steps, luaL_loadbuffer(L, val, strlen(val),
+                                                  "=(command line)"),
+                        NULL, 0))
+      return 0;
+  }
+  if (script < argc || from_stdin) {
+    const char *fname = from_stdin ? NULL : argv[script];
+    if (!from_stdin && strcmp(fname, "-") == 0
+        && strcmp(argv[script - 1], "--") != 0)
+      fname = NULL;  /* stdin */
+    if (!add_chunk(L, steps, luaL_loadfile(L, fname), argv + script + 1,
+                   from_stdin ? 0 : argc - script - 1))
+      return 0;
+  }
+  return 1;
+}
+
+/* }==================================================================== */
+
+
+/* {====================================================================
+** Ctrl-C
+** ===================================================================== */
+
+typedef struct {
+  uv_signal_t h;
+  loom_host *H;
+  int count;
+} sigint_state;
+
+/*
+** The first Ctrl-C cancels the main task, so its <close> variables and
+** pcall cleanup run; the second (or one after the main task is done)
+** exits at once with the status a shell gives to SIGINT.
+*/
+static void sigint_cb(uv_signal_t *h, int signum) {
+  sigint_state *s = (sigint_state *)h;
+  loom_host *H = s->H;
+  (void)signum;
+  if (s->count++ == 0 && H->main != NULL && H->main->f.state == FUT_PENDING) {
+    loom__cancel(H->L, H, H->main, 0);
+    return;
+  }
+  fflush(stdout);
+  _exit(130);
+}
+
+/* }==================================================================== */
+
+
+int main(int argc, char **argv) {
+  int flags = 0, bad = 0, from_stdin = 0, script, status;
+  loom_host *H;
+  lua_State *L;
+  sigint_state sig;
+  script = collect_args(argv, argc, &flags, &bad);
+  if (script < 0) {
+    usage(argv[bad]);
+    return 1;
+  }
+  if (flags & HAS_V) print_version();
+  if (flags & HAS_I) {
+    fprintf(stderr, "%s: interactive mode is not available in this "
+                    "version\n", progname);
+    return 1;
+  }
+  if (script == argc && !(flags & (HAS_E | HAS_V))) {
+    if (isatty(0)) {
+      print_version();
+      fprintf(stderr, "%s: no script given (usage: %s script.lua [args])\n",
+              progname, progname);
+      return 1;
+    }
+    from_stdin = 1;  /* run standard input, as lua does */
+  }
+  H = loom_new();
+  if (H == NULL) {
+    fprintf(stderr, "%s: cannot create the host\n", progname);
+    return 1;
+  }
+  L = loom_state(H);
+  create_arg_table(L, argv, argc, script);
+  if (loom__open_lua(L, "loom.cli") != LUA_OK) {
+    report_load_error(L);
+    loom_close(H);
+    return 1;
+  }
+  lua_call(L, 0, 1);  /* the runner */
+  if (!build_steps(L, argv, argc, script, from_stdin)) {
+    loom_close(H);
+    return 1;
+  }
+  H->main = loom__spawn(L, H, 1);
+  lua_pop(L, 1);
+  sig.H = H;
+  sig.count = 0;
+  uv_signal_init(H->loop, &sig.h);
+  uv_signal_start(&sig.h, sigint_cb, SIGINT);
+  uv_unref((uv_handle_t *)&sig.h);
+  status = loom_run(H) > 0 ? 1 : 0;
+  if (sig.count > 0 && H->main->f.state == FUT_CANCELLED) status = 130;
+  else if (H->stalled && H->main->f.state == FUT_CANCELLED) {
+    fprintf(stderr, "%s: the main task never finished (it waits for "
+                    "something nothing will do)\n", progname);
+    status = 1;
+  }
+  uv_close((uv_handle_t *)&sig.h, NULL);
+  fflush(stdout);
+  loom_close(H);
+  return status;
+}

@@ -1,0 +1,149 @@
+/*
+** module.c: the 'loom' module.  luaopen_loom gathers the C functions
+** of every part of the core into one table (the private 'core'),
+** registers the Lua-side modules that were embedded at build time in
+** package.preload, and runs the embedded 'loom' chunk, which builds the
+** public table from 'core'.  The same entry serves 'require "loom"'
+** from a stock lua5.4, the loom binary and embedders.
+*/
+#include <string.h>
+
+#include "internal.h"
+
+/* Generated from lua/ at build time (see meson.build). */
+struct loom_chunk {
+  const char *name;
+  const unsigned char *src;
+  size_t len;
+};
+extern const struct loom_chunk loom__chunks[];
+
+static const struct loom_chunk *find_chunk(const char *name) {
+  const struct loom_chunk *c;
+  for (c = loom__chunks; c->name != NULL; c++)
+    if (strcmp(c->name, name) == 0) return c;
+  return NULL;
+}
+
+/* Loads the embedded module 'name'; returns the load status. */
+int loom__open_lua(lua_State *L, const char *name) {
+  const struct loom_chunk *c = find_chunk(name);
+  char chunkname[128];
+  if (c == NULL) {
+    lua_pushfstring(L, "no embedded module '%s'", name);
+    return LUA_ERRFILE;
+  }
+  snprintf(chunkname, sizeof chunkname, "@[loom] %s", name);
+  return luaL_loadbufferx(L, (const char *)c->src, c->len, chunkname, "t");
+}
+
+/* package.preload loader of the embedded modules */
+static int preload(lua_State *L) {
+  const char *name = luaL_checkstring(L, 1);
+  if (loom__open_lua(L, name) != LUA_OK) return lua_error(L);
+  lua_pushstring(L, name);
+  lua_call(L, 1, 1);
+  return 1;
+}
+
+/* core.embedded(name): the chunk of an embedded module, uncalled */
+static int l_embedded(lua_State *L) {
+  if (loom__open_lua(L, luaL_checkstring(L, 1)) != LUA_OK)
+    return lua_error(L);
+  return 1;
+}
+
+static void register_preload(lua_State *L) {
+  const struct loom_chunk *c;
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  for (c = loom__chunks; c->name != NULL; c++) {
+    if (strcmp(c->name, "loom") == 0) continue;
+    lua_pushcfunction(L, preload);
+    lua_setfield(L, -2, c->name);
+  }
+  lua_pop(L, 1);
+}
+
+/* core.run(fn, ...) / core.run_with(opts, fn, ...): see loom.run */
+/*
+** Runs the function at 'fidx' with the values above it as the main
+** task, on the virtual clock if 'is_virtual', in debug mode if 'debug'
+** (else as set), and returns its results or raises its error.
+*/
+static int run_main(lua_State *L, int fidx, int is_virtual, int debug) {
+  loom_host *H = loom__host(L);
+  int saved_debug = H->debug;
+  loom_task *t;
+  if (H->running)
+    return luaL_error(L, "loom.run() cannot be called from a running "
+                         "event loop");
+  luaL_checktype(L, fidx, LUA_TFUNCTION);
+  t = loom__spawn(L, H, lua_gettop(L) - fidx);  /* task at 'fidx' */
+  t->f.observed = 1;  /* its outcome is ours to return or raise */
+  H->main = t;
+  H->L = L;
+  H->is_virtual = (unsigned char)is_virtual;
+  H->debug = debug || saved_debug;
+  loom__loop(H);
+  H->L = H->mainL;
+  H->main = NULL;
+  H->is_virtual = 0;
+  H->debug = saved_debug;
+  if (t->f.state == FUT_PENDING
+      || (H->stalled && t->f.state == FUT_CANCELLED))
+    return luaL_error(L, "loom.run: the main task never finished "
+                         "(it waits for something nothing will do)");
+  lua_getfield(L, fidx, "result");
+  lua_pushvalue(L, fidx);
+  lua_call(L, 1, LUA_MULTRET);
+  return lua_gettop(L) - fidx;
+}
+
+static int l_run(lua_State *L) {
+  return run_main(L, 1, 0, 0);
+}
+
+static int l_run_with(lua_State *L) {
+  static const char *const clocks[] = {"real", "virtual", NULL};
+  int is_virtual, debug;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_getfield(L, 1, "clock");
+  is_virtual = luaL_checkoption(L, -1, "real", clocks) == 1;
+  lua_getfield(L, 1, "debug");
+  debug = lua_toboolean(L, -1);
+  lua_pop(L, 2);
+  return run_main(L, 2, is_virtual, debug);
+}
+
+static int l_debug(lua_State *L) {
+  loom_host *H = loom__host(L);
+  if (!lua_isnone(L, 1)) H->debug = lua_toboolean(L, 1);
+  lua_pushboolean(L, H->debug);
+  return 1;
+}
+
+static const luaL_Reg funcs[] = {
+  {"run", l_run},
+  {"run_with", l_run_with},
+  {"debug", l_debug},
+  {"embedded", l_embedded},
+  {NULL, NULL}
+};
+
+LOOM_API int luaopen_loom(lua_State *L) {
+  loom_host *H = loom__host_of(L);
+  lua_newtable(L);  /* core */
+  loom__task_open(L, H);
+  loom__timer_open(L, H);
+  loom__error_open(L, H);
+  lua_pushlightuserdata(L, H);
+  luaL_setfuncs(L, funcs, 1);
+  lua_pushliteral(L, LOOM_VERSION);
+  lua_setfield(L, -2, "version");
+  loom__coro_open(L, H);
+  register_preload(L);
+  if (loom__open_lua(L, "loom") != LUA_OK) return lua_error(L);
+  lua_insert(L, -2);
+  lua_call(L, 1, 1);
+  return 1;
+}
