@@ -134,34 +134,52 @@ static int co_wrap(lua_State *L) {
 }
 
 /*
-** Finds a name for the function at stack level 'ar': its name in a
-** loaded module ("table.sort"), else what the call site calls it.
+** Searches the table on top for the function at 'fidx'; pushes its key
+** ("name", or "prefix.name") and returns 1 when found.
 */
-static void push_funcname(lua_State *L, lua_Debug *ar) {
-  lua_getinfo(L, "f", ar);
-  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+static int find_in(lua_State *L, int fidx, const char *prefix) {
   lua_pushnil(L);
   while (lua_next(L, -2)) {
-    if (lua_type(L, -1) == LUA_TTABLE) {
-      lua_pushnil(L);
-      while (lua_next(L, -2)) {
-        /* stack: function, loaded, modname, module, key, value */
-        if (lua_rawequal(L, -1, -6) && lua_type(L, -2) == LUA_TSTRING
-            && lua_type(L, -4) == LUA_TSTRING) {
-          const char *mod = lua_tostring(L, -4);
-          if (strcmp(mod, "_G") == 0) lua_pushvalue(L, -2);
-          else lua_pushfstring(L, "%s.%s", mod, lua_tostring(L, -2));
-          lua_replace(L, -7);  /* over the function */
-          lua_pop(L, 5);
-          return;
-        }
-        lua_pop(L, 1);
-      }
+    if (lua_rawequal(L, -1, fidx) && lua_type(L, -2) == LUA_TSTRING) {
+      if (prefix == NULL) lua_pushvalue(L, -2);
+      else lua_pushfstring(L, "%s.%s", prefix, lua_tostring(L, -2));
+      lua_replace(L, -3);  /* over the key */
+      lua_pop(L, 1);  /* remove value */
+      return 1;
     }
     lua_pop(L, 1);
   }
-  lua_pop(L, 2);  /* remove loaded table and function */
+  return 0;
+}
+
+/*
+** Pushes a name for the function at stack level 'ar': a global name,
+** else its name in a loaded module ("table.sort"), else what the call
+** site calls it.
+*/
+static void push_funcname(lua_State *L, lua_Debug *ar) {
+  int fidx, top = lua_gettop(L);
+  lua_getinfo(L, "f", ar);
+  fidx = lua_gettop(L);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_getglobal(L, "_G");
+  if (lua_type(L, -1) == LUA_TTABLE && find_in(L, fidx, NULL)) goto found;
+  lua_pop(L, 1);  /* remove _G */
+  lua_pushnil(L);
+  while (lua_next(L, fidx + 1)) {
+    if (lua_type(L, -1) == LUA_TTABLE && lua_type(L, -2) == LUA_TSTRING
+        && find_in(L, fidx, lua_tostring(L, -2))) {
+      lua_remove(L, -2);  /* remove the module name */
+      goto found;
+    }
+    lua_pop(L, 1);
+  }
+  lua_settop(L, top);
   lua_pushstring(L, ar->name ? ar->name : "?");
+  return;
+found:
+  lua_replace(L, top + 1);
+  lua_settop(L, top + 1);
 }
 
 /* C functions that let a task suspend through them. */

@@ -115,7 +115,10 @@ void loom__push_results(lua_State *L, loom_future *f, int idx) {
   push_value(L, f, idx);
 }
 
-/* Stores the 'n' values on top of 'from' as the outcome of 'idx'. */
+/*
+** Stores the 'n' values on top of 'from' (which may be L itself) as the
+** outcome of the userdata at 'idx' of L, popping them.
+*/
 static void store_values(lua_State *L, int idx, lua_State *from, int n) {
   int i;
   if (n == 0) lua_pushnil(L);
@@ -123,7 +126,8 @@ static void store_values(lua_State *L, int idx, lua_State *from, int n) {
   else {
     lua_createtable(L, n, 0);
     for (i = n; i >= 1; i--) {
-      lua_xmove(from, L, 1);
+      if (from == L) lua_rotate(L, -2, 1);  /* value above the table */
+      else lua_xmove(from, L, 1);
       lua_rawseti(L, -2, i);
     }
   }
