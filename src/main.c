@@ -42,6 +42,7 @@ static void print_version(void) {
 #define HAS_E 1
 #define HAS_V 2
 #define HAS_I 4
+#define HAS_L 8
 
 /*
 ** Returns the index of the script in argv (argc when there is none),
@@ -65,9 +66,8 @@ static int collect_args(char **argv, int argc, int *flags, int *bad) {
         *flags |= argv[i][1] == 'i' ? HAS_I : HAS_V;
         break;
       case 'e':
-        *flags |= HAS_E;
-        /* FALLTHROUGH */
       case 'l':
+        *flags |= argv[i][1] == 'e' ? HAS_E : HAS_L;
         if (argv[i][2] == '\0' && ++i >= argc) return -1;
         break;
       default:
@@ -162,6 +162,34 @@ static int build_steps(lua_State *L, char **argv, int argc, int script,
   return 1;
 }
 
+/*
+** Spawns the main task: the script's chunk itself when there is nothing
+** else to run (so tracebacks end in "main chunk"), else the runner of
+** loom.cli over the steps.  Returns 0 after printing a load error.
+*/
+static int spawn_main(lua_State *L, loom_host *H, char **argv, int argc,
+                      int script, int from_stdin, int flags) {
+  int i, nargs;
+  if (!(flags & (HAS_E | HAS_L)) && (script < argc || from_stdin)) {
+    const char *fname = from_stdin ? NULL : argv[script];
+    if (!from_stdin && strcmp(fname, "-") == 0
+        && strcmp(argv[script - 1], "--") != 0)
+      fname = NULL;
+    if (luaL_loadfile(L, fname) != LUA_OK) return report_load_error(L);
+    nargs = from_stdin ? 0 : argc - script - 1;
+    for (i = 0; i < nargs; i++) lua_pushstring(L, argv[script + 1 + i]);
+  }
+  else {
+    if (loom__open_lua(L, "loom.cli") != LUA_OK) return report_load_error(L);
+    lua_call(L, 0, 1);  /* the runner */
+    if (!build_steps(L, argv, argc, script, from_stdin)) return 0;
+    nargs = 1;
+  }
+  H->main = loom__spawn(L, H, nargs);
+  lua_pop(L, 1);
+  return 1;
+}
+
 /* }==================================================================== */
 
 
@@ -227,18 +255,10 @@ int main(int argc, char **argv) {
   }
   L = loom_state(H);
   create_arg_table(L, argv, argc, script);
-  if (loom__open_lua(L, "loom.cli") != LUA_OK) {
-    report_load_error(L);
+  if (!spawn_main(L, H, argv, argc, script, from_stdin, flags)) {
     loom_close(H);
     return 1;
   }
-  lua_call(L, 0, 1);  /* the runner */
-  if (!build_steps(L, argv, argc, script, from_stdin)) {
-    loom_close(H);
-    return 1;
-  }
-  H->main = loom__spawn(L, H, 1);
-  lua_pop(L, 1);
   sig.H = H;
   sig.count = 0;
   uv_signal_init(H->loop, &sig.h);
