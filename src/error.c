@@ -88,10 +88,16 @@ static int make_class(lua_State *L, loom_host *H, const char *name,
   return luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
+static int call_tostring(lua_State *L) {
+  luaL_tolstring(L, 1, NULL);
+  return 1;
+}
+
 /*
-** Text of the error at 'idx' for a report, without calling anything
-** that could raise or yield: strings and numbers as they are, loom's
-** errors and tables with a string 'message' by that, else the type.
+** Text of the error at 'idx' for a report, pushed on the stack; never
+** raises.  Strings and numbers are themselves; a value with __tostring
+** (loom's errors among them) is converted by it, in protected mode, as
+** lua.c does; anything else is named by its type.
 */
 const char *loom__tostring(lua_State *L, int idx) {
   idx = lua_absindex(L, idx);
@@ -99,15 +105,13 @@ const char *loom__tostring(lua_State *L, int idx) {
     lua_pushvalue(L, idx);
     return lua_tostring(L, -1);
   }
-  if (lua_type(L, idx) == LUA_TTABLE) {
-    int named = luaL_getmetafield(L, idx, "__name") == LUA_TSTRING;
-    if (lua_getfield(L, idx, "message") == LUA_TSTRING) {
-      if (named) return lua_pushfstring(L, "%s: %s", lua_tostring(L, -2),
-                                        lua_tostring(L, -1));
-      return lua_tostring(L, -1);
-    }
+  if (luaL_getmetafield(L, idx, "__tostring") != LUA_TNIL) {
     lua_pop(L, 1);
-    if (named) lua_pop(L, 1);
+    lua_pushcfunction(L, call_tostring);
+    lua_pushvalue(L, idx);
+    if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_type(L, -1) == LUA_TSTRING)
+      return lua_tostring(L, -1);
+    lua_pop(L, 1);
   }
   return lua_pushfstring(L, "(error object is a %s value)",
                          luaL_typename(L, idx));

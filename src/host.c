@@ -66,7 +66,7 @@ void loom__wake(loom_host *H, loom_task *t) {
 }
 
 uint64_t loom__now(loom_host *H) {
-  return uv_now(H->loop) + H->voffset;
+  return H->is_virtual ? H->vnow : uv_now(H->loop);
 }
 
 /*

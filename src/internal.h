@@ -44,7 +44,7 @@ typedef struct loom_timer loom_timer;
 typedef int (*loom_k)(lua_State *L, loom_host *H, loom_task *t);
 
 struct loom_timer {
-  uint64_t due;      /* loop milliseconds, virtual offset included */
+  uint64_t due;      /* loop milliseconds (virtual time on that clock) */
   uint64_t seq;      /* insertion order: equal deadlines fire FIFO */
   size_t idx;        /* heap slot + 1; 0 when not queued */
   void (*fire)(loom_host *H, loom_timer *tm);
@@ -96,7 +96,7 @@ struct loom_host {
   size_t nheap, heapcap;
   uint64_t seq;
   uint64_t armed;          /* due time the uv timer is set for */
-  uint64_t voffset;        /* virtual clock: ms added to uv_now */
+  uint64_t vnow;           /* virtual clock: the time it reads, ms */
   int live_ref;            /* registry: table of live tasks */
   int pool_ref;            /* registry: idle coroutines */
   int npool;
@@ -115,7 +115,7 @@ extern char loom__tag;
 /* host.c */
 loom_host *loom__host_of(lua_State *L);  /* the state's host, created */
 loom_host *loom__host(lua_State *L);  /* host of upvalue 1 */
-uint64_t loom__now(loom_host *H);  /* loop ms with virtual offset */
+uint64_t loom__now(loom_host *H);  /* loop ms, or virtual ms */
 void loom__wake(loom_host *H, loom_task *t);  /* task to ready queue */
 int loom__loop(loom_host *H);  /* runs the loop until all is done */
 void loom__report(loom_host *H, const char *msg, const char *trace);

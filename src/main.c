@@ -24,6 +24,7 @@ static void usage(const char *badoption) {
           "Available options are:\n"
           "  -e stat   execute string 'stat'\n"
           "  -l mod    require library 'mod' into global 'mod'\n"
+          "  -l g=mod  require library 'mod' into global 'g'\n"
           "  -v        show version information\n"
           "  --        stop handling options\n"
           "  -         stop handling options and execute stdin\n",
@@ -121,11 +122,14 @@ static int add_chunk(lua_State *L, int steps, int status, char **args,
   return 1;
 }
 
+/* '-l mod' sets global 'mod'; '-l g=mod' sets global 'g' (lua 5.4.6). */
 static void add_module(lua_State *L, int steps, const char *name) {
+  const char *eq = strchr(name, '=');
   lua_createtable(L, 0, 2);
-  lua_pushstring(L, name);
+  lua_pushstring(L, eq ? eq + 1 : name);
   lua_setfield(L, -2, "module");
-  lua_pushstring(L, name);
+  if (eq) lua_pushlstring(L, name, (size_t)(eq - name));
+  else lua_pushstring(L, name);
   lua_setfield(L, -2, "global");
   lua_rawseti(L, steps, (lua_Integer)lua_rawlen(L, steps) + 1);
 }

@@ -82,6 +82,7 @@ static int run_main(lua_State *L, int fidx, int is_virtual, int debug) {
   t->f.observed = 1;  /* its outcome is ours to return or raise */
   H->main = t;
   H->L = L;
+  H->vnow = uv_now(H->loop);
   H->is_virtual = (unsigned char)is_virtual;
   H->debug = debug || saved_debug;
   loom__loop(H);
@@ -104,11 +105,16 @@ static int l_run(lua_State *L) {
 }
 
 static int l_run_with(lua_State *L) {
-  static const char *const clocks[] = {"real", "virtual", NULL};
+  const char *clock;
   int is_virtual, debug;
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_getfield(L, 1, "clock");
-  is_virtual = luaL_checkoption(L, -1, "real", clocks) == 1;
+  clock = lua_isnil(L, -1) ? "real" : lua_tostring(L, -1);
+  is_virtual = clock != NULL && strcmp(clock, "virtual") == 0;
+  if (clock == NULL || (!is_virtual && strcmp(clock, "real") != 0))
+    return luaL_error(L, "bad argument #1 to 'loom.run_with' (invalid "
+                         "option '%s' for clock: 'real' or 'virtual')",
+                      clock ? clock : luaL_typename(L, -1));
   lua_getfield(L, 1, "debug");
   debug = lua_toboolean(L, -1);
   lua_pop(L, 2);

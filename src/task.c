@@ -143,12 +143,42 @@ static void store_values(lua_State *L, int idx, lua_State *from, int n) {
 ** =====================================================================
 */
 
+static void report_failure(lua_State *L, loom_host *H, int idx);
+
+#define LOOM_WATCH_MT "loom.failure_watch"
+
+/*
+** A failure watch reports the failure of its future when the future is
+** collected unobserved.  Only failed futures get one, so the others
+** carry no finalizer.  It sits in the future's aux table and holds the
+** future in its user value: both become garbage together, and the
+** watch's finalizer brings the future back for the report.
+*/
+static int watch_gc(lua_State *L) {
+  loom_future *f;
+  lua_getiuservalue(L, 1, 1);
+  f = lua_touserdata(L, -1);
+  if (f != NULL && f->state == FUT_FAILED && !f->observed && !f->reported
+      && f->H != NULL && !f->H->closed)
+    report_failure(L, f->H, lua_gettop(L));
+  return 0;
+}
+
 static void set_failed(lua_State *L, loom_host *H, loom_future *f,
                        int idx) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, H->failed_ref);
   lua_pushvalue(L, idx);
   lua_rawsetp(L, -2, f);
   lua_pop(L, 1);
+  lua_newuserdatauv(L, 1, 1);
+  if (luaL_newmetatable(L, LOOM_WATCH_MT)) {
+    lua_pushcfunction(L, watch_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_setmetatable(L, -2);
+  lua_pushvalue(L, idx);
+  lua_setiuservalue(L, -2, 1);
+  set_aux(L, idx, "watch");
 }
 
 /* Marks the outcome of 'f' (at 'idx') as seen by someone. */
@@ -340,6 +370,8 @@ static void finish(loom_host *H, loom_task *t, int status, int nres) {
   pool_put(L, H);  /* the coroutine */
   complete(L, H, &t->f, idx);
   lua_settop(L, idx - 1);
+  if (t == H->main && t->f.state != FUT_OK)
+    loom__cancel_all(H);  /* as asyncio.run: the program is over */
 }
 
 /* Raises the error waiting in 't' (at 'idx' if known, else via ref). */
@@ -920,15 +952,6 @@ static int t_newindex(lua_State *L) {
   return 0;
 }
 
-/* Collected with a failure nobody saw: report it now. */
-static int f_gc(lua_State *L) {
-  loom_future *f = lua_touserdata(L, 1);
-  if (f->state == FUT_FAILED && !f->observed && !f->reported
-      && f->H != NULL && !f->H->closed)
-    report_failure(L, f->H, 1);
-  return 0;
-}
-
 static const luaL_Reg future_methods[] = {
   {"set_result", f_set_result},
   {"set_error", f_set_error},
@@ -977,8 +1000,6 @@ void loom__task_open(lua_State *L, loom_host *H) {
   lua_setfield(L, -2, "__newindex");
   lua_pushcfunction(L, t_tostring);
   lua_setfield(L, -2, "__tostring");
-  lua_pushcfunction(L, f_gc);
-  lua_setfield(L, -2, "__gc");
   lua_pop(L, 1);
   luaL_newmetatable(L, LOOM_FUTURE_MT);
   lua_newtable(L);
@@ -987,8 +1008,6 @@ void loom__task_open(lua_State *L, loom_host *H) {
   lua_setfield(L, -2, "__index");
   lua_pushcfunction(L, f_tostring);
   lua_setfield(L, -2, "__tostring");
-  lua_pushcfunction(L, f_gc);
-  lua_setfield(L, -2, "__gc");
   lua_pop(L, 1);
   lua_pushlightuserdata(L, H);
   luaL_setfuncs(L, funcs, 1);

@@ -5,10 +5,12 @@
 ** node inside its task, so a million sleepers stay cheap.  Deadlines
 ** that are equal fire in the order they were set.
 **
-** The virtual clock adds 'voffset' to the loop's time: when the ready
-** queue is empty and the loop holds nothing else that could wake a
-** task (no other active handle, no request in flight), the offset
-** jumps to the next deadline.
+** The virtual clock ('vnow', as Trio's autojump clock) stands still
+** while tasks run: when the ready queue is empty and the loop holds
+** nothing else that could wake a task (no other active handle, no
+** request in flight), it jumps to the next deadline.  While some I/O
+** is pending it cannot know, so the uv timer still fires after the
+** same span of real time and moves it on.
 */
 #include <math.h>
 #include <stdlib.h>
@@ -60,7 +62,10 @@ static void sift_down(loom_host *H, size_t i) {
 }
 
 static void timer_cb(uv_timer_t *h) {
-  loom__timer_run((loom_host *)h->data);
+  loom_host *H = h->data;
+  if (H->is_virtual && H->nheap > 0 && H->heap[0]->due > H->vnow)
+    H->vnow = H->heap[0]->due;
+  loom__timer_run(H);
 }
 
 /* Sets the uv timer for the earliest deadline, or stops it. */
@@ -129,7 +134,7 @@ int loom__timer_jump(loom_host *H) {
       || H->loop->active_reqs.count != 0)
     return 0;
   now = loom__now(H);
-  if (H->heap[0]->due > now) H->voffset += H->heap[0]->due - now;
+  if (H->heap[0]->due > now) H->vnow = H->heap[0]->due;
   loom__timer_run(H);
   return 1;
 }
@@ -151,8 +156,13 @@ double loom__checkduration(lua_State *L, int idx) {
   return s;
 }
 
+/*
+** Whole milliseconds, rounded up: a sleep never ends early.  The small
+** slack keeps a duration computed as a difference of loom.now() values
+** (0.1000000000002) from costing a whole extra millisecond.
+*/
 static uint64_t to_ms(double s) {
-  double ms = ceil(s * 1000.0);
+  double ms = ceil(s * 1000.0 - 1e-6);
   return ms > MAX_MS ? (uint64_t)MAX_MS : (uint64_t)ms;
 }
 

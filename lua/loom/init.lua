@@ -24,8 +24,17 @@ end
 
 -- NOTE: misuse raises with the public name of the function, as the C
 -- functions do through luaL_argerror.
+-- Level 4: the caller of the public function that called a checker.
 local function argerror(n, fname, msg)
-  error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg), 3)
+  error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg), 4)
+end
+
+local current = core.current
+local function check_task(fname)
+  if not current() then
+    error(("loom: %s called outside a task (use loom.run or the loom "
+      .. "binary)"):format(fname), 3)
+  end
 end
 
 local function check_callable(f, n, fname)
@@ -63,6 +72,7 @@ end
 function M.timeout(s, fn, ...)
   check_duration(s, 1, "loom.timeout")
   check_callable(fn, 2, "loom.timeout")
+  check_task("loom.timeout")
   local d <close> = deadline(s, "loom.timeout")
   return fn(...)
 end
@@ -71,9 +81,11 @@ end
 -- cancelled (and its cleanup awaited) and loom.Timeout raised.
 function M.wait_for(x, s)
   if not is_awaitable(x) then
-    argerror(1, "loom.wait_for", "Task or Future expected, got " .. type(x))
+    error(("bad argument #1 to 'loom.wait_for' (Task or Future expected, "
+      .. "got %s)"):format(type(x)), 2)
   end
   check_duration(s, 2, "loom.wait_for")
+  check_task("loom.wait_for")
   local d <close> = deadline(s, "loom.wait_for")
   local r = pack(pcall(await, x))
   if r[1] then return unpack(r, 2, r.n) end
@@ -102,7 +114,9 @@ end
 -- a fixed schedule; a tick that runs late does not cause a burst.
 function M.every(s, fn, ...)
   check_duration(s, 1, "loom.every")
-  if s == 0 then argerror(1, "loom.every", "interval must be positive") end
+  if s == 0 then
+    error("bad argument #1 to 'loom.every' (interval must be positive)", 2)
+  end
   check_callable(fn, 2, "loom.every")
   local t = spawn(function(...)
     local due = now() + s

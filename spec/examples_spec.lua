@@ -1,0 +1,151 @@
+--[[ spec/examples_spec.lua: the scripts in examples/ run with the binary
+  and do what their comments say.  The assertions are on behaviour
+  (order of lines, cleanup seen, timing within a margin), not on the
+  exact formatting of floats.
+]]
+local helper = require("spec.helper")
+
+-- Wall clock in seconds (luasystem comes with busted; os.time otherwise).
+local clock, coarse
+do
+  local ok, system = pcall(require, "system")
+  if ok and system.monotime then clock = system.monotime
+  elseif ok and system.gettime then clock = system.gettime
+  else clock, coarse = os.time, true end
+end
+
+local function lines(s)
+  local t = {}
+  for l in s:gmatch("[^\n]+") do t[#t + 1] = l end
+  return t
+end
+
+-- Runs examples/<name>.lua; returns its lines, stderr, status, seconds.
+local function run_example(name)
+  local t0 = clock()
+  local out, err, code = helper.run_bin({ "examples/" .. name .. ".lua" })
+  return lines(out), err, code, clock() - t0, out
+end
+
+-- Index of the first line matching 'pattern' (plain text when 'plain').
+local function find_line(l, pattern, plain)
+  for i, line in ipairs(l) do
+    if line:find(pattern, 1, plain) then return i end
+  end
+end
+
+describe("examples", function()
+  it("demo.lua: concurrent sleeps, timeout, cancellation cleanup, errors across await", function()
+    local l, err, code, secs, out = run_example("demo")
+    assert.are.equal("", err)
+    assert.are.equal(0, code)
+    assert.are.equal(10, #l, out)
+
+    -- every line is stamped with the loop time since the start
+    local stamps = {}
+    for i, line in ipairs(l) do
+      stamps[i] = tonumber(line:match("^%[%s*([%d.]+)s%] "))
+      assert.is_truthy(stamps[i], "no time stamp on: " .. line)
+      if i > 1 then assert.is_true(stamps[i] >= stamps[i - 1], out) end
+    end
+
+    -- 1. the three workers finish in order of their sleeps, concurrently
+    assert.matches("%] beta done after 0%.1s$", l[1])
+    assert.matches("%] gamma done after 0%.2s$", l[2])
+    assert.matches("%] alpha done after 0%.3s$", l[3])
+    assert.matches("%] awaited: ALPHA BETA GAMMA$", l[4])
+    assert.is_true(stamps[4] >= 0.28 and stamps[4] < 0.5,
+      "three sleeps of at most 0.3 s took " .. stamps[4] .. " s")
+
+    -- 2. the timeout interrupts the 10 s sleep after 0.1 s
+    assert.matches("%] slow call: ok=false, loom%.Timeout", l[5])
+    local dt = stamps[5] - stamps[4]
+    assert.is_true(dt >= 0.09 and dt < 0.5, "the 0.1 s timeout took " .. dt .. " s")
+
+    -- 3. cancelling the holder releases its connection before the await returns
+    local opened = find_line(l, "connection opened, waiting...", true)
+    local released = find_line(l, "connection released", true)
+    local cancelled = find_line(l, "holder cancelled: loom.Cancelled", true)
+    assert.is_truthy(opened and released and cancelled, out)
+    assert.is_true(opened < released and released < cancelled, out)
+
+    -- 4. the table error crossed the await unchanged
+    assert.matches("%] error object crossed the await: code=42$", l[9])
+
+    -- 5. main is the last task alive
+    assert.matches("%] main done; 1 task%(s%) alive$", l[10])
+
+    assert.is_true(stamps[10] < 1, "the demo's loop time: " .. stamps[10] .. " s")
+    assert.is_true(secs < 3, "the demo took " .. secs .. " s")
+  end)
+
+  it("sleepers.lua: hello after ~1 s, world after ~2 s, all in ~2 s not 3", function()
+    local l, err, code, secs, out = run_example("sleepers")
+    assert.are.equal("", err)
+    assert.are.equal(0, code)
+    assert.are.equal(3, #l, out)
+
+    local t_hello = tonumber(l[1]:match("^([%d.]+) hello$"))
+    local t_world = tonumber(l[2]:match("^([%d.]+) world$"))
+    assert.is_truthy(t_hello, out)  -- "hello" comes first ...
+    assert.is_truthy(t_world, out)  -- ... then "world"
+    assert.is_true(t_hello >= 0.9 and t_hello < 1.6, "hello at " .. t_hello)
+    assert.is_true(t_world >= 1.9 and t_world < 2.6, "world at " .. t_world)
+
+    local total = tonumber(l[3]:match("^finished in ([%d.]+) s$"))
+    assert.is_truthy(total, out)
+    assert.is_true(total >= 1.9 and total < 2.6, "finished in " .. total .. " s")
+
+    -- the process itself: about 2 s of wall time, not 3
+    if coarse then
+      assert.is_true(secs >= 1 and secs <= 3, "wall time " .. secs .. " s")
+    else
+      assert.is_true(secs >= 1.9 and secs < 2.6, "wall time " .. secs .. " s")
+    end
+  end)
+
+  it("timeout.lua: the slow operation's cleanup runs and loom.Timeout is raised", function()
+    local l, err, code, secs, out = run_example("timeout")
+    assert.are.equal("", err)
+    assert.are.equal(0, code)
+    assert.are.equal(3, #l, out)
+
+    -- the cleanup ran first, and saw the timeout at the sleep
+    assert.matches("^cleanup ran, the sleep raised: loom%.Timeout", l[1])
+    -- loom.timeout raised loom.Timeout: ok is false, is_timeout is true
+    local ok, text, is_timeout = l[2]:match("^(%a+)\t(.-)\t(%a+)$")
+    assert.are.equal("false", ok)
+    assert.matches("^loom%.Timeout", text)
+    assert.are.equal("true", is_timeout)
+    -- wait_for raised a timeout (ETIMEDOUT) and cancelled the task
+    assert.are.equal("false\tETIMEDOUT\ttask cancelled: true", l[3])
+
+    -- 0.5 s + 0.2 s of timeouts, not the 10 s sleeps
+    assert.is_true(secs < 3, "took " .. secs .. " s")
+    if not coarse then assert.is_true(secs >= 0.65, "took " .. secs .. " s") end
+  end)
+
+  it("cancel.lua: the cancelled worker releases its resource by <close> and pcall", function()
+    local l, err, code, secs, out = run_example("cancel")
+    assert.are.equal("", err)
+    assert.are.equal(0, code)
+
+    local acquired = find_line(l, "^acquired database connection$")
+    local working = find_line(l, "^working%.%.%.$")
+    local cancel_returned = find_line(l, "^cancel returned true$")
+    local pcall_saw = find_line(l, "^pcall saw: loom%.Cancelled: shutting down$")
+    local released = find_line(l, "^released database connection$")
+    local result = find_line(l, "^worker cancelled: ")
+    assert.is_truthy(acquired and working and cancel_returned and pcall_saw
+                     and released and result, out)
+    assert.are.equal(6, #l, out)
+    assert.is_true(acquired < working and working < cancel_returned, out)
+    assert.is_true(cancel_returned < pcall_saw, out)
+    -- the <close> variable is released when the worker's function exits,
+    -- after its pcall cleanup, and before the awaiter sees the result
+    assert.is_true(pcall_saw < released and released < result, out)
+    assert.are.equal("worker cancelled: true\tloom.Cancelled: shutting down", l[result])
+
+    assert.is_true(secs < 3, "took " .. secs .. " s (the worker sleeps 60 s)")
+  end)
+end)

@@ -1,0 +1,676 @@
+local loom = require "loom"
+
+-- Wall-clock seconds with sub-millisecond resolution (for checks that a
+-- run did not wait on the real clock); falls back to os.time().
+local function wall()
+  local p = io.popen("date +%s.%N 2>/dev/null")
+  local s = p and p:read("n")
+  if p then p:close() end
+  return s or os.time()
+end
+
+local function virtual(fn, ...)
+  return loom.run_with({ clock = "virtual" }, fn, ...)
+end
+
+-- Virtual time is the loop's real time plus the jumps, so a reading taken
+-- after a wake-up may carry a millisecond of real time on a busy machine:
+-- 'near' allows 2 ms unless told otherwise.
+local function near(expected, actual, eps)
+  eps = eps or 0.002
+  assert(math.abs(expected - actual) <= eps,
+    ("expected %.9f, got %.9f"):format(expected, actual))
+end
+
+local function assert_timeout(e)
+  assert.are.equal("table", type(e))
+  assert.are.equal(loom.Timeout, getmetatable(e))
+  assert.is_true(loom.is_timeout(e))
+  assert.is_false(loom.is_cancelled(e))
+  assert.are.equal("ETIMEDOUT", e.code)
+  assert.matches("timed out", tostring(e))
+end
+
+describe("loom time", function()
+  describe("sleep", function()
+    it("suspends only the caller: other tasks run meanwhile", function()
+      local log = {}
+      loom.run(function()
+        local bg = loom.spawn(function()
+          for i = 1, 3 do
+            log[#log + 1] = "bg" .. i
+            loom.yield()
+          end
+        end)
+        log[#log + 1] = "main sleeps"
+        loom.sleep(0.02)
+        log[#log + 1] = "main wakes"
+        bg:await()
+      end)
+      assert.are.same({ "main sleeps", "bg1", "bg2", "bg3", "main wakes" }, log)
+    end)
+
+    it("takes fractions of a second", function()
+      local real = loom.run(function()
+        local t0 = loom.now()
+        loom.sleep(0.0125)
+        return loom.now() - t0
+      end)
+      assert.is_true(real >= 0.012 and real < 0.5, "slept " .. real)
+      local a, b = virtual(function()
+        local t0 = loom.now()
+        loom.sleep(0.25)
+        local t1 = loom.now()
+        loom.sleep(1.5)
+        return t1 - t0, loom.now() - t1
+      end)
+      near(0.25, a)
+      near(1.5, b)
+    end)
+
+    it("sleep(0) acts as yield: every other ready task runs once", function()
+      local order = {}
+      loom.run(function()
+        local function worker(name)
+          for i = 1, 3 do
+            order[#order + 1] = name .. i
+            loom.sleep(0)
+          end
+        end
+        local a = loom.spawn(worker, "a")
+        local b = loom.spawn(worker, "b")
+        a:await(); b:await()
+      end)
+      assert.are.same({ "a1", "b1", "a2", "b2", "a3", "b3" }, order)
+    end)
+
+    it("wakes concurrent sleepers in deadline order", function()
+      local order = {}
+      loom.run(function()
+        local ts = {}
+        for _, d in ipairs { 0.03, 0.01, 0.02, 0.005 } do
+          ts[#ts + 1] = loom.spawn(function()
+            loom.sleep(d)
+            order[#order + 1] = d
+          end)
+        end
+        for _, t in ipairs(ts) do t:await() end
+      end)
+      assert.are.same({ 0.005, 0.01, 0.02, 0.03 }, order)
+    end)
+
+    it("wakes equal deadlines in the order they were set", function()
+      local order = {}
+      virtual(function()
+        local ts = {}
+        -- spawned 1..5, but task i sets its sleep after 5 - i yields,
+        -- so the sleeps are set in the order 5, 4, 3, 2, 1
+        for i = 1, 5 do
+          ts[i] = loom.spawn(function()
+            for _ = 1, 5 - i do loom.yield() end
+            loom.sleep(2)
+            order[#order + 1] = i
+          end)
+        end
+        for i = 1, 5 do ts[i]:await() end
+      end)
+      assert.are.same({ 5, 4, 3, 2, 1 }, order)
+
+      -- a deadline set earlier wins over an equal one set later
+      order = {}
+      virtual(function()
+        local late = loom.spawn(function()
+          loom.sleep(1)
+          loom.sleep(2)  -- due at 3, set at 1
+          order[#order + 1] = "set later"
+        end)
+        local early = loom.spawn(function()
+          loom.sleep(3)  -- due at 3, set at 0
+          order[#order + 1] = "set first"
+        end)
+        late:await(); early:await()
+      end)
+      assert.are.same({ "set first", "set later" }, order)
+    end)
+
+    it("raises with its name on bad durations", function()
+      loom.run(function()
+        assert.error_matches(function() loom.sleep("soon") end,
+          "bad argument #1 to '[%w.]*sleep' %(number expected, got string%)")
+        assert.error_matches(function() loom.sleep({}) end,
+          "bad argument #1 to '[%w.]*sleep' %(number expected, got table%)")
+        assert.error_matches(function() loom.sleep() end,
+          "bad argument #1 to '[%w.]*sleep' %(number expected, got no value%)")
+        assert.error_matches(function() loom.sleep(-1) end,
+          "bad argument #1 to '[%w.]*sleep'.*non%-negative")
+        assert.error_matches(function() loom.sleep(0 / 0) end,
+          "bad argument #1 to '[%w.]*sleep'.*non%-negative")
+        -- the task is still usable afterwards
+        loom.sleep(0.001)
+      end)
+    end)
+
+    it("accepts math.huge and sleeps 'forever'", function()
+      local c0 = os.clock()
+      local ok, e, dt = virtual(function()
+        local t0 = loom.now()
+        local ok, e = pcall(loom.timeout, 5, loom.sleep, math.huge)
+        return ok, e, loom.now() - t0
+      end)
+      assert.is_false(ok)
+      assert_timeout(e)
+      near(5, dt)
+      assert.is_true(os.clock() - c0 < 0.5)
+    end)
+
+    it("raises outside a task", function()
+      assert.has_error(function() loom.sleep(1) end,
+        "loom: loom.sleep called outside a task (use loom.run or the loom binary)")
+      assert.has_error(function() loom.sleep(0) end,
+        "loom: loom.sleep called outside a task (use loom.run or the loom binary)")
+    end)
+  end)
+
+  describe("now", function()
+    it("is monotonic float seconds", function()
+      loom.run(function()
+        local prev = loom.now()
+        assert.are.equal("float", math.type(prev))
+        for _ = 1, 20 do
+          loom.yield()
+          local n = loom.now()
+          assert.is_true(n >= prev)
+          prev = n
+        end
+      end)
+    end)
+
+    it("advances across a sleep by about the slept time", function()
+      local dt = loom.run(function()
+        local t0 = loom.now()
+        loom.sleep(0.05)
+        return loom.now() - t0
+      end)
+      assert.is_true(dt >= 0.045 and dt <= 0.5, "elapsed " .. dt)
+    end)
+  end)
+
+  describe("timeout", function()
+    it("returns all of fn's results, nils included, when in time", function()
+      local r = table.pack(loom.run(function()
+        return loom.timeout(1, function(a, b)
+          loom.sleep(0.005)
+          return a, nil, b, nil
+        end, "x", "y")
+      end))
+      assert.are.equal(4, r.n)
+      assert.are.same({ "x", nil, "y", nil, n = 4 }, r)
+    end)
+
+    it("raises loom.Timeout when fn is not done in time", function()
+      local ok, e, dt = virtual(function()
+        local t0 = loom.now()
+        local ok, e = pcall(loom.timeout, 0.5, function()
+          loom.sleep(10)
+          return "too late"
+        end)
+        return ok, e, loom.now() - t0
+      end)
+      assert.is_false(ok)
+      assert_timeout(e)
+      near(0.5, dt)
+    end)
+
+    it("raises at fn's suspension so its pcall cleanup and <close> run first", function()
+      local log = {}
+      virtual(function()
+        local ok, e = pcall(loom.timeout, 1, function()
+          local guard <close> = setmetatable({}, { __close = function(_, err)
+            log[#log + 1] = "close:" .. (loom.is_timeout(err) and "timeout" or tostring(err))
+          end })
+          local ok2, e2 = pcall(loom.sleep, 10)
+          log[#log + 1] = "pcall:" .. tostring(ok2) .. ":" .. tostring(loom.is_timeout(e2))
+          error(e2, 0)
+        end)
+        log[#log + 1] = "raised:" .. tostring(ok) .. ":" .. tostring(loom.is_timeout(e))
+        -- the task goes on normally after the scope
+        loom.sleep(0.5)
+        log[#log + 1] = "after"
+      end)
+      assert.are.same({ "pcall:false:true", "close:timeout", "raised:false:true", "after" }, log)
+    end)
+
+    it("nests: a shorter inner scope fires in the inner scope only", function()
+      local r, inner_e, inner_dt, total = virtual(function()
+        local t0 = loom.now()
+        local inner_e, inner_dt
+        local r = loom.timeout(10, function()
+          local ok, e = pcall(loom.timeout, 1, loom.sleep, 5)
+          assert(not ok)
+          inner_e, inner_dt = e, loom.now() - t0
+          loom.sleep(2)  -- still inside the outer scope, which has time left
+          return "outer done"
+        end)
+        return r, inner_e, inner_dt, loom.now() - t0
+      end)
+      assert.are.equal("outer done", r)
+      assert_timeout(inner_e)
+      near(1, inner_dt)
+      near(3, total)
+    end)
+
+    it("nests: a shorter outer scope fires through the inner one and the outer raises", function()
+      local log = {}
+      local ok, e, dt = virtual(function()
+        local t0 = loom.now()
+        local ok, e = pcall(loom.timeout, 1, function()
+          local ok2, e2 = pcall(loom.timeout, 10, loom.sleep, 5)
+          log[#log + 1] = "inner saw " .. tostring(loom.is_timeout(e2))
+          if not ok2 then error(e2, 0) end
+          log[#log + 1] = "not reached"
+        end)
+        return ok, e, loom.now() - t0
+      end)
+      assert.is_false(ok)
+      assert_timeout(e)
+      assert.matches("1s", tostring(e))
+      near(1, dt)
+      assert.are.same({ "inner saw true" }, log)
+    end)
+
+    it("drops an inner deadline once its scope has ended", function()
+      local r, dt = virtual(function()
+        local t0 = loom.now()
+        local r = loom.timeout(10, function()
+          loom.timeout(0.5, function() end)           -- ends at once
+          loom.timeout(0.5, loom.sleep, 0.1)          -- ends after a sleep
+          pcall(loom.timeout, 0.5, error, "x", 0)     -- ends by an error
+          loom.sleep(2)  -- all three inner deadlines pass meanwhile
+          return "fine"
+        end)
+        loom.sleep(1)
+        return r, loom.now() - t0
+      end)
+      assert.are.equal("fine", r)
+      near(3.1, dt)
+    end)
+
+    it("leaves no timer keeping the loop alive once it did not fire", function()
+      local w0 = wall()
+      local r = loom.run(function()
+        return loom.timeout(30, function() return "quick" end)
+      end)
+      assert.are.equal("quick", r)
+      local r2 = loom.run(function()
+        return loom.timeout(30, function()
+          loom.sleep(0.005)
+          return loom.timeout(20, function() return "nested" end)
+        end)
+      end)
+      assert.are.equal("nested", r2)
+      loom.run(function() pcall(loom.timeout, 30, error, "boom") end)
+      assert.is_true(wall() - w0 < 2, "loom.run waited for a dead deadline")
+    end)
+
+    it("passes fn's own errors through unchanged", function()
+      local tbl = { reason = "mine" }
+      local e1, e2 = loom.run(function()
+        local _, ea = pcall(loom.timeout, 1, function() error("plain", 0) end)
+        local _, eb = pcall(loom.timeout, 1, function()
+          loom.sleep(0.001)
+          error(tbl)
+        end)
+        return ea, eb
+      end)
+      assert.are.equal("plain", e1)
+      assert.are.equal(tbl, e2)
+    end)
+
+    it("raises on bad arguments", function()
+      loom.run(function()
+        local f = function() end
+        assert.error_matches(function() loom.timeout("1", f) end,
+          "bad argument #1 to 'loom.timeout' %(number expected, got string%)")
+        assert.error_matches(function() loom.timeout(-1, f) end,
+          "bad argument #1 to 'loom.timeout'.*non%-negative")
+        assert.error_matches(function() loom.timeout(0 / 0, f) end,
+          "bad argument #1 to 'loom.timeout'.*non%-negative")
+        assert.error_matches(function() loom.timeout(1, 42) end,
+          "bad argument #2 to 'loom.timeout' %(function expected, got number%)")
+        assert.error_matches(function() loom.timeout(1) end,
+          "bad argument #2 to 'loom.timeout' %(function expected, got nil%)")
+      end)
+    end)
+
+    it("raises outside a task", function()
+      assert.has_error(function() loom.timeout(1, function() end) end,
+        "loom: loom.timeout called outside a task (use loom.run or the loom binary)")
+    end)
+
+    it("runs a 30 s timeout in microseconds on the virtual clock", function()
+      local c0, w0 = os.clock(), wall()
+      local ok, e, dt = virtual(function()
+        local t0 = loom.now()
+        local ok, e = pcall(loom.timeout, 30, loom.sleep, 60)
+        return ok, e, loom.now() - t0
+      end)
+      assert.is_false(ok)
+      assert_timeout(e)
+      near(30, dt)
+      assert.is_true(os.clock() - c0 < 0.1, "CPU time " .. (os.clock() - c0))
+      assert.is_true(wall() - w0 < 1)
+    end)
+  end)
+
+  describe("wait_for", function()
+    it("returns all of x's results when in time", function()
+      local r = table.pack(loom.run(function()
+        local x = loom.spawn(function()
+          loom.sleep(0.005)
+          return 1, nil, "three"
+        end)
+        return loom.wait_for(x, 1)
+      end))
+      assert.are.same({ 1, nil, "three", n = 3 }, r)
+    end)
+
+    it("on timeout cancels x, waits for its cleanup, and raises loom.Timeout", function()
+      local log = {}
+      local ok, e, cancelled, done, dt = virtual(function()
+        local x = loom.spawn(function()
+          local guard <close> = setmetatable({}, { __close = function()
+            log[#log + 1] = "x closed"
+          end })
+          local ok, err = pcall(loom.sleep, 10)
+          log[#log + 1] = "x saw " .. (loom.is_cancelled(err) and "Cancelled" or tostring(err))
+          loom.sleep(0.5)  -- cleanup that itself suspends
+          log[#log + 1] = "x cleaned up"
+          error(err, 0)
+        end)
+        local t0 = loom.now()
+        local ok, e = pcall(loom.wait_for, x, 1)
+        log[#log + 1] = "wait_for raised"
+        return ok, e, x:cancelled(), x:done(), loom.now() - t0
+      end)
+      assert.is_false(ok)
+      assert_timeout(e)
+      assert.is_true(cancelled)
+      assert.is_true(done)
+      near(1.5, dt)
+      assert.are.same({ "x saw Cancelled", "x cleaned up", "x closed", "wait_for raised" }, log)
+    end)
+
+    it("takes a Future", function()
+      local a, b, ok, e, fdone, fcancelled = virtual(function()
+        local f = loom.future()
+        loom.later(0.5, function() f:set_result("v", 2) end)
+        local a, b = loom.wait_for(f, 1)
+        local g = loom.future()
+        local ok, e = pcall(loom.wait_for, g, 1)
+        return a, b, ok, e, g:done(), g:cancelled()
+      end)
+      assert.are.equal("v", a)
+      assert.are.equal(2, b)
+      assert.is_false(ok)
+      assert_timeout(e)
+      assert.is_true(fdone)
+      assert.is_true(fcancelled)
+    end)
+
+    it("passes x's error through unchanged", function()
+      local tbl = {}
+      local e1, e2, e3 = loom.run(function()
+        local a = loom.spawn(function() loom.sleep(0.001); error("plain", 0) end)
+        local b = loom.spawn(function() error(tbl) end)
+        local f = loom.future()
+        f:set_error(tbl)
+        local _, ea = pcall(loom.wait_for, a, 1)
+        local _, eb = pcall(loom.wait_for, b, 1)
+        local _, ef = pcall(loom.wait_for, f, 1)
+        return ea, eb, ef
+      end)
+      assert.are.equal("plain", e1)
+      assert.are.equal(tbl, e2)
+      assert.are.equal(tbl, e3)
+    end)
+
+    it("raises on bad input", function()
+      loom.run(function()
+        local x = loom.spawn(function() end)
+        assert.error_matches(function() loom.wait_for(42, 1) end,
+          "bad argument #1 to 'loom.wait_for' %(Task or Future expected, got number%)")
+        assert.error_matches(function() loom.wait_for(nil, 1) end, "bad argument #1")
+        assert.error_matches(function() loom.wait_for(x) end,
+          "bad argument #2 to 'loom.wait_for' %(number expected, got nil%)")
+        assert.error_matches(function() loom.wait_for(x, "1") end, "bad argument #2")
+        assert.error_matches(function() loom.wait_for(x, -1) end,
+          "bad argument #2 to 'loom.wait_for'.*non%-negative")
+        assert.error_matches(function() loom.wait_for(x, 0 / 0) end,
+          "bad argument #2 to 'loom.wait_for'.*non%-negative")
+        x:await()
+      end)
+    end)
+
+    it("raises outside a task", function()
+      local x = loom.run(function() return loom.spawn(function() end) end)
+      assert.has_error(function() loom.wait_for(x, 1) end,
+        "loom: loom.wait_for called outside a task (use loom.run or the loom binary)")
+    end)
+  end)
+
+  describe("later", function()
+    it("runs fn(...) as a task after s seconds and its result can be awaited", function()
+      local log = {}
+      local a, b, at = virtual(function()
+        local t0 = loom.now()
+        local at
+        local h = loom.later(0.5, function(x, y)
+          at = loom.now() - t0
+          log[#log + 1] = "fn"
+          return x + y, "sum"
+        end, 2, 3)
+        log[#log + 1] = "returned"
+        loom.sleep(0.4)
+        log[#log + 1] = "0.4"
+        local a, b = h:await()
+        return a, b, at
+      end)
+      assert.are.equal(5, a)
+      assert.are.equal("sum", b)
+      near(0.5, at)
+      assert.are.same({ "returned", "0.4", "fn" }, log)
+    end)
+
+    it("never runs fn when cancelled before it fires", function()
+      local ran = false
+      local cancelled, dt = virtual(function()
+        local t0 = loom.now()
+        local h = loom.later(1, function() ran = true end)
+        loom.sleep(0.5)
+        h:cancel()
+        loom.sleep(2)
+        return h:cancelled(), loom.now() - t0
+      end)
+      assert.is_false(ran)
+      assert.is_true(cancelled)
+      near(2.5, dt)
+    end)
+
+    it("raises on bad arguments", function()
+      loom.run(function()
+        assert.error_matches(function() loom.later(-1, function() end) end,
+          "bad argument #1 to 'loom.later'")
+        assert.error_matches(function() loom.later(1, 42) end,
+          "bad argument #2 to 'loom.later' %(function expected, got number%)")
+      end)
+    end)
+  end)
+
+  describe("every", function()
+    it("calls fn(...) every s seconds until cancelled", function()
+      local calls = {}
+      local n_at, n_end, cancelled = virtual(function()
+        local h = loom.every(0.1, function(tag) calls[#calls + 1] = tag end, "tick")
+        loom.sleep(0.55)
+        local n_at = #calls
+        h:cancel()
+        loom.sleep(1)
+        return n_at, #calls, h:cancelled()
+      end)
+      assert.are.equal(5, n_at)
+      assert.are.equal(5, n_end)
+      assert.is_true(cancelled)
+      for i = 1, 5 do assert.are.equal("tick", calls[i]) end
+    end)
+
+    it("ticks at start + k*s on the virtual clock", function()
+      local times = virtual(function()
+        local t0 = loom.now()
+        local times = {}
+        local h = loom.every(0.1, function()
+          times[#times + 1] = loom.now() - t0
+          if #times == 10 then return false end
+        end)
+        h:await()
+        return times
+      end)
+      assert.are.equal(10, #times)
+      -- exactly on the millisecond: the clock has 1 ms resolution
+      for k = 1, 10 do near(k * 0.1, times[k], 0.0005) end
+    end)
+
+    it("stops when fn returns false", function()
+      local n = 0
+      local done, cancelled, dt = virtual(function()
+        local t0 = loom.now()
+        local h = loom.every(0.25, function()
+          n = n + 1
+          if n == 3 then return false end
+          return nil  -- nil is not false: keeps going
+        end)
+        h:await()
+        local dt = loom.now() - t0
+        loom.sleep(2)
+        return h:done(), h:cancelled(), dt
+      end)
+      assert.are.equal(3, n)
+      assert.is_true(done)
+      assert.is_false(cancelled)
+      near(0.75, dt)
+    end)
+
+    it("raises on a zero, negative or NaN interval and on a non-function", function()
+      loom.run(function()
+        local f = function() end
+        assert.error_matches(function() loom.every(0, f) end,
+          "bad argument #1 to 'loom.every'")
+        assert.error_matches(function() loom.every(-0.5, f) end,
+          "bad argument #1 to 'loom.every'")
+        assert.error_matches(function() loom.every(0 / 0, f) end,
+          "bad argument #1 to 'loom.every'")
+        assert.error_matches(function() loom.every(1, "f") end,
+          "bad argument #2 to 'loom.every' %(function expected, got string%)")
+      end)
+    end)
+  end)
+
+  describe("virtual clock", function()
+    it("jumps through an hour of sleeps at once and now() reads virtual time", function()
+      local c0, w0 = os.clock(), wall()
+      local dt, counted = virtual(function()
+        local t0 = loom.now()
+        local counted = 0
+        local bg = loom.spawn(function()
+          for _ = 1, 3600 do loom.sleep(1); counted = counted + 1 end
+        end)
+        for _ = 1, 60 do loom.sleep(60) end
+        bg:await()
+        return loom.now() - t0, counted
+      end)
+      near(3600, dt, 0.5)
+      assert.are.equal(3600, counted)
+      assert.is_true(os.clock() - c0 < 1, "CPU time " .. (os.clock() - c0))
+      assert.is_true(wall() - w0 < 2)
+    end)
+
+    it("does not jump while a task is ready to run", function()
+      local readings, woke = virtual(function()
+        local t0 = loom.now()
+        local readings = {}
+        local woke
+        local sleeper = loom.spawn(function()
+          loom.sleep(10)
+          woke = #readings
+        end)
+        for _ = 1, 50 do
+          readings[#readings + 1] = loom.now() - t0
+          loom.yield()
+        end
+        sleeper:await()
+        return readings, woke
+      end)
+      assert.are.equal(50, woke)
+      for _, r in ipairs(readings) do assert.is_true(r < 1) end
+    end)
+
+    it("orders tasks as the real clock does", function()
+      local function scenario(u)
+        local order = {}
+        local ts = {
+          loom.spawn(function() loom.sleep(3 * u); order[#order + 1] = "A" end),
+          loom.spawn(function()
+            loom.sleep(u); order[#order + 1] = "B1"
+            loom.sleep(u); order[#order + 1] = "B2"
+          end),
+          loom.spawn(function() loom.sleep(2 * u); order[#order + 1] = "C" end),
+          loom.spawn(function() loom.sleep(2 * u); order[#order + 1] = "D" end),
+          loom.spawn(function() loom.sleep(0); order[#order + 1] = "E" end),
+        }
+        for _, t in ipairs(ts) do t:await() end
+        return order
+      end
+      local real = loom.run(scenario, 0.02)
+      local virt = virtual(scenario, 20)
+      assert.are.same({ "E", "B1", "C", "D", "B2", "A" }, real)
+      assert.are.same(real, virt)
+    end)
+
+    it("accepts {debug = true}", function()
+      local before = loom.debug()
+      local r, dbg = loom.run_with({ clock = "virtual", debug = true }, function(x)
+        loom.sleep(5)
+        return x * 2, loom.debug()
+      end, 21)
+      assert.are.equal(42, r)
+      assert.is_true(dbg)
+      assert.are.equal(before, loom.debug())
+    end)
+
+    it("raises on a bad clock name", function()
+      assert.error_matches(function()
+        loom.run_with({ clock = "wall" }, function() end)
+      end, "invalid option 'wall'")
+      assert.has_error(function() loom.run_with("virtual", function() end) end)
+      assert.has_error(function() loom.run_with({ clock = "virtual" }, 42) end)
+    end)
+
+    it("is off again for the next plain loom.run", function()
+      local before = loom.run(function() return loom.now() end)
+      local wv = wall()
+      virtual(function() loom.sleep(3600) end)
+      assert.is_true(wall() - wv < 1)
+      local w0 = wall()
+      local t0, dt = loom.run(function()
+        local t0 = loom.now()
+        loom.sleep(0.05)
+        return t0, loom.now() - t0
+      end)
+      local wdt = wall() - w0
+      assert.is_true(dt >= 0.045 and dt < 0.5, "now() advanced " .. dt)
+      assert.is_true(wdt >= 0.04, "the sleep took " .. wdt .. " s of wall time")
+      -- loom.now() is the loop's real time again, not an hour ahead
+      assert.is_true(t0 - before < 2 + (w0 - wv),
+        ("now() jumped by %.3f s across the virtual run"):format(t0 - before))
+    end)
+  end)
+end)
