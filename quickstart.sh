@@ -78,7 +78,7 @@ case "${1:-}" in
     build build-asan -Db_sanitize=address,undefined -Db_lundef=false \
       -Dbuildtype=debug
     specs build-asan "specs under ASan+UBSan" \
-      ASAN_OPTIONS=detect_leaks=1 \
+      ASAN_OPTIONS=detect_leaks=1 LOOM_CLOSE_AT_EXIT=1 \
       UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
       LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.so)"
     echo "$PASSED passed, $FAILED failed"

@@ -179,6 +179,7 @@ static void host_close(loom_host *H, int state_closing) {
   if (!state_closing) {
     host_orphan(H, H->live_ref);
     host_orphan(H, H->failed_ref);
+    luaL_unref(H->mainL, LUA_REGISTRYINDEX, H->aux_ref);
     luaL_unref(H->mainL, LUA_REGISTRYINDEX, H->pool_ref);
     lua_pushnil(H->mainL);
     lua_rawsetp(H->mainL, LUA_REGISTRYINDEX, &hostkey);
@@ -250,6 +251,7 @@ static loom_host *host_create(lua_State *L, uv_loop_t *loop) {
   H->live_ref = newref(L, NULL);
   H->pool_ref = newref(L, NULL);
   H->failed_ref = newref(L, "v");
+  H->aux_ref = newref(L, "k");
   box = lua_newuserdatauv(L, sizeof *box, 0);
   *box = H;
   lua_createtable(L, 0, 1);

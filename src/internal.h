@@ -29,9 +29,12 @@
 #define LOOM_FUTURE_MT   "loom.future"
 #define LOOM_DEADLINE_MT "loom.deadline"
 
-/* user values of a task or future userdata */
-#define UV_VALUE 1  /* start function, coroutine, result(s) or error */
-#define UV_AUX   2  /* table of rarely used fields (name, trace, ...) */
+/*
+** User value 1 of a task or future: its start function, then its
+** coroutine, then its result(s) or error.  A task spawned with
+** arguments keeps them in user values 2.. until it starts.
+*/
+#define UV_VALUE 1
 
 /* states of a future (and so of a task): FUT_* */
 enum { FUT_PENDING, FUT_OK, FUT_FAILED, FUT_CANCELLED };
@@ -45,35 +48,45 @@ typedef int (*loom_k)(lua_State *L, loom_host *H, loom_task *t);
 
 struct loom_timer {
   uint64_t due;      /* loop milliseconds (virtual time on that clock) */
-  uint64_t seq;      /* insertion order: equal deadlines fire FIFO */
-  size_t idx;        /* heap slot + 1; 0 when not queued */
   void (*fire)(loom_host *H, loom_timer *tm);
+  uint32_t seq;      /* insertion order (wraps): equal deadlines FIFO */
+  uint32_t idx;      /* heap slot + 1; 0 when not queued */
 };
 
 struct loom_future {
-  loom_host *H;        /* NULL once the host is closed */
-  unsigned char is_task;
-  unsigned char state;     /* FUT_* */
-  unsigned char observed;  /* someone retrieved the outcome */
-  unsigned char reported;  /* an unobserved failure was printed */
+  loom_host *H;            /* NULL once the host is closed */
+  loom_task *waiters;      /* tasks awaiting it: circular, oldest first */
   int nres;                /* results stored in UV_VALUE */
-  loom_task *whead, *wtail;  /* tasks awaiting this future */
+  unsigned is_task : 1;
+  unsigned state : 2;      /* FUT_* */
+  unsigned observed : 1;   /* someone retrieved the outcome */
+  unsigned reported : 1;   /* an unobserved failure was printed */
+  unsigned has_aux : 1;    /* it has a table in the host's aux table */
 };
 
+/*
+** A task.  It waits on one thing at a time, so the node of a sleep and
+** the links of an await share memory: a small struct matters when a
+** million tasks are alive.
+*/
 struct loom_task {
   loom_future f;
   lua_State *co;           /* the coroutine while started and not done */
-  int ref;                 /* slot in the host's live table */
-  int nargs;               /* start arguments packed in UV_VALUE */
-  unsigned id;
-  unsigned char started;
-  unsigned char queued;    /* in the ready queue */
-  unsigned char throwing;  /* an error waits in aux.throw */
   loom_task *next_ready;
-  loom_task *wnext, *wprev;  /* links in a future's waiter list */
-  loom_future *awaiting;     /* the future this task awaits */
   void (*unwait)(loom_host *H, loom_task *t);  /* leaves its wait */
-  loom_timer sleep;          /* used by loom.sleep */
+  int ref;                 /* slot in the host's live table */
+  unsigned id;
+  unsigned short nargs;    /* start arguments in user values 2.. */
+  unsigned started : 1;
+  unsigned queued : 1;     /* in the ready queue */
+  unsigned throwing : 1;   /* an error waits in aux.throw */
+  union {
+    loom_timer sleep;      /* loom.sleep */
+    struct {
+      loom_task *next, *prev;  /* in the awaited future's waiters */
+      loom_future *on;         /* the awaited future */
+    } w;
+  } u;
 };
 
 struct loom_host {
@@ -94,10 +107,12 @@ struct loom_host {
   loom_task *main;         /* the task of loom.run / the script */
   loom_timer **heap;
   size_t nheap, heapcap;
-  uint64_t seq;
+  uint32_t seq;
   uint64_t armed;          /* due time the uv timer is set for */
   uint64_t vnow;           /* virtual clock: the time it reads, ms */
   int live_ref;            /* registry: table of live tasks */
+  int aux_ref;             /* registry: task/future -> table of rare fields */
+  int task_mt_ref, future_mt_ref;  /* registry: their metatables */
   int pool_ref;            /* registry: idle coroutines */
   int npool;
   int failed_ref;          /* registry: weak table of unobserved failures */

@@ -4,18 +4,19 @@
 ** A future is a 'loom.future' userdata; a task is a 'loom.task'
 ** userdata whose struct begins with the future's.  Both keep their
 ** outcome in user value UV_VALUE (nothing, the single result, a table
-** of results, or the error) and rarely used fields in a table at
-** UV_AUX: 'name', 'trace' (traceback of a failure), 'throw' (an error
-** waiting to be raised in the task), 'cause' and 'cause_trace' (the
-** failure it got from a task it awaited), 'callbacks' (on_done).
+** of results, or the error).  Rarely used fields live in the host's
+** aux table (weak keys), one table per future that needs them: 'name',
+** 'trace' (traceback of a failure), 'throw' (an error waiting to be
+** raised in the task), 'cause' and 'cause_trace' (the failure it got
+** from a task it awaited), 'callbacks' (on_done), 'watch'.
 **
 ** A pending task is anchored in the host's live table at 't->ref'.
-** Before it starts, UV_VALUE holds its function (and a packed table of
-** arguments when it has any); coroutines are taken from a small pool
-** only when the task first runs, so a million spawned tasks that have
-** not run yet cost no stacks, and a finished task gives its coroutine
-** back.
+** Before it starts, UV_VALUE holds its function and user values 2..
+** its arguments; coroutines are taken from a small pool only when the
+** task first runs, so a million spawned tasks that have not run yet
+** cost no stacks, and a finished task gives its coroutine back.
 */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -56,20 +57,34 @@ static loom_task *checktask(lua_State *L, int idx) {
   return t;
 }
 
-/* Pushes the aux table of the userdata at 'idx', creating it. */
-static void push_aux(lua_State *L, int idx) {
+/*
+** Pushes the aux table of the future at 'idx' (creating it if 'create',
+** else pushing nil when it has none).
+*/
+static int push_aux(lua_State *L, int idx, int create) {
+  loom_future *f = lua_touserdata(L, idx);
   idx = lua_absindex(L, idx);
-  if (lua_getiuservalue(L, idx, UV_AUX) != LUA_TTABLE) {
+  if (f->H == NULL || !(f->has_aux || create)) {
+    lua_pushnil(L);
+    return 0;
+  }
+  f->has_aux = 1;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, f->H->aux_ref);
+  lua_pushvalue(L, idx);
+  if (lua_rawget(L, -2) != LUA_TTABLE && create) {
     lua_pop(L, 1);
     lua_createtable(L, 0, 2);
-    lua_pushvalue(L, -1);
-    lua_setiuservalue(L, idx, UV_AUX);
+    lua_pushvalue(L, idx);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, -4);
   }
+  lua_remove(L, -2);  /* remove the host's aux table */
+  return lua_istable(L, -1);
 }
 
-/* Pushes field 'k' of the aux table of the userdata at 'idx'. */
+/* Pushes field 'k' of the aux table of the future at 'idx'. */
 static int get_aux(lua_State *L, int idx, const char *k) {
-  if (lua_getiuservalue(L, idx, UV_AUX) != LUA_TTABLE) return LUA_TNIL;
+  if (!push_aux(L, idx, 0)) return LUA_TNIL;
   lua_getfield(L, -1, k);
   lua_remove(L, -2);
   return lua_type(L, -1);
@@ -78,7 +93,10 @@ static int get_aux(lua_State *L, int idx, const char *k) {
 /* Sets field 'k' of the aux table of 'idx' to the value on top. */
 static void set_aux(lua_State *L, int idx, const char *k) {
   idx = lua_absindex(L, idx);
-  push_aux(L, idx);
+  if (!push_aux(L, idx, 1)) {
+    lua_pop(L, 2);  /* an orphaned future keeps nothing */
+    return;
+  }
   lua_insert(L, -2);
   lua_setfield(L, -2, k);
   lua_pop(L, 1);  /* remove aux */
@@ -226,6 +244,33 @@ static void run_callbacks(lua_State *L, loom_host *H, int idx) {
   lua_pop(L, 1);  /* remove callbacks */
 }
 
+/* Appends 't' to the waiters of 'f' (a circular list: head->prev is the tail). */
+static void link_waiter(loom_future *f, loom_task *t) {
+  loom_task *head = f->waiters;
+  t->u.w.on = f;
+  if (head == NULL) {
+    t->u.w.next = t->u.w.prev = t;
+    f->waiters = t;
+  }
+  else {
+    t->u.w.next = head;
+    t->u.w.prev = head->u.w.prev;
+    head->u.w.prev->u.w.next = t;
+    head->u.w.prev = t;
+  }
+}
+
+static void unlink_waiter(loom_future *f, loom_task *t) {
+  if (t->u.w.next == t) f->waiters = NULL;
+  else {
+    t->u.w.prev->u.w.next = t->u.w.next;
+    t->u.w.next->u.w.prev = t->u.w.prev;
+    if (f->waiters == t) f->waiters = t->u.w.next;
+  }
+  t->u.w.next = t->u.w.prev = NULL;
+  t->u.w.on = NULL;
+}
+
 /*
 ** The future at 'idx' just got its outcome: wake its waiters, run its
 ** callbacks, and remember an error nobody has seen yet.
@@ -233,19 +278,12 @@ static void run_callbacks(lua_State *L, loom_host *H, int idx) {
 static void complete(lua_State *L, loom_host *H, loom_future *f, int idx) {
   loom_task *w;
   idx = lua_absindex(L, idx);
-  if (f->whead != NULL) f->observed = 1;
-  while ((w = f->whead) != NULL) {
-    f->whead = w->wnext;
-    w->wnext = w->wprev = NULL;
-    w->awaiting = NULL;
+  if (f->waiters != NULL) f->observed = 1;
+  while ((w = f->waiters) != NULL) {
+    unlink_waiter(f, w);
     loom__wake(H, w);
   }
-  f->wtail = NULL;
-  if (lua_getiuservalue(L, idx, UV_AUX) == LUA_TTABLE) {
-    lua_pop(L, 1);
-    run_callbacks(L, H, idx);
-  }
-  else lua_pop(L, 1);
+  run_callbacks(L, H, idx);
   if (f->state == FUT_FAILED && !f->observed) set_failed(L, H, f, idx);
 }
 
@@ -404,15 +442,14 @@ static int start(loom_host *H, loom_task *t, int *narg) {
     return 0;
   }
   co = pool_get(L, H);
-  lua_getiuservalue(L, idx, UV_VALUE);
-  if (t->nargs == 0) lua_xmove(L, co, 1);
-  else {
-    luaL_checkstack(co, t->nargs + 1, "too many arguments");
-    for (i = 1; i <= t->nargs + 1; i++) {
-      lua_rawgeti(L, -1, i);
-      lua_xmove(L, co, 1);
+  luaL_checkstack(co, t->nargs + 1, "too many arguments");
+  for (i = 1; i <= t->nargs + 1; i++) {
+    lua_getiuservalue(L, idx, i);
+    lua_xmove(L, co, 1);
+    if (i > 1) {  /* let go of the argument */
+      lua_pushnil(L);
+      lua_setiuservalue(L, idx, i);
     }
-    lua_pop(L, 1);  /* remove packed arguments */
   }
   lua_setiuservalue(L, idx, UV_VALUE);  /* the coroutine */
   lua_settop(L, idx - 1);
@@ -521,6 +558,8 @@ void loom__throw(lua_State *L, loom_host *H, loom_task *t) {
   loom__wake(H, t);
 }
 
+static void await_unwait(loom_host *H, loom_task *t);
+
 /*
 ** Cancels 't' with message 'msgidx' (0: default).  As in asyncio, a
 ** task that awaits another task passes the cancellation on and ends
@@ -529,9 +568,9 @@ void loom__throw(lua_State *L, loom_host *H, loom_task *t) {
 int loom__cancel(lua_State *L, loom_host *H, loom_task *t, int msgidx) {
   const char *msg = msgidx ? lua_tostring(L, msgidx) : NULL;
   if (t->f.state != FUT_PENDING) return 0;
-  if (t->awaiting != NULL && t->awaiting->is_task && !t->throwing
+  if (t->unwait == await_unwait && t->u.w.on->is_task && !t->throwing
       && t != H->current)
-    return loom__cancel(L, H, (loom_task *)t->awaiting, msgidx);
+    return loom__cancel(L, H, (loom_task *)t->u.w.on, msgidx);
   loom__new_cancelled(L, H, msg ? msg : "task cancelled");
   loom__throw(L, H, t);
   return 1;
@@ -649,15 +688,8 @@ static int outcome(lua_State *L, loom_host *H, loom_future *f) {
 }
 
 static void await_unwait(loom_host *H, loom_task *t) {
-  loom_future *f = t->awaiting;
   (void)H;
-  if (f == NULL) return;
-  if (t->wprev) t->wprev->wnext = t->wnext;
-  else f->whead = t->wnext;
-  if (t->wnext) t->wnext->wprev = t->wprev;
-  else f->wtail = t->wprev;
-  t->wnext = t->wprev = NULL;
-  t->awaiting = NULL;
+  if (t->u.w.on != NULL) unlink_waiter(t->u.w.on, t);
 }
 
 static int await_k(lua_State *L, loom_host *H, loom_task *t) {
@@ -670,12 +702,7 @@ static int await_future(lua_State *L, loom_host *H, loom_future *f) {
   if (f == &t->f) luaL_error(L, "loom.await: a task cannot await itself");
   if (f->state != FUT_PENDING) return outcome(L, H, f);
   t = loom__enter(L, H, "loom.await");
-  t->awaiting = f;
-  t->wnext = NULL;
-  t->wprev = f->wtail;
-  if (f->wtail) f->wtail->wnext = t;
-  else f->whead = t;
-  f->wtail = t;
+  link_waiter(f, t);
   t->unwait = await_unwait;
   return loom__suspend(L, await_k);
 }
@@ -704,22 +731,20 @@ static int l_spawn(lua_State *L) {
 */
 loom_task *loom__spawn(lua_State *L, loom_host *H, int nargs) {
   int i, base = lua_gettop(L) - nargs;
-  loom_task *t = lua_newuserdatauv(L, sizeof *t, 2);
+  loom_task *t;
+  if (nargs > USHRT_MAX - 1) luaL_error(L, "loom.spawn: too many arguments");
+  t = lua_newuserdatauv(L, sizeof *t, 1 + nargs);
   memset(t, 0, sizeof *t);
   t->f.H = H;
   t->f.is_task = 1;
   t->id = ++H->next_id;
-  t->nargs = nargs;
-  luaL_setmetatable(L, LOOM_TASK_MT);
-  if (nargs == 0) lua_pushvalue(L, base);
-  else {
-    lua_createtable(L, nargs + 1, 0);
-    for (i = 0; i <= nargs; i++) {
-      lua_pushvalue(L, base + i);
-      lua_rawseti(L, -2, i + 1);
-    }
+  t->nargs = (unsigned short)nargs;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, H->task_mt_ref);
+  lua_setmetatable(L, -2);
+  for (i = 0; i <= nargs; i++) {
+    lua_pushvalue(L, base + i);
+    lua_setiuservalue(L, -2, i + 1);
   }
-  lua_setiuservalue(L, -2, UV_VALUE);
   lua_rawgeti(L, LUA_REGISTRYINDEX, H->live_ref);
   lua_pushvalue(L, -2);
   t->ref = luaL_ref(L, -2);
@@ -733,10 +758,11 @@ loom_task *loom__spawn(lua_State *L, loom_host *H, int nargs) {
 
 static int l_future(lua_State *L) {
   loom_host *H = loom__host(L);
-  loom_future *f = lua_newuserdatauv(L, sizeof *f, 2);
+  loom_future *f = lua_newuserdatauv(L, sizeof *f, 1);
   memset(f, 0, sizeof *f);
   f->H = H;
-  luaL_setmetatable(L, LOOM_FUTURE_MT);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, H->future_mt_ref);
+  lua_setmetatable(L, -2);
   return 1;
 }
 
@@ -885,7 +911,7 @@ static int m_on_done(lua_State *L) {
     lua_call(L, 1, 0);
     return 0;
   }
-  push_aux(L, 1);
+  if (!push_aux(L, 1, 1)) return 0;  /* orphaned: nothing to call */
   if (lua_getfield(L, -1, "callbacks") != LUA_TTABLE) {
     lua_pop(L, 1);
     lua_newtable(L);
@@ -1000,7 +1026,7 @@ void loom__task_open(lua_State *L, loom_host *H) {
   lua_setfield(L, -2, "__newindex");
   lua_pushcfunction(L, t_tostring);
   lua_setfield(L, -2, "__tostring");
-  lua_pop(L, 1);
+  H->task_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   luaL_newmetatable(L, LOOM_FUTURE_MT);
   lua_newtable(L);
   lua_pushlightuserdata(L, H);
@@ -1008,7 +1034,7 @@ void loom__task_open(lua_State *L, loom_host *H) {
   lua_setfield(L, -2, "__index");
   lua_pushcfunction(L, f_tostring);
   lua_setfield(L, -2, "__tostring");
-  lua_pop(L, 1);
+  H->future_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pushlightuserdata(L, H);
   luaL_setfuncs(L, funcs, 1);
 }

@@ -28,13 +28,16 @@
 ** =====================================================================
 */
 
+/* Deadline order; among equal deadlines, the order they were set in
+** (the sequence numbers wrap, so they are compared by difference). */
 static int before(const loom_timer *a, const loom_timer *b) {
-  return a->due < b->due || (a->due == b->due && a->seq < b->seq);
+  return a->due < b->due
+         || (a->due == b->due && (int32_t)(a->seq - b->seq) < 0);
 }
 
 static void heap_set(loom_host *H, size_t i, loom_timer *tm) {
   H->heap[i] = tm;
-  tm->idx = i + 1;
+  tm->idx = (uint32_t)(i + 1);
 }
 
 static void sift_up(loom_host *H, size_t i) {
@@ -172,11 +175,11 @@ static int sleep_k(lua_State *L, loom_host *H, loom_task *t) {
 }
 
 static void sleep_fire(loom_host *H, loom_timer *tm) {
-  loom__wake(H, container_of(tm, loom_task, sleep));
+  loom__wake(H, container_of(tm, loom_task, u.sleep));
 }
 
 static void sleep_unwait(loom_host *H, loom_task *t) {
-  loom__timer_remove(H, &t->sleep);
+  loom__timer_remove(H, &t->u.sleep);
 }
 
 static int l_sleep(lua_State *L) {
@@ -185,8 +188,9 @@ static int l_sleep(lua_State *L) {
   loom_task *t;
   if (s == 0) return loom__yield(L, H, "loom.sleep");
   t = loom__enter(L, H, "loom.sleep");
-  t->sleep.fire = sleep_fire;
-  loom__timer_add(H, &t->sleep, to_ms(s));
+  t->u.sleep.idx = 0;  /* the union held an await's links before */
+  t->u.sleep.fire = sleep_fire;
+  loom__timer_add(H, &t->u.sleep, to_ms(s));
   t->unwait = sleep_unwait;
   return loom__suspend(L, sleep_k);
 }
