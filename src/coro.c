@@ -227,10 +227,10 @@ void loom__coro_open(lua_State *L, loom_host *H) {
     lua_pop(L, 1);
     return;
   }
-  lua_pushlightuserdata(L, H);
+  loom__push_box(L, H);
   lua_pushcclosure(L, co_resume, 1);
   lua_setfield(L, -2, "resume");
-  lua_pushlightuserdata(L, H);
+  loom__push_box(L, H);
   lua_pushcclosure(L, co_wrap, 1);
   lua_setfield(L, -2, "wrap");
   lua_pop(L, 1);

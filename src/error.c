@@ -62,7 +62,7 @@ static int l_is_timeout(lua_State *L) {
 
 /* loom.Cancelled([msg]) and loom.Timeout([msg]) */
 static int err_new(lua_State *L) {
-  loom_host *H = lua_touserdata(L, lua_upvalueindex(1));
+  loom_host *H = loom__host(L);
   int timeout = (int)lua_tointeger(L, lua_upvalueindex(2));
   const char *msg = luaL_optstring(L, 2, timeout ? "timed out"
                                                  : "task cancelled");
@@ -79,7 +79,7 @@ static int make_class(lua_State *L, loom_host *H, const char *name,
   lua_pushcfunction(L, err_tostring);
   lua_setfield(L, -2, "__tostring");
   lua_createtable(L, 0, 1);  /* the class's own metatable: a constructor */
-  lua_pushlightuserdata(L, H);
+  loom__push_box(L, H);
   lua_pushinteger(L, timeout);
   lua_pushcclosure(L, err_new, 2);
   lua_setfield(L, -2, "__call");
@@ -128,6 +128,6 @@ void loom__error_open(lua_State *L, loom_host *H) {
   lua_setfield(L, -2, "Cancelled");
   H->timeout_ref = make_class(L, H, "loom.Timeout", 1);
   lua_setfield(L, -2, "Timeout");
-  lua_pushlightuserdata(L, H);
+  loom__push_box(L, H);
   luaL_setfuncs(L, funcs, 1);
 }

@@ -143,24 +143,6 @@ static int newref(lua_State *L, const char *mode) {
   return luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
-/*
-** Marks every task the state still holds as orphaned, so that methods
-** called on them later raise instead of touching a freed host.
-*/
-static void host_orphan(loom_host *H, int ref) {
-  lua_State *L = H->mainL;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
-  lua_pushnil(L);
-  while (lua_next(L, -2)) {
-    loom_future *f = luaL_testudata(L, -1, LOOM_TASK_MT);
-    if (f == NULL) f = luaL_testudata(L, -1, LOOM_FUTURE_MT);
-    if (f != NULL) f->H = NULL;
-    lua_pop(L, 1);  /* remove value */
-  }
-  lua_pop(L, 1);  /* remove table */
-  luaL_unref(L, LUA_REGISTRYINDEX, ref);
-}
-
 static void walk_close(uv_handle_t *h, void *arg) {
   (void)arg;
   if (!uv_is_closing(h)) uv_close(h, NULL);
@@ -174,16 +156,18 @@ static void walk_close(uv_handle_t *h, void *arg) {
 static void host_close(loom_host *H, int state_closing) {
   uv_loop_t *loop = H->loop;
   int owns_loop = H->owns_loop;
+  int refs[] = {H->live_ref, H->pool_ref, H->failed_ref, H->aux_ref,
+                H->task_mt_ref, H->future_mt_ref, H->cancelled_ref,
+                H->timeout_ref};
+  size_t i;
   if (H->closed) return;
   H->closed = 1;
-  if (!state_closing) {
-    host_orphan(H, H->live_ref);
-    host_orphan(H, H->failed_ref);
-    luaL_unref(H->mainL, LUA_REGISTRYINDEX, H->aux_ref);
-    luaL_unref(H->mainL, LUA_REGISTRYINDEX, H->pool_ref);
-    lua_pushnil(H->mainL);
-    lua_rawsetp(H->mainL, LUA_REGISTRYINDEX, &hostkey);
-  }
+  /* every task and future of this host now sees it closed */
+  H->box->H = NULL;
+  H->box->gen++;
+  if (!state_closing)
+    for (i = 0; i < sizeof refs / sizeof refs[0]; i++)
+      luaL_unref(H->mainL, LUA_REGISTRYINDEX, refs[i]);
   free(H->heap);
   H->heap = NULL;
   H->nheap = 0;
@@ -200,11 +184,33 @@ static void host_close(loom_host *H, int state_closing) {
   }
 }
 
-static int sentinel_gc(lua_State *L) {
-  loom_host **box = lua_touserdata(L, 1);
-  if (*box != NULL) host_close(*box, 1);
-  *box = NULL;
+static int box_gc(lua_State *L) {
+  loom_hostbox *box = lua_touserdata(L, 1);
+  if (box->H != NULL) host_close(box->H, 1);
   return 0;
+}
+
+/* Pushes the state's host box, creating it. */
+static loom_hostbox *push_box(lua_State *L) {
+  loom_hostbox *box;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &hostkey) == LUA_TUSERDATA)
+    return lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  box = lua_newuserdatauv(L, sizeof *box, 0);
+  box->H = NULL;
+  box->gen = 0;
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, box_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &hostkey);
+  return box;
+}
+
+void loom__push_box(lua_State *L, loom_host *H) {
+  (void)H;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &hostkey);
 }
 
 static void init_handle(uv_handle_t *h, loom_host *H) {
@@ -218,7 +224,7 @@ static void init_handle(uv_handle_t *h, loom_host *H) {
 ** closes it when the state closes.  Raises on memory errors.
 */
 static loom_host *host_create(lua_State *L, uv_loop_t *loop) {
-  loom_host **box;
+  loom_hostbox *box;
   loom_host *H = calloc(1, sizeof *H);
   if (H == NULL) luaL_error(L, "loom: not enough memory");
   if (loop == NULL) {
@@ -252,29 +258,25 @@ static loom_host *host_create(lua_State *L, uv_loop_t *loop) {
   H->pool_ref = newref(L, NULL);
   H->failed_ref = newref(L, "v");
   H->aux_ref = newref(L, "k");
-  box = lua_newuserdatauv(L, sizeof *box, 0);
-  *box = H;
-  lua_createtable(L, 0, 1);
-  lua_pushcfunction(L, sentinel_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_setmetatable(L, -2);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &hostkey);
+  box = push_box(L);
+  lua_pop(L, 1);
+  box->H = H;
+  box->gen++;
+  H->box = box;
   return H;
 }
 
 /* The host of state 'L', created on first use. */
 loom_host *loom__host_of(lua_State *L) {
-  loom_host *H = NULL;
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &hostkey) == LUA_TUSERDATA)
-    H = *(loom_host **)lua_touserdata(L, -1);
+  loom_host *H = push_box(L)->H;
   lua_pop(L, 1);
   return H != NULL ? H : host_create(L, NULL);
 }
 
 loom_host *loom__host(lua_State *L) {
-  loom_host *H = lua_touserdata(L, lua_upvalueindex(1));
-  if (H->closed) luaL_error(L, "loom: the host is closed");
-  return H;
+  loom_hostbox *box = lua_touserdata(L, lua_upvalueindex(1));
+  if (box->H == NULL) luaL_error(L, "loom: the host is closed");
+  return box->H;
 }
 
 /* }==================================================================== */

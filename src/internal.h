@@ -39,6 +39,7 @@
 /* states of a future (and so of a task): FUT_* */
 enum { FUT_PENDING, FUT_OK, FUT_FAILED, FUT_CANCELLED };
 
+typedef struct loom_hostbox loom_hostbox;
 typedef struct loom_future loom_future;
 typedef struct loom_task loom_task;
 typedef struct loom_timer loom_timer;
@@ -53,10 +54,22 @@ struct loom_timer {
   uint32_t idx;      /* heap slot + 1; 0 when not queued */
 };
 
+/*
+** The box of a Lua state's host: a userdata kept in the registry for
+** the state's whole life, so that functions (upvalue 1) and futures can
+** always look at it.  'H' is NULL while no host is open, and 'gen'
+** changes with each host: a future from a closed host knows it.
+*/
+struct loom_hostbox {
+  loom_host *H;
+  uint32_t gen;
+};
+
 struct loom_future {
-  loom_host *H;            /* NULL once the host is closed */
+  loom_hostbox *hb;
   loom_task *waiters;      /* tasks awaiting it: circular, oldest first */
-  int nres;                /* results stored in UV_VALUE */
+  uint32_t gen;            /* the host generation it belongs to */
+  unsigned nres : 22;      /* results stored in UV_VALUE (<= LUAI_MAXSTACK) */
   unsigned is_task : 1;
   unsigned state : 2;      /* FUT_* */
   unsigned observed : 1;   /* someone retrieved the outcome */
@@ -90,6 +103,7 @@ struct loom_task {
 };
 
 struct loom_host {
+  loom_hostbox *box;
   lua_State *L;            /* thread used for callbacks */
   lua_State *mainL;        /* the state's main thread */
   uv_loop_t *loop;
@@ -124,12 +138,18 @@ struct loom_host {
   void *on_error_ud;
 };
 
+/* The host of 'f', or NULL when that host was closed. */
+static inline loom_host *loom__fhost(const loom_future *f) {
+  return f->gen == f->hb->gen ? f->hb->H : NULL;
+}
+
 /* tag yielded by every loom suspension */
 extern char loom__tag;
 
 /* host.c */
 loom_host *loom__host_of(lua_State *L);  /* the state's host, created */
-loom_host *loom__host(lua_State *L);  /* host of upvalue 1 */
+loom_host *loom__host(lua_State *L);  /* host of upvalue 1, or raises */
+void loom__push_box(lua_State *L, loom_host *H);  /* upvalue for functions */
 uint64_t loom__now(loom_host *H);  /* loop ms, or virtual ms */
 void loom__wake(loom_host *H, loom_task *t);  /* task to ready queue */
 int loom__loop(loom_host *H);  /* runs the loop until all is done */

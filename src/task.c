@@ -46,14 +46,16 @@ static loom_future *checkfuture(lua_State *L, int idx, const char *what) {
                                       luaL_typename(L, idx));
     luaL_argerror(L, idx, msg);
   }
-  if (f->H == NULL) luaL_error(L, "loom: the host of this %s is closed",
-                               f->is_task ? "task" : "future");
+  if (loom__fhost(f) == NULL)
+    luaL_error(L, "loom: the host of this %s is closed",
+               f->is_task ? "task" : "future");
   return f;
 }
 
 static loom_task *checktask(lua_State *L, int idx) {
   loom_task *t = luaL_checkudata(L, idx, LOOM_TASK_MT);
-  if (t->f.H == NULL) luaL_error(L, "loom: the host of this task is closed");
+  if (loom__fhost(&t->f) == NULL)
+    luaL_error(L, "loom: the host of this task is closed");
   return t;
 }
 
@@ -63,13 +65,14 @@ static loom_task *checktask(lua_State *L, int idx) {
 */
 static int push_aux(lua_State *L, int idx, int create) {
   loom_future *f = lua_touserdata(L, idx);
+  loom_host *H = loom__fhost(f);
   idx = lua_absindex(L, idx);
-  if (f->H == NULL || !(f->has_aux || create)) {
+  if (H == NULL || !(f->has_aux || create)) {
     lua_pushnil(L);
     return 0;
   }
   f->has_aux = 1;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, f->H->aux_ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, H->aux_ref);
   lua_pushvalue(L, idx);
   if (lua_rawget(L, -2) != LUA_TTABLE && create) {
     lua_pop(L, 1);
@@ -112,7 +115,8 @@ static void push_name(lua_State *L, int idx) {
   loom_task *t = lua_touserdata(L, idx);
   if (get_aux(L, idx, "name") == LUA_TNIL) {
     lua_pop(L, 1);
-    if (t->f.H != NULL && t == t->f.H->main) lua_pushliteral(L, "main");
+    loom_host *H = loom__fhost(&t->f);
+    if (H != NULL && t == H->main) lua_pushliteral(L, "main");
     else lua_pushfstring(L, "task-%d", (int)t->id);
   }
 }
@@ -177,8 +181,8 @@ static int watch_gc(lua_State *L) {
   lua_getiuservalue(L, 1, 1);
   f = lua_touserdata(L, -1);
   if (f != NULL && f->state == FUT_FAILED && !f->observed && !f->reported
-      && f->H != NULL && !f->H->closed)
-    report_failure(L, f->H, lua_gettop(L));
+      && loom__fhost(f) != NULL)
+    report_failure(L, loom__fhost(f), lua_gettop(L));
   return 0;
 }
 
@@ -203,9 +207,9 @@ static void set_failed(lua_State *L, loom_host *H, loom_future *f,
 static void observe(lua_State *L, loom_future *f, int idx) {
   if (f->observed) return;
   f->observed = 1;
-  if (f->state == FUT_FAILED && f->H != NULL) {
+  if (f->state == FUT_FAILED && loom__fhost(f) != NULL) {
     (void)idx;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, f->H->failed_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, loom__fhost(f)->failed_ref);
     lua_pushnil(L);
     lua_rawsetp(L, -2, f);
     lua_pop(L, 1);
@@ -526,7 +530,7 @@ loom_task *loom__enter(lua_State *L, loom_host *H, const char *name) {
 }
 
 static int suspend_k(lua_State *L, int status, lua_KContext ctx) {
-  loom_host *H = lua_touserdata(L, lua_upvalueindex(1));
+  loom_host *H = ((loom_hostbox *)lua_touserdata(L, lua_upvalueindex(1)))->H;
   loom_task *t = H->current;
   (void)status;
   if (t->throwing) return rethrow(L, H, t);
@@ -735,7 +739,8 @@ loom_task *loom__spawn(lua_State *L, loom_host *H, int nargs) {
   if (nargs > USHRT_MAX - 1) luaL_error(L, "loom.spawn: too many arguments");
   t = lua_newuserdatauv(L, sizeof *t, 1 + nargs);
   memset(t, 0, sizeof *t);
-  t->f.H = H;
+  t->f.hb = H->box;
+  t->f.gen = H->box->gen;
   t->f.is_task = 1;
   t->id = ++H->next_id;
   t->nargs = (unsigned short)nargs;
@@ -760,7 +765,8 @@ static int l_future(lua_State *L) {
   loom_host *H = loom__host(L);
   loom_future *f = lua_newuserdatauv(L, sizeof *f, 1);
   memset(f, 0, sizeof *f);
-  f->H = H;
+  f->hb = H->box;
+  f->gen = H->box->gen;
   lua_rawgeti(L, LUA_REGISTRYINDEX, H->future_mt_ref);
   lua_setmetatable(L, -2);
   return 1;
@@ -822,7 +828,7 @@ static int f_set_result(lua_State *L) {
   f->state = FUT_OK;
   f->nres = n;
   store_values(L, 1, L, n);
-  complete(L, f->H, f, 1);
+  complete(L, loom__fhost(f), f, 1);
   return 0;
 }
 
@@ -832,10 +838,11 @@ static int f_set_error(lua_State *L) {
   lua_settop(L, 2);
   if (f->state != FUT_PENDING)
     luaL_error(L, "future:set_error: the future is already done");
-  f->state = loom__is_cancelled(L, f->H, 2) ? FUT_CANCELLED : FUT_FAILED;
+  f->state = loom__is_cancelled(L, loom__fhost(f), 2) ? FUT_CANCELLED
+                                                       : FUT_FAILED;
   f->nres = 1;
   lua_setiuservalue(L, 1, UV_VALUE);
-  complete(L, f->H, f, 1);
+  complete(L, loom__fhost(f), f, 1);
   return 0;
 }
 
@@ -848,9 +855,9 @@ static int f_cancel(lua_State *L) {
   }
   f->state = FUT_CANCELLED;
   f->nres = 1;
-  loom__new_cancelled(L, f->H, msg);
+  loom__new_cancelled(L, loom__fhost(f), msg);
   lua_setiuservalue(L, 1, UV_VALUE);
-  complete(L, f->H, f, 1);
+  complete(L, loom__fhost(f), f, 1);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -858,7 +865,7 @@ static int f_cancel(lua_State *L) {
 static int t_cancel(lua_State *L) {
   loom_task *t = checktask(L, 1);
   if (!lua_isnoneornil(L, 2)) luaL_checkstring(L, 2);
-  lua_pushboolean(L, loom__cancel(L, t->f.H, t,
+  lua_pushboolean(L, loom__cancel(L, loom__fhost(&t->f), t,
                                   lua_isnoneornil(L, 2) ? 0 : 2));
   return 1;
 }
@@ -866,7 +873,7 @@ static int t_cancel(lua_State *L) {
 static int m_await(lua_State *L) {
   loom_future *f = checkfuture(L, 1, "Task or Future");
   lua_settop(L, 1);
-  return await_future(L, f->H, f);
+  return await_future(L, loom__fhost(f), f);
 }
 
 static int m_done(lua_State *L) {
@@ -925,7 +932,7 @@ static int m_on_done(lua_State *L) {
 
 static int t_traceback(lua_State *L) {
   loom_task *t = checktask(L, 1);
-  loom_host *H = t->f.H;
+  loom_host *H = loom__fhost(&t->f);
   if (t == H->current) luaL_traceback(L, L, NULL, 1);
   else if (t->co != NULL) luaL_traceback(L, t->co, NULL, 0);
   else if (!t->started) lua_pushliteral(L, "stack traceback:\n\t(not started)");
@@ -1018,7 +1025,7 @@ static const luaL_Reg funcs[] = {
 void loom__task_open(lua_State *L, loom_host *H) {
   luaL_newmetatable(L, LOOM_TASK_MT);
   lua_newtable(L);
-  lua_pushlightuserdata(L, H);
+  loom__push_box(L, H);
   luaL_setfuncs(L, task_methods, 1);
   lua_pushcclosure(L, t_index, 1);
   lua_setfield(L, -2, "__index");
@@ -1029,13 +1036,13 @@ void loom__task_open(lua_State *L, loom_host *H) {
   H->task_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   luaL_newmetatable(L, LOOM_FUTURE_MT);
   lua_newtable(L);
-  lua_pushlightuserdata(L, H);
+  loom__push_box(L, H);
   luaL_setfuncs(L, future_methods, 1);
   lua_setfield(L, -2, "__index");
   lua_pushcfunction(L, f_tostring);
   lua_setfield(L, -2, "__tostring");
   H->future_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_pushlightuserdata(L, H);
+  loom__push_box(L, H);
   luaL_setfuncs(L, funcs, 1);
 }
 

@@ -208,7 +208,8 @@ static int l_now(lua_State *L) {
 */
 typedef struct {
   loom_timer tm;
-  loom_host *H;
+  loom_hostbox *hb;        /* NULL once closed */
+  uint32_t gen;
   loom_task *t;
   double s;
   int fired;
@@ -226,8 +227,9 @@ static void deadline_fire(loom_host *H, loom_timer *tm) {
 
 static int deadline_close(lua_State *L) {
   loom_deadline *d = luaL_checkudata(L, 1, LOOM_DEADLINE_MT);
-  if (d->H != NULL && !d->H->closed) loom__timer_remove(d->H, &d->tm);
-  d->H = NULL;
+  if (d->hb != NULL && d->hb->gen == d->gen && d->hb->H != NULL)
+    loom__timer_remove(d->hb->H, &d->tm);
+  d->hb = NULL;
   return 0;
 }
 
@@ -247,7 +249,8 @@ static int l_deadline(lua_State *L) {
     luaL_error(L, "loom: %s called outside a task (use loom.run or the "
                   "loom binary)", name);
   d = lua_newuserdatauv(L, sizeof *d, 1);
-  d->H = H;
+  d->hb = H->box;
+  d->gen = H->box->gen;
   d->t = H->current;
   d->s = s;
   d->fired = 0;
@@ -283,7 +286,7 @@ void loom__timer_open(lua_State *L, loom_host *H) {
   lua_pushcfunction(L, deadline_close);
   lua_setfield(L, -2, "__gc");
   lua_pop(L, 1);
-  lua_pushlightuserdata(L, H);
+  loom__push_box(L, H);
   luaL_setfuncs(L, funcs, 1);
 }
 
