@@ -6,13 +6,14 @@
 #
 # Run as root on Debian 12 (or with the packages below already there).
 # The test run builds twice: once plainly, once with AddressSanitizer
-# and UndefinedBehaviorSanitizer, and runs the specs against both.  It
+# and UndefinedBehaviorSanitizer.  It runs the busted specs against both,
+# the C tests (meson test) under valgrind and under the sanitizers, and
 # ends with the line "N passed, N failed".
 set -euo pipefail
 cd "$(dirname "$0")"
 
 PACKAGES=(gcc libc6-dev pkg-config meson ninja-build lua5.4 liblua5.4-dev
-          libuv1-dev lua-busted)
+          libuv1-dev lua-busted valgrind)
 
 install_missing() {
   local missing=() pkg
@@ -42,14 +43,16 @@ build() {
 # with the environment given, prints what failed and counts results
 PASSED=0
 FAILED=0
+SKIPPED=0
 specs() {
-  local dir=$1 label=$2 out ok notok
+  local dir=$1 label=$2 out ok notok skip
   shift 2
   out=$(mktemp)
   env "$@" LOOM_BUILD="$dir" busted --lua=lua5.4 -o TAP spec >"$out" 2>&1 \
     || true
   grep -v '^ok ' "$out" || true
-  ok=$(grep -c '^ok ' "$out" || true)
+  ok=$(grep '^ok ' "$out" | grep -vc '# SKIP' || true)
+  skip=$(grep '^ok ' "$out" | grep -c '# SKIP' || true)
   notok=$(grep -c '^not ok ' "$out" || true)
   if ! grep -q '^1\.\.[0-9]' "$out"; then
     echo "$label: the spec run did not finish"
@@ -59,9 +62,32 @@ specs() {
     echo "$label: the sanitizers reported errors (above)"
     notok=$((notok + 1))
   fi
-  echo "$label: $ok passed, $notok failed"
+  echo "$label: $ok passed, $notok failed, $skip skipped"
   PASSED=$((PASSED + ok))
   FAILED=$((FAILED + notok))
+  SKIPPED=$((SKIPPED + skip))
+  rm -f "$out"
+}
+
+# ctests DIR LABEL [meson test options...]: the C tests (meson test)
+ctests() {
+  local dir=$1 label=$2 out ok fail
+  shift 2
+  out=$(mktemp)
+  meson test -C "$dir" --print-errorlogs "$@" >"$out" 2>&1 || true
+  grep -E 'FAIL|TIMEOUT|ERROR' "$out" || true
+  ok=$(sed -n 's/^Ok: *\([0-9]*\).*/\1/p' "$out")
+  fail=$(sed -n 's/^\(Fail\|Timeout\|Unexpected Pass\): *\([0-9]*\).*/\2/p' "$out" \
+    | awk '{ s += $1 } END { print s + 0 }')
+  if [ -z "$ok" ]; then
+    tail -20 "$out"
+    echo "$label: meson test did not finish"
+    ok=0
+    fail=$((fail + 1))
+  fi
+  echo "$label: $ok passed, $fail failed"
+  PASSED=$((PASSED + ok))
+  FAILED=$((FAILED + fail))
   rm -f "$out"
 }
 
@@ -75,13 +101,17 @@ case "${1:-}" in
     install_missing
     build build
     specs build "specs"
+    ctests build "C tests under valgrind" --wrapper \
+      "valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=99"
     build build-asan -Db_sanitize=address,undefined -Db_lundef=false \
       -Dbuildtype=debug
     specs build-asan "specs under ASan+UBSan" \
       ASAN_OPTIONS=detect_leaks=1 LOOM_CLOSE_AT_EXIT=1 \
       UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
       LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.so)"
-    echo "$PASSED passed, $FAILED failed"
+    ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1 \
+      ctests build-asan "C tests under ASan+UBSan"
+    echo "$PASSED passed, $FAILED failed, $SKIPPED skipped"
     [ "$FAILED" -eq 0 ]
     ;;
   *)

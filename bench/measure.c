@@ -14,7 +14,9 @@
  * with the same value so scripts can test for failure without parsing.
  *
  * -t kills the child with SIGKILL after SECONDS (reported as timeout=1), so a
- * hung contender cannot stall a whole benchmark run.
+ * hung contender cannot stall a whole benchmark run. The child runs in its
+ * own process group so that a wrapper script and everything it started die
+ * together; SIGINT and SIGTERM sent to measure are passed on to that group.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -44,18 +46,21 @@ static double tv_s(struct timeval tv) {
 static void on_alarm(int sig) {
   (void)sig;
   timed_out = 1;
-  kill(child, SIGKILL);
+  kill(-child, SIGKILL);
+}
+
+static void on_stop(int sig) {
+  kill(-child, sig);
 }
 
 /* No SA_RESTART: wait4 returns EINTR, and the loop below simply waits again
- * for the now-killed child. */
-static void arm_timeout(unsigned seconds) {
+ * for the signalled child. */
+static void handle(int sig, void (*fn)(int)) {
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
-  sa.sa_handler = on_alarm;
+  sa.sa_handler = fn;
   sigemptyset(&sa.sa_mask);
-  sigaction(SIGALRM, &sa, NULL);
-  alarm(seconds);
+  sigaction(sig, &sa, NULL);
 }
 
 static int exit_code(int status) {
@@ -87,12 +92,21 @@ int main(int argc, char **argv) {
     return 1;
   }
   if (pid == 0) {
+    setpgid(0, 0);
     execvp(argv[optind], argv + optind);
     fprintf(stderr, "measure: %s: %s\n", argv[optind], strerror(errno));
     _exit(127);
   }
+  /* Set the group from both sides so a signal cannot arrive before it
+   * exists. */
+  setpgid(pid, pid);
   child = pid;
-  if (timeout > 0) arm_timeout(timeout);
+  handle(SIGINT, on_stop);
+  handle(SIGTERM, on_stop);
+  if (timeout > 0) {
+    handle(SIGALRM, on_alarm);
+    alarm(timeout);
+  }
 
   int status;
   struct rusage ru;
@@ -108,6 +122,6 @@ int main(int argc, char **argv) {
   int code = exit_code(status);
   printf("measure wall_s=%.6f maxrss_kib=%ld user_s=%.3f sys_s=%.3f exit=%d",
          wall, ru.ru_maxrss, tv_s(ru.ru_utime), tv_s(ru.ru_stime), code);
-  printf(timed_out ? " timeout=1\n" : "\n");
+  fputs(timed_out ? " timeout=1\n" : "\n", stdout);
   return code;
 }

@@ -114,6 +114,7 @@ void loom__report(loom_host *H, const char *msg, const char *trace) {
 }
 
 LOOM_API void loom_set_error_fn(loom_host *H, loom_error_fn fn, void *ud) {
+  if (H->closed) return;
   H->on_error = fn ? fn : default_error_fn;
   H->on_error_ud = fn ? ud : NULL;
 }
@@ -127,9 +128,15 @@ LOOM_API void loom_set_error_fn(loom_host *H, loom_error_fn fn, void *ud) {
 ** =====================================================================
 */
 
+/* Frees the host struct once nobody needs it: see loom_free. */
+static void host_release(loom_host *H) {
+  if (H->freed && H->handles_open == 0) free(H);
+}
+
 static void handle_closed(uv_handle_t *h) {
   loom_host *H = h->data;
-  if (--H->handles_open == 0 && H->closed) free(H);
+  H->handles_open--;
+  host_release(H);
 }
 
 static int newref(lua_State *L, const char *mode) {
@@ -151,7 +158,7 @@ static void walk_close(uv_handle_t *h, void *arg) {
 /*
 ** Closes the host's handles and, when the loop is the host's own, runs
 ** it until every close callback has been called, then closes it.  The
-** host memory goes with the last of its handles.
+** host struct itself stays (see host_release).
 */
 static void host_close(loom_host *H, int state_closing) {
   uv_loop_t *loop = H->loop;
@@ -165,9 +172,12 @@ static void host_close(loom_host *H, int state_closing) {
   /* every task and future of this host now sees it closed */
   H->box->H = NULL;
   H->box->gen++;
-  if (!state_closing)
+  if (!state_closing) {
     for (i = 0; i < sizeof refs / sizeof refs[0]; i++)
       luaL_unref(H->mainL, LUA_REGISTRYINDEX, refs[i]);
+    loom__module_restore(H->mainL);
+  }
+  loom__calls_close(H);
   free(H->heap);
   H->heap = NULL;
   H->nheap = 0;
@@ -175,8 +185,9 @@ static void host_close(loom_host *H, int state_closing) {
   uv_close((uv_handle_t *)&H->check, handle_closed);
   uv_close((uv_handle_t *)&H->idle, handle_closed);
   uv_close((uv_handle_t *)&H->timer, handle_closed);
+  uv_close((uv_handle_t *)&H->async, handle_closed);
+  H->loop = NULL;
   if (owns_loop) {
-    /* H may be freed by the last close callback: use locals only */
     uv_walk(loop, walk_close, NULL);
     uv_run(loop, UV_RUN_DEFAULT);
     uv_loop_close(loop);
@@ -184,9 +195,18 @@ static void host_close(loom_host *H, int state_closing) {
   }
 }
 
+/* The state closes: so does its host; one the embedder does not hold
+** (opened by require "loom") is freed too. */
 static int box_gc(lua_State *L) {
   loom_hostbox *box = lua_touserdata(L, 1);
-  if (box->H != NULL) host_close(box->H, 1);
+  loom_host *H = box->H;
+  if (H == NULL) return 0;
+  host_close(H, 1);
+  H->mainL = H->L = NULL;
+  if (!H->api) {
+    H->freed = 1;
+    host_release(H);
+  }
   return 0;
 }
 
@@ -242,6 +262,14 @@ static loom_host *host_create(lua_State *L, uv_loop_t *loop) {
   lua_pop(L, 1);
   H->on_error = default_error_fn;
   H->debug = getenv("LOOM_DEBUG") != NULL && *getenv("LOOM_DEBUG") != '0';
+  if (loom__calls_open(H) != 0) {
+    if (H->owns_loop) {
+      uv_loop_close(loop);
+      free(loop);
+    }
+    free(H);
+    luaL_error(L, "loom: not enough memory");
+  }
   uv_prepare_init(loop, &H->prepare);
   uv_check_init(loop, &H->check);
   uv_idle_init(loop, &H->idle);
@@ -250,6 +278,7 @@ static loom_host *host_create(lua_State *L, uv_loop_t *loop) {
   init_handle((uv_handle_t *)&H->check, H);
   init_handle((uv_handle_t *)&H->idle, H);
   init_handle((uv_handle_t *)&H->timer, H);
+  init_handle((uv_handle_t *)&H->async, H);
   uv_prepare_start(&H->prepare, prepare_cb);
   uv_check_start(&H->check, check_cb);
   uv_unref((uv_handle_t *)&H->prepare);  /* they keep nothing alive */
@@ -267,6 +296,14 @@ static loom_host *host_create(lua_State *L, uv_loop_t *loop) {
 }
 
 /* The host of state 'L', created on first use. */
+loom_host *loom__host_of_state(lua_State *L) {
+  loom_host *H = NULL;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &hostkey) == LUA_TUSERDATA)
+    H = ((loom_hostbox *)lua_touserdata(L, -1))->H;
+  lua_pop(L, 1);
+  return H;
+}
+
 loom_host *loom__host_of(lua_State *L) {
   loom_host *H = push_box(L)->H;
   lua_pop(L, 1);
@@ -288,61 +325,185 @@ loom_host *loom__host(lua_State *L) {
 ** =====================================================================
 */
 
+typedef struct {
+  uv_loop_t *loop;
+  int global;  /* set the global 'loom' */
+} open_args;
+
 static int open_host(lua_State *L) {
-  luaL_openlibs(L);
-  luaL_requiref(L, "loom", luaopen_loom, 1);
-  lua_pushlightuserdata(L, loom__host_of(L));
+  open_args *a = lua_touserdata(L, 1);
+  loom_host *H;
+  if (loom__host_of_state(L) != NULL) return 0;  /* one host per state */
+  H = host_create(L, a->loop);
+  luaL_requiref(L, "loom", luaopen_loom, a->global);
+  lua_pushlightuserdata(L, H);
   return 1;
 }
 
-LOOM_API loom_host *loom_new(void) {
+LOOM_API loom_host *loom_new_with(uv_loop_t *loop, lua_State *L) {
+  open_args a;
   loom_host *H;
-  lua_State *L = luaL_newstate();
-  if (L == NULL) return NULL;
+  int own = L == NULL;
+  if (own) {
+    L = luaL_newstate();
+    if (L == NULL) return NULL;
+    luaL_openlibs(L);
+  }
+  a.loop = loop;
+  a.global = own;
   lua_pushcfunction(L, open_host);
-  if (lua_pcall(L, 0, 1, 0) != LUA_OK) {
-    lua_close(L);
+  lua_pushlightuserdata(L, &a);
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK || !lua_touserdata(L, -1)) {
+    lua_pop(L, 1);
+    if (own) lua_close(L);
     return NULL;
   }
   H = lua_touserdata(L, -1);
-  lua_pop(L, 1);
-  H->owns_state = 1;
+  lua_pop(L, 1);  /* the host */
+  H->owns_state = (unsigned char)own;
+  H->api = 1;
   return H;
 }
 
+LOOM_API loom_host *loom_new(void) {
+  return loom_new_with(NULL, NULL);
+}
+
 LOOM_API lua_State *loom_state(loom_host *H) {
-  return H->mainL;
+  return H->closed ? NULL : H->mainL;
+}
+
+LOOM_API uv_loop_t *loom_loop(loom_host *H) {
+  return H->closed ? NULL : H->loop;
+}
+
+/* Spawns the chunk just loaded ('status') below its 'nargs' arguments. */
+static int spawn_loaded(loom_host *H, int status, int nargs) {
+  lua_State *L = H->mainL;
+  loom_task *t;
+  lua_insert(L, -(nargs + 1));  /* chunk (or message) below arguments */
+  if (status != LUA_OK) {
+    lua_pop(L, nargs);
+    return status;
+  }
+  t = loom__spawn(L, H, nargs);
+  if (H->main == NULL) H->main = t;
+  return LOOM_OK;
 }
 
 LOOM_API int loom_spawn_file(loom_host *H, const char *path, int nargs) {
-  lua_State *L = H->mainL;
+  if (H->closed) return LOOM_ECLOSED;
   if (path != NULL && strcmp(path, "-") == 0) path = NULL;
-  if (luaL_loadfile(L, path) != LUA_OK) {
-    lua_insert(L, -(nargs + 1));  /* message below the arguments */
-    lua_pop(L, nargs);
-    return 1;
+  return spawn_loaded(H, luaL_loadfile(H->mainL, path), nargs);
+}
+
+LOOM_API int loom_spawn_string(loom_host *H, const char *code,
+                               const char *name, int nargs) {
+  if (H->closed) return LOOM_ECLOSED;
+  if (code == NULL) return LOOM_EINVAL;
+  return spawn_loaded(H, luaL_loadbuffer(H->mainL, code, strlen(code),
+                                         name ? name : code), nargs);
+}
+
+LOOM_API int loom_spawn(loom_host *H, int nargs) {
+  lua_State *L;
+  int fidx;
+  if (H->closed) return LOOM_ECLOSED;
+  L = H->mainL;
+  fidx = lua_gettop(L) - nargs;
+  if (fidx < 1 || (lua_type(L, fidx) != LUA_TFUNCTION
+                   && luaL_getmetafield(L, fidx, "__call") == LUA_TNIL)) {
+    lua_settop(L, fidx > 0 ? fidx - 1 : 0);
+    lua_pushliteral(L, "loom_spawn: a function is expected below the "
+                       "arguments");
+    return LOOM_EINVAL;
   }
-  lua_insert(L, -(nargs + 1));  /* chunk below its arguments */
-  H->main = loom__spawn(L, H, nargs);
-  lua_pop(L, 1);  /* remove task: the live table holds it */
-  return 0;
+  lua_settop(L, fidx + nargs);  /* drop a __call field pushed above */
+  loom__spawn(L, H, nargs);
+  return LOOM_OK;
 }
 
 LOOM_API int loom_run(loom_host *H) {
-  if (H->closed || H->running) return -1;
+  if (H->closed) return LOOM_ECLOSED;
+  if (H->running) return LOOM_EBUSY;
   H->L = H->mainL;
   return loom__loop(H);
 }
 
-LOOM_API void loom_close(loom_host *H) {
-  lua_State *L;
-  if (H == NULL) return;
-  L = H->mainL;
-  if (H->owns_state) {
-    lua_close(L);  /* its sentinel closes the host */
-    return;
+LOOM_API int loom_step(loom_host *H) {
+  int alive;
+  if (H->closed) return LOOM_ECLOSED;
+  if (H->running) return LOOM_EBUSY;
+  H->L = H->mainL;
+  H->running = 1;
+  uv_run(H->loop, UV_RUN_NOWAIT);
+  alive = uv_loop_alive(H->loop);
+  if (!alive && H->ntasks > 0) {  /* nothing can wake them: cancel */
+    if (H->debug) loom__report_pending(H);
+    H->stalled = 1;
+    loom__cancel_all(H);
+    alive = 1;
   }
-  host_close(H, 0);
+  H->running = 0;
+  if (!alive) loom__report_unobserved(H);
+  return alive;
+}
+
+LOOM_API int loom_backend_fd(loom_host *H) {
+  return H->closed ? LOOM_ECLOSED : uv_backend_fd(H->loop);
+}
+
+LOOM_API int loom_backend_timeout(loom_host *H) {
+  return H->closed ? LOOM_ECLOSED : uv_backend_timeout(H->loop);
+}
+
+/* Calls the embedder's loom_done_fn (upvalues: fn, ud, box). */
+static int done_cb(lua_State *L) {
+  loom_done_fn fn;
+  void *ud = lua_touserdata(L, lua_upvalueindex(2));
+  loom_hostbox *box = lua_touserdata(L, lua_upvalueindex(3));
+  int top = lua_gettop(L), n;
+  *(void **)&fn = lua_touserdata(L, lua_upvalueindex(1));
+  n = loom__results(L, 1);
+  if (n == LOOM_EFAILED) n = -1;
+  if (box->H != NULL) fn(box->H, L, n, ud);
+  lua_settop(L, top);
+  return 0;
+}
+
+LOOM_API int loom_on_done(loom_host *H, int idx, loom_done_fn fn, void *ud) {
+  lua_State *L;
+  if (H->closed) return LOOM_ECLOSED;
+  L = H->mainL;
+  if (fn == NULL) return LOOM_EINVAL;
+  idx = lua_absindex(L, idx);
+  lua_pushlightuserdata(L, *(void **)&fn);
+  lua_pushlightuserdata(L, ud);
+  loom__push_box(L, H);
+  lua_pushcclosure(L, done_cb, 3);
+  return loom__on_done(L, idx);
+}
+
+LOOM_API int loom_results(loom_host *H, int idx) {
+  if (H->closed) return LOOM_ECLOSED;
+  return loom__results(H->mainL, idx);
+}
+
+LOOM_API int loom_close(loom_host *H) {
+  if (H == NULL) return LOOM_EINVAL;
+  if (H->closed) return LOOM_OK;
+  if (H->running) return LOOM_EBUSY;
+  if (H->owns_state) lua_close(H->mainL);  /* its box closes the host */
+  else host_close(H, 0);
+  H->mainL = H->L = NULL;
+  return LOOM_OK;
+}
+
+LOOM_API void loom_free(loom_host *H) {
+  if (H == NULL || H->freed) return;
+  if (loom_close(H) != LOOM_OK) return;  /* inside its own loop */
+  H->freed = 1;
+  host_release(H);
 }
 
 /* }==================================================================== */

@@ -40,6 +40,7 @@
 enum { FUT_PENDING, FUT_OK, FUT_FAILED, FUT_CANCELLED };
 
 typedef struct loom_hostbox loom_hostbox;
+typedef struct loom_mailbox loom_mailbox;
 typedef struct loom_future loom_future;
 typedef struct loom_task loom_task;
 typedef struct loom_timer loom_timer;
@@ -93,7 +94,9 @@ struct loom_task {
   unsigned started : 1;
   unsigned queued : 1;     /* in the ready queue */
   unsigned throwing : 1;   /* an error waits in aux.throw */
+  unsigned in_call : 1;    /* waits for (or was woken by) a loom_call */
   union {
+    loom_call *call;       /* loom_call_await */
     loom_timer sleep;      /* loom.sleep */
     struct {
       loom_task *next, *prev;  /* in the awaited future's waiters */
@@ -109,12 +112,18 @@ struct loom_host {
   uv_loop_t *loop;
   unsigned char owns_loop, owns_state, closed, running, is_virtual;
   unsigned char stalled;   /* the last run ended with tasks waiting */
+  unsigned char api;       /* the embedder holds it: freed by loom_free */
+  unsigned char freed;     /* free once the last handle is closed */
   int debug;
   uv_prepare_t prepare;
   uv_check_t check;
   uv_idle_t idle;
   uv_timer_t timer;
+  uv_async_t async;        /* wakes the loop for loom_call_complete_async */
   int handles_open;        /* our handles not yet through close_cb */
+  loom_mailbox *mb;        /* calls completed from other threads */
+  loom_call *calls;        /* open calls (their task side) */
+  int ncalls;
   loom_task *ready_head, *ready_tail;
   size_t nready;
   loom_task *current;      /* the running task, or NULL */
@@ -148,6 +157,7 @@ extern char loom__tag;
 
 /* host.c */
 loom_host *loom__host_of(lua_State *L);  /* the state's host, created */
+loom_host *loom__host_of_state(lua_State *L);  /* or NULL */
 loom_host *loom__host(lua_State *L);  /* host of upvalue 1, or raises */
 void loom__push_box(lua_State *L, loom_host *H);  /* upvalue for functions */
 uint64_t loom__now(loom_host *H);  /* loop ms, or virtual ms */
@@ -161,6 +171,9 @@ loom_task *loom__spawn(lua_State *L, loom_host *H, int nargs);
 void loom__step(loom_host *H, loom_task *t);  /* resume one task */
 loom_task *loom__enter(lua_State *L, loom_host *H, const char *name);
 int loom__suspend(lua_State *L, loom_k k);
+int loom__rethrow(lua_State *L, loom_host *H, loom_task *t);
+int loom__results(lua_State *L, int idx);  /* loom_results */
+int loom__on_done(lua_State *L, int idx);  /* fn on top: task:on_done */
 int loom__yield(lua_State *L, loom_host *H, const char *name);
 int loom__cancel(lua_State *L, loom_host *H, loom_task *t, int msgidx);
 void loom__throw(lua_State *L, loom_host *H, loom_task *t);
@@ -185,11 +198,17 @@ void loom__new_timeout(lua_State *L, loom_host *H, const char *msg);
 int loom__is_cancelled(lua_State *L, loom_host *H, int idx);
 const char *loom__tostring(lua_State *L, int idx);  /* never raises */
 
+/* call.c */
+int loom__calls_open(loom_host *H);
+void loom__calls_close(loom_host *H);
+void loom__call_drop(loom_host *H, loom_task *t);  /* cancelled after wake */
+
 /* coro.c */
 void loom__coro_open(lua_State *L, loom_host *H);  /* wraps coroutine.* */
 int loom__boundary_error(lua_State *L, const char *name);
 
 /* module.c */
 int loom__open_lua(lua_State *L, const char *name);  /* embedded chunk */
+void loom__module_restore(lua_State *L);  /* undoes luaopen_loom's changes */
 
 #endif

@@ -2,17 +2,24 @@
 ** loom.h: the public API of libloom, an embeddable Lua 5.4 host with
 ** asyncio-style tasks on libuv.
 **
-** A 'loom_host' owns (or borrows) one libuv loop and one Lua state.
-** Everything loom does hangs off a host, so several hosts may live in
-** one process, one per thread.  Unless a comment says otherwise, every
-** function must be called on the thread that created the host.
+** A 'loom_host' ties one Lua state to one libuv loop; either may be the
+** host's own or one the embedder already has.  Everything loom does
+** hangs off a host, so several hosts may live in one process (one per
+** thread, each with its own state).  Unless a comment says otherwise, a
+** function must be called on the thread that runs the host's loop.
 **
-** Build against it with: cc prog.c $(pkg-config --cflags --libs loom)
+** Functions that return 'int' return LOOM_OK (0) or a count on
+** success, and one of the negative LOOM_E* codes on failure; none of
+** them raises a Lua error except those documented as callable only
+** from a lua_CFunction.
+**
+** Build with:  cc prog.c $(pkg-config --cflags --libs loom)
 */
 #ifndef LOOM_H
 #define LOOM_H
 
 #include <lua.h>
+#include <uv.h>
 
 #if defined(LOOM_BUILDING) && defined(__GNUC__)
 #define LOOM_API __attribute__((visibility("default")))
@@ -22,7 +29,209 @@
 
 #define LOOM_VERSION "0.1.0"
 
+#define LOOM_OK         0
+#define LOOM_ECLOSED  (-1)  /* the host (or the call's host) is closed */
+#define LOOM_EDONE    (-2)  /* the call was completed already */
+#define LOOM_EBUSY    (-3)  /* not allowed from inside the running loop */
+#define LOOM_EPENDING (-4)  /* the task or future is not done yet */
+#define LOOM_EINVAL   (-5)  /* an argument is not what the function takes */
+#define LOOM_EFAILED  (-6)  /* the task failed: its error is on the stack */
+#define LOOM_ENOMEM   (-7)  /* out of memory */
+
 typedef struct loom_host loom_host;
+typedef struct loom_call loom_call;
+
+
+/* {=====================================================================
+** Hosts
+** ====================================================================== */
+
+/*
+** Creates a host with a loop and a Lua state of its own; the state has
+** the standard libraries, 'require "loom"' works and the global 'loom'
+** is set.  Returns NULL when memory or the loop cannot be had.
+*/
+LOOM_API loom_host *loom_new(void);
+
+/*
+** Creates a host on the embedder's 'loop' and/or state 'L'; NULL for
+** either gives the host one of its own.  On the embedder's state, loom
+** is registered in package.loaded (no global is set) and
+** coroutine.resume, coroutine.wrap and require are replaced by
+** loom-aware versions until the host closes.  One host per state:
+** returns NULL if 'L' has one already, or on lack of memory.
+*/
+LOOM_API loom_host *loom_new_with(uv_loop_t *loop, lua_State *L);
+
+/* The host's Lua state (main thread) and loop; NULL once it is closed. */
+LOOM_API lua_State *loom_state(loom_host *H);
+LOOM_API uv_loop_t *loom_loop(loom_host *H);
+
+/*
+** Closes the host.  Pending tasks are dropped without running again.
+** A state and a loop of the host's own are freed.  The embedder's state
+** stays usable (loom's functions and objects there raise "the host is
+** closed"; coroutine.*, require and package.loaded.loom are restored);
+** on the embedder's loop, loom's handles are closed and the loop must
+** run once more (uv_run) for their close callbacks before it can be
+** closed.  Returns LOOM_EBUSY if called from inside the loop (a
+** callback or a task), else LOOM_OK (also when closed already).  'H'
+** stays valid: every function given it returns LOOM_ECLOSED (NULL for
+** loom_state and loom_loop) until loom_free.
+*/
+LOOM_API int loom_close(loom_host *H);
+
+/*
+** Closes the host if it is open and releases the handle itself; 'H'
+** must not be used after.  Does nothing if called from inside the loop.
+*/
+LOOM_API void loom_free(loom_host *H);
+
+/* }===================================================================== */
+
+
+/* {=====================================================================
+** Running
+** ====================================================================== */
+
+/*
+** Loads the file 'path' (NULL or "-": standard input) and spawns it as
+** a task with the 'nargs' values on top of the stack as its arguments.
+** On success pushes the Task (in place of the arguments) and returns
+** LOOM_OK; the first file spawned becomes the main task.  Otherwise
+** pushes the message and returns LUA_ERRFILE or LUA_ERRSYNTAX.  The
+** task runs when the loop runs.
+*/
+LOOM_API int loom_spawn_file(loom_host *H, const char *path, int nargs);
+
+/* The same for the chunk 'code', named 'name' in messages ("=name"). */
+LOOM_API int loom_spawn_string(loom_host *H, const char *code,
+                               const char *name, int nargs);
+
+/*
+** Spawns the function below the 'nargs' values on top of the stack as a
+** task; replaces them by the Task and returns LOOM_OK, or pops them,
+** pushes a message and returns LOOM_EINVAL when it is not callable.
+*/
+LOOM_API int loom_spawn(loom_host *H, int nargs);
+
+/*
+** Runs the loop until every task, timer and handle is done.  Returns the
+** number of errors reported through the error hook during the run (0:
+** all went well), or LOOM_ECLOSED / LOOM_EBUSY.
+*/
+LOOM_API int loom_run(loom_host *H);
+
+/*
+** Runs one non-blocking iteration of the loop: the tasks that are
+** ready, the timers that are due, the I/O that is waiting.  Returns 1
+** while there is more to do, 0 once all is done (errors nobody saw are
+** then reported), or LOOM_ECLOSED / LOOM_EBUSY.  Between steps, an
+** embedder with its own main loop waits on loom_backend_fd() for
+** loom_backend_timeout() milliseconds.
+*/
+LOOM_API int loom_step(loom_host *H);
+
+/*
+** The file descriptor to poll for readability, and how long (ms; -1:
+** no limit, 0: do not wait, tasks are ready) until loom_step has work.
+*/
+LOOM_API int loom_backend_fd(loom_host *H);
+LOOM_API int loom_backend_timeout(loom_host *H);
+
+/* }===================================================================== */
+
+
+/* {=====================================================================
+** Tasks from C
+** ====================================================================== */
+
+/*
+** Called once the task or future is done, on the loop thread: 'nres'
+** >= 0 results are on top of 'L', or, when 'nres' < 0, its error (a
+** failure or a loom.Cancelled).  The values are popped after the call.
+*/
+typedef void (*loom_done_fn)(loom_host *H, lua_State *L, int nres,
+                             void *ud);
+
+/*
+** Calls 'fn' when the Task or Future at 'idx' is done (at once if it
+** is).  Returns LOOM_OK or LOOM_EINVAL.  Counts as observing its error.
+*/
+LOOM_API int loom_on_done(loom_host *H, int idx, loom_done_fn fn, void *ud);
+
+/*
+** Pushes the outcome of the done Task or Future at 'idx': returns the
+** number of results pushed, or LOOM_EFAILED with its error pushed, or
+** LOOM_EPENDING / LOOM_EINVAL with nothing pushed.
+*/
+LOOM_API int loom_results(loom_host *H, int idx);
+
+/* }===================================================================== */
+
+
+/* {=====================================================================
+** Awaitable C functions
+**
+**   static int l_read(lua_State *L) {
+**     loom_call *c = loom_call_new(L);   -- the running task will wait
+**     start_work(c);                      -- a callback or a thread
+**     return loom_call_await(L, c);       -- suspends the task
+**   }
+**   ...later, from the work:
+**     loom_call_complete_async(c, push_reading, reading);
+**     loom_call_release(c);
+**
+** A call has two owners: the task side, which loom keeps, and the C
+** side, which the embedder gives up with loom_call_release once it will
+** not complete the call (any more).
+** ====================================================================== */
+
+/*
+** Pushes the results of a call onto 'L', the waiting task's stack, and
+** returns how many; it may raise (lua_error) to make the task's call
+** raise.  It runs on the loop thread.  When the task is gone (cancelled
+** or timed out meanwhile, or its host closed) it is called with 'L'
+** NULL, only to free 'ud'.
+*/
+typedef int (*loom_push_fn)(lua_State *L, void *ud);
+
+/*
+** From a lua_CFunction running in a task: makes the task wait for a
+** call that C will complete.  Raises (as any Lua API function) when
+** called outside a task or where the task cannot suspend.
+*/
+LOOM_API loom_call *loom_call_new(lua_State *L);
+
+/*
+** Suspends the task until 'c' completes; use as 'return
+** loom_call_await(L, c);'.  The task resumes with what the push
+** function pushed, or raises loom.Cancelled / loom.Timeout if it was
+** cancelled or timed out first.
+*/
+LOOM_API int loom_call_await(lua_State *L, loom_call *c);
+
+/*
+** Completes 'c' with the results 'push' will push ('push' may be NULL:
+** no results).  loom_call_complete is for the loop thread (a libuv
+** callback, a task); loom_call_complete_async may be called from any
+** thread and wakes the loop.  Return LOOM_OK, or LOOM_EDONE when 'c'
+** was completed before, or LOOM_ECLOSED when its host is closed; on
+** failure 'push' is not called and 'ud' stays the caller's.
+*/
+LOOM_API int loom_call_complete(loom_call *c, loom_push_fn push, void *ud);
+LOOM_API int loom_call_complete_async(loom_call *c, loom_push_fn push,
+                                      void *ud);
+
+/* Gives up the C side of 'c'; 'c' must not be used after.  Any thread. */
+LOOM_API void loom_call_release(loom_call *c);
+
+/* }===================================================================== */
+
+
+/* {=====================================================================
+** Errors and the module
+** ====================================================================== */
 
 /*
 ** Receives an error nobody caught: 'msg' is the error as text,
@@ -32,43 +241,12 @@ typedef struct loom_host loom_host;
 typedef void (*loom_error_fn)(loom_host *H, const char *msg,
                               const char *traceback, void *ud);
 
-/*
-** Creates a host with its own loop and its own Lua state, with the
-** standard libraries open and the global 'loom' set.  Returns NULL when
-** memory or the loop cannot be had.  Free it with 'loom_close'.
-*/
-LOOM_API loom_host *loom_new(void);
-
-/* The host's Lua state (main thread); valid until 'loom_close'. */
-LOOM_API lua_State *loom_state(loom_host *H);
-
-/*
-** Loads the file 'path' ("-" or NULL: standard input) and spawns it as
-** a task named 'main' with the 'nargs' values on top of the state's
-** stack as its arguments (they are popped).  Returns 0, or 1 with the
-** error message on top of the stack when the file cannot be read or
-** compiled.  The task runs when the loop runs.
-*/
-LOOM_API int loom_spawn_file(loom_host *H, const char *path, int nargs);
-
-/*
-** Runs the loop until every task and every open handle are done.
-** Returns the number of failures reported through the error hook
-** during the run (0 when all went well).  Must not be called from
-** inside the loop.
-*/
-LOOM_API int loom_run(loom_host *H);
-
 /* Replaces the error hook; 'fn' NULL restores the default (stderr). */
 LOOM_API void loom_set_error_fn(loom_host *H, loom_error_fn fn, void *ud);
 
-/*
-** Closes the host: tasks still pending are dropped, the Lua state and
-** the loop are freed.  'H' is invalid afterwards.
-*/
-LOOM_API void loom_close(loom_host *H);
-
 /* The module entry point for require "loom". */
 LOOM_API int luaopen_loom(lua_State *L);
+
+/* }===================================================================== */
 
 #endif

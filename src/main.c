@@ -267,7 +267,7 @@ int main(int argc, char **argv) {
   L = loom_state(H);
   create_arg_table(L, argv, argc, script);
   if (!spawn_main(L, H, argv, argc, script, from_stdin, flags)) {
-    loom_close(H);
+    loom_free(H);
     return 1;
   }
   sig.H = H;
@@ -292,7 +292,7 @@ int main(int argc, char **argv) {
   fflush(NULL);
   if (getenv("LOOM_CLOSE_AT_EXIT") != NULL) {
     uv_close((uv_handle_t *)&sig.h, NULL);
-    loom_close(H);
+    loom_free(H);
   }
   else exiting_host = H;
   return status;

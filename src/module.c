@@ -136,6 +136,54 @@ static const luaL_Reg funcs[] = {
   {NULL, NULL}
 };
 
+static char savedkey;  /* registry: what luaopen_loom replaced */
+
+/*
+** Keeps coroutine.resume, coroutine.wrap and require as they were
+** before loom replaced them, once per state, for loom__module_restore.
+*/
+static void save_originals(lua_State *L) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &savedkey) == LUA_TTABLE) {
+    lua_pop(L, 1);
+    return;
+  }
+  lua_pop(L, 1);
+  lua_createtable(L, 0, 3);
+  if (lua_getglobal(L, "coroutine") == LUA_TTABLE) {
+    lua_getfield(L, -1, "resume");
+    lua_setfield(L, -3, "resume");
+    lua_getfield(L, -1, "wrap");
+    lua_setfield(L, -3, "wrap");
+  }
+  lua_pop(L, 1);
+  lua_getglobal(L, "require");
+  lua_setfield(L, -2, "require");
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &savedkey);
+}
+
+void loom__module_restore(lua_State *L) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &savedkey) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    return;
+  }
+  if (lua_getglobal(L, "coroutine") == LUA_TTABLE) {
+    lua_getfield(L, -2, "resume");
+    lua_setfield(L, -2, "resume");
+    lua_getfield(L, -2, "wrap");
+    lua_setfield(L, -2, "wrap");
+  }
+  lua_pop(L, 1);
+  lua_getfield(L, -1, "require");
+  lua_setglobal(L, "require");
+  lua_pop(L, 1);
+  lua_pushnil(L);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &savedkey);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_pushnil(L);
+  lua_setfield(L, -2, "loom");
+  lua_pop(L, 1);
+}
+
 LOOM_API int luaopen_loom(lua_State *L) {
   loom_host *H = loom__host_of(L);
   lua_newtable(L);  /* core */
@@ -146,6 +194,7 @@ LOOM_API int luaopen_loom(lua_State *L) {
   luaL_setfuncs(L, funcs, 1);
   lua_pushliteral(L, LOOM_VERSION);
   lua_setfield(L, -2, "version");
+  save_originals(L);
   loom__coro_open(L, H);
   register_preload(L);
   if (loom__open_lua(L, "loom") != LUA_OK) return lua_error(L);

@@ -416,8 +416,8 @@ static void finish(loom_host *H, loom_task *t, int status, int nres) {
     loom__cancel_all(H);  /* as asyncio.run: the program is over */
 }
 
-/* Raises the error waiting in 't' (at 'idx' if known, else via ref). */
-static int rethrow(lua_State *L, loom_host *H, loom_task *t) {
+/* Raises the error waiting in 't'. */
+int loom__rethrow(lua_State *L, loom_host *H, loom_task *t) {
   loom__push_task(L, H, t);
   get_aux(L, -1, "throw");
   lua_pushnil(L);
@@ -522,7 +522,7 @@ static loom_task *current(lua_State *L, loom_host *H, const char *name) {
 */
 loom_task *loom__enter(lua_State *L, loom_host *H, const char *name) {
   loom_task *t = current(L, H, name);
-  if (t->throwing) rethrow(L, H, t);
+  if (t->throwing) loom__rethrow(L, H, t);
   if (!lua_isyieldable(L)) loom__boundary_error(L, name);
   if (t->unwait != NULL) t->unwait(H, t);
   t->unwait = NULL;
@@ -533,7 +533,7 @@ static int suspend_k(lua_State *L, int status, lua_KContext ctx) {
   loom_host *H = ((loom_hostbox *)lua_touserdata(L, lua_upvalueindex(1)))->H;
   loom_task *t = H->current;
   (void)status;
-  if (t->throwing) return rethrow(L, H, t);
+  if (t->throwing) return loom__rethrow(L, H, t);
   return ((loom_k)ctx)(L, H, t);
 }
 
@@ -983,6 +983,34 @@ static int t_newindex(lua_State *L) {
   lua_tostring(L, 3);  /* a number becomes its text */
   set_aux(L, 1, "name");
   return 0;
+}
+
+/* loom_results: the outcome of the done future at 'idx', pushed. */
+int loom__results(lua_State *L, int idx) {
+  loom_future *f = tofuture(L, idx);
+  idx = lua_absindex(L, idx);
+  if (f == NULL) return LOOM_EINVAL;
+  if (f->state == FUT_PENDING) return LOOM_EPENDING;
+  observe(L, f, idx);
+  if (f->state == FUT_OK) {
+    if (!lua_checkstack(L, (int)f->nres + 1)) return LOOM_ENOMEM;
+    return push_value(L, f, idx);
+  }
+  push_value(L, f, idx);
+  return LOOM_EFAILED;
+}
+
+/* loom_on_done: future at 'idx', callback on top (popped). */
+int loom__on_done(lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
+  if (tofuture(L, idx) == NULL || loom__fhost(tofuture(L, idx)) == NULL) {
+    lua_pop(L, 1);
+    return LOOM_EINVAL;
+  }
+  lua_pushcfunction(L, m_on_done);
+  lua_pushvalue(L, idx);
+  lua_rotate(L, -3, -1);  /* on_done, future, callback */
+  return lua_pcall(L, 2, 0, 0) == LUA_OK ? LOOM_OK : (lua_pop(L, 1), LOOM_ENOMEM);
 }
 
 static const luaL_Reg future_methods[] = {

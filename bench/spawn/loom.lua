@@ -12,8 +12,9 @@ local function work(i)
   return i
 end
 
--- loom.now() may be the loop's cached time; a zero sleep goes through the
--- loop once so the stamp is fresh rather than the start of the last tick.
+-- loom.now() is the loop's cached time (ms). A zero sleep yields through
+-- the loop once, which refreshes it, so a stamp is "now" rather than the
+-- start of the round that happened to resume this task.
 local function stamp()
   loom.sleep(0)
   return loom.now(), os.clock()

@@ -1,0 +1,295 @@
+/*
+** call.c: awaitable C functions.  A 'loom_call' is a task's wait for
+** something C will complete: from the loop thread (loom_call_complete)
+** or from any thread (loom_call_complete_async).
+**
+** Ownership: a call has two references, the task side (held by loom,
+** dropped once the outcome reached the task or was discarded) and the C
+** side (dropped by loom_call_release).  The memory goes with the last.
+**
+** Threads: the state of a call and the queue of calls completed from
+** other threads are guarded by the host's mailbox mutex.  The mailbox
+** is a separate, reference-counted object, so that a thread completing
+** a call after its host closed still finds a live mutex and a 'closed'
+** flag instead of freed memory; it goes with the host and the last
+** call.
+*/
+#include <stdlib.h>
+
+#include "internal.h"
+
+enum { CALL_PENDING, CALL_QUEUED, CALL_DONE };
+
+struct loom_mailbox {
+  uv_mutex_t mu;
+  int refs;              /* the host + each call not yet freed */
+  int closed;            /* the host is gone: completions are refused */
+  uv_async_t *async;     /* the host's wake-up; valid while !closed */
+  loom_call *head, *tail;  /* completed from threads, not yet delivered */
+};
+
+struct loom_call {
+  loom_mailbox *mb;
+  loom_host *H;          /* loop thread only */
+  loom_task *t;          /* the waiting task; NULL once it left */
+  loom_push_fn push;
+  void *ud;
+  loom_call *next;       /* in the mailbox queue */
+  loom_call *hnext, *hprev;  /* in the host's list of open calls */
+  int state;             /* CALL_*, under mb->mu */
+  int refs;              /* under mb->mu */
+};
+
+
+/*
+** {====================================================================
+** References
+** =====================================================================
+*/
+
+static void mailbox_unref(loom_mailbox *mb) {
+  int last;
+  uv_mutex_lock(&mb->mu);
+  last = --mb->refs == 0;
+  uv_mutex_unlock(&mb->mu);
+  if (last) {
+    uv_mutex_destroy(&mb->mu);
+    free(mb);
+  }
+}
+
+static void call_unref(loom_call *c) {
+  loom_mailbox *mb = c->mb;
+  int last;
+  uv_mutex_lock(&mb->mu);
+  last = --c->refs == 0;
+  uv_mutex_unlock(&mb->mu);
+  if (last) {
+    free(c);
+    mailbox_unref(mb);
+  }
+}
+
+/* The task side is done with 'c' (loop thread). */
+static void call_finish(loom_call *c) {
+  loom_host *H = c->H;
+  if (c->hprev) c->hprev->hnext = c->hnext;
+  else H->calls = c->hnext;
+  if (c->hnext) c->hnext->hprev = c->hprev;
+  if (--H->ncalls == 0) uv_unref((uv_handle_t *)&H->async);
+  call_unref(c);
+}
+
+LOOM_API void loom_call_release(loom_call *c) {
+  if (c != NULL) call_unref(c);
+}
+
+/* }==================================================================== */
+
+
+/*
+** {====================================================================
+** Completion
+** =====================================================================
+*/
+
+/*
+** The outcome of 'c' is in (loop thread): wake its task, whose
+** continuation pushes the results, or, when the task left, let the push
+** function free its data.
+*/
+static void deliver(loom_call *c) {
+  if (c->t != NULL) {
+    loom__wake(c->H, c->t);
+    return;
+  }
+  if (c->push != NULL) c->push(NULL, c->ud);
+  call_finish(c);
+}
+
+/* Claims 'c' for completion; returns LOOM_OK or why not (under lock). */
+static int claim(loom_call *c, loom_push_fn push, void *ud, int state) {
+  if (c->state != CALL_PENDING) return LOOM_EDONE;
+  if (c->mb->closed) {
+    c->state = CALL_DONE;
+    return LOOM_ECLOSED;
+  }
+  c->state = state;
+  c->push = push;
+  c->ud = ud;
+  return LOOM_OK;
+}
+
+LOOM_API int loom_call_complete(loom_call *c, loom_push_fn push, void *ud) {
+  int r;
+  uv_mutex_lock(&c->mb->mu);
+  r = claim(c, push, ud, CALL_DONE);
+  uv_mutex_unlock(&c->mb->mu);
+  if (r == LOOM_OK) deliver(c);
+  return r;
+}
+
+LOOM_API int loom_call_complete_async(loom_call *c, loom_push_fn push,
+                                      void *ud) {
+  loom_mailbox *mb = c->mb;
+  int r;
+  uv_mutex_lock(&mb->mu);
+  r = claim(c, push, ud, CALL_QUEUED);
+  if (r == LOOM_OK) {
+    c->next = NULL;
+    if (mb->tail) mb->tail->next = c;
+    else mb->head = c;
+    mb->tail = c;
+    uv_async_send(mb->async);  /* under the lock: the host cannot close */
+  }
+  uv_mutex_unlock(&mb->mu);
+  return r;
+}
+
+/* Takes the calls completed from other threads off the mailbox. */
+static loom_call *take_queue(loom_mailbox *mb) {
+  loom_call *c;
+  uv_mutex_lock(&mb->mu);
+  c = mb->head;
+  mb->head = mb->tail = NULL;
+  uv_mutex_unlock(&mb->mu);
+  return c;
+}
+
+static void async_cb(uv_async_t *h) {
+  loom_host *H = h->data;
+  loom_call *c = take_queue(H->mb), *next;
+  for (; c != NULL; c = next) {
+    next = c->next;
+    uv_mutex_lock(&H->mb->mu);
+    c->state = CALL_DONE;
+    uv_mutex_unlock(&H->mb->mu);
+    deliver(c);
+  }
+}
+
+/* }==================================================================== */
+
+
+/*
+** {====================================================================
+** The task side
+** =====================================================================
+*/
+
+/* The task left before the outcome came (cancelled, timed out). */
+static void call_unwait(loom_host *H, loom_task *t) {
+  (void)H;
+  t->u.call->t = NULL;
+  t->in_call = 0;
+}
+
+/*
+** The task was woken with its outcome but is raising a cancellation
+** instead of taking it: discard the outcome.
+*/
+void loom__call_drop(loom_host *H, loom_task *t) {
+  loom_call *c = t->u.call;
+  (void)H;
+  t->in_call = 0;
+  c->t = NULL;
+  if (c->push != NULL) c->push(NULL, c->ud);
+  call_finish(c);
+}
+
+LOOM_API loom_call *loom_call_new(lua_State *L) {
+  loom_host *H = loom__host_of_state(L);
+  loom_task *t;
+  loom_call *c;
+  if (H == NULL) luaL_error(L, "loom_call_new: loom is not open in this "
+                               "state");
+  t = loom__enter(L, H, "loom_call_new");
+  c = calloc(1, sizeof *c);
+  if (c == NULL) luaL_error(L, "loom_call_new: not enough memory");
+  c->mb = H->mb;
+  c->H = H;
+  c->t = t;
+  c->refs = 2;
+  c->state = CALL_PENDING;
+  uv_mutex_lock(&H->mb->mu);
+  H->mb->refs++;
+  uv_mutex_unlock(&H->mb->mu);
+  c->hnext = H->calls;
+  if (H->calls) H->calls->hprev = c;
+  H->calls = c;
+  if (H->ncalls++ == 0) uv_ref((uv_handle_t *)&H->async);
+  t->u.call = c;
+  t->unwait = call_unwait;
+  t->in_call = 1;
+  return c;
+}
+
+static int call_k(lua_State *L, int status, lua_KContext ctx) {
+  loom_call *c = (loom_call *)ctx;
+  loom_host *H = c->H;
+  loom_task *t = H->current;
+  loom_push_fn push = c->push;
+  void *ud = c->ud;
+  (void)status;
+  if (t->throwing) {
+    if (t->in_call) loom__call_drop(H, t);
+    return loom__rethrow(L, H, t);
+  }
+  t->in_call = 0;
+  call_finish(c);  /* 'c' may be gone now */
+  return push != NULL ? push(L, ud) : 0;
+}
+
+LOOM_API int loom_call_await(lua_State *L, loom_call *c) {
+  lua_pushlightuserdata(L, &loom__tag);
+  return lua_yieldk(L, 1, (lua_KContext)c, call_k);
+}
+
+/* }==================================================================== */
+
+
+/*
+** {====================================================================
+** The host's side
+** =====================================================================
+*/
+
+int loom__calls_open(loom_host *H) {
+  loom_mailbox *mb = calloc(1, sizeof *mb);
+  if (mb == NULL || uv_mutex_init(&mb->mu) != 0) {
+    free(mb);
+    return UV_ENOMEM;
+  }
+  mb->refs = 1;
+  mb->async = &H->async;
+  H->mb = mb;
+  uv_async_init(H->loop, &H->async, async_cb);
+  uv_unref((uv_handle_t *)&H->async);  /* ref'd while calls are open */
+  return 0;
+}
+
+/*
+** The host closes: later completions are refused, completed outcomes
+** that never reached their task are discarded, and the task side of
+** every open call is given up.
+*/
+void loom__calls_close(loom_host *H) {
+  loom_mailbox *mb = H->mb;
+  loom_call *c, *next;
+  uv_mutex_lock(&mb->mu);
+  mb->closed = 1;
+  mb->async = NULL;
+  uv_mutex_unlock(&mb->mu);
+  (void)take_queue(mb);  /* their outcomes are dropped below */
+  for (c = H->calls; c != NULL; c = next) {
+    next = c->hnext;
+    if (c->state != CALL_PENDING && c->push != NULL) c->push(NULL, c->ud);
+    call_unref(c);
+  }
+  H->calls = NULL;
+  H->ncalls = 0;
+  H->mb = NULL;
+  mailbox_unref(mb);
+}
+
+/* }==================================================================== */

@@ -1,0 +1,570 @@
+/*
+** api_test.c: tests of every function of loom.h, misuse included.
+** Each case is its own meson test: api_test NAME runs case NAME and
+** exits 0 when it passed.  Run under valgrind or ASan by the CI.
+*/
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+#include <lualib.h>
+#include <loom.h>
+
+static int failed;
+
+#define CHECK(cond) do { \
+    if (!(cond)) { \
+      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
+      failed = 1; \
+    } \
+  } while (0)
+
+/* Runs 'code' in the host's state (outside the loop); returns its
+** string result, or the error message. */
+static const char *eval(loom_host *H, const char *code) {
+  lua_State *L = loom_state(H);
+  static char buf[512];
+  if (luaL_dostring(L, code) != LUA_OK) {
+    snprintf(buf, sizeof buf, "error: %s", lua_tostring(L, -1));
+    lua_pop(L, 1);
+    return buf;
+  }
+  snprintf(buf, sizeof buf, "%s", lua_isnoneornil(L, -1) ? "nil"
+           : luaL_tolstring(L, -1, NULL));
+  lua_settop(L, 0);
+  return buf;
+}
+
+/* {====================================================================
+** Hosts
+** ===================================================================== */
+
+static void t_new_and_free(void) {
+  loom_host *H = loom_new();
+  CHECK(H != NULL);
+  CHECK(loom_state(H) != NULL);
+  CHECK(loom_loop(H) != NULL);
+  CHECK(strcmp(eval(H, "return type(loom.spawn)"), "function") == 0);
+  CHECK(loom_close(H) == LOOM_OK);
+  CHECK(loom_close(H) == LOOM_OK);  /* twice is harmless */
+  CHECK(loom_state(H) == NULL);
+  CHECK(loom_loop(H) == NULL);
+  loom_free(H);
+  loom_free(NULL);
+}
+
+static void t_embedder_loop(void) {
+  uv_loop_t loop;
+  loom_host *H;
+  uv_loop_init(&loop);
+  H = loom_new_with(&loop, NULL);
+  CHECK(H != NULL);
+  CHECK(loom_loop(H) == &loop);
+  CHECK(loom_spawn_string(H, "loom.sleep(0.01) ran = true", "=t", 0)
+        == LOOM_OK);
+  CHECK(loom_run(H) == 0);
+  CHECK(strcmp(eval(H, "return tostring(ran)"), "true") == 0);
+  loom_free(H);
+  uv_run(&loop, UV_RUN_DEFAULT);  /* loom's close callbacks */
+  CHECK(uv_loop_close(&loop) == 0);  /* nothing of loom is left on it */
+}
+
+static void t_embedder_state(void) {
+  lua_State *L = luaL_newstate();
+  loom_host *H, *H2;
+  luaL_openlibs(L);
+  CHECK(luaL_dostring(L, "original_resume = coroutine.resume "
+                         "original_require = require") == LUA_OK);
+  H = loom_new_with(NULL, L);
+  CHECK(H != NULL);
+  CHECK(loom_state(H) == L);
+  CHECK(loom_new_with(NULL, L) == NULL);  /* one host per state */
+  CHECK(strcmp(eval(H, "return tostring(loom == nil)"), "true") == 0);
+  CHECK(strcmp(eval(H, "local l = require 'loom' return "
+                       "tostring(l.run(function() l.sleep(0.001) "
+                       "return 42 end))"), "42") == 0);
+  CHECK(strcmp(eval(H, "return tostring(coroutine.resume ~= "
+                       "original_resume)"), "true") == 0);
+  CHECK(luaL_dostring(L, "keep_loom = require 'loom' "
+                         "keep_f = keep_loom.future()") == LUA_OK);
+  CHECK(loom_close(H) == LOOM_OK);
+  /* the state lives on, with its own functions back */
+  CHECK(loom_state(H) == NULL);
+  lua_settop(L, 0);
+  CHECK(luaL_dostring(L, "return coroutine.resume == original_resume "
+                         "and require == original_require "
+                         "and package.loaded.loom == nil") == LUA_OK);
+  CHECK(lua_toboolean(L, -1));
+  lua_settop(L, 0);
+  CHECK(luaL_dostring(L, "return select(2, pcall(keep_loom.spawn, "
+                         "print))") == LUA_OK);
+  CHECK(strstr(lua_tostring(L, -1), "host is closed") != NULL);
+  lua_settop(L, 0);
+  CHECK(luaL_dostring(L, "return select(2, pcall(keep_f.done, keep_f))")
+        == LUA_OK);
+  CHECK(strstr(lua_tostring(L, -1), "closed") != NULL);
+  lua_settop(L, 0);
+  loom_free(H);
+  /* a new host on the same state works, old objects stay refused */
+  H2 = loom_new_with(NULL, L);
+  CHECK(H2 != NULL);
+  CHECK(luaL_dostring(L, "local l = require 'loom' return l.run(function() "
+                         "return l.spawn(function() return 7 end):await() "
+                         "end)") == LUA_OK);
+  CHECK(lua_tointeger(L, -1) == 7);
+  lua_settop(L, 0);
+  CHECK(luaL_dostring(L, "return (pcall(keep_f.set_result, keep_f, 1))")
+        == LUA_OK);
+  CHECK(!lua_toboolean(L, -1));
+  lua_settop(L, 0);
+  loom_free(H2);
+  lua_close(L);
+}
+
+static void t_module_entry(void) {
+  lua_State *L = luaL_newstate();
+  luaL_openlibs(L);
+  luaL_requiref(L, "loom", luaopen_loom, 0);
+  lua_pop(L, 1);
+  CHECK(luaL_dostring(L, "local l = require 'loom' return l.run("
+                         "function() l.sleep(0.001) return 'ok' end)")
+        == LUA_OK);
+  CHECK(strcmp(lua_tostring(L, -1), "ok") == 0);
+  lua_close(L);  /* frees the host it made: valgrind checks */
+}
+
+/* }==================================================================== */
+
+
+/* {====================================================================
+** Running
+** ===================================================================== */
+
+static void t_spawn_file(void) {
+  loom_host *H = loom_new();
+  lua_State *L = loom_state(H);
+  char path[] = "/tmp/loom_api_XXXXXX";
+  int fd = mkstemp(path);
+  const char *src = "local a, b = ... loom.sleep(0.001) return a + b\n";
+  CHECK(fd >= 0);
+  CHECK(write(fd, src, strlen(src)) == (ssize_t)strlen(src));
+  close(fd);
+  lua_pushinteger(L, 2);
+  lua_pushinteger(L, 3);
+  CHECK(loom_spawn_file(H, path, 2) == LOOM_OK);
+  CHECK(lua_gettop(L) == 1);  /* the task, in place of the arguments */
+  CHECK(loom_results(H, -1) == LOOM_EPENDING);
+  CHECK(loom_run(H) == 0);
+  CHECK(loom_results(H, 1) == 1);
+  CHECK(lua_tointeger(L, -1) == 5);
+  lua_settop(L, 0);
+  unlink(path);
+  CHECK(loom_spawn_file(H, "/nonexistent/x.lua", 0) == LUA_ERRFILE);
+  CHECK(strstr(lua_tostring(L, -1), "cannot open") != NULL);
+  lua_settop(L, 0);
+  loom_free(H);
+}
+
+static void t_spawn_string(void) {
+  loom_host *H = loom_new();
+  lua_State *L = loom_state(H);
+  CHECK(loom_spawn_string(H, "return 1 +", "=bad", 0) == LUA_ERRSYNTAX);
+  CHECK(strstr(lua_tostring(L, -1), "bad:1:") != NULL);
+  lua_settop(L, 0);
+  lua_pushstring(L, "x");
+  CHECK(loom_spawn_string(H, "return (...) .. 'y'", "=s", 1) == LOOM_OK);
+  CHECK(loom_spawn_string(H, NULL, "=n", 0) == LOOM_EINVAL);
+  CHECK(loom_run(H) == 0);
+  CHECK(loom_results(H, 1) == 1);
+  CHECK(strcmp(lua_tostring(L, -1), "xy") == 0);
+  loom_free(H);
+}
+
+static void t_spawn_function(void) {
+  loom_host *H = loom_new();
+  lua_State *L = loom_state(H);
+  CHECK(luaL_dostring(L, "return function(a) loom.sleep(0) return a * 2, "
+                         "'b' end") == LUA_OK);
+  lua_pushinteger(L, 21);
+  CHECK(loom_spawn(H, 1) == LOOM_OK);
+  CHECK(lua_gettop(L) == 1);
+  CHECK(loom_results(H, 1) == LOOM_EPENDING);
+  CHECK(loom_run(H) == 0);
+  CHECK(loom_results(H, 1) == 2);
+  CHECK(lua_tointeger(L, -2) == 42);
+  CHECK(strcmp(lua_tostring(L, -1), "b") == 0);
+  lua_settop(L, 0);
+  lua_pushinteger(L, 1);
+  lua_pushinteger(L, 2);
+  CHECK(loom_spawn(H, 1) == LOOM_EINVAL);  /* 1 is not callable */
+  CHECK(lua_gettop(L) == 1 && lua_isstring(L, 1));
+  lua_settop(L, 0);
+  loom_free(H);
+}
+
+static int failures_seen;
+static char last_msg[256], last_trace[1024];
+
+static void hook(loom_host *H, const char *msg, const char *tb, void *ud) {
+  (void)H;
+  failures_seen += *(int *)ud;
+  snprintf(last_msg, sizeof last_msg, "%s", msg);
+  snprintf(last_trace, sizeof last_trace, "%s", tb);
+}
+
+static void t_run_and_error_hook(void) {
+  loom_host *H = loom_new();
+  int one = 1;
+  loom_set_error_fn(H, hook, &one);
+  CHECK(loom_spawn_string(H, "local t = loom.spawn(function() "
+                             "loom.sleep(0) error('lost', 0) end) "
+                             "t.name = 'w'", "=main", 0) == LOOM_OK);
+  lua_settop(loom_state(H), 0);
+  CHECK(loom_run(H) == 1);  /* one failure reported */
+  CHECK(failures_seen == 1);
+  CHECK(strstr(last_msg, "task 'w'") != NULL);
+  CHECK(strstr(last_msg, "lost") != NULL);
+  CHECK(strstr(last_trace, "stack traceback") != NULL);
+  loom_set_error_fn(H, NULL, NULL);  /* back to stderr */
+  CHECK(loom_spawn_string(H, "return 1", "=ok", 0) == LOOM_OK);
+  CHECK(loom_run(H) == 0);
+  loom_free(H);
+}
+
+/* a C function that calls loom_run / loom_step / loom_close from inside */
+static int reenter(lua_State *L) {
+  loom_host *H = lua_touserdata(L, lua_upvalueindex(1));
+  lua_pushboolean(L, loom_run(H) == LOOM_EBUSY && loom_step(H) == LOOM_EBUSY
+                     && loom_close(H) == LOOM_EBUSY);
+  return 1;
+}
+
+static void t_reentry_refused(void) {
+  loom_host *H = loom_new();
+  lua_State *L = loom_state(H);
+  lua_pushlightuserdata(L, H);
+  lua_pushcclosure(L, reenter, 1);
+  lua_setglobal(L, "reenter");
+  CHECK(loom_spawn_string(H, "return reenter()", "=r", 0) == LOOM_OK);
+  CHECK(loom_run(H) == 0);
+  CHECK(loom_results(H, 1) == 1 && lua_toboolean(L, -1));
+  loom_free(H);
+}
+
+static void t_step_and_backend(void) {
+  loom_host *H = loom_new();
+  int steps = 0, r;
+  uint64_t t0 = uv_hrtime();
+  CHECK(loom_backend_fd(H) >= 0);
+  CHECK(loom_spawn_string(H, "loom.sleep(0.02) done = true", "=s", 0)
+        == LOOM_OK);
+  lua_settop(loom_state(H), 0);
+  CHECK(loom_backend_timeout(H) == 0);  /* a task is ready */
+  while ((r = loom_step(H)) == 1) {
+    int timeout = loom_backend_timeout(H);
+    CHECK(timeout >= -1 && timeout <= 20);
+    if (timeout > 0) usleep((useconds_t)timeout * 1000);
+    steps++;
+    CHECK(steps < 100);  /* it waited as told: no spinning */
+    if (steps >= 100) break;
+  }
+  CHECK(r == 0);
+  CHECK(steps >= 1);
+  CHECK(uv_hrtime() - t0 >= 19 * 1000000ull);  /* the sleep took its time */
+  CHECK(strcmp(eval(H, "return tostring(done)"), "true") == 0);
+  CHECK(loom_step(H) == 0);  /* nothing left */
+  loom_free(H);
+}
+
+static void t_closed_host_refuses(void) {
+  loom_host *H = loom_new();
+  CHECK(loom_close(H) == LOOM_OK);
+  CHECK(loom_step(H) == LOOM_ECLOSED);
+  CHECK(loom_run(H) == LOOM_ECLOSED);
+  CHECK(loom_spawn(H, 0) == LOOM_ECLOSED);
+  CHECK(loom_spawn_string(H, "return 1", "=x", 0) == LOOM_ECLOSED);
+  CHECK(loom_spawn_file(H, "x.lua", 0) == LOOM_ECLOSED);
+  CHECK(loom_results(H, 1) == LOOM_ECLOSED);
+  CHECK(loom_on_done(H, 1, NULL, NULL) == LOOM_ECLOSED);
+  CHECK(loom_backend_fd(H) == LOOM_ECLOSED);
+  CHECK(loom_backend_timeout(H) == LOOM_ECLOSED);
+  loom_set_error_fn(H, NULL, NULL);
+  loom_free(H);
+}
+
+/* }==================================================================== */
+
+
+/* {====================================================================
+** Tasks from C
+** ===================================================================== */
+
+static int done_calls, done_nres;
+static char done_text[64];
+
+static void on_done(loom_host *H, lua_State *L, int nres, void *ud) {
+  (void)H;
+  done_calls += *(int *)ud;
+  done_nres = nres;
+  snprintf(done_text, sizeof done_text, "%s",
+           lua_isstring(L, -1) ? lua_tostring(L, -1) : "?");
+}
+
+static void t_on_done(void) {
+  loom_host *H = loom_new();
+  lua_State *L = loom_state(H);
+  int one = 1;
+  CHECK(luaL_dostring(L, "return function(x) loom.sleep(0.001) return x "
+                         "end") == LUA_OK);
+  lua_pushstring(L, "value");
+  CHECK(loom_spawn(H, 1) == LOOM_OK);
+  CHECK(loom_on_done(H, -1, on_done, &one) == LOOM_OK);
+  CHECK(done_calls == 0);
+  CHECK(loom_run(H) == 0);
+  CHECK(done_calls == 1 && done_nres == 1);
+  CHECK(strcmp(done_text, "value") == 0);
+  CHECK(loom_on_done(H, 1, on_done, &one) == LOOM_OK);  /* done: at once */
+  CHECK(done_calls == 2);
+  lua_settop(L, 0);
+  /* a failure: nres < 0 with the error, and it counts as observed */
+  CHECK(luaL_dostring(L, "return function() loom.sleep(0) error('bad', 0) "
+                         "end") == LUA_OK);
+  CHECK(loom_spawn(H, 0) == LOOM_OK);
+  CHECK(loom_on_done(H, -1, on_done, &one) == LOOM_OK);
+  CHECK(loom_run(H) == 0);  /* observed: nothing reported */
+  CHECK(done_nres < 0 && strcmp(done_text, "bad") == 0);
+  CHECK(loom_results(H, 1) == LOOM_EFAILED);
+  CHECK(strcmp(lua_tostring(L, -1), "bad") == 0);
+  lua_settop(L, 0);
+  lua_pushinteger(L, 5);
+  CHECK(loom_on_done(H, -1, on_done, &one) == LOOM_EINVAL);
+  CHECK(loom_results(H, -1) == LOOM_EINVAL);
+  CHECK(loom_on_done(H, -1, NULL, NULL) == LOOM_EINVAL);
+  lua_settop(L, 0);
+  loom_free(H);
+}
+
+/* }==================================================================== */
+
+
+/* {====================================================================
+** Awaitable C functions
+** ===================================================================== */
+
+typedef struct {
+  loom_call *call;
+  int value;
+  int delay_ms;
+} job;
+
+static int jobs_freed;
+
+static int push_job(lua_State *L, void *ud) {
+  job *j = ud;
+  int v = j->value;
+  free(j);
+  jobs_freed++;
+  if (L == NULL) return 0;
+  if (v < 0) return luaL_error(L, "job failed with %d", v);
+  lua_pushinteger(L, v);
+  lua_pushstring(L, "second");
+  return 2;
+}
+
+/* completes from a uv timer on the loop thread */
+static void timer_done(uv_timer_t *t) {
+  job *j = t->data;
+  loom_call *c = j->call;
+  CHECK(loom_call_complete(c, push_job, j) == LOOM_OK);
+  CHECK(loom_call_complete(c, push_job, j) == LOOM_EDONE);  /* twice */
+  loom_call_release(c);
+  uv_close((uv_handle_t *)t, (uv_close_cb)free);
+}
+
+static int l_later(lua_State *L) {
+  loom_host *H = lua_touserdata(L, lua_upvalueindex(1));
+  job *j = malloc(sizeof *j);
+  uv_timer_t *t = malloc(sizeof *t);
+  j->value = (int)luaL_checkinteger(L, 1);
+  j->call = loom_call_new(L);
+  uv_timer_init(loom_loop(H), t);
+  t->data = j;
+  uv_timer_start(t, timer_done, 5, 0);
+  return loom_call_await(L, j->call);
+}
+
+static void *thread_done(void *arg) {
+  job *j = arg;
+  loom_call *c = j->call;
+  usleep((useconds_t)j->delay_ms * 1000);
+  if (loom_call_complete_async(c, push_job, j) != LOOM_OK) {
+    free(j);  /* refused: the data is ours */
+    __atomic_add_fetch(&jobs_freed, 1000, __ATOMIC_SEQ_CST);
+  }
+  loom_call_release(c);
+  return NULL;
+}
+
+static pthread_t last_thread;
+
+static int l_threaded(lua_State *L) {
+  job *j = malloc(sizeof *j);
+  j->value = (int)luaL_checkinteger(L, 1);
+  j->delay_ms = (int)luaL_optinteger(L, 2, 5);
+  j->call = loom_call_new(L);
+  pthread_create(&last_thread, NULL, thread_done, j);
+  return loom_call_await(L, j->call);
+}
+
+static void register_calls(loom_host *H) {
+  lua_State *L = loom_state(H);
+  lua_pushlightuserdata(L, H);
+  lua_pushcclosure(L, l_later, 1);
+  lua_setglobal(L, "later");
+  lua_pushcfunction(L, l_threaded);
+  lua_setglobal(L, "threaded");
+}
+
+static void t_call_from_loop(void) {
+  loom_host *H = loom_new();
+  register_calls(H);
+  jobs_freed = 0;
+  CHECK(loom_spawn_string(H, "local a, b = later(7) "
+                             "local ok, e = pcall(later, -1) "
+                             "return a .. b .. tostring(ok) .. e", "=c", 0)
+        == LOOM_OK);
+  CHECK(loom_run(H) == 0);
+  CHECK(loom_results(H, 1) == 1);
+  CHECK(strcmp(lua_tostring(loom_state(H), -1),
+               "7secondfalsejob failed with -1") == 0);
+  CHECK(jobs_freed == 2);
+  loom_free(H);
+}
+
+static void t_call_from_threads(void) {
+  loom_host *H = loom_new();
+  register_calls(H);
+  jobs_freed = 0;
+  CHECK(loom_spawn_string(H,
+    "local ts = {} "
+    "for i = 1, 50 do ts[i] = loom.spawn(threaded, i) end "
+    "local sum = 0 "
+    "for i = 1, 50 do sum = sum + ts[i]:await() end "
+    "return sum", "=threads", 0) == LOOM_OK);
+  CHECK(loom_run(H) == 0);
+  CHECK(loom_results(H, 1) == 1);
+  CHECK(lua_tointeger(loom_state(H), -1) == 50 * 51 / 2);
+  CHECK(jobs_freed == 50);
+  loom_free(H);
+}
+
+static void t_call_cancelled(void) {
+  loom_host *H = loom_new();
+  register_calls(H);
+  jobs_freed = 0;
+  /* the task is cancelled while the thread works: the loop waits for the
+  ** thread, then lets the push function free the data (L == NULL) */
+  CHECK(loom_spawn_string(H,
+    "local t = loom.spawn(threaded, 1, 20) "
+    "loom.sleep(0.005) t:cancel() "
+    "local ok, e = pcall(t.await, t) "
+    "return loom.is_cancelled(e)", "=cancel", 0) == LOOM_OK);
+  CHECK(loom_run(H) == 0);
+  CHECK(loom_results(H, 1) == 1 && lua_toboolean(loom_state(H), -1));
+  CHECK(jobs_freed == 1);
+  pthread_join(last_thread, NULL);
+  /* a timeout does the same */
+  lua_settop(loom_state(H), 0);
+  CHECK(loom_spawn_string(H,
+    "return select(2, pcall(loom.timeout, 0.005, threaded, 1, 20)).code",
+    "=timeout", 0) == LOOM_OK);
+  CHECK(loom_run(H) == 0);
+  CHECK(loom_results(H, 1) == 1);
+  CHECK(strcmp(lua_tostring(loom_state(H), -1), "ETIMEDOUT") == 0);
+  pthread_join(last_thread, NULL);
+  CHECK(jobs_freed == 2);
+  loom_free(H);
+}
+
+static void t_call_after_close(void) {
+  loom_host *H = loom_new();
+  register_calls(H);
+  jobs_freed = 0;
+  /* a thread that completes 50 ms after the host closed is refused */
+  CHECK(loom_spawn_string(H, "threaded(1, 50)", "=late", 0) == LOOM_OK);
+  CHECK(loom_step(H) == 1);  /* the task starts and waits */
+  CHECK(loom_close(H) == LOOM_OK);
+  pthread_join(last_thread, NULL);
+  CHECK(jobs_freed == 1000);  /* the thread freed its own data */
+  loom_free(H);
+}
+
+static int l_outside(lua_State *L) {
+  loom_call *c = loom_call_new(L);  /* raises: not in a task */
+  (void)c;
+  return 0;
+}
+
+static void t_call_outside_task(void) {
+  loom_host *H = loom_new();
+  lua_State *L = loom_state(H);
+  lua_pushcfunction(L, l_outside);
+  CHECK(lua_pcall(L, 0, 0, 0) != LUA_OK);
+  CHECK(strstr(lua_tostring(L, -1), "outside a task") != NULL);
+  lua_settop(L, 0);
+  lua_pushcfunction(L, l_outside);
+  lua_setglobal(L, "outside");
+  /* inside a table.sort comparator the task cannot suspend */
+  CHECK(loom_spawn_string(H, "return select(2, pcall(table.sort, {2, 1}, "
+                             "function() outside() end))", "=b", 0)
+        == LOOM_OK);
+  CHECK(loom_run(H) == 0);
+  CHECK(loom_results(H, 1) == 1);
+  CHECK(strstr(lua_tostring(L, -1), "table.sort") != NULL);
+  loom_free(H);
+}
+
+/* }==================================================================== */
+
+
+static const struct {
+  const char *name;
+  void (*fn)(void);
+} cases[] = {
+  {"new_and_free", t_new_and_free},
+  {"embedder_loop", t_embedder_loop},
+  {"embedder_state", t_embedder_state},
+  {"module_entry", t_module_entry},
+  {"spawn_file", t_spawn_file},
+  {"spawn_string", t_spawn_string},
+  {"spawn_function", t_spawn_function},
+  {"run_and_error_hook", t_run_and_error_hook},
+  {"reentry_refused", t_reentry_refused},
+  {"step_and_backend", t_step_and_backend},
+  {"closed_host_refuses", t_closed_host_refuses},
+  {"on_done", t_on_done},
+  {"call_from_loop", t_call_from_loop},
+  {"call_from_threads", t_call_from_threads},
+  {"call_cancelled", t_call_cancelled},
+  {"call_after_close", t_call_after_close},
+  {"call_outside_task", t_call_outside_task},
+  {NULL, NULL}
+};
+
+int main(int argc, char **argv) {
+  int i;
+  if (argc < 2) {
+    for (i = 0; cases[i].name; i++) printf("%s\n", cases[i].name);
+    return 0;
+  }
+  for (i = 0; cases[i].name; i++)
+    if (strcmp(cases[i].name, argv[1]) == 0) {
+      cases[i].fn();
+      return failed;
+    }
+  fprintf(stderr, "no test case '%s'\n", argv[1]);
+  return 2;
+}
