@@ -178,7 +178,7 @@ static void async_cb(uv_async_t *h) {
 */
 
 /* The task left before the outcome came (cancelled, timed out). */
-static void call_unwait(loom_host *H, loom_task *t) {
+void loom__call_unwait(loom_host *H, loom_task *t) {
   (void)H;
   t->u.call->t = NULL;
   t->in_call = 0;
@@ -219,7 +219,7 @@ LOOM_API loom_call *loom_call_new(lua_State *L) {
   H->calls = c;
   if (H->ncalls++ == 0) uv_ref((uv_handle_t *)&H->async);
   t->u.call = c;
-  t->unwait = call_unwait;
+  t->wait = WAIT_CALL;
   t->in_call = 1;
   return c;
 }

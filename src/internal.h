@@ -44,16 +44,24 @@ typedef struct loom_mailbox loom_mailbox;
 typedef struct loom_future loom_future;
 typedef struct loom_task loom_task;
 typedef struct loom_timer loom_timer;
+typedef struct loom_tlist loom_tlist;
 
 /* A task's continuation after it is resumed: returns like a lua_CFunction. */
 typedef int (*loom_k)(lua_State *L, loom_host *H, loom_task *t);
 
+/* what a timer does when it fires (see timer.c, fire) */
+enum { TIMER_SLEEP, TIMER_DEADLINE };
+
+/* A timer: a node in the list of its duration (see timer.c). */
 struct loom_timer {
   uint64_t due;      /* loop milliseconds (virtual time on that clock) */
-  void (*fire)(loom_host *H, loom_timer *tm);
+  loom_timer *prev, *next;  /* NULL when not queued */
   uint32_t seq;      /* insertion order (wraps): equal deadlines FIFO */
-  uint32_t idx;      /* heap slot + 1; 0 when not queued */
+  uint32_t kind;     /* TIMER_* */
 };
+
+/* what a task waits on: how to take it out of that wait (task.c) */
+enum { WAIT_NONE, WAIT_SLEEP, WAIT_AWAIT, WAIT_YIELD, WAIT_CALL };
 
 /*
 ** The box of a Lua state's host: a userdata kept in the registry for
@@ -87,7 +95,6 @@ struct loom_task {
   loom_future f;
   lua_State *co;           /* the coroutine while started and not done */
   loom_task *next_ready;
-  void (*unwait)(loom_host *H, loom_task *t);  /* leaves its wait */
   int ref;                 /* slot in the host's live table */
   unsigned id;
   unsigned short nargs;    /* start arguments in user values 2.. */
@@ -95,6 +102,7 @@ struct loom_task {
   unsigned queued : 1;     /* in the ready queue */
   unsigned throwing : 1;   /* an error waits in aux.throw */
   unsigned in_call : 1;    /* waits for (or was woken by) a loom_call */
+  unsigned wait : 3;       /* WAIT_*: what it waits on */
   union {
     loom_call *call;       /* loom_call_await */
     loom_timer sleep;      /* loom.sleep */
@@ -128,8 +136,10 @@ struct loom_host {
   size_t nready;
   loom_task *current;      /* the running task, or NULL */
   loom_task *main;         /* the task of loom.run / the script */
-  loom_timer **heap;
+  loom_tlist **heap;       /* lists of timers, by their first deadline */
   size_t nheap, heapcap;
+  loom_tlist **buckets;    /* lists of timers, by duration */
+  size_t ntimers;          /* timers queued */
   uint32_t seq;
   uint64_t armed;          /* due time the uv timer is set for */
   uint64_t vnow;           /* virtual clock: the time it reads, ms */
@@ -170,6 +180,7 @@ void loom__task_open(lua_State *L, loom_host *H);  /* task & future API */
 loom_task *loom__spawn(lua_State *L, loom_host *H, int nargs);
 void loom__step(loom_host *H, loom_task *t);  /* resume one task */
 loom_task *loom__enter(lua_State *L, loom_host *H, const char *name);
+void loom__unwait(loom_host *H, loom_task *t);  /* leaves its wait */
 int loom__suspend(lua_State *L, loom_k k);
 int loom__rethrow(lua_State *L, loom_host *H, loom_task *t);
 int loom__results(lua_State *L, int idx);  /* loom_results */
@@ -188,6 +199,7 @@ void loom__timer_open(lua_State *L, loom_host *H);  /* time API */
 void loom__timer_add(loom_host *H, loom_timer *tm, uint64_t ms);
 void loom__timer_remove(loom_host *H, loom_timer *tm);
 void loom__timer_run(loom_host *H);  /* fires what is due */
+void loom__timer_close(loom_host *H);  /* frees the lists */
 int loom__timer_jump(loom_host *H);  /* virtual clock: skip idle time */
 double loom__checkduration(lua_State *L, int idx);
 
@@ -202,6 +214,7 @@ const char *loom__tostring(lua_State *L, int idx);  /* never raises */
 int loom__calls_open(loom_host *H);
 void loom__calls_close(loom_host *H);
 void loom__call_drop(loom_host *H, loom_task *t);  /* cancelled after wake */
+void loom__call_unwait(loom_host *H, loom_task *t);  /* cancelled before */
 
 /* coro.c */
 void loom__coro_open(lua_State *L, loom_host *H);  /* wraps coroutine.* */

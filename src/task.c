@@ -524,9 +524,20 @@ loom_task *loom__enter(lua_State *L, loom_host *H, const char *name) {
   loom_task *t = current(L, H, name);
   if (t->throwing) loom__rethrow(L, H, t);
   if (!lua_isyieldable(L)) loom__boundary_error(L, name);
-  if (t->unwait != NULL) t->unwait(H, t);
-  t->unwait = NULL;
+  loom__unwait(H, t);
   return t;
+}
+
+static void unlink_waiter(loom_future *f, loom_task *t);
+
+void loom__unwait(loom_host *H, loom_task *t) {
+  switch (t->wait) {
+    case WAIT_SLEEP: loom__timer_remove(H, &t->u.sleep); break;
+    case WAIT_AWAIT: if (t->u.w.on != NULL) unlink_waiter(t->u.w.on, t); break;
+    case WAIT_CALL: loom__call_unwait(H, t); break;
+    default: break;  /* WAIT_YIELD: it stays queued; nothing to leave */
+  }
+  t->wait = WAIT_NONE;
 }
 
 static int suspend_k(lua_State *L, int status, lua_KContext ctx) {
@@ -558,11 +569,9 @@ void loom__throw(lua_State *L, loom_host *H, loom_task *t) {
   lua_pop(L, 1);  /* remove task */
   t->throwing = 1;
   if (t == H->current || t->queued) return;
-  if (t->unwait != NULL) t->unwait(H, t);
+  loom__unwait(H, t);
   loom__wake(H, t);
 }
-
-static void await_unwait(loom_host *H, loom_task *t);
 
 /*
 ** Cancels 't' with message 'msgidx' (0: default).  As in asyncio, a
@@ -572,7 +581,7 @@ static void await_unwait(loom_host *H, loom_task *t);
 int loom__cancel(lua_State *L, loom_host *H, loom_task *t, int msgidx) {
   const char *msg = msgidx ? lua_tostring(L, msgidx) : NULL;
   if (t->f.state != FUT_PENDING) return 0;
-  if (t->unwait == await_unwait && t->u.w.on->is_task && !t->throwing
+  if (t->wait == WAIT_AWAIT && t->u.w.on->is_task && !t->throwing
       && t != H->current)
     return loom__cancel(L, H, (loom_task *)t->u.w.on, msgidx);
   loom__new_cancelled(L, H, msg ? msg : "task cancelled");
@@ -691,11 +700,6 @@ static int outcome(lua_State *L, loom_host *H, loom_future *f) {
   return lua_error(L);
 }
 
-static void await_unwait(loom_host *H, loom_task *t) {
-  (void)H;
-  if (t->u.w.on != NULL) unlink_waiter(t->u.w.on, t);
-}
-
 static int await_k(lua_State *L, loom_host *H, loom_task *t) {
   (void)t;
   return outcome(L, H, tofuture(L, 1));
@@ -707,7 +711,7 @@ static int await_future(lua_State *L, loom_host *H, loom_future *f) {
   if (f->state != FUT_PENDING) return outcome(L, H, f);
   t = loom__enter(L, H, "loom.await");
   link_waiter(f, t);
-  t->unwait = await_unwait;
+  t->wait = WAIT_AWAIT;
   return loom__suspend(L, await_k);
 }
 
@@ -803,15 +807,11 @@ static int yield_k(lua_State *L, loom_host *H, loom_task *t) {
   return 0;
 }
 
-static void yield_unwait(loom_host *H, loom_task *t) {
-  (void)H; (void)t;  /* the task stays queued: nothing to leave */
-}
-
 /* Queues the running task behind every ready one and suspends it. */
 int loom__yield(lua_State *L, loom_host *H, const char *name) {
   loom_task *t = loom__enter(L, H, name);
   loom__wake(H, t);
-  t->unwait = yield_unwait;
+  t->wait = WAIT_YIELD;
   return loom__suspend(L, yield_k);
 }
 

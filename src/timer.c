@@ -1,9 +1,20 @@
 /*
-** timer.c: every timer of a host (sleeps, deadlines) in one binary
-** min-heap of 'loom_timer' nodes, driven by a single uv_timer_t set for
-** the earliest deadline.  A pending sleep costs one heap slot and the
-** node inside its task, so a million sleepers stay cheap.  Deadlines
-** that are equal fire in the order they were set.
+** timer.c: every timer of a host (sleeps, deadlines) behind a single
+** uv_timer_t set for the earliest deadline.
+**
+** Timers are kept as Node keeps them: one FIFO list per duration.  The
+** clock never goes back, so a new timer always belongs at the tail of
+** its list, and each list stays in deadline order.  A small binary heap
+** orders the lists by their first timer.  Adding, cancelling and firing
+** a timer are O(1) (plus O(log lists) when a list's first timer
+** changes); a pending sleep costs only the node inside its task, so a
+** million sleepers stay cheap, and a hundred thousand that are due at
+** once fire in a straight walk down one list.
+**
+** A list's heap key is kept lazily: it is never later than the list's
+** first timer, and is made exact (or the empty list dropped) whenever
+** the list reaches the top.  Timers due at the same millisecond fire in
+** the order they were set, whatever their lists.
 **
 ** The virtual clock ('vnow', as Trio's autojump clock) stands still
 ** while tasks run: when the ready queue is empty and the loop holds
@@ -18,128 +29,225 @@
 #include "internal.h"
 
 #define MAX_MS 4503599627370496.0  /* 2^52 ms: "forever" */
+#define NBUCKETS 256               /* lists by duration: hash buckets */
 
 #define container_of(p, T, m) ((T *)((char *)(p) - offsetof(T, m)))
+
+struct loom_tlist {
+  loom_timer head;     /* sentinel: head.next is the first timer */
+  uint64_t ms;         /* the duration of its timers */
+  uint64_t kdue;       /* heap key, never later than the first timer */
+  uint32_t kseq;
+  uint32_t idx;        /* heap slot + 1; 0 when out of the heap */
+  loom_tlist *chain;   /* next list in the same bucket */
+};
+
+static void fire(loom_host *H, loom_timer *tm);
 
 
 /*
 ** {====================================================================
-** The heap
+** Lists and their heap
 ** =====================================================================
 */
 
-/* Deadline order; among equal deadlines, the order they were set in
-** (the sequence numbers wrap, so they are compared by difference). */
-static int before(const loom_timer *a, const loom_timer *b) {
-  return a->due < b->due
-         || (a->due == b->due && (int32_t)(a->seq - b->seq) < 0);
+static int before(const loom_tlist *a, const loom_tlist *b) {
+  return a->kdue < b->kdue
+         || (a->kdue == b->kdue && (int32_t)(a->kseq - b->kseq) < 0);
 }
 
-static void heap_set(loom_host *H, size_t i, loom_timer *tm) {
-  H->heap[i] = tm;
-  tm->idx = (uint32_t)(i + 1);
+static void heap_set(loom_host *H, size_t i, loom_tlist *l) {
+  H->heap[i] = l;
+  l->idx = (uint32_t)(i + 1);
 }
 
 static void sift_up(loom_host *H, size_t i) {
-  loom_timer *tm = H->heap[i];
+  loom_tlist *l = H->heap[i];
   while (i > 0) {
     size_t parent = (i - 1) / 2;
-    if (!before(tm, H->heap[parent])) break;
+    if (!before(l, H->heap[parent])) break;
     heap_set(H, i, H->heap[parent]);
     i = parent;
   }
-  heap_set(H, i, tm);
+  heap_set(H, i, l);
 }
 
 static void sift_down(loom_host *H, size_t i) {
-  loom_timer *tm = H->heap[i];
+  loom_tlist *l = H->heap[i];
   for (;;) {
     size_t c = 2 * i + 1;
     if (c >= H->nheap) break;
     if (c + 1 < H->nheap && before(H->heap[c + 1], H->heap[c])) c++;
-    if (!before(H->heap[c], tm)) break;
+    if (!before(H->heap[c], l)) break;
     heap_set(H, i, H->heap[c]);
     i = c;
   }
-  heap_set(H, i, tm);
+  heap_set(H, i, l);
 }
+
+static void heap_push(loom_host *H, loom_tlist *l) {
+  if (H->nheap == H->heapcap) {
+    size_t cap = H->heapcap ? 2 * H->heapcap : 16;
+    loom_tlist **heap = realloc(H->heap, cap * sizeof *heap);
+    if (heap == NULL) abort();  /* as libuv does on lack of memory */
+    H->heap = heap;
+    H->heapcap = cap;
+  }
+  H->heap[H->nheap] = l;
+  sift_up(H, H->nheap++);
+}
+
+/* Takes the top list out of the heap and frees it (it is empty). */
+static void drop_top(loom_host *H) {
+  loom_tlist *l = H->heap[0], **p;
+  l->idx = 0;
+  if (--H->nheap > 0) {
+    heap_set(H, 0, H->heap[H->nheap]);
+    sift_down(H, 0);
+  }
+  for (p = &H->buckets[l->ms % NBUCKETS]; *p != l; p = &(*p)->chain) {}
+  *p = l->chain;
+  free(l);
+}
+
+/* The list of duration 'ms', created empty if there is none. */
+static loom_tlist *list_for(loom_host *H, uint64_t ms) {
+  loom_tlist *l, **bucket;
+  if (H->buckets == NULL) {
+    H->buckets = calloc(NBUCKETS, sizeof *H->buckets);
+    if (H->buckets == NULL) abort();
+  }
+  bucket = &H->buckets[ms % NBUCKETS];
+  for (l = *bucket; l != NULL; l = l->chain)
+    if (l->ms == ms) return l;
+  l = calloc(1, sizeof *l);
+  if (l == NULL) abort();
+  l->ms = ms;
+  l->head.next = l->head.prev = &l->head;
+  l->chain = *bucket;
+  *bucket = l;
+  return l;
+}
+
+/*
+** Makes the key of the top list exact, dropping empty lists, and
+** returns that list, or NULL when no timer is queued.  Its first timer
+** is then the earliest of all.
+*/
+static loom_tlist *top(loom_host *H) {
+  while (H->nheap > 0) {
+    loom_tlist *l = H->heap[0];
+    loom_timer *first = l->head.next;
+    if (first == &l->head) drop_top(H);
+    else if (first->due == l->kdue && first->seq == l->kseq) return l;
+    else {
+      l->kdue = first->due;
+      l->kseq = first->seq;
+      sift_down(H, 0);
+    }
+  }
+  return NULL;
+}
+
+/* }==================================================================== */
+
+
+/*
+** {====================================================================
+** Timers
+** =====================================================================
+*/
 
 static void timer_cb(uv_timer_t *h) {
   loom_host *H = h->data;
-  if (H->is_virtual && H->nheap > 0 && H->heap[0]->due > H->vnow)
-    H->vnow = H->heap[0]->due;
+  loom_tlist *l = top(H);
+  if (H->is_virtual && l != NULL && l->head.next->due > H->vnow)
+    H->vnow = l->head.next->due;
   loom__timer_run(H);
 }
 
 /* Sets the uv timer for the earliest deadline, or stops it. */
 static void arm(loom_host *H) {
+  loom_tlist *l = top(H);
   uint64_t now, due;
-  if (H->nheap == 0) {
+  if (l == NULL) {
     uv_timer_stop(&H->timer);
     return;
   }
   now = loom__now(H);
-  due = H->heap[0]->due;
+  due = l->head.next->due;
   uv_timer_start(&H->timer, timer_cb, due > now ? due - now : 0, 0);
   H->armed = due;
 }
 
-/* Queues 'tm' to fire 'ms' milliseconds from now.  Aborts on no memory. */
+/* Queues 'tm' to fire 'ms' milliseconds from now. */
 void loom__timer_add(loom_host *H, loom_timer *tm, uint64_t ms) {
-  if (tm->idx != 0) loom__timer_remove(H, tm);
-  if (H->nheap == H->heapcap) {
-    size_t cap = H->heapcap ? 2 * H->heapcap : 64;
-    loom_timer **heap = realloc(H->heap, cap * sizeof *heap);
-    if (heap == NULL) abort();
-    H->heap = heap;
-    H->heapcap = cap;
-  }
+  loom_tlist *l = list_for(H, ms);
   tm->due = loom__now(H) + ms;
   tm->seq = H->seq++;
-  H->heap[H->nheap] = tm;
-  sift_up(H, H->nheap++);
-  if (H->heap[0] == tm && (!uv_is_active((uv_handle_t *)&H->timer)
-                           || tm->due < H->armed))
+  tm->next = &l->head;
+  tm->prev = l->head.prev;
+  l->head.prev->next = tm;
+  l->head.prev = tm;
+  H->ntimers++;
+  if (l->idx == 0) {  /* an empty list's old key would still be a bound */
+    l->kdue = tm->due;
+    l->kseq = tm->seq;
+    heap_push(H, l);
+  }
+  if (!uv_is_active((uv_handle_t *)&H->timer) || tm->due < H->armed)
     arm(H);
 }
 
 /*
-** Takes 'tm' out of the heap.  The uv timer is left as it is unless the
-** heap is empty: firing early for a removed deadline costs one wake-up,
+** Takes 'tm' out of its list.  The uv timer is left as it is unless no
+** timer is left: firing early for a removed deadline costs one wake-up,
 ** while an armed timer with nothing behind it would keep the loop alive.
 */
 void loom__timer_remove(loom_host *H, loom_timer *tm) {
-  size_t i = tm->idx;
-  if (i == 0) return;
-  tm->idx = 0;
-  i--;
-  if (--H->nheap > i) {
-    heap_set(H, i, H->heap[H->nheap]);
-    sift_down(H, i);
-    sift_up(H, H->heap[i]->idx - 1);
-  }
-  if (H->nheap == 0) uv_timer_stop(&H->timer);
+  if (tm->next == NULL) return;
+  tm->prev->next = tm->next;
+  tm->next->prev = tm->prev;
+  tm->next = tm->prev = NULL;
+  if (--H->ntimers == 0) uv_timer_stop(&H->timer);
 }
 
 void loom__timer_run(loom_host *H) {
   uint64_t now = loom__now(H);
-  while (H->nheap > 0 && H->heap[0]->due <= now) {
-    loom_timer *tm = H->heap[0];
+  loom_tlist *l;
+  while ((l = top(H)) != NULL && l->head.next->due <= now) {
+    loom_timer *tm = l->head.next;
     loom__timer_remove(H, tm);
-    tm->fire(H, tm);
+    fire(H, tm);
   }
   arm(H);
 }
 
 int loom__timer_jump(loom_host *H) {
-  uint64_t now;
-  if (H->nheap == 0 || H->loop->active_handles != 1
+  loom_tlist *l;
+  if (H->ntimers == 0 || H->loop->active_handles != 1
       || H->loop->active_reqs.count != 0)
     return 0;
-  now = loom__now(H);
-  if (H->heap[0]->due > now) H->vnow = H->heap[0]->due;
+  l = top(H);
+  if (l == NULL) return 0;
+  if (l->head.next->due > H->vnow) H->vnow = l->head.next->due;
   loom__timer_run(H);
   return 1;
+}
+
+void loom__timer_close(loom_host *H) {
+  size_t i;
+  loom_tlist *l, *next;
+  for (i = 0; H->buckets != NULL && i < NBUCKETS; i++)
+    for (l = H->buckets[i]; l != NULL; l = next) {
+      next = l->chain;
+      free(l);
+    }
+  free(H->buckets);
+  free(H->heap);
+  H->buckets = NULL;
+  H->heap = NULL;
+  H->nheap = H->heapcap = H->ntimers = 0;
 }
 
 /* }==================================================================== */
@@ -174,13 +282,6 @@ static int sleep_k(lua_State *L, loom_host *H, loom_task *t) {
   return 0;
 }
 
-static void sleep_fire(loom_host *H, loom_timer *tm) {
-  loom__wake(H, container_of(tm, loom_task, u.sleep));
-}
-
-static void sleep_unwait(loom_host *H, loom_task *t) {
-  loom__timer_remove(H, &t->u.sleep);
-}
 
 static int l_sleep(lua_State *L) {
   loom_host *H = loom__host(L);
@@ -188,10 +289,9 @@ static int l_sleep(lua_State *L) {
   loom_task *t;
   if (s == 0) return loom__yield(L, H, "loom.sleep");
   t = loom__enter(L, H, "loom.sleep");
-  t->u.sleep.idx = 0;  /* the union held an await's links before */
-  t->u.sleep.fire = sleep_fire;
+  t->u.sleep.kind = TIMER_SLEEP;
   loom__timer_add(H, &t->u.sleep, to_ms(s));
-  t->unwait = sleep_unwait;
+  t->wait = WAIT_SLEEP;
   return loom__suspend(L, sleep_k);
 }
 
@@ -254,13 +354,24 @@ static int l_deadline(lua_State *L) {
   d->t = H->current;
   d->s = s;
   d->fired = 0;
-  d->tm.idx = 0;
-  d->tm.fire = deadline_fire;
+  d->tm.next = d->tm.prev = NULL;
+  d->tm.kind = TIMER_DEADLINE;
   luaL_setmetatable(L, LOOM_DEADLINE_MT);
   loom__push_task(L, H, d->t);
   lua_setiuservalue(L, -2, 1);
   loom__timer_add(H, &d->tm, to_ms(s));
   return 1;
+}
+
+static void fire(loom_host *H, loom_timer *tm) {
+  switch (tm->kind) {
+    case TIMER_SLEEP:
+      loom__wake(H, container_of(tm, loom_task, u.sleep));
+      break;
+    case TIMER_DEADLINE:
+      deadline_fire(H, tm);
+      break;
+  }
 }
 
 static const luaL_Reg deadline_methods[] = {
