@@ -674,3 +674,53 @@ describe("loom time", function()
     end)
   end)
 end)
+
+describe("loom timers (regressions)", function()
+  it("equal deadlines reached through different durations fire in the order set", function()
+    local order = loom.run_with({ clock = "virtual" }, function()
+      local order = {}
+      local a = loom.spawn(function() loom.sleep(0.2); order[#order + 1] = "a" end)
+      loom.sleep(0.1)
+      local b = loom.spawn(function() loom.sleep(0.1); order[#order + 1] = "b" end)
+      local c = loom.spawn(function() loom.sleep(0.1); order[#order + 1] = "c" end)
+      a:await(); b:await(); c:await()
+      return order
+    end)
+    assert.are.same({ "a", "b", "c" }, order)
+  end)
+
+  it("a timer is not late after a long round of tasks (poll timeout from fresh time)", function()
+    -- Tasks woken by one timer run in one round before the poll; a task
+    -- that sets a new timer after 150 ms of busy work in that round must
+    -- not have that time added to its wait.  Nothing else is ready after
+    -- the round (main awaits only 't'), so the loop really polls.
+    local late = loom.run(function()
+      for _ = 1, 3 do
+        loom.spawn(function()
+          loom.sleep(0.02)
+          local t0 = os.clock()
+          while os.clock() - t0 < 0.05 do end
+        end)
+      end
+      local t = loom.spawn(function()
+        loom.sleep(0.02)
+        local due = loom.now() + 0.2  -- the loop time of this round
+        loom.sleep(0.2)
+        return loom.now() - due       -- the loop time when it woke
+      end)
+      return t:await()
+    end)
+    assert.is_true(late < 0.1, ("woke %.3f s late"):format(late))
+  end)
+
+  it("cancelling many sleepers leaves no timer behind", function()
+    local t0 = os.time()
+    loom.run(function()
+      local ts = {}
+      for i = 1, 1000 do ts[i] = loom.spawn(loom.sleep, 30 + i % 7) end
+      loom.sleep(0.01)
+      for i = 1, 1000 do ts[i]:cancel() end
+    end)
+    assert.is_true(os.time() - t0 < 5)  -- the loop ended at once
+  end)
+end)
