@@ -7,20 +7,7 @@
 local helper = require("spec.helper")
 local run_bin, run_src, sh, q = helper.run_bin, helper.run_src, helper.sh, helper.quote
 
--- Wall clock in seconds (luasystem comes with busted; os.time otherwise).
-local clock
-do
-  local ok, system = pcall(require, "system")
-  if ok and system.monotime then clock = system.monotime
-  elseif ok and system.gettime then clock = system.gettime
-  else clock = os.time end
-end
-
-local function lines(s)
-  local t = {}
-  for l in s:gmatch("[^\n]+") do t[#t + 1] = l end
-  return t
-end
+local clock, lines = helper.clock, helper.lines
 
 local function count(s, pattern)
   local n = 0

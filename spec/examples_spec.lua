@@ -5,20 +5,7 @@
 ]]
 local helper = require("spec.helper")
 
--- Wall clock in seconds (luasystem comes with busted; os.time otherwise).
-local clock, coarse
-do
-  local ok, system = pcall(require, "system")
-  if ok and system.monotime then clock = system.monotime
-  elseif ok and system.gettime then clock = system.gettime
-  else clock, coarse = os.time, true end
-end
-
-local function lines(s)
-  local t = {}
-  for l in s:gmatch("[^\n]+") do t[#t + 1] = l end
-  return t
-end
+local clock, coarse, lines = helper.clock, helper.coarse, helper.lines
 
 -- Runs examples/<name>.lua; returns its lines, stderr, status, seconds.
 local function run_example(name)

@@ -11,6 +11,22 @@ local M = {}
 M.build = build
 M.loom_bin = build .. "/loom"
 
+-- A wall clock in seconds: luasystem's (it comes with busted), else
+-- os.time, whose whole seconds make 'coarse' true.
+do
+  local ok, system = pcall(require, "system")
+  if ok and system.monotime then M.clock = system.monotime
+  elseif ok and system.gettime then M.clock = system.gettime
+  else M.clock, M.coarse = os.time, true end
+end
+
+--- The lines of 's', without their newlines.
+function M.lines(s)
+  local t = {}
+  for l in s:gmatch("[^\n]+") do t[#t + 1] = l end
+  return t
+end
+
 local function slurp(path)
   local f = assert(io.open(path, "rb"))
   local s = f:read("a")

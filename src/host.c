@@ -94,7 +94,7 @@ int loom__loop(loom_host *H) {
     if (H->ntasks == 0 || ++rounds > 3) break;
     if (H->debug) loom__report_pending(H);
     H->stalled = 1;
-    loom__cancel_all(H);
+    loom__cancel_all(H, "nothing left that could wake the task");
   }
   H->running = 0;
   loom__report_unobserved(H);
@@ -448,7 +448,7 @@ LOOM_API int loom_step(loom_host *H) {
   if (!alive && H->ntasks > 0) {  /* nothing can wake them: cancel */
     if (H->debug) loom__report_pending(H);
     H->stalled = 1;
-    loom__cancel_all(H);
+    loom__cancel_all(H, "nothing left that could wake the task");
     alive = 1;
   }
   H->running = 0;

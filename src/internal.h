@@ -188,7 +188,7 @@ int loom__on_done(lua_State *L, int idx);  /* fn on top: task:on_done */
 int loom__yield(lua_State *L, loom_host *H, const char *name);
 int loom__cancel(lua_State *L, loom_host *H, loom_task *t, int msgidx);
 void loom__throw(lua_State *L, loom_host *H, loom_task *t);
-void loom__cancel_all(loom_host *H);  /* at a deadlock */
+void loom__cancel_all(loom_host *H, const char *why);  /* every task */
 void loom__report_unobserved(loom_host *H);
 void loom__report_pending(loom_host *H);  /* debug: tasks still waiting */
 void loom__push_task(lua_State *L, loom_host *H, loom_task *t);

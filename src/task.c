@@ -412,8 +412,8 @@ static void finish(loom_host *H, loom_task *t, int status, int nres) {
   pool_put(L, H);  /* the coroutine */
   complete(L, H, &t->f, idx);
   lua_settop(L, idx - 1);
-  if (t == H->main && t->f.state != FUT_OK)
-    loom__cancel_all(H);  /* as asyncio.run: the program is over */
+  if (t == H->main && t->f.state != FUT_OK)  /* as asyncio.run does */
+    loom__cancel_all(H, "the main task ended with an error");
 }
 
 /* Raises the error waiting in 't'. */
@@ -589,14 +589,14 @@ int loom__cancel(lua_State *L, loom_host *H, loom_task *t, int msgidx) {
   return 1;
 }
 
-void loom__cancel_all(loom_host *H) {
+void loom__cancel_all(loom_host *H, const char *why) {
   lua_State *L = H->L;
   lua_rawgeti(L, LUA_REGISTRYINDEX, H->live_ref);
   lua_pushnil(L);
   while (lua_next(L, -2)) {
     loom_task *t = luaL_testudata(L, -1, LOOM_TASK_MT);
     if (t != NULL && t->f.state == FUT_PENDING) {
-      loom__new_cancelled(L, H, "loop ended while the task was waiting");
+      loom__new_cancelled(L, H, why);
       loom__throw(L, H, t);
     }
     lua_pop(L, 1);
