@@ -61,7 +61,7 @@ struct loom_timer {
 };
 
 /* what a task waits on: how to take it out of that wait (task.c) */
-enum { WAIT_NONE, WAIT_SLEEP, WAIT_AWAIT, WAIT_YIELD, WAIT_CALL };
+enum { WAIT_NONE, WAIT_SLEEP, WAIT_AWAIT, WAIT_DONE, WAIT_YIELD, WAIT_CALL };
 
 /*
 ** The box of a Lua state's host: a userdata kept in the registry for

@@ -533,7 +533,9 @@ static void unlink_waiter(loom_future *f, loom_task *t);
 void loom__unwait(loom_host *H, loom_task *t) {
   switch (t->wait) {
     case WAIT_SLEEP: loom__timer_remove(H, &t->u.sleep); break;
-    case WAIT_AWAIT: if (t->u.w.on != NULL) unlink_waiter(t->u.w.on, t); break;
+    case WAIT_AWAIT: case WAIT_DONE:
+      if (t->u.w.on != NULL) unlink_waiter(t->u.w.on, t);
+      break;
     case WAIT_CALL: loom__call_unwait(H, t); break;
     default: break;  /* WAIT_YIELD: it stays queued; nothing to leave */
   }
@@ -776,6 +778,15 @@ static int l_future(lua_State *L) {
   return 1;
 }
 
+/* core.state(x): "pending", "done", "failed" or "cancelled", quietly */
+static int l_state(lua_State *L) {
+  loom_future *f = checkfuture(L, 1, "Task or Future");
+  static const char *const names[] = {"pending", "done", "failed",
+                                      "cancelled"};
+  lua_pushstring(L, names[f->state]);
+  return 1;
+}
+
 static int l_is_future(lua_State *L) {
   lua_pushboolean(L, tofuture(L, 1) != NULL);
   return 1;
@@ -908,11 +919,15 @@ static int m_error(lua_State *L) {
   return push_value(L, f, 1);
 }
 
-static int m_on_done(lua_State *L) {
+/*
+** Adds callback 2 to the future at 1; 'quiet' callbacks do not count as
+** observing its error (the combinators use them and report otherwise).
+*/
+static int add_callback(lua_State *L, int quiet) {
   loom_future *f = checkfuture(L, 1, "Task or Future");
   luaL_checktype(L, 2, LUA_TFUNCTION);
   lua_settop(L, 2);
-  observe(L, f, 1);
+  if (!quiet) observe(L, f, 1);
   if (f->state != FUT_PENDING) {
     lua_pushvalue(L, 1);
     lua_call(L, 1, 0);
@@ -928,6 +943,37 @@ static int m_on_done(lua_State *L) {
   lua_pushvalue(L, 2);
   lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
   return 0;
+}
+
+static int m_on_done(lua_State *L) {
+  return add_callback(L, 0);
+}
+
+/* core.watch(x, fn): x:on_done(fn) that leaves its error unobserved */
+static int l_watch(lua_State *L) {
+  return add_callback(L, 1);
+}
+
+static int wait_done_k(lua_State *L, loom_host *H, loom_task *t) {
+  (void)L; (void)H; (void)t;
+  return 0;
+}
+
+/*
+** core.wait_done(x): suspends until x is done, without taking its
+** outcome and without passing a cancellation of the caller on to x
+** (loom.shield is built on it).
+*/
+static int l_wait_done(lua_State *L) {
+  loom_host *H = loom__host(L);
+  loom_future *f = checkfuture(L, 1, "Task or Future");
+  loom_task *t = current(L, H, "loom.shield");
+  if (f == &t->f) luaL_error(L, "loom.shield: a task cannot await itself");
+  if (f->state != FUT_PENDING) return 0;
+  t = loom__enter(L, H, "loom.shield");
+  link_waiter(f, t);
+  t->wait = WAIT_DONE;
+  return loom__suspend(L, wait_done_k);
 }
 
 static int t_traceback(lua_State *L) {
@@ -1044,6 +1090,9 @@ static const luaL_Reg funcs[] = {
   {"future", l_future},
   {"current", l_current},
   {"is_future", l_is_future},
+  {"state", l_state},
+  {"watch", l_watch},
+  {"wait_done", l_wait_done},
   {"tasks", l_tasks},
   {"yield", l_yield},
   {NULL, NULL}

@@ -132,6 +132,13 @@ function M.every(s, fn, ...)
   return t
 end
 
+-- The Lua-side parts, each in a module of its own, merged into 'loom'.
+for _, name in ipairs {
+  "loom.combinators", "loom.group", "loom.sync", "loom.queue",
+} do
+  for k, v in pairs(core.embedded(name)(core)) do M[k] = v end
+end
+
 -- A 'require' that tasks can suspend in (Lua's own is a C function that
 -- Lua cannot yield across).
 if type(package) == "table" then
