@@ -187,6 +187,7 @@ static void host_close(loom_host *H, int state_closing) {
     loom__module_restore(H->mainL);
   }
   loom__calls_close(H);
+  loom__work_close(H);
   loom__timer_close(H);
   uv_close((uv_handle_t *)&H->prepare, handle_closed);
   uv_close((uv_handle_t *)&H->check, handle_closed);
@@ -269,7 +270,8 @@ static loom_host *host_create(lua_State *L, uv_loop_t *loop) {
   lua_pop(L, 1);
   H->on_error = default_error_fn;
   H->debug = getenv("LOOM_DEBUG") != NULL && *getenv("LOOM_DEBUG") != '0';
-  if (loom__calls_open(H) != 0) {
+  if (loom__calls_open(H) != 0 || loom__work_open(H) != 0) {
+    loom__work_close(H);
     if (H->owns_loop) {
       uv_loop_close(loop);
       free(loop);

@@ -41,6 +41,7 @@ enum { FUT_PENDING, FUT_OK, FUT_FAILED, FUT_CANCELLED };
 
 typedef struct loom_hostbox loom_hostbox;
 typedef struct loom_mailbox loom_mailbox;
+typedef struct loom_workpool loom_workpool;
 typedef struct loom_future loom_future;
 typedef struct loom_task loom_task;
 typedef struct loom_timer loom_timer;
@@ -132,6 +133,7 @@ struct loom_host {
   loom_mailbox *mb;        /* calls completed from other threads */
   loom_call *calls;        /* open calls (their task side) */
   int ncalls;
+  loom_workpool *workpool; /* Lua states for loom.work */
   loom_task *ready_head, *ready_tail;
   size_t nready;
   loom_task *current;      /* the running task, or NULL */
@@ -215,6 +217,11 @@ int loom__calls_open(loom_host *H);
 void loom__calls_close(loom_host *H);
 void loom__call_drop(loom_host *H, loom_task *t);  /* cancelled after wake */
 void loom__call_unwait(loom_host *H, loom_task *t);  /* cancelled before */
+
+/* work.c */
+int loom__work_open(loom_host *H);
+void loom__work_close(loom_host *H);
+void loom__work_register(lua_State *L, loom_host *H);  /* loom.work */
 
 /* coro.c */
 void loom__coro_open(lua_State *L, loom_host *H);  /* wraps coroutine.* */

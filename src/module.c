@@ -190,6 +190,7 @@ LOOM_API int luaopen_loom(lua_State *L) {
   loom__task_open(L, H);
   loom__timer_open(L, H);
   loom__error_open(L, H);
+  loom__work_register(L, H);
   loom__push_box(L, H);
   luaL_setfuncs(L, funcs, 1);
   lua_pushliteral(L, LOOM_VERSION);

@@ -374,6 +374,81 @@ static void fire(loom_host *H, loom_timer *tm) {
   }
 }
 
+/*
+** core.alarm(s, fn): calls fn() once after 's' seconds of real time,
+** outside any task, whatever the clock of the run.  Its uv timer is
+** unreferenced: it keeps nothing alive and does not stop the virtual
+** clock from jumping.  Returns a handle with :cancel() (also __gc).
+** The timer is malloc'd: libuv owns it until its close callback.
+*/
+typedef struct {
+  uv_timer_t h;
+  loom_hostbox *hb;
+  uint32_t gen;
+  int ref;             /* registry ref of fn while armed */
+} loom_alarm;
+
+static void alarm_closed(uv_handle_t *h) {
+  free(h);
+}
+
+static void alarm_stop(lua_State *L, loom_alarm *a) {
+  luaL_unref(L, LUA_REGISTRYINDEX, a->ref);
+  a->ref = LUA_NOREF;
+  uv_close((uv_handle_t *)&a->h, alarm_closed);
+}
+
+static void alarm_cb(uv_timer_t *h) {
+  loom_alarm *a = (loom_alarm *)h;
+  loom_host *H = a->hb->gen == a->gen ? a->hb->H : NULL;
+  lua_State *L;
+  if (H == NULL || a->ref == LUA_NOREF) return;
+  L = H->L;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, a->ref);
+  alarm_stop(L, a);
+  if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
+    lua_pushfstring(L, "error in an alarm: %s", loom__tostring(L, -1));
+    loom__report(H, lua_tostring(L, -1), "");
+    lua_pop(L, 2);
+  }
+}
+
+static int alarm_cancel(lua_State *L) {
+  loom_alarm **box = luaL_checkudata(L, 1, "loom.alarm");
+  if (*box != NULL && (*box)->ref != LUA_NOREF) alarm_stop(L, *box);
+  *box = NULL;
+  return 0;
+}
+
+static int l_alarm(lua_State *L) {
+  loom_host *H = loom__host(L);
+  double s = loom__checkduration(L, 1);
+  loom_alarm **box, *a;
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  box = lua_newuserdatauv(L, sizeof *box, 0);
+  *box = NULL;
+  if (luaL_newmetatable(L, "loom.alarm")) {
+    lua_pushcfunction(L, alarm_cancel);
+    lua_setfield(L, -2, "__gc");
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, alarm_cancel);
+    lua_setfield(L, -2, "cancel");
+    lua_setfield(L, -2, "__index");
+  }
+  lua_setmetatable(L, -2);
+  a = malloc(sizeof *a);
+  if (a == NULL) return luaL_error(L, "loom: not enough memory");
+  uv_timer_init(H->loop, &a->h);
+  a->hb = H->box;
+  a->gen = H->box->gen;
+  lua_pushvalue(L, 2);
+  a->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  uv_timer_start(&a->h, alarm_cb, to_ms(s), 0);
+  uv_unref((uv_handle_t *)&a->h);
+  *box = a;
+  return 1;
+}
+
 static const luaL_Reg deadline_methods[] = {
   {"close", deadline_close},
   {"fired", deadline_fired},
@@ -384,6 +459,7 @@ static const luaL_Reg funcs[] = {
   {"sleep", l_sleep},
   {"now", l_now},
   {"deadline", l_deadline},
+  {"alarm", l_alarm},
   {NULL, NULL}
 };
 

@@ -16,7 +16,7 @@ local M = {}
 
 for _, k in ipairs {
   "spawn", "await", "future", "current", "tasks", "yield",
-  "sleep", "now", "run", "run_with", "debug",
+  "sleep", "now", "run", "run_with", "debug", "work",
   "Cancelled", "Timeout", "is_cancelled", "is_timeout", "version",
 } do
   M[k] = core[k]
@@ -131,6 +131,9 @@ function M.every(s, fn, ...)
   t.name = "every"
   return t
 end
+
+-- NOTE: the private core, for loom's own modules (loom.busted).
+M._core = core
 
 -- The Lua-side parts, each in a module of its own, merged into 'loom'.
 for _, name in ipairs {
