@@ -135,4 +135,60 @@ describe("examples", function()
 
     assert.is_true(secs < 3, "took " .. secs .. " s (the worker sleeps 60 s)")
   end)
+
+  it("gather.lua: results in the order asked, whatever the finishing order", function()
+    local l, err, code, _, out = run_example("gather")
+    assert.are.equal("", err)
+    assert.are.equal(0, code)
+    local ready = { find_line(l, "brian is ready", true), find_line(l, "carla is ready", true),
+                    find_line(l, "ada is ready", true) }
+    assert.truthy(ready[1] and ready[2] and ready[3], out)
+    assert.is_true(ready[1] < ready[2] and ready[2] < ready[3], out)
+    local ha = find_line(l, "^hello, ada$")
+    assert.are.equal(ha + 1, find_line(l, "^hello, brian$"))
+    assert.are.equal(ha + 2, find_line(l, "^hello, carla$"))
+    local secs = tonumber(out:match("all three in ([%d.]+) s"))
+    assert.truthy(secs and secs >= 0.25 and secs < 0.6, out)
+  end)
+
+  it("producer_consumer.lua: a bounded queue, two consumers, join", function()
+    local l, err, code, _, out = run_example("producer_consumer")
+    assert.are.equal("", err)
+    assert.are.equal(0, code)
+    local seen = {}
+    for _, line in ipairs(l) do
+      local who, item, held = line:match("^(c%d) processed (item%d+) %(queue holds (%d+)%)$")
+      if who then
+        seen[#seen + 1] = item
+        assert.is_true(tonumber(held) <= 3, line)  -- never more than maxsize
+      end
+    end
+    assert.are.equal(10, #seen)
+    for i = 1, 10 do assert.are.equal("item" .. i, seen[i]) end  -- FIFO
+    assert.are.equal("all 10 items processed", l[#l])
+  end)
+
+  it("offload.lua: the ticker keeps ticking while loom.work computes", function()
+    local l, err, code, _, out = run_example("offload")
+    assert.are.equal("", err)
+    assert.are.equal(0, code)
+    local primes, secs, ticks = out:match("(%d+) primes below 300,000 in ([%d.]+) s; the ticker ticked (%d+) times")
+    assert.are.equal("25997", primes)
+    ticks, secs = tonumber(ticks), tonumber(secs)
+    assert.is_true(ticks >= 1, out)
+    -- the loop was not blocked: about one tick per 20 ms of the job
+    assert.is_true(ticks >= math.floor(secs / 0.02) - 3, out)
+  end)
+
+  it("group_fetch.lua: one fetch fails, the others are cancelled, none is left", function()
+    local l, err, code, _, out = run_example("group_fetch")
+    assert.are.equal("", err)
+    assert.are.equal(0, code)
+    assert.truthy(find_line(l, "fetched: https://example.org/a", true), out)
+    assert.truthy(find_line(l, "cancelled: https://example.org/c", true), out)
+    assert.truthy(find_line(l, "cancelled: https://example.org/d", true), out)
+    assert.falsy(find_line(l, "fetched: https://example.org/c", true), out)
+    assert.are.equal("group failed: https://example.org/b (connection reset)", l[#l - 1])
+    assert.are.equal("tasks still alive: 0", l[#l])
+  end)
 end)
