@@ -80,8 +80,36 @@ static void call_finish(loom_call *c) {
   call_unref(c);
 }
 
+/* The outcome of a call its C side gave up without completing it. */
+static int push_released(lua_State *L, void *ud) {
+  (void)ud;
+  if (L == NULL) return 0;
+  return luaL_error(L, "loom: the C function released its call without "
+                       "completing it");
+}
+
+/*
+** Gives up the C side.  A call never completed can no longer be: it is
+** completed here with an error (through the mailbox, as from a thread),
+** so that its task does not wait forever and the loop can end.
+*/
 LOOM_API void loom_call_release(loom_call *c) {
-  if (c != NULL) call_unref(c);
+  loom_mailbox *mb;
+  if (c == NULL) return;
+  mb = c->mb;
+  uv_mutex_lock(&mb->mu);
+  if (c->state == CALL_PENDING && !mb->closed) {
+    c->state = CALL_QUEUED;
+    c->push = push_released;
+    c->ud = NULL;
+    c->next = NULL;
+    if (mb->tail) mb->tail->next = c;
+    else mb->head = c;
+    mb->tail = c;
+    uv_async_send(mb->async);
+  }
+  uv_mutex_unlock(&mb->mu);
+  call_unref(c);
 }
 
 /* }==================================================================== */
@@ -224,17 +252,31 @@ LOOM_API loom_call *loom_call_new(lua_State *L) {
   return c;
 }
 
+/*
+** The task resumes.  'c' is only touched while the task still owns it
+** (in_call and its call is 'c'): a task that left the call (cancelled,
+** timed out) may be resumed after the call was delivered and freed.
+*/
 static int call_k(lua_State *L, int status, lua_KContext ctx) {
   loom_call *c = (loom_call *)ctx;
-  loom_host *H = c->H;
-  loom_task *t = H->current;
-  loom_push_fn push = c->push;
-  void *ud = c->ud;
+  loom_host *H = loom__host_of_state(L);
+  loom_task *t;
+  int owned;
+  loom_push_fn push;
+  void *ud;
   (void)status;
-  if (t->throwing) {
-    if (t->in_call) loom__call_drop(H, t);
+  if (H == NULL) return luaL_error(L, "loom: the host is closed");
+  t = H->current;
+  owned = t != NULL && t->in_call && t->u.call == c;
+  if (t != NULL && t->throwing) {
+    if (owned) loom__call_drop(H, t);
     return loom__rethrow(L, H, t);
   }
+  if (!owned)
+    return luaL_error(L, "loom: a coroutine suspended in a loom call was "
+                         "resumed outside its task");
+  push = c->push;
+  ud = c->ud;
   t->in_call = 0;
   call_finish(c);  /* 'c' may be gone now */
   return push != NULL ? push(L, ud) : 0;

@@ -15,6 +15,45 @@
 #include "internal.h"
 
 /*
+** Registry key of a weak-keyed set of the coroutines suspended in a
+** loom call on behalf of their task: only the task's own resumption
+** (resume_k, wrap_k) may resume them; anyone else is refused.
+*/
+static char suspendedkey;
+
+static void mark_suspended(lua_State *L, lua_State *co, int on) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &suspendedkey) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "k");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &suspendedkey);
+  }
+  lua_pushthread(co);
+  lua_xmove(co, L, 1);
+  if (on) lua_pushboolean(L, 1);
+  else lua_pushnil(L);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
+}
+
+static int is_suspended(lua_State *L, lua_State *co) {
+  int r;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &suspendedkey) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  lua_pushthread(co);
+  lua_xmove(co, L, 1);
+  r = lua_rawget(L, -2) != LUA_TNIL;
+  lua_pop(L, 2);
+  return r;
+}
+
+/*
 ** Resumes 'co' with the 'narg' values on top of L.  Returns the number
 ** of values it yielded or returned (moved to L), -1 for an error
 ** (message moved to L) or -2 when it suspended on a loom call.
@@ -34,6 +73,7 @@ static int auxresume(lua_State *L, lua_State *co, int narg) {
   if (status == LUA_YIELD && nres == 1
       && lua_touserdata(co, -1) == &loom__tag) {
     lua_pop(co, 1);
+    mark_suspended(L, co, 1);
     return -2;
   }
   if (status == LUA_OK || status == LUA_YIELD) {
@@ -55,12 +95,27 @@ static lua_State *getco(lua_State *L) {
   return co;
 }
 
-/* Passes a loom suspension of an inner coroutine up to the task. */
+/*
+** Passes a loom suspension of an inner coroutine up to the task.  When
+** that cannot be done, the inner wait is dropped before raising: left
+** behind, it would wake the task later for nothing.
+*/
 static int propagate(lua_State *L, lua_KFunction k, lua_KContext ctx) {
-  if (!lua_isyieldable(L))
+  if (!lua_isyieldable(L)) {
+    loom_host *H = ((loom_hostbox *)lua_touserdata(L,
+                                                   lua_upvalueindex(1)))->H;
+    if (H != NULL && H->current != NULL) loom__unwait(H, H->current);
     return loom__boundary_error(L, "a loom call inside a coroutine");
+  }
   lua_pushlightuserdata(L, &loom__tag);
   return lua_yieldk(L, 1, ctx, k);
+}
+
+/* Refuses to resume a coroutine that waits in a loom call for its task. */
+static void check_resumable(lua_State *L, lua_State *co) {
+  if (is_suspended(L, co))
+    luaL_error(L, "cannot resume a coroutine that waits in a loom call "
+                  "(its task resumes it)");
 }
 
 static int resume_k(lua_State *L, int status, lua_KContext ctx);
@@ -79,13 +134,15 @@ static int resume_finish(lua_State *L, int r) {
 
 /* The task was resumed: resume the inner coroutine (at 1) again. */
 static int resume_k(lua_State *L, int status, lua_KContext ctx) {
+  lua_State *co = lua_tothread(L, 1);
   (void)status; (void)ctx;
-  return resume_finish(L, auxresume(L, lua_tothread(L, 1),
-                                    lua_gettop(L) - 1));
+  mark_suspended(L, co, 0);
+  return resume_finish(L, auxresume(L, co, lua_gettop(L) - 1));
 }
 
 static int co_resume(lua_State *L) {
   lua_State *co = getco(L);
+  check_resumable(L, co);
   return resume_finish(L, auxresume(L, co, lua_gettop(L) - 1));
 }
 
@@ -112,13 +169,15 @@ static int wrap_finish(lua_State *L, int r) {
 }
 
 static int wrap_k(lua_State *L, int status, lua_KContext ctx) {
+  lua_State *co = lua_tothread(L, lua_upvalueindex(2));
   (void)status; (void)ctx;
-  return wrap_finish(L, auxresume(L, lua_tothread(L, lua_upvalueindex(2)),
-                                  lua_gettop(L)));
+  mark_suspended(L, co, 0);
+  return wrap_finish(L, auxresume(L, co, lua_gettop(L)));
 }
 
 static int auxwrap(lua_State *L) {
   lua_State *co = lua_tothread(L, lua_upvalueindex(2));
+  check_resumable(L, co);
   return wrap_finish(L, auxresume(L, co, lua_gettop(L)));
 }
 
@@ -221,6 +280,20 @@ int loom__boundary_error(lua_State *L, const char *name) {
                     "across a C-call boundary)", name);
 }
 
+/*
+** coroutine.running(), which also marks a task whose own coroutine it
+** returns: that coroutine's identity is now known (a weak table may key
+** on it), so it is not reused for another task.
+*/
+static int co_running(lua_State *L) {
+  loom_host *H = ((loom_hostbox *)lua_touserdata(L, lua_upvalueindex(1)))->H;
+  int ismain = lua_pushthread(L);
+  if (H != NULL && H->current != NULL && H->current->co == L)
+    H->current->escaped = 1;
+  lua_pushboolean(L, ismain);
+  return 2;
+}
+
 void loom__coro_open(lua_State *L, loom_host *H) {
   lua_getglobal(L, "coroutine");
   if (lua_type(L, -1) != LUA_TTABLE) {
@@ -233,5 +306,8 @@ void loom__coro_open(lua_State *L, loom_host *H) {
   loom__push_box(L, H);
   lua_pushcclosure(L, co_wrap, 1);
   lua_setfield(L, -2, "wrap");
+  loom__push_box(L, H);
+  lua_pushcclosure(L, co_running, 1);
+  lua_setfield(L, -2, "running");
   lua_pop(L, 1);
 }

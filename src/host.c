@@ -65,7 +65,7 @@ static void check_cb(uv_check_t *h) {
 
 void loom__wake(loom_host *H, loom_task *t) {
   t->wait = WAIT_NONE;
-  if (t->queued) return;
+  if (t->queued || t->closing || t->f.state != FUT_PENDING) return;
   t->queued = 1;
   t->next_ready = NULL;
   if (H->ready_tail) H->ready_tail->next_ready = t;
@@ -174,7 +174,7 @@ static void host_close(loom_host *H, int state_closing) {
   int owns_loop = H->owns_loop;
   int refs[] = {H->live_ref, H->pool_ref, H->failed_ref, H->aux_ref,
                 H->task_mt_ref, H->future_mt_ref, H->cancelled_ref,
-                H->timeout_ref};
+                H->timeout_ref, H->main_ref};
   size_t i;
   if (H->closed) return;
   H->closed = 1;
@@ -269,6 +269,7 @@ static loom_host *host_create(lua_State *L, uv_loop_t *loop) {
   H->mainL = H->L = lua_tothread(L, -1);
   lua_pop(L, 1);
   H->on_error = default_error_fn;
+  H->main_ref = LUA_NOREF;
   H->debug = getenv("LOOM_DEBUG") != NULL && *getenv("LOOM_DEBUG") != '0';
   if (loom__calls_open(H) != 0 || loom__work_open(H) != 0) {
     loom__work_close(H);
@@ -396,7 +397,8 @@ static int spawn_loaded(loom_host *H, int status, int nargs) {
     return status;
   }
   t = loom__spawn(L, H, nargs);
-  if (H->main == NULL) H->main = t;
+  if (H->main == NULL) loom__set_main(L, H, lua_gettop(L));
+  (void)t;
   return LOOM_OK;
 }
 

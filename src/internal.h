@@ -104,6 +104,8 @@ struct loom_task {
   unsigned throwing : 1;   /* an error waits in aux.throw */
   unsigned in_call : 1;    /* waits for (or was woken by) a loom_call */
   unsigned wait : 3;       /* WAIT_*: what it waits on */
+  unsigned closing : 1;    /* its to-be-closed variables are being closed */
+  unsigned escaped : 1;    /* coroutine.running() gave its coroutine out */
   union {
     loom_call *call;       /* loom_call_await */
     loom_timer sleep;      /* loom.sleep */
@@ -134,10 +136,12 @@ struct loom_host {
   loom_call *calls;        /* open calls (their task side) */
   int ncalls;
   loom_workpool *workpool; /* Lua states for loom.work */
+  struct loom_alarm *alarms;  /* armed alarms (timer.c) */
   loom_task *ready_head, *ready_tail;
   size_t nready;
   loom_task *current;      /* the running task, or NULL */
   loom_task *main;         /* the task of loom.run / the script */
+  int main_ref;            /* registry: keeps 'main' alive */
   loom_tlist **heap;       /* lists of timers, by their first deadline */
   size_t nheap, heapcap;
   loom_tlist **buckets;    /* lists of timers, by duration */
@@ -194,6 +198,7 @@ void loom__cancel_all(loom_host *H, const char *why);  /* every task */
 void loom__report_unobserved(loom_host *H);
 void loom__report_pending(loom_host *H);  /* debug: tasks still waiting */
 void loom__push_task(lua_State *L, loom_host *H, loom_task *t);
+void loom__set_main(lua_State *L, loom_host *H, int idx);  /* or 0: none */
 void loom__push_results(lua_State *L, loom_future *f, int idx);
 
 /* timer.c */
@@ -201,7 +206,7 @@ void loom__timer_open(lua_State *L, loom_host *H);  /* time API */
 void loom__timer_add(loom_host *H, loom_timer *tm, uint64_t ms);
 void loom__timer_remove(loom_host *H, loom_timer *tm);
 void loom__timer_run(loom_host *H);  /* fires what is due */
-void loom__timer_close(loom_host *H);  /* frees the lists */
+void loom__timer_close(loom_host *H);  /* frees lists, closes alarms */
 int loom__timer_jump(loom_host *H);  /* virtual clock: skip idle time */
 double loom__checkduration(lua_State *L, int idx);
 

@@ -196,7 +196,8 @@ static int spawn_main(lua_State *L, loom_host *H, char **argv, int argc,
     if (!build_steps(L, argv, argc, script, from_stdin)) return 0;
     nargs = 1;
   }
-  H->main = loom__spawn(L, H, nargs);
+  loom__spawn(L, H, nargs);
+  loom__set_main(L, H, lua_gettop(L));
   lua_pop(L, 1);
   return 1;
 }

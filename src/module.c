@@ -80,20 +80,21 @@ static int run_main(lua_State *L, int fidx, int is_virtual, int debug) {
   luaL_checktype(L, fidx, LUA_TFUNCTION);
   t = loom__spawn(L, H, lua_gettop(L) - fidx);  /* task at 'fidx' */
   t->f.observed = 1;  /* its outcome is ours to return or raise */
-  H->main = t;
+  loom__set_main(L, H, fidx);
   H->L = L;
   H->vnow = uv_now(H->loop);
   H->is_virtual = (unsigned char)is_virtual;
   H->debug = debug || saved_debug;
   loom__loop(H);
   H->L = H->mainL;
-  H->main = NULL;
+  loom__set_main(L, H, 0);
   H->is_virtual = 0;
   H->debug = saved_debug;
   if (t->f.state == FUT_PENDING
       || (H->stalled && t->f.state == FUT_CANCELLED))
     return luaL_error(L, "loom.run: the main task never finished "
                          "(it waits for something nothing will do)");
+  lua_settop(L, fidx);  /* nothing a callback left behind */
   lua_getfield(L, fidx, "result");
   lua_pushvalue(L, fidx);
   lua_call(L, 1, LUA_MULTRET);
@@ -154,6 +155,8 @@ static void save_originals(lua_State *L) {
     lua_setfield(L, -3, "resume");
     lua_getfield(L, -1, "wrap");
     lua_setfield(L, -3, "wrap");
+    lua_getfield(L, -1, "running");
+    lua_setfield(L, -3, "running");
   }
   lua_pop(L, 1);
   lua_getglobal(L, "require");
@@ -171,6 +174,8 @@ void loom__module_restore(lua_State *L) {
     lua_setfield(L, -2, "resume");
     lua_getfield(L, -2, "wrap");
     lua_setfield(L, -2, "wrap");
+    lua_getfield(L, -2, "running");
+    lua_setfield(L, -2, "running");
   }
   lua_pop(L, 1);
   lua_getfield(L, -1, "require");

@@ -111,6 +111,17 @@ void loom__push_task(lua_State *L, loom_host *H, loom_task *t) {
   lua_remove(L, -2);
 }
 
+/* Makes the task at 'idx' the main task (0: none), keeping it alive. */
+void loom__set_main(lua_State *L, loom_host *H, int idx) {
+  luaL_unref(L, LUA_REGISTRYINDEX, H->main_ref);
+  H->main_ref = LUA_NOREF;
+  H->main = NULL;
+  if (idx == 0) return;
+  H->main = lua_touserdata(L, idx);
+  lua_pushvalue(L, idx);
+  H->main_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
 static void push_name(lua_State *L, int idx) {
   loom_task *t = lua_touserdata(L, idx);
   if (get_aux(L, idx, "name") == LUA_TNIL) {
@@ -401,15 +412,22 @@ static void finish(loom_host *H, loom_task *t, int status, int nres) {
       push_trace(L, co, idx, lua_gettop(L));
       set_aux(L, idx, "trace");
     }
+    /* the __close handlers run as part of the task: it is current, and
+    ** nothing may queue it again (it is as good as done) */
+    t->closing = 1;
+    H->current = t;
     if (close_thread(co, L) != LUA_OK) {  /* a __close raised: new error */
       lua_pop(L, 1);
       lua_xmove(co, L, 1);
     }
+    H->current = NULL;
     fail(L, H, t, idx);
   }
+  loom__unwait(H, t);  /* a wait left behind by an abandoned coroutine */
   lua_settop(co, 0);
   release(H, t);
-  pool_put(L, H);  /* the coroutine */
+  if (t->escaped) lua_pop(L, 1);  /* its identity is known: not reused */
+  else pool_put(L, H);  /* the coroutine */
   complete(L, H, &t->f, idx);
   lua_settop(L, idx - 1);
   if (t == H->main && t->f.state != FUT_OK)  /* as asyncio.run does */
@@ -544,8 +562,13 @@ void loom__unwait(loom_host *H, loom_task *t) {
 
 static int suspend_k(lua_State *L, int status, lua_KContext ctx) {
   loom_host *H = ((loom_hostbox *)lua_touserdata(L, lua_upvalueindex(1)))->H;
-  loom_task *t = H->current;
+  loom_task *t;
   (void)status;
+  if (H == NULL) return luaL_error(L, "loom: the host is closed");
+  t = H->current;
+  if (t == NULL)
+    return luaL_error(L, "loom: a coroutine suspended in a loom call was "
+                         "resumed outside its task");
   if (t->throwing) return loom__rethrow(L, H, t);
   return ((loom_k)ctx)(L, H, t);
 }
@@ -561,7 +584,7 @@ int loom__suspend(lua_State *L, loom_k k) {
 ** or instead of running at all if it has not started.
 */
 void loom__throw(lua_State *L, loom_host *H, loom_task *t) {
-  if (t->throwing || t->f.state != FUT_PENDING) {
+  if (t->throwing || t->closing || t->f.state != FUT_PENDING) {
     lua_pop(L, 1);
     return;
   }
@@ -582,10 +605,13 @@ void loom__throw(lua_State *L, loom_host *H, loom_task *t) {
 */
 int loom__cancel(lua_State *L, loom_host *H, loom_task *t, int msgidx) {
   const char *msg = msgidx ? lua_tostring(L, msgidx) : NULL;
-  if (t->f.state != FUT_PENDING) return 0;
-  if (t->wait == WAIT_AWAIT && t->u.w.on->is_task && !t->throwing
-      && t != H->current)
-    return loom__cancel(L, H, (loom_task *)t->u.w.on, msgidx);
+  int steps = 0;
+  if (t->f.state != FUT_PENDING || t->closing) return 0;
+  /* down the chain of awaited tasks; a cycle (tasks awaiting each other)
+  ** ends the walk, at a task of the cycle */
+  while (t->wait == WAIT_AWAIT && t->u.w.on->is_task && !t->throwing
+         && t != H->current && steps++ <= H->ntasks)
+    t = (loom_task *)t->u.w.on;
   loom__new_cancelled(L, H, msg ? msg : "task cancelled");
   loom__throw(L, H, t);
   return 1;

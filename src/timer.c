@@ -33,6 +33,9 @@
 
 #define container_of(p, T, m) ((T *)((char *)(p) - offsetof(T, m)))
 
+typedef struct loom_alarm loom_alarm;
+static void alarm_stop(lua_State *L, loom_alarm *a);
+
 struct loom_tlist {
   loom_timer head;     /* sentinel: head.next is the first timer */
   uint64_t ms;         /* the duration of its timers */
@@ -190,10 +193,17 @@ void loom__timer_add(loom_host *H, loom_timer *tm, uint64_t ms) {
   l->head.prev->next = tm;
   l->head.prev = tm;
   H->ntimers++;
-  if (l->idx == 0) {  /* an empty list's old key would still be a bound */
+  if (l->idx == 0) {
     l->kdue = tm->due;
     l->kseq = tm->seq;
     heap_push(H, l);
+  }
+  else if (tm->due < l->kdue) {
+    /* the list was empty with the key of a later time: the clock went
+    ** back, as when a run on the virtual clock is followed by a real one */
+    l->kdue = tm->due;
+    l->kseq = tm->seq;
+    sift_up(H, l->idx - 1);
   }
   if (!uv_is_active((uv_handle_t *)&H->timer) || tm->due < H->armed)
     arm(H);
@@ -238,6 +248,8 @@ int loom__timer_jump(loom_host *H) {
 void loom__timer_close(loom_host *H) {
   size_t i;
   loom_tlist *l, *next;
+  while (H->alarms != NULL)
+    alarm_stop(H->mainL, H->alarms);
   for (i = 0; H->buckets != NULL && i < NBUCKETS; i++)
     for (l = H->buckets[i]; l != NULL; l = next) {
       next = l->chain;
@@ -379,44 +391,50 @@ static void fire(loom_host *H, loom_timer *tm) {
 ** outside any task, whatever the clock of the run.  Its uv timer is
 ** unreferenced: it keeps nothing alive and does not stop the virtual
 ** clock from jumping.  Returns a handle with :cancel() (also __gc).
-** The timer is malloc'd: libuv owns it until its close callback.
+** The alarm is malloc'd (libuv owns it until its close callback) and on
+** its host's list, so that closing the host closes it too; the handle
+** userdata points to it until then.
 */
-typedef struct {
+struct loom_alarm {
   uv_timer_t h;
-  loom_hostbox *hb;
-  uint32_t gen;
-  int ref;             /* registry ref of fn while armed */
-} loom_alarm;
+  loom_host *H;
+  struct loom_alarm **box;   /* the handle's pointer to it, or NULL */
+  struct loom_alarm *next, *prev;
+  int ref;                   /* registry ref of fn */
+};
 
 static void alarm_closed(uv_handle_t *h) {
   free(h);
 }
 
+/* Stops 'a' for good: off the list, fn let go, the handle cleared. */
 static void alarm_stop(lua_State *L, loom_alarm *a) {
-  luaL_unref(L, LUA_REGISTRYINDEX, a->ref);
-  a->ref = LUA_NOREF;
+  loom_host *H = a->H;
+  if (a->prev) a->prev->next = a->next;
+  else H->alarms = a->next;
+  if (a->next) a->next->prev = a->prev;
+  if (L != NULL) luaL_unref(L, LUA_REGISTRYINDEX, a->ref);
+  if (a->box != NULL) *a->box = NULL;
   uv_close((uv_handle_t *)&a->h, alarm_closed);
 }
 
 static void alarm_cb(uv_timer_t *h) {
   loom_alarm *a = (loom_alarm *)h;
-  loom_host *H = a->hb->gen == a->gen ? a->hb->H : NULL;
-  lua_State *L;
-  if (H == NULL || a->ref == LUA_NOREF) return;
-  L = H->L;
+  loom_host *H = a->H;
+  lua_State *L = H->L;
+  int top = lua_gettop(L);
   lua_rawgeti(L, LUA_REGISTRYINDEX, a->ref);
   alarm_stop(L, a);
   if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
     lua_pushfstring(L, "error in an alarm: %s", loom__tostring(L, -1));
     loom__report(H, lua_tostring(L, -1), "");
-    lua_pop(L, 2);
   }
+  lua_settop(L, top);
 }
 
 static int alarm_cancel(lua_State *L) {
   loom_alarm **box = luaL_checkudata(L, 1, "loom.alarm");
-  if (*box != NULL && (*box)->ref != LUA_NOREF) alarm_stop(L, *box);
-  *box = NULL;
+  if (*box != NULL) alarm_stop(L, *box);
   return 0;
 }
 
@@ -439,8 +457,12 @@ static int l_alarm(lua_State *L) {
   a = malloc(sizeof *a);
   if (a == NULL) return luaL_error(L, "loom: not enough memory");
   uv_timer_init(H->loop, &a->h);
-  a->hb = H->box;
-  a->gen = H->box->gen;
+  a->H = H;
+  a->box = box;
+  a->prev = NULL;
+  a->next = H->alarms;
+  if (H->alarms) H->alarms->prev = a;
+  H->alarms = a;
   lua_pushvalue(L, 2);
   a->ref = luaL_ref(L, LUA_REGISTRYINDEX);
   uv_timer_start(&a->h, alarm_cb, to_ms(s), 0);

@@ -527,6 +527,46 @@ static void t_call_outside_task(void) {
   loom_free(H);
 }
 
+static int l_released(lua_State *L) {
+  loom_call *c = loom_call_new(L);
+  loom_call_release(c);  /* gives up without ever completing it */
+  return loom_call_await(L, c);
+}
+
+static void t_call_released(void) {
+  loom_host *H = loom_new();
+  lua_State *L = loom_state(H);
+  lua_pushcfunction(L, l_released);
+  lua_setglobal(L, "released");
+  CHECK(loom_spawn_string(H, "return select(2, pcall(released))", "=r", 0)
+        == LOOM_OK);
+  CHECK(loom_run(H) == 0);  /* returns: the task is not left waiting */
+  CHECK(loom_results(H, 1) == 1);
+  CHECK(strstr(lua_tostring(L, -1), "released its call") != NULL);
+  loom_free(H);
+}
+
+static void t_resume_after_close(void) {
+  lua_State *L = luaL_newstate();
+  loom_host *H;
+  luaL_openlibs(L);
+  H = loom_new_with(NULL, L);
+  /* a coroutine left suspended in a loom call, resumed after close */
+  CHECK(loom_spawn_string(H, "co = coroutine.create(function() "
+                             "loom.sleep(1) end) coroutine.resume(co)",
+                          "=s", 0) == LOOM_OK);
+  CHECK(luaL_dostring(L, "loom = require 'loom'") == LUA_OK);
+  lua_settop(L, 0);
+  CHECK(loom_step(H) >= 0);
+  CHECK(loom_close(H) == LOOM_OK);
+  CHECK(luaL_dostring(L, "return select(2, coroutine.resume(co))")
+        == LUA_OK);
+  CHECK(lua_isstring(L, -1) && strstr(lua_tostring(L, -1), "closed"));
+  lua_settop(L, 0);
+  loom_free(H);
+  lua_close(L);
+}
+
 /* }==================================================================== */
 
 
@@ -551,6 +591,8 @@ static const struct {
   {"call_cancelled", t_call_cancelled},
   {"call_after_close", t_call_after_close},
   {"call_outside_task", t_call_outside_task},
+  {"call_released", t_call_released},
+  {"resume_after_close", t_resume_after_close},
   {NULL, NULL}
 };
 

@@ -68,13 +68,20 @@ end
 -- RATIONALE: the deadline raises loom.Timeout at the task's suspension
 -- point; the error then unwinds through fn's cleanup and out of here
 -- unchanged, and the <close> variable takes the deadline down on every
--- way out, so scopes nest without any bookkeeping.
+-- way out, so scopes nest without any bookkeeping.  When fn returns
+-- although the deadline fired (code in it caught the Timeout, perhaps
+-- taking it for an inner scope's), the Timeout is raised here anyway:
+-- fn was not done in time.
 function M.timeout(s, fn, ...)
   check_duration(s, 1, "loom.timeout")
   check_callable(fn, 2, "loom.timeout")
   check_task("loom.timeout")
   local d <close> = deadline(s, "loom.timeout")
-  return fn(...)
+  local r = pack(fn(...))
+  if d:fired() then
+    error(M.Timeout(("timed out after %gs"):format(s)), 0)
+  end
+  return unpack(r, 1, r.n)
 end
 
 --- loom.wait_for(x, s): await x for at most s seconds; on timeout x is

@@ -1,0 +1,154 @@
+--[[ spec/regressions_spec.lua: one test per bug found, named for it.
+  Several crashed or used freed memory before their fix; the sanitizer
+  run of the suite is what makes those tests bite.
+]]
+local loom = require "loom"
+local async = require("loom.busted").async
+local h = require "spec.helper"
+
+describe("regressions", function()
+  it("a loom call in a coroutine resumed across a C boundary leaves no stale wait (timer)", function()
+    local ok, e
+    loom.run(function()
+      local gen = coroutine.wrap(function() loom.sleep(0.01) end)
+      ok, e = pcall(table.sort, { 3, 2, 1 }, function(a, b) gen() return a < b end)
+    end)
+    -- the task has finished; its abandoned timer must not resume it
+    loom.run(function() loom.sleep(0.03) end)
+    assert.is_false(ok)
+    assert.matches("cannot suspend inside 'table.sort'", e)
+  end)
+
+  it("a stale await left by such a coroutine does not wake the task early", async(function()
+    local f = loom.future()
+    local gen = coroutine.wrap(function() f:await() end)
+    pcall(table.sort, { 3, 2, 1 }, function(a, b) gen() return a < b end)
+    f:set_result(1)
+    local t0 = loom.now()
+    loom.sleep(0.1)
+    assert.is_true(loom.now() - t0 >= 0.09)
+  end))
+
+  it("a stale await on a collected future is no use after free", async(function()
+    local gen = coroutine.wrap(function() loom.future():await() end)
+    pcall(table.sort, { 3, 2, 1 }, function(a, b) gen() return a < b end)
+    gen = nil
+    collectgarbage(); collectgarbage()
+    loom.sleep(0.001)
+  end))
+
+  it("a __close handler cancelling its own failing task does not requeue it", async(function()
+    local t = loom.spawn(function()
+      local _ <close> = setmetatable({}, { __close = function()
+        for _, x in ipairs(loom.tasks()) do
+          if x ~= loom.current() or true then x:cancel("shutdown") end
+        end
+      end })
+      error("boom", 0)
+    end)
+    local ok, e = pcall(loom.await, t)
+    assert.is_false(ok)
+    assert.are.equal("boom", e)
+  end))
+
+  it("inside the __close handler of a failing task, loom.current() is that task", async(function()
+    local seen
+    local t = loom.spawn(function()
+      local _ <close> = setmetatable({}, { __close = function() seen = loom.current() end })
+      error("boom", 0)
+    end)
+    pcall(loom.await, t)
+    assert.are.equal(t, seen)
+  end))
+
+  it("cancelling one of two tasks that await each other terminates", async(function()
+    local main = loom.current()
+    local child = loom.spawn(function() loom.await(main) end)
+    loom.spawn(function()
+      loom.sleep(0.01)
+      assert.is_true(child:cancel())
+    end)
+    local ok, e = pcall(loom.await, child)
+    assert.is_false(ok)
+    assert.is_true(loom.is_cancelled(e))
+  end, { timeout = 5 }))
+
+  it("resuming a coroutine that waits in a loom call from outside its task is refused", function()
+    local msg
+    loom.run(function()
+      local co = coroutine.create(function() loom.sleep(0.02) end)
+      loom.spawn(function() coroutine.resume(co) end)
+      loom.yield()
+      local t = loom.spawn(function() end)
+      t:on_done(function() msg = select(2, pcall(coroutine.resume, co)) end)
+    end)
+    assert.matches("cannot resume a coroutine that waits in a loom call", msg)
+  end)
+
+  it("after a virtual run, a short timer is not held behind a stale list key", function()
+    loom.run_with({ clock = "virtual" }, function()
+      loom.sleep(1000)
+      loom.timeout(0.01, function() end)
+    end)
+    local order = loom.run(function()
+      local order = {}
+      local b = loom.spawn(function() loom.sleep(0.1); order[#order + 1] = "long" end)
+      local a = loom.spawn(function() loom.sleep(0.01); order[#order + 1] = "short" end)
+      a:await(); b:await()
+      return order
+    end)
+    assert.are.same({ "short", "long" }, order)
+  end)
+
+  it("two virtual runs in a row keep virtual sleeps exact", function()
+    loom.run_with({ clock = "virtual" }, function()
+      loom.sleep(3600)
+      loom.timeout(5, function() end)
+    end)
+    local slept = loom.run_with({ clock = "virtual" }, function()
+      local t0 = loom.now()
+      loom.spawn(function() loom.sleep(60) end)
+      loom.yield()
+      loom.sleep(5)
+      return loom.now() - t0
+    end)
+    assert.is_true(math.abs(slept - 5) < 1e-6, tostring(slept))
+  end)
+
+  it("an outer timeout swallowed by an inner pcall still raises Timeout", async(function()
+    local ok, e = pcall(loom.timeout, 1, function()
+      for _ = 1, 3 do pcall(loom.timeout, 10, loom.sleep, 3) end
+      return "finished"
+    end)
+    assert.is_false(ok)
+    assert.is_true(loom.is_timeout(e))
+  end, { clock = "virtual" }))
+
+  it("a failing alarm callback leaves nothing on the stack of loom.run", function()
+    local r = table.pack(loom.run(function()
+      loom._core.alarm(0.005, function() error("alarm failed") end)
+      loom.sleep(0.02)
+      return "result"
+    end))
+    assert.are.equal(1, r.n)
+    assert.are.equal("result", r[1])
+  end)
+
+  it("a coroutine whose identity escaped is not reused for another task", async(function()
+    local ctx = setmetatable({}, { __mode = "k" })
+    loom.spawn(function() ctx[coroutine.running()] = "alice" end):await()
+    local seen = loom.spawn(function() return ctx[coroutine.running()] end):await()
+    assert.is_nil(seen)
+  end))
+
+  it("the binary survives its main Task being collected during a stall", function()
+    local _, err, code = h.run_src([[
+      loom.spawn(function()
+        loom.sleep(0.01)
+        collectgarbage(); collectgarbage()
+        loom.future():await()
+      end)
+    ]])
+    assert.are.equal(0, code, err)
+  end)
+end)
