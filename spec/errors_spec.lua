@@ -1,5 +1,6 @@
 local loom = require "loom"
 local h = require "spec.helper"
+local async = require("loom.busted").async
 
 -- Runs 'src' in a stock lua5.4 with the module under test; returns
 -- stdout, stderr and the exit status.
@@ -12,25 +13,20 @@ local function lua_src(src)
 end
 
 describe("loom errors", function()
-  it("cross any number of awaits unchanged", function()
+  it("cross any number of awaits unchanged", async(function()
     local tbl = setmetatable({}, { __tostring = function() return "custom" end })
-    local got = loom.run(function()
-      local a = loom.spawn(function() loom.sleep(0); error(tbl) end)
-      local b = loom.spawn(function() return a:await() end)
-      local c = loom.spawn(function() return b:await() end)
-      local _, e = pcall(loom.await, c)
-      return e
-    end)
+    local a = loom.spawn(function() loom.sleep(0); error(tbl) end)
+    local b = loom.spawn(function() return a:await() end)
+    local c = loom.spawn(function() return b:await() end)
+    local _, got = pcall(loom.await, c)
     assert.are.equal(tbl, got)
-  end)
+  end))
 
-  it("keep the position of the original raise in strings", function()
-    local got = loom.run(function()
-      local t = loom.spawn(function() error("where am I") end)
-      return select(2, pcall(loom.await, t))
-    end)
+  it("keep the position of the original raise in strings", async(function()
+    local t = loom.spawn(function() error("where am I") end)
+    local got = select(2, pcall(loom.await, t))
     assert.matches("^spec/errors_spec.lua:%d+: where am I$", got)
-  end)
+  end))
 
   it("an error in the main task is raised by loom.run, unchanged", function()
     local tbl = {}
