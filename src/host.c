@@ -89,10 +89,16 @@ int loom__loop(loom_host *H) {
   int failures = H->failures;
   H->running = 1;
   H->stalled = 0;
+  luaL_unref(H->L, LUA_REGISTRYINDEX, H->stall_ref);
+  H->stall_ref = LUA_NOREF;
   for (;;) {
     uv_run(H->loop, UV_RUN_DEFAULT);
     if (H->ntasks == 0 || ++rounds > 3) break;
     if (H->debug) loom__report_pending(H);
+    if (!H->stalled) {  /* keep where they waited, for loom.run's error */
+      loom__describe_pending(H->L, H);
+      H->stall_ref = luaL_ref(H->L, LUA_REGISTRYINDEX);
+    }
     H->stalled = 1;
     loom__cancel_all(H, "nothing left that could wake the task");
   }
@@ -174,7 +180,7 @@ static void host_close(loom_host *H, int state_closing) {
   int owns_loop = H->owns_loop;
   int refs[] = {H->live_ref, H->pool_ref, H->failed_ref, H->aux_ref,
                 H->task_mt_ref, H->future_mt_ref, H->cancelled_ref,
-                H->timeout_ref, H->main_ref};
+                H->timeout_ref, H->main_ref, H->stall_ref};
   size_t i;
   if (H->closed) return;
   H->closed = 1;
@@ -269,7 +275,7 @@ static loom_host *host_create(lua_State *L, uv_loop_t *loop) {
   H->mainL = H->L = lua_tothread(L, -1);
   lua_pop(L, 1);
   H->on_error = default_error_fn;
-  H->main_ref = LUA_NOREF;
+  H->main_ref = H->stall_ref = LUA_NOREF;
   H->debug = getenv("LOOM_DEBUG") != NULL && *getenv("LOOM_DEBUG") != '0';
   if (loom__calls_open(H) != 0 || loom__work_open(H) != 0) {
     loom__work_close(H);

@@ -62,7 +62,8 @@ struct loom_timer {
 };
 
 /* what a task waits on: how to take it out of that wait (task.c) */
-enum { WAIT_NONE, WAIT_SLEEP, WAIT_AWAIT, WAIT_DONE, WAIT_YIELD, WAIT_CALL };
+enum { WAIT_NONE, WAIT_SLEEP, WAIT_AWAIT, WAIT_DONE, WAIT_YIELD, WAIT_CALL,
+       WAIT_LIST };
 
 /*
 ** The box of a Lua state's host: a userdata kept in the registry for
@@ -106,6 +107,7 @@ struct loom_task {
   unsigned wait : 3;       /* WAIT_*: what it waits on */
   unsigned closing : 1;    /* its to-be-closed variables are being closed */
   unsigned escaped : 1;    /* coroutine.running() gave its coroutine out */
+  unsigned woken : 1;      /* WAIT_LIST: taken off its list by a waker */
   union {
     loom_call *call;       /* loom_call_await */
     loom_timer sleep;      /* loom.sleep */
@@ -113,6 +115,10 @@ struct loom_task {
       loom_task *next, *prev;  /* in the awaited future's waiters */
       loom_future *on;         /* the awaited future */
     } w;
+    struct {
+      loom_task *next, *prev;  /* in a list of waiting tasks */
+      loom_task **list;        /* the list's head */
+    } l;
   } u;
 };
 
@@ -142,6 +148,7 @@ struct loom_host {
   loom_task *current;      /* the running task, or NULL */
   loom_task *main;         /* the task of loom.run / the script */
   int main_ref;            /* registry: keeps 'main' alive */
+  int stall_ref;           /* registry: what waited when the run stalled */
   loom_tlist **heap;       /* lists of timers, by their first deadline */
   size_t nheap, heapcap;
   loom_tlist **buckets;    /* lists of timers, by duration */
@@ -187,6 +194,8 @@ loom_task *loom__spawn(lua_State *L, loom_host *H, int nargs);
 void loom__step(loom_host *H, loom_task *t);  /* resume one task */
 loom_task *loom__enter(lua_State *L, loom_host *H, const char *name);
 void loom__unwait(loom_host *H, loom_task *t);  /* leaves its wait */
+void loom__list_wait(loom_task **list, loom_task *t);  /* WAIT_LIST */
+loom_task *loom__list_wake(loom_host *H, loom_task **list);  /* first */
 int loom__suspend(lua_State *L, loom_k k);
 int loom__rethrow(lua_State *L, loom_host *H, loom_task *t);
 int loom__results(lua_State *L, int idx);  /* loom_results */
@@ -197,6 +206,7 @@ void loom__throw(lua_State *L, loom_host *H, loom_task *t);
 void loom__cancel_all(loom_host *H, const char *why);  /* every task */
 void loom__report_unobserved(loom_host *H);
 void loom__report_pending(loom_host *H);  /* debug: tasks still waiting */
+void loom__describe_pending(lua_State *L, loom_host *H);  /* pushes it */
 void loom__push_task(lua_State *L, loom_host *H, loom_task *t);
 void loom__set_main(lua_State *L, loom_host *H, int idx);  /* or 0: none */
 void loom__push_results(lua_State *L, loom_future *f, int idx);
@@ -222,6 +232,9 @@ int loom__calls_open(loom_host *H);
 void loom__calls_close(loom_host *H);
 void loom__call_drop(loom_host *H, loom_task *t);  /* cancelled after wake */
 void loom__call_unwait(loom_host *H, loom_task *t);  /* cancelled before */
+
+/* queue.c */
+void loom__queue_register(lua_State *L, loom_host *H);  /* loom.queue */
 
 /* work.c */
 int loom__work_open(loom_host *H);

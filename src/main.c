@@ -279,8 +279,11 @@ int main(int argc, char **argv) {
   status = loom_run(H) > 0 ? 1 : 0;
   if (sig.count > 0 && H->main->f.state == FUT_CANCELLED) status = 130;
   else if (H->stalled && H->main->f.state == FUT_CANCELLED) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, H->stall_ref);
     fprintf(stderr, "%s: the main task never finished (it waits for "
-                    "something nothing will do)\n", progname);
+                    "something nothing will do); tasks waiting:%s\n",
+            progname, lua_isstring(L, -1) ? lua_tostring(L, -1) : "");
+    lua_pop(L, 1);
     status = 1;
   }
   /*

@@ -91,9 +91,12 @@ static int run_main(lua_State *L, int fidx, int is_virtual, int debug) {
   H->is_virtual = 0;
   H->debug = saved_debug;
   if (t->f.state == FUT_PENDING
-      || (H->stalled && t->f.state == FUT_CANCELLED))
-    return luaL_error(L, "loom.run: the main task never finished "
-                         "(it waits for something nothing will do)");
+      || (H->stalled && t->f.state == FUT_CANCELLED)) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, H->stall_ref);
+    return luaL_error(L, "loom.run: the main task never finished (it waits "
+                         "for something nothing will do); tasks waiting:%s",
+                      lua_isstring(L, -1) ? lua_tostring(L, -1) : "");
+  }
   lua_settop(L, fidx);  /* nothing a callback left behind */
   lua_getfield(L, fidx, "result");
   lua_pushvalue(L, fidx);
@@ -196,6 +199,7 @@ LOOM_API int luaopen_loom(lua_State *L) {
   loom__timer_open(L, H);
   loom__error_open(L, H);
   loom__work_register(L, H);
+  loom__queue_register(L, H);
   loom__push_box(L, H);
   luaL_setfuncs(L, funcs, 1);
   lua_pushliteral(L, LOOM_VERSION);

@@ -34,13 +34,37 @@ char loom__tag;
 ** =====================================================================
 */
 
+/* The Task or Future at 'idx', or NULL. */
 static loom_future *tofuture(lua_State *L, int idx) {
   loom_future *f = luaL_testudata(L, idx, LOOM_TASK_MT);
   return f != NULL ? f : luaL_testudata(L, idx, LOOM_FUTURE_MT);
 }
 
+/*
+** The same for the functions that hold the host box as upvalue 1 (every
+** method and core function here): the metatable is compared with the
+** host's by registry index, where luaL_testudata would look its name up
+** as a string, and await runs this for every task.
+*/
+static loom_future *tofuture_up(lua_State *L, int idx) {
+  loom_host *H = ((loom_hostbox *)lua_touserdata(L, lua_upvalueindex(1)))->H;
+  loom_future *f = lua_touserdata(L, idx);
+  int ok;
+  if (H == NULL) return tofuture(L, idx);
+  if (f == NULL || !lua_getmetatable(L, idx)) return NULL;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, H->task_mt_ref);
+  ok = lua_rawequal(L, -1, -2);
+  if (!ok) {
+    lua_pop(L, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, H->future_mt_ref);
+    ok = lua_rawequal(L, -1, -2);
+  }
+  lua_pop(L, 2);
+  return ok ? f : NULL;
+}
+
 static loom_future *checkfuture(lua_State *L, int idx, const char *what) {
-  loom_future *f = tofuture(L, idx);
+  loom_future *f = tofuture_up(L, idx);
   if (f == NULL) {
     const char *msg = lua_pushfstring(L, "%s expected, got %s", what,
                                       luaL_typename(L, idx));
@@ -293,8 +317,8 @@ static void unlink_waiter(loom_future *f, loom_task *t) {
 static void complete(lua_State *L, loom_host *H, loom_future *f, int idx) {
   loom_task *w;
   idx = lua_absindex(L, idx);
-  if (f->waiters != NULL) f->observed = 1;
   while ((w = f->waiters) != NULL) {
+    if (w->wait == WAIT_AWAIT) f->observed = 1;  /* not WAIT_DONE */
     unlink_waiter(f, w);
     loom__wake(H, w);
   }
@@ -548,6 +572,50 @@ loom_task *loom__enter(lua_State *L, loom_host *H, const char *name) {
 
 static void unlink_waiter(loom_future *f, loom_task *t);
 
+/*
+** Lists of waiting tasks (queues use them): circular, oldest first, the
+** head's 'prev' being the newest.  A task on one waits with WAIT_LIST.
+*/
+static void list_unlink(loom_task *t) {
+  loom_task **list = t->u.l.list;
+  if (list == NULL) return;
+  if (t->u.l.next == t) *list = NULL;
+  else {
+    t->u.l.prev->u.l.next = t->u.l.next;
+    t->u.l.next->u.l.prev = t->u.l.prev;
+    if (*list == t) *list = t->u.l.next;
+  }
+  t->u.l.next = t->u.l.prev = NULL;
+  t->u.l.list = NULL;
+}
+
+void loom__list_wait(loom_task **list, loom_task *t) {
+  loom_task *head = *list;
+  t->u.l.list = list;
+  if (head == NULL) {
+    t->u.l.next = t->u.l.prev = t;
+    *list = t;
+  }
+  else {
+    t->u.l.next = head;
+    t->u.l.prev = head->u.l.prev;
+    head->u.l.prev->u.l.next = t;
+    head->u.l.prev = t;
+  }
+  t->woken = 0;
+  t->wait = WAIT_LIST;
+}
+
+/* Wakes the first task of 'list' (marked 'woken'); returns it or NULL. */
+loom_task *loom__list_wake(loom_host *H, loom_task **list) {
+  loom_task *t = *list;
+  if (t == NULL) return NULL;
+  list_unlink(t);
+  t->woken = 1;
+  loom__wake(H, t);
+  return t;
+}
+
 void loom__unwait(loom_host *H, loom_task *t) {
   switch (t->wait) {
     case WAIT_SLEEP: loom__timer_remove(H, &t->u.sleep); break;
@@ -555,6 +623,7 @@ void loom__unwait(loom_host *H, loom_task *t) {
       if (t->u.w.on != NULL) unlink_waiter(t->u.w.on, t);
       break;
     case WAIT_CALL: loom__call_unwait(H, t); break;
+    case WAIT_LIST: list_unlink(t); break;
     default: break;  /* WAIT_YIELD: it stays queued; nothing to leave */
   }
   t->wait = WAIT_NONE;
@@ -680,6 +749,32 @@ void loom__report_unobserved(loom_host *H) {
   lua_rawseti(L, LUA_REGISTRYINDEX, H->failed_ref);
 }
 
+/*
+** Pushes a description of the tasks still pending: for each, its name
+** and where it waits.
+*/
+void loom__describe_pending(lua_State *L, loom_host *H) {
+  int acc;
+  lua_pushliteral(L, "");
+  acc = lua_gettop(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, H->live_ref);
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    loom_task *t = luaL_testudata(L, -1, LOOM_TASK_MT);
+    if (t != NULL) {
+      push_name(L, -1);
+      if (t->co != NULL) luaL_traceback(L, t->co, NULL, 0);
+      else lua_pushliteral(L, "stack traceback:\n\t(not started)");
+      lua_pushfstring(L, "%s\ntask '%s' waits: %s", lua_tostring(L, acc),
+                      lua_tostring(L, -2), lua_tostring(L, -1));
+      lua_replace(L, acc);
+      lua_pop(L, 2);
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+}
+
 void loom__report_pending(loom_host *H) {
   lua_State *L = H->L;
   lua_rawgeti(L, LUA_REGISTRYINDEX, H->live_ref);
@@ -730,7 +825,7 @@ static int outcome(lua_State *L, loom_host *H, loom_future *f) {
 
 static int await_k(lua_State *L, loom_host *H, loom_task *t) {
   (void)t;
-  return outcome(L, H, tofuture(L, 1));
+  return outcome(L, H, tofuture_up(L, 1));
 }
 
 static int await_future(lua_State *L, loom_host *H, loom_future *f) {
@@ -814,7 +909,7 @@ static int l_state(lua_State *L) {
 }
 
 static int l_is_future(lua_State *L) {
-  lua_pushboolean(L, tofuture(L, 1) != NULL);
+  lua_pushboolean(L, tofuture_up(L, 1) != NULL);
   return 1;
 }
 
@@ -1074,12 +1169,15 @@ int loom__results(lua_State *L, int idx) {
 
 /* loom_on_done: future at 'idx', callback on top (popped). */
 int loom__on_done(lua_State *L, int idx) {
+  loom_future *f;
   idx = lua_absindex(L, idx);
-  if (tofuture(L, idx) == NULL || loom__fhost(tofuture(L, idx)) == NULL) {
+  f = tofuture(L, idx);
+  if (f == NULL || loom__fhost(f) == NULL) {
     lua_pop(L, 1);
     return LOOM_EINVAL;
   }
-  lua_pushcfunction(L, m_on_done);
+  loom__push_box(L, loom__fhost(f));
+  lua_pushcclosure(L, m_on_done, 1);  /* with the box, as registered */
   lua_pushvalue(L, idx);
   lua_rotate(L, -3, -1);  /* on_done, future, callback */
   return lua_pcall(L, 2, 0, 0) == LUA_OK ? LOOM_OK : (lua_pop(L, 1), LOOM_ENOMEM);

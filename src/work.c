@@ -150,7 +150,7 @@ static int encode(encoder *e, int idx, int depth);
 static int encode_table(encoder *e, int idx, int depth) {
   lua_State *L = e->L;
   char tag = '{';
-  if (depth > MAX_DEPTH) {
+  if (depth > MAX_DEPTH || !lua_checkstack(L, 8)) {
     e->error = "tables nested too deep";
     return 0;
   }
@@ -273,7 +273,7 @@ static int rd(reader *r, void *out, size_t n) {
 /* Pushes the next value; returns 0 on a malformed buffer. */
 static int decode(lua_State *L, reader *r) {
   char tag;
-  if (!rd(r, &tag, 1) || !lua_checkstack(L, 3)) return 0;
+  if (!rd(r, &tag, 1) || !lua_checkstack(L, 4)) return 0;
   switch (tag) {
     case 'n': lua_pushnil(L); return 1;
     case 't': lua_pushboolean(L, 1); return 1;
@@ -374,7 +374,10 @@ static void run_job(job *j, lua_State *W) {
   if (lua_pcall(W, n, LUA_MULTRET, base + 1) != LUA_OK) {
     j->failed = 1;
     if (!encode_values(W, &j->out, lua_gettop(W), 1, "error")) {
-      j->message = strdup(lua_tostring(W, -1));
+      const char *m = lua_tostring(W, -1);
+      size_t len = strlen(m) + sizeof "loom.work: ";
+      j->message = malloc(len);
+      if (j->message) snprintf(j->message, len, "loom.work: %s", m);
     }
     return;
   }

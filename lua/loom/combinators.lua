@@ -28,18 +28,34 @@ local function callable(x)
   return type(mt) == "table" and mt.__call ~= nil
 end
 
--- The i-th argument as a Task or Future; functions are spawned.
-local function awaitable(x, i, fname, spawn_functions)
+-- The i-th argument as a Task or Future; functions are spawned.  Errors
+-- are raised at 'level' (that of the public function's caller).
+local function awaitable(x, i, fname, spawn_functions, level)
   if is_future(x) then return x end
   if spawn_functions and callable(x) then return spawn(x) end
   error(("bad argument #%d to '%s' (Task, Future%s expected, got %s)")
-    :format(i, fname, spawn_functions and " or function" or "", type(x)), 4)
+    :format(i, fname, spawn_functions and " or function" or "", type(x)),
+    level + 1)
 end
 
+local function check_task(fname, level)
+  if not core.current() then
+    error(("loom: %s called outside a task (use loom.run or the loom "
+      .. "binary)"):format(fname), level + 1)
+  end
+end
+
+-- The arguments of gather, settle and race (checked before anything is
+-- spawned: outside a task nothing could ever run them).
 local function arguments(fname, ...)
   local n = select("#", ...)
   local xs = {}
-  for i = 1, n do xs[i] = awaitable((select(i, ...)), i, fname, true) end
+  check_task(fname, 3)
+  for i = 1, n do
+    local x = select(i, ...)
+    if not is_future(x) and not callable(x) then awaitable(x, i, fname, true, 3) end
+  end
+  for i = 1, n do xs[i] = awaitable((select(i, ...)), i, fname, true, 3) end
   return xs, n
 end
 
@@ -181,7 +197,10 @@ function M.wait(list, opts)
       .. "number)", 2)
   end
   local xs = {}
-  for i, x in ipairs(list) do xs[i] = awaitable(x, i, "loom.wait", false) end
+  for i, x in ipairs(list) do
+    xs[i] = awaitable(x, i, "loom.wait", false, 2)
+  end
+  check_task("loom.wait", 2)
   local ready, left = future(), #xs
   local function check(x)
     local st = state(x)
@@ -218,7 +237,7 @@ function M.as_completed(list)
   local finished, head, tail, total = {}, 1, 0, #list
   local waiting
   for i, x in ipairs(list) do
-    awaitable(x, i, "loom.as_completed", false)
+    awaitable(x, i, "loom.as_completed", false, 2)
     watch(x, function(y)
       tail = tail + 1
       finished[tail] = y
@@ -241,7 +260,8 @@ end
 
 --- loom.shield(x): awaits x; cancelling the caller does not cancel x.
 function M.shield(x)
-  x = awaitable(x, 1, "loom.shield", true)
+  check_task("loom.shield", 2)
+  x = awaitable(x, 1, "loom.shield", true, 2)
   wait_done(x)
   return x:await()
 end

@@ -104,10 +104,11 @@ function M.group(fn)
                            in_body = true }, group_mt)
   local ok, body_err = pcall(fn, g)
   g.in_body = false
-  local body_failed = false
+  local body_failed, body_first = false, false
   if not ok and not (g.cancelling and is_cancelled(body_err)) then
     -- fn failed, or the owner was cancelled while in fn
     body_failed = true
+    body_first = g.first == nil
     if not g.cancelling then
       g.cancelling = true
       cancel_children(g)
@@ -115,7 +116,13 @@ function M.group(fn)
   end
   local outer = join(g)
   g.closed = true
-  if body_failed and (g.first == nil or is_cancelled(body_err)) then
+  if body_failed and (body_first or is_cancelled(body_err)) then
+    -- fn's own error came first (or the owner was cancelled in fn)
+    if type(body_err) == "table" and #g.failed > 0 then
+      local errors = { body_err }
+      for i = 1, #g.failed do errors[#errors + 1] = g.failed[i]:error() end
+      body_err.errors = errors
+    end
     error(body_err, 0)
   end
   if outer ~= nil then error(outer, 0) end

@@ -16,7 +16,7 @@ local M = {}
 
 for _, k in ipairs {
   "spawn", "await", "future", "current", "tasks", "yield",
-  "sleep", "now", "run", "run_with", "debug", "work",
+  "sleep", "now", "run", "run_with", "debug", "work", "queue",
   "Cancelled", "Timeout", "is_cancelled", "is_timeout", "version",
 } do
   M[k] = core[k]
@@ -144,7 +144,7 @@ M._core = core
 
 -- The Lua-side parts, each in a module of its own, merged into 'loom'.
 for _, name in ipairs {
-  "loom.combinators", "loom.group", "loom.sync", "loom.queue",
+  "loom.combinators", "loom.group", "loom.sync",
 } do
   for k, v in pairs(core.embedded(name)(core)) do M[k] = v end
 end

@@ -123,6 +123,7 @@ function lock_methods:locked()
 end
 
 function lock_methods:hold()
+  check(self, lock_mt, "hold")
   self:acquire()
   return guard(self.release, self)
 end
@@ -201,6 +202,10 @@ local function reacquire(lock)
   end
 end
 
+--[[ RATIONALE: a wait that raises may have been notified first (before
+  the cancellation, or while getting the lock back): as asyncio does, it
+  then notifies another waiter, so that no notification is lost; a
+  spurious wake-up is allowed by the condition variable protocol. ]]
 function cond_methods:wait()
   check(self, cond_mt, "wait")
   if not self.lock.held then
@@ -209,14 +214,11 @@ function cond_methods:wait()
   self.lock:release()
   local f = push(self.waiters)
   local ok, e = pcall(await, f)
-  if not ok then
-    if f:done() and not f:cancelled() then self:_notify(1)  -- pass it on
-    else f:cancel() end
-  end
+  if not ok and not f:done() then f:cancel() end  -- leave the queue
   local err = reacquire(self.lock)
-  if not ok then error(e, 0) end
-  if err ~= nil then error(err, 0) end
-  return true
+  if ok and err == nil then return true end
+  self:_notify(1)
+  error(ok and err or e, 0)
 end
 
 function cond_methods:wait_for(pred)
@@ -244,8 +246,8 @@ function cond_methods:notify(n)
     error("loom.condition: notify without holding its lock", 2)
   end
   n = n == nil and 1 or n
-  if type(n) ~= "number" or n < 0 then
-    error("bad argument #1 to 'notify' (non-negative number expected)", 2)
+  if math.type(n) ~= "integer" or n < 0 then
+    error("bad argument #1 to 'notify' (non-negative integer expected)", 2)
   end
   self:_notify(n)
 end
@@ -259,6 +261,7 @@ function cond_methods:notify_all()
 end
 
 function cond_methods:hold()
+  check(self, cond_mt, "hold")
   return self.lock:hold()
 end
 
@@ -317,6 +320,7 @@ function sem_methods:available()
 end
 
 function sem_methods:hold()
+  check(self, sem_mt, "hold")
   self:acquire()
   return guard(self.release, self)
 end

@@ -1,0 +1,333 @@
+local loom = require "loom"
+local async = require("loom.busted").async
+local helper = require "spec.helper"
+
+-- Spins for 's' seconds of CPU time in the worker (no upvalues).
+local function spin(s)
+  local c = os.clock()
+  local n = 0
+  while os.clock() - c < s do n = n + 1 end
+  return n
+end
+
+describe("loom.work", function()
+  describe("results", function()
+    it("returns every result, nils included", async(function()
+      local r = table.pack(loom.work(function(a, b)
+        return a + b, nil, "three", nil
+      end, 1, 2))
+      assert.are.equal(4, r.n)
+      assert.are.equal(3, r[1])
+      assert.is_nil(r[2])
+      assert.are.equal("three", r[3])
+      assert.is_nil(r[4])
+      assert.are.equal(0, select("#", loom.work(function() end)))
+      local n = table.pack(loom.work(function(...) return select("#", ...), ... end, nil, nil, 3))
+      assert.are.same({ n = 4, 3, nil, nil, 3 }, n)
+    end))
+
+    it("copies nil, booleans, numbers and strings exactly", async(function()
+      local bin = "a\0b\255\n" .. string.rep("x", 5000)
+      local i, f, big, inf, t, fa, s = loom.work(function(...) return ... end,
+        3, 3.0, math.maxinteger, math.huge, true, false, bin)
+      assert.are.equal("integer", math.type(i))
+      assert.are.equal(3, i)
+      assert.are.equal("float", math.type(f))
+      assert.are.equal(math.maxinteger, big)
+      assert.are.equal(math.huge, inf)
+      assert.is_true(t)
+      assert.is_false(fa)
+      assert.are.equal(bin, s)
+    end))
+
+    it("copies nested tables both ways", async(function()
+      local arg = { a = { b = { 1, 2, 3 } }, s = "x", f = 1.5, flag = true,
+                    [10] = "ten", [2.5] = "float key", [true] = "bool key" }
+      local got, echoed = loom.work(function(t)
+        t.a.b[4] = 4              -- changes the worker's copy only
+        t.added = { deep = { "yes" } }
+        return t, { sum = t.a.b[1] + t.a.b[2] + t.a.b[3] }
+      end, arg)
+      assert.are_not.equal(arg, got)
+      assert.are.same({ 1, 2, 3 }, arg.a.b)  -- the caller's table is untouched
+      assert.is_nil(arg.added)
+      assert.are.same({ a = { b = { 1, 2, 3, 4 } }, s = "x", f = 1.5, flag = true,
+                        [10] = "ten", [2.5] = "float key", [true] = "bool key",
+                        added = { deep = { "yes" } } }, got)
+      assert.are.same({ sum = 6 }, echoed)
+    end))
+
+    it("copies a table met twice (no cycle) twice", async(function()
+      local shared = { v = 1 }
+      local a, b = loom.work(function(t) return t.x, t.y end, { x = shared, y = shared })
+      assert.are.same({ v = 1 }, a)
+      assert.are.same({ v = 1 }, b)
+      assert.are_not.equal(a, b)
+    end))
+
+    it("copies tables nested a few dozen levels deep, and never crashes on deeper ones", function()
+      -- In a subprocess: a crash must not take the whole spec file down.
+      local src = ([[
+        package.cpath = %q .. "/lua/?.so;" .. package.cpath
+        local loom = require "loom"
+        local function nest(d)
+          local t = {}; local c = t
+          for _ = 1, d do c.x = {}; c = c.x end
+          c.leaf = "here"
+          return t
+        end
+        local function depth(t)
+          local n = 0
+          while t.x do n = n + 1; t = t.x end
+          return n, t.leaf
+        end
+        local out = loom.run(function()
+          local n1, l1 = loom.work(function(t)
+            local n = 0
+            while t.x do n = n + 1; t = t.x end
+            return n, t.leaf
+          end, nest(30))
+          local r = loom.work(function(d)
+            local t = {}; local c = t
+            for _ = 1, d do c.x = {}; c = c.x end
+            c.leaf = "there"
+            return t
+          end, 30)
+          local n2, l2 = depth(r)
+          -- far deeper: copied, or refused with an error, never a crash
+          local ok, n3 = pcall(loom.work, function(t)
+            local n = 0
+            while t.x do n = n + 1; t = t.x end
+            return n
+          end, nest(300))
+          local third = ok and ("ok " .. n3) or ("error " .. tostring(n3))
+          return table.concat({ n1, l1, n2, l2 }, " ") .. "\n" .. third
+        end)
+        io.write(out)
+      ]]):format(helper.build)
+      local path = helper.script(src)
+      local out, err, code = helper.sh("timeout 30 lua5.4 " .. helper.quote(path))
+      os.remove(path)
+      assert.are.equal(0, code, "the subprocess failed (status " .. tostring(code)
+        .. "): " .. err)
+      assert.are.equal("", err)
+      local lines = helper.lines(out)
+      assert.are.equal("30 here 30 there", lines[1])
+      assert.is_string(lines[2])
+      assert.is_truthy(lines[2] == "ok 300" or lines[2]:match("^error .*loom%.work"),
+        "deep table: " .. tostring(lines[2]))
+    end)
+
+    it("gives the worker Lua's standard libraries, not the caller's globals", async(function()
+      LOOM_WORK_SPEC_GLOBAL = "caller"
+      local r = table.pack(loom.work(function()
+        return type(string.format), type(table.concat), type(math.sqrt),
+               type(os.clock), type(io.open), type(coroutine.wrap), type(utf8.char),
+               LOOM_WORK_SPEC_GLOBAL
+      end))
+      LOOM_WORK_SPEC_GLOBAL = nil
+      assert.are.same({ n = 8, "function", "function", "function", "function",
+                        "function", "function", "function", nil }, r)
+    end))
+
+    it("keeps working across calls that set globals (states are reused)", async(function()
+      for i = 1, 30 do
+        local r, seen = loom.work(function(x)
+          CALLS = (CALLS or 0) + 1
+          return x * 10, CALLS
+        end, i)
+        assert.are.equal(i * 10, r)
+        assert.is_true(math.type(seen) == "integer" and seen >= 1)
+      end
+    end))
+  end)
+
+  describe("threads", function()
+    it("runs on another thread while the loop goes on", async(function()
+      local ticks = 0
+      local ticker = loom.spawn(function()
+        while true do loom.sleep(0.01); ticks = ticks + 1 end
+      end)
+      local t0 = helper.clock()
+      local n = loom.work(function()
+        local c = os.clock()
+        local n = 0
+        while os.clock() - c < 0.1 do n = n + 1 end
+        return n
+      end)
+      local elapsed = helper.clock() - t0
+      ticker:cancel()
+      assert.is_true(n > 0)
+      if not helper.coarse then assert.is_true(elapsed >= 0.09) end
+      assert.is_true(ticks >= 4, "the ticker ticked only " .. ticks .. " times")
+    end))
+
+    it("completes a thousand concurrent calls with the right results", async(function()
+      local ts = {}
+      for i = 1, 1000 do
+        ts[i] = loom.spawn(loom.work, function(x)
+          return x * 2, tostring(x), { x = x }
+        end, i)
+      end
+      for i = 1, 1000 do
+        local a, b, c = ts[i]:await()
+        assert.are.equal(i * 2, a)
+        assert.are.equal(tostring(i), b)
+        assert.are.same({ x = i }, c)
+      end
+    end, { timeout = 30 }))
+  end)
+
+  describe("errors", function()
+    it("raises a string error in the caller, with its position", async(function()
+      local ok, e = pcall(loom.work, function() error("boom") end)
+      assert.is_false(ok)
+      assert.is_string(e)
+      assert.matches("work_spec%.lua:%d+: boom$", e)
+      ok, e = pcall(loom.work, function(m) error(m, 0) end, "plain")
+      assert.is_false(ok)
+      assert.are.equal("plain", e)
+      ok, e = pcall(loom.work, function() local x = nil; return x.field end)
+      assert.is_false(ok)
+      assert.matches("attempt to index", e)
+    end))
+
+    it("raises a table error in the caller as a copy", async(function()
+      local ok, e = pcall(loom.work, function()
+        error({ code = 42, detail = { where = "worker", list = { 1, 2 } } })
+      end)
+      assert.is_false(ok)
+      assert.are.equal("table", type(e))
+      assert.are.same({ code = 42, detail = { where = "worker", list = { 1, 2 } } }, e)
+    end))
+
+    it("keeps working after errors", async(function()
+      for _ = 1, 5 do pcall(loom.work, function() error("x") end) end
+      assert.are.equal(7, loom.work(function(a) return a + 1 end, 6))
+    end))
+
+    it("refuses a function in an argument, naming its path", async(function()
+      local ok, e = pcall(loom.work, function(a, b) return b end, 1,
+        { config = { cb = print } })
+      assert.is_false(ok)
+      assert.matches("arg 2 %.config%.cb", e)
+      assert.matches("function", e)
+      ok, e = pcall(loom.work, function(a) return a end, function() end)
+      assert.is_false(ok)
+      assert.matches("arg 1", e)
+      assert.matches("function", e)
+      ok, e = pcall(loom.work, function(a) return a end, { list = { 1, 2, io.stdout } })
+      assert.is_false(ok)
+      assert.matches("arg 1 %.list%[3%]", e)
+      assert.matches("userdata", e)
+      ok, e = pcall(loom.work, function(a) return a end, { co = coroutine.create(print) })
+      assert.is_false(ok)
+      assert.matches("arg 1 %.co", e)
+      assert.matches("thread", e)
+    end))
+
+    it("refuses a function with upvalues other than _ENV", async(function()
+      local x = 1
+      local ok, e = pcall(loom.work, function() return x end)
+      assert.is_false(ok)
+      assert.matches("upvalue 'x'", e)
+      -- globals (_ENV) are fine
+      assert.are.equal("aaa", loom.work(function() return string.rep("a", 3) end))
+    end))
+
+    it("refuses a table with a cycle", async(function()
+      local t = { name = "loop" }
+      t.self = t
+      local ok, e = pcall(loom.work, function(a) return a end, t)
+      assert.is_false(ok)
+      assert.matches("arg 1 %.self", e)
+      assert.matches("cycle", e)
+      local a, b = {}, {}
+      a.next, b.next = b, a
+      ok, e = pcall(loom.work, function(x) return x end, { a })
+      assert.is_false(ok)
+      assert.matches("cycle", e)
+    end))
+
+    it("refuses a result that cannot be copied", async(function()
+      local ok, e = pcall(loom.work, function() return io.stdout end)
+      assert.is_false(ok)
+      assert.matches("result 1", e)
+      assert.matches("userdata", e)
+      ok, e = pcall(loom.work, function() return 1, { f = print } end)
+      assert.is_false(ok)
+      assert.matches("result 2 %.f", e)
+      ok, e = pcall(loom.work, function() local t = {}; t[1] = t; return t end)
+      assert.is_false(ok)
+      assert.matches("result 1", e)
+      assert.matches("cycle", e)
+      -- and the next call is fine
+      assert.are.equal("ok", loom.work(function() return "ok" end))
+    end))
+
+    it("refuses a C function or a non-function as fn", async(function()
+      local ok, e = pcall(loom.work, print)
+      assert.is_false(ok)
+      assert.matches("C function", e)
+      assert.has_error(function() loom.work(42) end)
+      assert.has_error(function() loom.work() end)
+      assert.has_error(function() loom.work("return 1") end)
+    end))
+
+    it("raises outside a task", function()
+      assert.has_error(function() loom.work(function() return 1 end) end,
+        "loom: loom.work called outside a task (use loom.run or the loom binary)")
+    end)
+  end)
+
+  describe("cancellation", function()
+    it("the caller cancelled while the job runs gets loom.Cancelled", async(function()
+      local t = loom.spawn(loom.work, function()
+        local c = os.clock()
+        while os.clock() - c < 0.05 do end
+        return "finished"
+      end)
+      loom.sleep(0.01)
+      assert.is_false(t:done())
+      assert.is_true(t:cancel())
+      local ok, e = pcall(loom.await, t)
+      assert.is_false(ok)
+      assert.is_true(loom.is_cancelled(e))
+      assert.are.equal("ECANCELED", e.code)
+      assert.is_true(t:cancelled())
+      -- the next call works
+      assert.are.equal(5, loom.work(function(a) return a end, 5))
+    end))
+
+    it("many cancels leak no worker state: many calls after them still work", async(function()
+      local cancelled = 0
+      for round = 1, 4 do
+        local ts = {}
+        for i = 1, 4 do
+          ts[i] = loom.spawn(loom.work, function(s)
+            local c = os.clock()
+            while os.clock() - c < s do end
+            return "late"
+          end, 0.02)
+        end
+        loom.sleep(0.005)
+        for i = 1, 4 do ts[i]:cancel() end
+        for i = 1, 4 do
+          local ok, e = pcall(loom.await, ts[i])
+          if not ok and loom.is_cancelled(e) then cancelled = cancelled + 1 end
+        end
+        assert.is_true(round >= 1)
+      end
+      assert.are.equal(16, cancelled)
+      local ts = {}
+      for i = 1, 200 do
+        ts[i] = loom.spawn(loom.work, function(x) return x + 1, x .. "" end, i)
+      end
+      for i = 1, 200 do
+        local a, b = ts[i]:await()
+        assert.are.equal(i + 1, a)
+        assert.are.equal(tostring(i), b)
+      end
+    end, { timeout = 30 }))
+  end)
+end)
