@@ -1,6 +1,7 @@
 local loom = require "loom"
 local h = require "spec.helper"
 local async = require("loom.busted").async
+local failing, until_cancelled = h.failing, h.until_cancelled
 
 local pack = table.pack
 local V = { clock = "virtual" }
@@ -14,26 +15,6 @@ local function after(s, log, name, ...)
     loom.sleep(s)
     if log then log[#log + 1] = name end
     return table.unpack(vals, 1, vals.n)
-  end
-end
-
--- A function that sleeps 's' seconds, then raises 'e' unchanged.
-local function failing(s, e)
-  return function()
-    loom.sleep(s)
-    error(e, 0)
-  end
-end
-
--- A function that waits until it is cancelled, then runs a cleanup that
--- takes 'cleanup' seconds (if any), appends 'name' to 'log' and lets the
--- cancellation go on.
-local function until_cancelled(log, name, cleanup)
-  return function()
-    local _, e = pcall(loom.sleep, 1000)
-    if cleanup then loom.sleep(cleanup) end
-    log[#log + 1] = name
-    error(e, 0)
   end
 end
 

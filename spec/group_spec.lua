@@ -1,6 +1,7 @@
 local loom = require "loom"
 local h = require "spec.helper"
 local async = require("loom.busted").async
+local until_cancelled, failing = h.until_cancelled, h.failing
 
 local V = { clock = "virtual" }
 
@@ -13,25 +14,6 @@ local function since(t0) return loom.now() - t0 end
 
 local function assert_cancelled(e)
   assert.is_true(loom.is_cancelled(e), "not a loom.Cancelled: " .. tostring(e))
-end
-
--- A child that waits until it is cancelled, then runs a cleanup that takes
--- 'cleanup' seconds (if any), appends 'name' to 'log' and lets the
--- cancellation go on.
-local function until_cancelled(log, name, cleanup)
-  return function()
-    local _, e = pcall(loom.sleep, 1000)
-    if cleanup then loom.sleep(cleanup) end
-    log[#log + 1] = name
-    error(e, 0)
-  end
-end
-
-local function failing(s, e)
-  return function()
-    loom.sleep(s)
-    error(e, 0)
-  end
 end
 
 describe("loom.group", function()

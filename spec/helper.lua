@@ -78,5 +78,45 @@ function M.run_src(src, args, stdin)
   return out, err, code, path
 end
 
+-- {==================================================================
+-- Task helpers for specs that run inside a loop (loom.busted's async)
+
+M.VIRTUAL = { clock = "virtual" }
+
+--- Lets every ready task run until it suspends again (a few rounds).
+function M.settle(rounds)
+  local loom = require "loom"
+  for _ = 1, rounds or 3 do loom.yield() end
+end
+
+--- Awaits 't' and returns its error (nil when it succeeded).
+function M.error_of(t)
+  local ok, e = pcall(require("loom").await, t)
+  if ok then return nil end
+  return e
+end
+
+--- A function that sleeps 's' seconds, then raises 'e' unchanged.
+function M.failing(s, e)
+  return function()
+    require("loom").sleep(s)
+    error(e, 0)
+  end
+end
+
+--- A function that waits until it is cancelled, then runs a cleanup that
+-- takes 'cleanup' seconds (if any), appends 'name' to 'log' and lets the
+-- cancellation go on.
+function M.until_cancelled(log, name, cleanup)
+  return function()
+    local loom = require "loom"
+    local _, e = pcall(loom.sleep, 1000)
+    if cleanup then loom.sleep(cleanup) end
+    log[#log + 1] = name
+    error(e, 0)
+  end
+end
+-- }==================================================================
+
 package.loaded["spec.helper"] = M
 return M

@@ -1,17 +1,9 @@
 local loom = require "loom"
 local async = require("loom.busted").async
+local h = require "spec.helper"
+local settle, error_of = h.settle, h.error_of
 
-local VIRTUAL = { clock = "virtual" }
-
-local function settle(rounds)
-  for _ = 1, rounds or 3 do loom.yield() end
-end
-
-local function error_of(t)
-  local ok, e = pcall(loom.await, t)
-  if ok then return nil end
-  return e
-end
+local VIRTUAL = h.VIRTUAL
 
 -- Takes everything now in 'q' without suspending.
 local function drain(q)

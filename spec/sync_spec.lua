@@ -1,19 +1,9 @@
 local loom = require "loom"
 local async = require("loom.busted").async
+local h = require "spec.helper"
+local settle, error_of = h.settle, h.error_of
 
-local VIRTUAL = { clock = "virtual" }
-
--- Lets every ready task run until it suspends again (a few rounds).
-local function settle(rounds)
-  for _ = 1, rounds or 3 do loom.yield() end
-end
-
--- Awaits 't' and returns its error (nil when it succeeded).
-local function error_of(t)
-  local ok, e = pcall(loom.await, t)
-  if ok then return nil end
-  return e
-end
+local VIRTUAL = h.VIRTUAL
 
 describe("loom.lock", function()
   it("is free when made; acquire takes it and release frees it", async(function()

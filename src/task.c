@@ -776,22 +776,9 @@ void loom__describe_pending(lua_State *L, loom_host *H) {
 }
 
 void loom__report_pending(loom_host *H) {
-  lua_State *L = H->L;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, H->live_ref);
-  lua_pushnil(L);
-  while (lua_next(L, -2)) {
-    loom_task *t = luaL_testudata(L, -1, LOOM_TASK_MT);
-    if (t != NULL) {
-      push_name(L, -1);
-      if (t->co != NULL) luaL_traceback(L, t->co, NULL, 0);
-      else lua_pushliteral(L, "(not started)");
-      fprintf(stderr, "loom: task '%s' is still waiting\n%s\n",
-              lua_tostring(L, -2), lua_tostring(L, -1));
-      lua_pop(L, 2);
-    }
-    lua_pop(L, 1);
-  }
-  lua_pop(L, 1);
+  loom__describe_pending(H->L, H);
+  fprintf(stderr, "loom: tasks still waiting:%s\n", lua_tostring(H->L, -1));
+  lua_pop(H->L, 1);
 }
 
 /* }==================================================================== */
