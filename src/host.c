@@ -192,6 +192,8 @@ static void host_close(loom_host *H, int state_closing) {
       luaL_unref(H->mainL, LUA_REGISTRYINDEX, refs[i]);
     loom__module_restore(H->mainL);
   }
+  loom__streams_close(H);
+  loom__socks_close(H);
   loom__calls_close(H);
   loom__work_close(H);
   loom__timer_close(H);

@@ -28,6 +28,9 @@
 #define LOOM_TASK_MT     "loom.task"
 #define LOOM_FUTURE_MT   "loom.future"
 #define LOOM_DEADLINE_MT "loom.deadline"
+#define LOOM_STREAM_MT   "loom.stream"
+#define LOOM_SERVER_MT   "loom.server"
+#define LOOM_UDP_MT      "loom.udp"
 
 /*
 ** User value 1 of a task or future: its start function, then its
@@ -42,6 +45,7 @@ enum { FUT_PENDING, FUT_OK, FUT_FAILED, FUT_CANCELLED };
 typedef struct loom_hostbox loom_hostbox;
 typedef struct loom_mailbox loom_mailbox;
 typedef struct loom_workpool loom_workpool;
+typedef struct loom_stream loom_stream;
 typedef struct loom_future loom_future;
 typedef struct loom_task loom_task;
 typedef struct loom_timer loom_timer;
@@ -143,6 +147,8 @@ struct loom_host {
   int ncalls;
   loom_workpool *workpool; /* Lua states for loom.work */
   struct loom_alarm *alarms;  /* armed alarms (timer.c) */
+  loom_stream *streams;    /* open streams (stream.c) */
+  struct loom_sock *socks; /* open servers and UDP sockets (net.c) */
   loom_task *ready_head, *ready_tail;
   size_t nready;
   loom_task *current;      /* the running task, or NULL */
@@ -232,6 +238,47 @@ int loom__calls_open(loom_host *H);
 void loom__calls_close(loom_host *H);
 void loom__call_drop(loom_host *H, loom_task *t);  /* cancelled after wake */
 void loom__call_unwait(loom_host *H, loom_task *t);  /* cancelled before */
+
+/* stream.c */
+enum { LOOM_STREAM_TCP, LOOM_STREAM_PIPE };
+
+struct loom_stream {
+  union {
+    uv_handle_t h;
+    uv_stream_t s;
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+  } u;
+  loom_hostbox *hb;
+  uint32_t gen;
+  loom_host *host;          /* on its list while open */
+  loom_stream *hnext, *hprev;
+  loom_stream **box;        /* the userdata's pointer to it, or NULL */
+  char *buf;                /* read buffer: data at buf[start, start+len) */
+  size_t start, len, cap;
+  size_t hwm;               /* write high-water mark */
+  size_t line_limit;
+  int pending;              /* write requests in flight */
+  int rerr, werr;           /* first read and write errors */
+  unsigned kind : 2;
+  unsigned reading : 1, eof : 1, closed : 1, shut : 1;
+  loom_task *readers, *writers;  /* WAIT_LIST */
+  char name[72];            /* the other end, for messages */
+};
+
+void loom__stream_open(lua_State *L);  /* the Stream metatable */
+loom_stream *loom__stream_new(lua_State *L, loom_host *H, int kind,
+                              const char *name);
+void loom__stream_rename(loom_stream *s, const char *name);
+void loom__stream_close(loom_stream *s);
+void loom__streams_close(loom_host *H);
+loom_stream *loom__checkstream(lua_State *L, int idx);
+int loom__fail(lua_State *L, const char *what, const char *name, int err);
+
+/* net.c */
+void loom__net_register(lua_State *L, loom_host *H);  /* core.net_* */
+void loom__socks_close(loom_host *H);
+int loom__push_sockaddr(lua_State *L, const struct sockaddr *sa, char *buf);
 
 /* queue.c */
 void loom__queue_register(lua_State *L, loom_host *H);  /* loom.queue */

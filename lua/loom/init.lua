@@ -149,6 +149,10 @@ for _, name in ipairs {
   for k, v in pairs(core.embedded(name)(core)) do M[k] = v end
 end
 
+-- loom.net, also found as require "loom.net"
+M.net = core.embedded("loom.net")(core, M)
+package.loaded["loom.net"] = M.net
+
 -- A 'require' that tasks can suspend in (Lua's own is a C function that
 -- Lua cannot yield across).
 if type(package) == "table" then

@@ -1,0 +1,775 @@
+/*
+** net.c: connecting, listening, UDP and name resolution, the C side of
+** loom.net (lua/loom/net.lua holds the public functions).
+**
+** Requests (connect, getaddrinfo, a UDP send that must wait) suspend
+** their task through a loom_call, completed from the libuv callback; a
+** task that leaves meanwhile lets the request finish and its result be
+** dropped.  Servers and UDP sockets ('loom_sock') are malloc'd, owned by
+** libuv until their close callback, and listed on their host so that
+** closing the host closes them.  A server calls its Lua 'on_conn' for
+** each connection, in protected mode (the callback comes from libuv).
+*/
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+enum { SOCK_TCP_SERVER, SOCK_PIPE_SERVER, SOCK_UDP };
+
+#define UDP_QUEUE_MAX 256
+#define UDP_BUF (64 * 1024)
+
+typedef struct dgram {
+  struct dgram *next;
+  struct sockaddr_storage from;
+  size_t len;
+  char data[1];
+} dgram;
+
+typedef struct loom_sock {
+  union {
+    uv_handle_t h;
+    uv_stream_t s;
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+    uv_udp_t udp;
+  } u;
+  loom_host *host;            /* on its list while open */
+  struct loom_sock *hnext, *hprev;
+  struct loom_sock **box;     /* the userdata's pointer, or NULL */
+  int kind;
+  int cb_ref;                 /* server: on_conn */
+  int accept_errors;          /* server: failed accepts (EMFILE...) */
+  dgram *qhead, *qtail;       /* udp: received, not yet taken */
+  int qlen;
+  int recving, rerr;
+  char *rbuf;                 /* udp: the receive buffer, reused */
+  loom_task *receivers;       /* udp: WAIT_LIST */
+  char name[72];
+} loom_sock;
+
+
+/* {====================================================================
+** Addresses
+** ===================================================================== */
+
+/* Pushes host, port of 'sa'; returns 2 ('buf': INET6_ADDRSTRLEN chars). */
+int loom__push_sockaddr(lua_State *L, const struct sockaddr *sa, char *buf) {
+  int port = 0;
+  buf[0] = '\0';
+  if (sa->sa_family == AF_INET) {
+    const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+    uv_ip4_name(in, buf, INET6_ADDRSTRLEN);
+    port = ntohs(in->sin_port);
+  }
+  else if (sa->sa_family == AF_INET6) {
+    const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+    uv_ip6_name(in6, buf, INET6_ADDRSTRLEN);
+    port = ntohs(in6->sin6_port);
+  }
+  lua_pushstring(L, buf);
+  lua_pushinteger(L, port);
+  return 2;
+}
+
+/* Parses ip and port into 'ss'; returns 0 or UV_EINVAL. */
+static int parse_addr(const char *ip, lua_Integer port,
+                      struct sockaddr_storage *ss) {
+  if (port < 0 || port > 65535) return UV_EINVAL;
+  if (uv_ip4_addr(ip, (int)port, (struct sockaddr_in *)ss) == 0) return 0;
+  if (uv_ip6_addr(ip, (int)port, (struct sockaddr_in6 *)ss) == 0) return 0;
+  return UV_EINVAL;
+}
+
+static void addr_name(char *out, size_t size, const char *ip,
+                      lua_Integer port) {
+  if (strchr(ip, ':') != NULL) snprintf(out, size, "[%s]:%d", ip, (int)port);
+  else snprintf(out, size, "%s:%d", ip, (int)port);
+}
+
+/* }==================================================================== */
+
+
+/* {====================================================================
+** Connecting
+** ===================================================================== */
+
+typedef struct {
+  uv_connect_t req;
+  loom_call *call;
+  loom_stream *s;
+  int status;
+  int idx;            /* the stream's userdata on the task's stack */
+} connect_req;
+
+static int push_connect(lua_State *L, void *ud) {
+  connect_req *c = ud;
+  loom_stream *s = c->s;
+  int status = c->status, idx = c->idx;
+  char name[sizeof s->name];
+  free(c);
+  memcpy(name, s->name, sizeof name);
+  if (L == NULL || status < 0) {
+    loom__stream_close(s);
+    if (L == NULL) return 0;
+    return loom__fail(L, "connect to", name, status);
+  }
+  lua_pushvalue(L, idx);
+  return 1;
+}
+
+static void connect_cb(uv_connect_t *req, int status) {
+  connect_req *c = (connect_req *)req;
+  loom_call *call = c->call;
+  c->status = status;
+  if (loom_call_complete(call, push_connect, c) != LOOM_OK) {
+    loom__stream_close(c->s);
+    free(c);
+  }
+  loom_call_release(call);
+}
+
+/* Starts a connect of the stream just pushed (at the top); suspends. */
+static int start_connect(lua_State *L, loom_stream *s, connect_req *c,
+                         int err) {
+  if (err != 0) {
+    char name[sizeof s->name];
+    memcpy(name, s->name, sizeof name);
+    free(c);
+    loom__stream_close(s);
+    return loom__fail(L, "connect to", name, err);
+  }
+  c->s = s;
+  c->idx = lua_gettop(L);
+  c->call = loom_call_new(L);
+  return loom_call_await(L, c->call);
+}
+
+/* core.tcp_connect(ip, port) (suspends): a Stream, or nil, msg, code */
+static int l_tcp_connect(lua_State *L) {
+  loom_host *H = loom__host(L);
+  const char *ip = luaL_checkstring(L, 1);
+  lua_Integer port = luaL_checkinteger(L, 2);
+  struct sockaddr_storage ss;
+  char name[72];
+  loom_stream *s;
+  connect_req *c;
+  addr_name(name, sizeof name, ip, port);
+  if (parse_addr(ip, port, &ss) != 0)
+    return loom__fail(L, "connect to", name, UV_EINVAL);
+  loom__enter(L, H, "net.connect");
+  lua_settop(L, 2);
+  s = loom__stream_new(L, H, LOOM_STREAM_TCP, name);
+  c = malloc(sizeof *c);
+  if (c == NULL) {
+    loom__stream_close(s);
+    return luaL_error(L, "loom: not enough memory");
+  }
+  return start_connect(L, s, c, uv_tcp_connect(&c->req, &s->u.tcp,
+                                               (struct sockaddr *)&ss,
+                                               connect_cb));
+}
+
+/* core.pipe_connect(path) (suspends) */
+static int l_pipe_connect(lua_State *L) {
+  loom_host *H = loom__host(L);
+  const char *path = luaL_checkstring(L, 1);
+  loom_stream *s;
+  connect_req *c;
+  loom__enter(L, H, "net.connect_unix");
+  lua_settop(L, 1);
+  s = loom__stream_new(L, H, LOOM_STREAM_PIPE, path);
+  c = malloc(sizeof *c);
+  if (c == NULL) {
+    loom__stream_close(s);
+    return luaL_error(L, "loom: not enough memory");
+  }
+  uv_pipe_connect(&c->req, &s->u.pipe, path, connect_cb);
+  return start_connect(L, s, c, 0);
+}
+
+/* }==================================================================== */
+
+
+/* {====================================================================
+** Servers and UDP sockets
+** ===================================================================== */
+
+static void sock_closed(uv_handle_t *h) {
+  loom_sock *k = h->data;
+  dgram *d = k->qhead, *next;
+  for (; d != NULL; d = next) {
+    next = d->next;
+    free(d);
+  }
+  free(k->rbuf);
+  free(k);
+}
+
+static void sock_close(loom_sock *k) {
+  loom_host *H = k->host;
+  if (H == NULL) return;  /* closed already */
+  if (k->hprev) k->hprev->hnext = k->hnext;
+  else H->socks = k->hnext;
+  if (k->hnext) k->hnext->hprev = k->hprev;
+  k->host = NULL;
+  if (k->box != NULL) *k->box = NULL;
+  k->box = NULL;
+  if (H->mainL != NULL) luaL_unref(H->mainL, LUA_REGISTRYINDEX, k->cb_ref);
+  k->cb_ref = LUA_NOREF;
+  while (k->receivers != NULL) loom__list_wake(H, &k->receivers);
+  uv_close(&k->u.h, sock_closed);
+}
+
+void loom__socks_close(loom_host *H) {
+  while (H->socks != NULL) sock_close(H->socks);
+}
+
+/* Pushes a new socket userdata with metatable 'mt'; links it to H. */
+static loom_sock *sock_new(lua_State *L, loom_host *H, int kind,
+                           const char *mt) {
+  loom_sock **box = lua_newuserdatauv(L, sizeof *box, 0);
+  loom_sock *k;
+  *box = NULL;
+  luaL_setmetatable(L, mt);
+  k = calloc(1, sizeof *k);
+  if (k == NULL) luaL_error(L, "loom: not enough memory");
+  k->kind = kind;
+  k->cb_ref = LUA_NOREF;
+  k->host = H;
+  k->hnext = H->socks;
+  if (H->socks) H->socks->hprev = k;
+  H->socks = k;
+  k->box = box;
+  *box = k;
+  return k;
+}
+
+static loom_sock *checksock(lua_State *L, const char *mt) {
+  loom_sock **box = luaL_checkudata(L, 1, mt);
+  if (*box == NULL) luaL_error(L, "attempt to use a closed %s", mt);
+  return *box;
+}
+
+static int sock_close_m(lua_State *L) {
+  loom_sock **box = lua_touserdata(L, 1);
+  if (*box != NULL) sock_close(*box);
+  *box = NULL;
+  return 0;
+}
+
+/* Accepts one connection and hands its Stream to on_conn (protected). */
+static int accept_conn(lua_State *L) {
+  loom_sock *k = lua_touserdata(L, 1);
+  loom_host *H = k->host;
+  loom_stream *s;
+  struct sockaddr_storage ss;
+  int len = sizeof ss, r;
+  char ip[INET6_ADDRSTRLEN], name[72];
+  s = loom__stream_new(L, H, k->kind == SOCK_PIPE_SERVER ? LOOM_STREAM_PIPE
+                                                         : LOOM_STREAM_TCP,
+                       k->name);
+  r = uv_accept(&k->u.s, &s->u.s);
+  if (r != 0) {
+    loom__stream_close(s);
+    k->accept_errors++;
+    return 0;
+  }
+  if (k->kind == SOCK_TCP_SERVER
+      && uv_tcp_getpeername(&s->u.tcp, (struct sockaddr *)&ss, &len) == 0) {
+    loom__push_sockaddr(L, (struct sockaddr *)&ss, ip);
+    addr_name(name, sizeof name, ip, lua_tointeger(L, -1));
+    lua_pop(L, 2);
+    loom__stream_rename(s, name);
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, k->cb_ref);
+  lua_pushvalue(L, -2);  /* the stream */
+  lua_call(L, 1, 0);
+  return 0;
+}
+
+/*
+** A connection is waiting.  On EMFILE and the like (no descriptor left)
+** libuv has already accepted and dropped the connection, so that the
+** server does not spin; it goes on accepting when descriptors are back.
+*/
+static void connection_cb(uv_stream_t *server, int status) {
+  loom_sock *k = server->data;
+  loom_host *H = k->host;
+  lua_State *L;
+  int top;
+  if (H == NULL) return;
+  if (status < 0) {
+    k->accept_errors++;
+    return;
+  }
+  L = H->L;
+  top = lua_gettop(L);
+  lua_pushcfunction(L, accept_conn);
+  lua_pushlightuserdata(L, k);
+  if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+    lua_pushfstring(L, "error accepting on %s: %s", k->name,
+                    loom__tostring(L, -1));
+    loom__report(H, lua_tostring(L, -1), "");
+  }
+  lua_settop(L, top);
+}
+
+/* Sets SO_REUSEPORT on the socket of 'h' (libuv 1.44 has no flag). */
+static int set_reuseport(uv_handle_t *h) {
+#ifdef SO_REUSEPORT
+  uv_os_fd_t fd;
+  int on = 1;
+  if (uv_fileno(h, &fd) != 0) return UV_EINVAL;
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) != 0)
+    return uv_translate_sys_error(errno);
+  return 0;
+#else
+  (void)h;
+  return UV_ENOTSUP;
+#endif
+}
+
+/*
+** core.tcp_listen(ip, port, backlog, reuseport, on_conn): a Server, or
+** nil, msg, code
+*/
+static int l_tcp_listen(lua_State *L) {
+  loom_host *H = loom__host(L);
+  const char *ip = luaL_checkstring(L, 1);
+  lua_Integer port = luaL_checkinteger(L, 2);
+  int backlog = (int)luaL_optinteger(L, 3, 511);
+  int reuseport = lua_toboolean(L, 4);
+  struct sockaddr_storage ss;
+  char name[72];
+  loom_sock *k;
+  int r;
+  luaL_checktype(L, 5, LUA_TFUNCTION);
+  addr_name(name, sizeof name, ip, port);
+  if (parse_addr(ip, port, &ss) != 0)
+    return loom__fail(L, "listen on", name, UV_EINVAL);
+  k = sock_new(L, H, SOCK_TCP_SERVER, LOOM_SERVER_MT);
+  uv_tcp_init_ex(H->loop, &k->u.tcp, ss.ss_family);
+  k->u.h.data = k;
+  r = reuseport ? set_reuseport(&k->u.h) : 0;
+  if (r == 0) r = uv_tcp_bind(&k->u.tcp, (struct sockaddr *)&ss, 0);
+  if (r == 0) r = uv_listen(&k->u.s, backlog, connection_cb);
+  if (r != 0) {
+    sock_close(k);
+    return loom__fail(L, "listen on", name, r);
+  }
+  {  /* the real port, when 0 picked one */
+    int len = sizeof ss;
+    char host[INET6_ADDRSTRLEN];
+    if (uv_tcp_getsockname(&k->u.tcp, (struct sockaddr *)&ss, &len) == 0) {
+      loom__push_sockaddr(L, (struct sockaddr *)&ss, host);
+      addr_name(name, sizeof name, host, lua_tointeger(L, -1));
+      lua_pop(L, 2);
+    }
+  }
+  snprintf(k->name, sizeof k->name, "%s", name);
+  lua_pushvalue(L, 5);
+  k->cb_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  return 1;
+}
+
+/* core.pipe_listen(path, backlog, on_conn) */
+static int l_pipe_listen(lua_State *L) {
+  loom_host *H = loom__host(L);
+  const char *path = luaL_checkstring(L, 1);
+  int backlog = (int)luaL_optinteger(L, 2, 511);
+  loom_sock *k;
+  int r;
+  luaL_checktype(L, 3, LUA_TFUNCTION);
+  k = sock_new(L, H, SOCK_PIPE_SERVER, LOOM_SERVER_MT);
+  uv_pipe_init(H->loop, &k->u.pipe, 0);
+  k->u.h.data = k;
+  snprintf(k->name, sizeof k->name, "%s", path);
+  r = uv_pipe_bind(&k->u.pipe, path);
+  if (r == 0) r = uv_listen(&k->u.s, backlog, connection_cb);
+  if (r != 0) {
+    sock_close(k);
+    return loom__fail(L, "listen on", path, r);
+  }
+  lua_pushvalue(L, 3);
+  k->cb_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  return 1;
+}
+
+/* server:address(): host, port (or the path of a Unix socket) */
+static int srv_address(lua_State *L) {
+  loom_sock *k = checksock(L, LOOM_SERVER_MT);
+  struct sockaddr_storage ss;
+  int len = sizeof ss, r;
+  char host[INET6_ADDRSTRLEN];
+  if (k->kind == SOCK_PIPE_SERVER) {
+    lua_pushstring(L, k->name);
+    return 1;
+  }
+  r = uv_tcp_getsockname(&k->u.tcp, (struct sockaddr *)&ss, &len);
+  if (r != 0) return loom__fail(L, "address of", k->name, r);
+  return loom__push_sockaddr(L, (struct sockaddr *)&ss, host);
+}
+
+static int srv_tostring(lua_State *L) {
+  loom_sock **box = luaL_checkudata(L, 1, LOOM_SERVER_MT);
+  if (*box == NULL) lua_pushliteral(L, "loom.server (closed)");
+  else lua_pushfstring(L, "loom.server (%s)", (*box)->name);
+  return 1;
+}
+
+/* }==================================================================== */
+
+
+/* {====================================================================
+** UDP
+** ===================================================================== */
+
+static void udp_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  loom_sock *k = h->data;
+  (void)suggested;
+  if (k->rbuf == NULL) k->rbuf = malloc(UDP_BUF);
+  buf->base = k->rbuf;
+  buf->len = k->rbuf ? UDP_BUF : 0;
+}
+
+static void udp_recv_cb(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
+                        const struct sockaddr *addr, unsigned flags) {
+  loom_sock *k = h->data;
+  (void)flags;
+  if (nread < 0) k->rerr = (int)nread;
+  else if (addr == NULL) return;  /* nothing more to read now */
+  else if (k->qlen < UDP_QUEUE_MAX) {  /* beyond: dropped, as UDP may */
+    dgram *d = malloc(sizeof *d + (size_t)nread);
+    if (d == NULL) return;
+    d->next = NULL;
+    d->len = (size_t)nread;
+    memcpy(d->data, buf->base, (size_t)nread);
+    memcpy(&d->from, addr, addr->sa_family == AF_INET6
+                           ? sizeof(struct sockaddr_in6)
+                           : sizeof(struct sockaddr_in));
+    if (k->qtail) k->qtail->next = d;
+    else k->qhead = d;
+    k->qtail = d;
+    k->qlen++;
+  }
+  if (k->host != NULL && k->receivers != NULL)
+    loom__list_wake(k->host, &k->receivers);
+}
+
+/* core.udp([ip, port]): a UDP socket, bound when ip is given */
+static int l_udp(lua_State *L) {
+  loom_host *H = loom__host(L);
+  loom_sock *k;
+  int r = 0;
+  char name[72] = "udp";
+  struct sockaddr_storage ss;
+  if (!lua_isnoneornil(L, 1)) {
+    const char *ip = luaL_checkstring(L, 1);
+    lua_Integer port = luaL_optinteger(L, 2, 0);
+    addr_name(name, sizeof name, ip, port);
+    if (parse_addr(ip, port, &ss) != 0)
+      return loom__fail(L, "bind", name, UV_EINVAL);
+  }
+  k = sock_new(L, H, SOCK_UDP, LOOM_UDP_MT);
+  uv_udp_init(H->loop, &k->u.udp);
+  k->u.h.data = k;
+  snprintf(k->name, sizeof k->name, "%s", name);
+  if (!lua_isnoneornil(L, 1))
+    r = uv_udp_bind(&k->u.udp, (struct sockaddr *)&ss, 0);
+  if (r != 0) {
+    sock_close(k);
+    return loom__fail(L, "bind", name, r);
+  }
+  return 1;
+}
+
+typedef struct {
+  uv_udp_send_t req;
+  loom_call *call;
+  int status;
+  int ref;            /* the datagram, kept alive */
+  lua_State *L;
+} send_req;
+
+static int push_sent(lua_State *L, void *ud) {
+  send_req *r = ud;
+  int status = r->status;
+  free(r);
+  if (L == NULL) return 0;
+  if (status < 0) return loom__fail(L, "send", "datagram", status);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static void udp_send_cb(uv_udp_send_t *req, int status) {
+  send_req *r = (send_req *)req;
+  loom_call *call = r->call;
+  luaL_unref(r->L, LUA_REGISTRYINDEX, r->ref);
+  r->status = status;
+  if (loom_call_complete(call, push_sent, r) != LOOM_OK) free(r);
+  loom_call_release(call);
+}
+
+/* udp:send(data, ip, port) (suspends only when the socket is busy) */
+static int udp_send(lua_State *L) {
+  loom_sock *k = checksock(L, LOOM_UDP_MT);
+  size_t len;
+  const char *data = luaL_checklstring(L, 2, &len);
+  const char *ip = luaL_checkstring(L, 3);
+  lua_Integer port = luaL_checkinteger(L, 4);
+  struct sockaddr_storage ss;
+  uv_buf_t buf = uv_buf_init((char *)data, (unsigned)len);
+  char name[72];
+  send_req *r;
+  int err;
+  addr_name(name, sizeof name, ip, port);
+  if (parse_addr(ip, port, &ss) != 0)
+    return loom__fail(L, "send to", name, UV_EINVAL);
+  err = uv_udp_try_send(&k->u.udp, &buf, 1, (struct sockaddr *)&ss);
+  if (err >= 0) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  if (err != UV_EAGAIN) return loom__fail(L, "send to", name, err);
+  loom__enter(L, k->host, "udp:send");
+  r = malloc(sizeof *r);
+  if (r == NULL) return luaL_error(L, "loom: not enough memory");
+  r->L = k->host->mainL;
+  lua_pushvalue(L, 2);
+  lua_xmove(L, r->L, 1);
+  r->ref = luaL_ref(r->L, LUA_REGISTRYINDEX);
+  err = uv_udp_send(&r->req, &k->u.udp, &buf, 1, (struct sockaddr *)&ss,
+                    udp_send_cb);
+  if (err != 0) {
+    luaL_unref(r->L, LUA_REGISTRYINDEX, r->ref);
+    free(r);
+    return loom__fail(L, "send to", name, err);
+  }
+  r->call = loom_call_new(L);
+  return loom_call_await(L, r->call);
+}
+
+static int udp_recv_k(lua_State *L, int status, lua_KContext ctx);
+
+static int udp_recv_body(lua_State *L) {
+  loom_sock **box = luaL_checkudata(L, 1, LOOM_UDP_MT);
+  loom_sock *k = *box;
+  char host[INET6_ADDRSTRLEN];
+  if (k == NULL) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "the UDP socket is closed");
+    lua_pushliteral(L, "ECANCELED");
+    return 3;
+  }
+  if (k->qhead != NULL) {
+    dgram *d = k->qhead;
+    k->qhead = d->next;
+    if (k->qhead == NULL) k->qtail = NULL;
+    k->qlen--;
+    lua_pushlstring(L, d->data, d->len);
+    loom__push_sockaddr(L, (struct sockaddr *)&d->from, host);
+    free(d);
+    return 3;
+  }
+  if (k->rerr) return loom__fail(L, "receive on", k->name, k->rerr);
+  if (!k->recving) {
+    int r = uv_udp_recv_start(&k->u.udp, udp_alloc, udp_recv_cb);
+    if (r != 0) return loom__fail(L, "receive on", k->name, r);
+    k->recving = 1;
+  }
+  loom__list_wait(&k->receivers, loom__enter(L, k->host, "udp:recv"));
+  lua_pushlightuserdata(L, &loom__tag);
+  return lua_yieldk(L, 1, 0, udp_recv_k);
+}
+
+static int udp_recv_k(lua_State *L, int status, lua_KContext ctx) {
+  loom_host *H = loom__host_of_state(L);
+  (void)status; (void)ctx;
+  if (H == NULL) return luaL_error(L, "loom: the host is closed");
+  if (H->current == NULL)
+    return luaL_error(L, "loom: a coroutine suspended in a loom call was "
+                         "resumed outside its task");
+  H->current->woken = 0;
+  if (H->current->throwing) return loom__rethrow(L, H, H->current);
+  return udp_recv_body(L);
+}
+
+/* udp:recv() (suspends): data, host, port */
+static int udp_recv(lua_State *L) {
+  checksock(L, LOOM_UDP_MT);
+  lua_settop(L, 1);
+  return udp_recv_body(L);
+}
+
+/* udp:address(): host, port */
+static int udp_address(lua_State *L) {
+  loom_sock *k = checksock(L, LOOM_UDP_MT);
+  struct sockaddr_storage ss;
+  int len = sizeof ss, r;
+  char host[INET6_ADDRSTRLEN];
+  r = uv_udp_getsockname(&k->u.udp, (struct sockaddr *)&ss, &len);
+  if (r != 0) return loom__fail(L, "address of", k->name, r);
+  return loom__push_sockaddr(L, (struct sockaddr *)&ss, host);
+}
+
+static int udp_tostring(lua_State *L) {
+  loom_sock **box = luaL_checkudata(L, 1, LOOM_UDP_MT);
+  if (*box == NULL) lua_pushliteral(L, "loom.udp (closed)");
+  else lua_pushfstring(L, "loom.udp (%s)", (*box)->name);
+  return 1;
+}
+
+/* }==================================================================== */
+
+
+/* {====================================================================
+** Name resolution
+** ===================================================================== */
+
+typedef struct {
+  uv_getaddrinfo_t req;
+  loom_call *call;
+  int status;
+  struct addrinfo *res;
+  char host[256];
+} gai_req;
+
+static int push_addrs(lua_State *L, void *ud) {
+  gai_req *g = ud;
+  struct addrinfo *a;
+  int n = 0;
+  if (L == NULL || g->status < 0) {
+    int status = g->status;
+    char host[sizeof g->host + 2];
+    snprintf(host, sizeof host, "'%s'", g->host);
+    if (g->res) uv_freeaddrinfo(g->res);
+    free(g);
+    if (L == NULL) return 0;
+    return loom__fail(L, "resolve", host, status);
+  }
+  lua_newtable(L);
+  for (a = g->res; a != NULL; a = a->ai_next) {
+    char ip[INET6_ADDRSTRLEN];
+    int i, dup = 0;
+    if (a->ai_family != AF_INET && a->ai_family != AF_INET6) continue;
+    loom__push_sockaddr(L, a->ai_addr, ip);
+    lua_pop(L, 2);
+    for (i = 1; i <= n && !dup; i++) {  /* once each */
+      lua_rawgeti(L, -1, i);
+      dup = strcmp(lua_tostring(L, -1), ip) == 0;
+      lua_pop(L, 1);
+    }
+    if (!dup) {
+      lua_pushstring(L, ip);
+      lua_rawseti(L, -2, ++n);
+    }
+  }
+  uv_freeaddrinfo(g->res);
+  free(g);
+  return 1;
+}
+
+static void gai_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
+  gai_req *g = (gai_req *)req;
+  loom_call *call = g->call;
+  g->status = status;
+  g->res = res;
+  if (loom_call_complete(call, push_addrs, g) != LOOM_OK) {
+    if (res) uv_freeaddrinfo(res);
+    free(g);
+  }
+  loom_call_release(call);
+}
+
+/* core.resolve(host) (suspends): list of address strings */
+static int l_resolve(lua_State *L) {
+  loom_host *H = loom__host(L);
+  size_t len;
+  const char *host = luaL_checklstring(L, 1, &len);
+  struct addrinfo hints;
+  gai_req *g;
+  int r;
+  luaL_argcheck(L, len > 0 && len < sizeof g->host, 1, "bad host name");
+  loom__enter(L, H, "net.resolve");
+  g = calloc(1, sizeof *g);
+  if (g == NULL) return luaL_error(L, "loom: not enough memory");
+  memcpy(g->host, host, len + 1);
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  r = uv_getaddrinfo(H->loop, &g->req, gai_cb, host, NULL, &hints);
+  if (r != 0) {
+    char quoted[sizeof g->host + 2];
+    snprintf(quoted, sizeof quoted, "'%s'", g->host);
+    free(g);
+    return loom__fail(L, "resolve", quoted, r);
+  }
+  g->call = loom_call_new(L);
+  return loom_call_await(L, g->call);
+}
+
+/* }==================================================================== */
+
+
+static const luaL_Reg server_methods[] = {
+  {"address", srv_address},
+  {"close", sock_close_m},
+  {NULL, NULL}
+};
+
+static const luaL_Reg udp_methods[] = {
+  {"send", udp_send},
+  {"recv", udp_recv},
+  {"address", udp_address},
+  {"close", sock_close_m},
+  {NULL, NULL}
+};
+
+static const luaL_Reg funcs[] = {
+  {"tcp_connect", l_tcp_connect},
+  {"pipe_connect", l_pipe_connect},
+  {"tcp_listen", l_tcp_listen},
+  {"pipe_listen", l_pipe_listen},
+  {"udp", l_udp},
+  {"resolve", l_resolve},
+  {NULL, NULL}
+};
+
+static void new_mt(lua_State *L, const char *name, const luaL_Reg *methods,
+                   lua_CFunction tostring) {
+  if (luaL_newmetatable(L, name)) {
+    lua_newtable(L);
+    luaL_setfuncs(L, methods, 0);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, sock_close_m);
+    lua_setfield(L, -2, "__close");
+    lua_pushcfunction(L, sock_close_m);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, tostring);
+    lua_setfield(L, -2, "__tostring");
+  }
+  lua_pop(L, 1);
+}
+
+void loom__net_register(lua_State *L, loom_host *H) {
+  struct sigaction sa;
+  /* a write to a peer that went away must be EPIPE, not the end of the
+  ** process: ignore SIGPIPE unless the program handles it itself */
+  if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL)
+    signal(SIGPIPE, SIG_IGN);
+  loom__stream_open(L);
+  new_mt(L, LOOM_SERVER_MT, server_methods, srv_tostring);
+  new_mt(L, LOOM_UDP_MT, udp_methods, udp_tostring);
+  lua_createtable(L, 0, 6);
+  loom__push_box(L, H);
+  luaL_setfuncs(L, funcs, 1);
+  luaL_getmetatable(L, LOOM_STREAM_MT);
+  lua_getfield(L, -1, "__index");
+  lua_setfield(L, -3, "stream_methods");
+  lua_pop(L, 1);
+  lua_setfield(L, -2, "net");
+}

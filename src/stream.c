@@ -1,0 +1,816 @@
+/*
+** stream.c: the buffered Stream of loom, over any uv_stream_t (TCP,
+** Unix sockets; later process pipes and TLS).
+**
+** Ownership: the stream is malloc'd, because libuv owns the handle until
+** its close callback; the 'loom.stream' userdata holds a pointer to it
+** (cleared when the userdata is collected) and the stream frees itself
+** in that callback.
+**
+** Reading: data goes straight into one growable buffer, which is kept
+** and reused.  The stream reads on its own until 'READ_LIMIT' bytes wait
+** unread, then pauses until a reader takes some (backpressure towards the
+** peer).  One task at a time may wait to read; it is woken on data, end
+** of file or error, and takes what it wants itself when it runs.
+**
+** Writing: a write first tries uv_try_write; what the kernel did not
+** take is queued with uv_write, pointing into the Lua string itself,
+** which a registry reference keeps alive until the write completes (no
+** copy).  A writer suspends while more than the high-water mark is
+** queued, and is woken once the queue drains below it.
+**
+** Failures are values: nil, message, code, the message naming the peer.
+*/
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define READ_CHUNK (64 * 1024)   /* room offered to each read */
+#define READ_LIMIT (1024 * 1024) /* unread bytes that pause reading */
+#define HWM_DEFAULT (64 * 1024)
+#define LINE_LIMIT_DEFAULT (64 * 1024)
+
+
+/* {====================================================================
+** Lifetime
+** ===================================================================== */
+
+static void stream_closed(uv_handle_t *h) {
+  loom_stream *s = h->data;
+  free(s->buf);
+  free(s);
+}
+
+/* The host keeps its open streams on a list, to close them with it. */
+static void unlist(loom_stream *s) {
+  if (s->host == NULL) return;
+  if (s->hprev) s->hprev->hnext = s->hnext;
+  else s->host->streams = s->hnext;
+  if (s->hnext) s->hnext->hprev = s->hprev;
+  s->host = NULL;
+}
+
+/* Wakes every task waiting on 's' (they look at its state when they run). */
+static void wake_all(loom_stream *s) {
+  loom_host *H = s->gen == s->hb->gen ? s->hb->H : NULL;
+  if (H == NULL) return;
+  while (s->readers != NULL) loom__list_wake(H, &s->readers);
+  while (s->writers != NULL) loom__list_wake(H, &s->writers);
+}
+
+/* Closes 's' (once): waiting tasks wake and find it closed. */
+void loom__stream_close(loom_stream *s) {
+  if (s->closed) return;
+  s->closed = 1;
+  if (s->box != NULL) *s->box = NULL;
+  s->box = NULL;
+  wake_all(s);
+  unlist(s);
+  uv_close(&s->u.h, stream_closed);
+}
+
+void loom__streams_close(loom_host *H) {
+  while (H->streams != NULL) loom__stream_close(H->streams);
+}
+
+/*
+** Makes a stream of 'kind' (its handle initialised on the host's loop),
+** pushes its userdata and returns it; raises on lack of memory.  'name'
+** is what messages call the other end.
+*/
+loom_stream *loom__stream_new(lua_State *L, loom_host *H, int kind,
+                              const char *name) {
+  loom_stream **box = lua_newuserdatauv(L, sizeof *box, 0);
+  loom_stream *s;
+  *box = NULL;
+  luaL_setmetatable(L, LOOM_STREAM_MT);
+  s = calloc(1, sizeof *s);
+  if (s == NULL) luaL_error(L, "loom: not enough memory");
+  if (kind == LOOM_STREAM_PIPE) uv_pipe_init(H->loop, &s->u.pipe, 0);
+  else uv_tcp_init(H->loop, &s->u.tcp);
+  s->u.h.data = s;
+  s->hb = H->box;
+  s->gen = H->box->gen;
+  s->kind = kind;
+  s->hwm = HWM_DEFAULT;
+  s->line_limit = LINE_LIMIT_DEFAULT;
+  snprintf(s->name, sizeof s->name, "%s", name ? name : "?");
+  s->host = H;
+  s->hnext = H->streams;
+  if (H->streams) H->streams->hprev = s;
+  H->streams = s;
+  s->box = box;
+  *box = s;
+  return s;
+}
+
+void loom__stream_rename(loom_stream *s, const char *name) {
+  snprintf(s->name, sizeof s->name, "%s", name);
+}
+
+/* The stream at 'idx', which must be open (else raises). */
+loom_stream *loom__checkstream(lua_State *L, int idx) {
+  loom_stream **box = luaL_checkudata(L, idx, LOOM_STREAM_MT);
+  if (*box == NULL) luaL_error(L, "attempt to use a closed stream");
+  return *box;
+}
+
+static loom_host *shost(lua_State *L, loom_stream *s) {
+  loom_host *H = s->gen == s->hb->gen ? s->hb->H : NULL;
+  if (H == NULL) luaL_error(L, "loom: the host of this stream is closed");
+  return H;
+}
+
+/* Pushes nil, "<what> <name>: <libuv message>", code; returns 3. */
+int loom__fail(lua_State *L, const char *what, const char *name, int err) {
+  lua_pushnil(L);
+  lua_pushfstring(L, "%s %s: %s", what, name, uv_strerror(err));
+  lua_pushstring(L, err == UV_EOF ? "EOF" : uv_err_name(err));
+  return 3;
+}
+
+/* 's' may be NULL: the stream was closed (and its userdata cleared). */
+static int fail_closed(lua_State *L, loom_stream *s) {
+  lua_pushnil(L);
+  if (s != NULL) lua_pushfstring(L, "stream %s is closed", s->name);
+  else lua_pushliteral(L, "the stream is closed");
+  lua_pushliteral(L, "ECANCELED");
+  return 3;
+}
+
+/* }==================================================================== */
+
+
+/* {====================================================================
+** Reading
+** ===================================================================== */
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  loom_stream *s = h->data;
+  (void)suggested;
+  if (s->start > 0 && s->cap - s->start - s->len < READ_CHUNK) {
+    memmove(s->buf, s->buf + s->start, s->len);  /* reuse the front */
+    s->start = 0;
+  }
+  if (s->cap - s->len < READ_CHUNK) {
+    size_t cap = s->cap ? s->cap * 2 : 2 * READ_CHUNK;
+    char *p = realloc(s->buf, cap);
+    if (p == NULL) {
+      buf->base = NULL;  /* libuv reports UV_ENOBUFS */
+      buf->len = 0;
+      return;
+    }
+    s->buf = p;
+    s->cap = cap;
+  }
+  buf->base = s->buf + s->start + s->len;
+  buf->len = s->cap - s->start - s->len;
+}
+
+static void read_cb(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
+  loom_stream *s = h->data;
+  loom_host *H = s->gen == s->hb->gen ? s->hb->H : NULL;
+  (void)buf;
+  if (nread > 0) {
+    s->len += (size_t)nread;
+    if (s->len >= READ_LIMIT) {
+      uv_read_stop(h);
+      s->reading = 0;
+    }
+  }
+  else if (nread < 0) {
+    if (nread == UV_EOF) s->eof = 1;
+    else s->rerr = (int)nread;
+    uv_read_stop(h);
+    s->reading = 0;
+  }
+  else return;  /* EAGAIN */
+  if (H != NULL && s->readers != NULL) loom__list_wake(H, &s->readers);
+}
+
+/* Makes sure the stream reads, unless it hit its limit, EOF or an error. */
+static int start_reading(loom_stream *s) {
+  int r;
+  if (s->reading || s->eof || s->rerr || s->len >= READ_LIMIT) return 0;
+  r = uv_read_start(&s->u.s, alloc_cb, read_cb);
+  if (r == 0) s->reading = 1;
+  else s->rerr = r;
+  return r;
+}
+
+/* Pushes 'n' buffered bytes and takes them out of the buffer. */
+static void take(lua_State *L, loom_stream *s, size_t n) {
+  lua_pushlstring(L, s->buf + s->start, n);
+  s->start += n;
+  s->len -= n;
+  if (s->len == 0) s->start = 0;
+  if (!s->reading && s->len < READ_LIMIT) start_reading(s);
+}
+
+static void drop(loom_stream *s, size_t n) {
+  s->start += n;
+  s->len -= n;
+  if (s->len == 0) s->start = 0;
+  if (!s->reading && s->len < READ_LIMIT) start_reading(s);
+}
+
+/*
+** What a read does when the buffer cannot satisfy it: returns the
+** failure (EOF, error, closed) when there is one, else suspends the task
+** until something changes, with 'k' as its continuation.
+*/
+static int wait_data(lua_State *L, loom_stream *s, const char *name,
+                     lua_KFunction k) {
+  loom_host *H;
+  loom_task *t;
+  if (s->closed) return fail_closed(L, s);
+  if (s->rerr) return loom__fail(L, "read from", s->name, s->rerr);
+  if (s->eof) return loom__fail(L, "read from", s->name, UV_EOF);
+  if (s->readers != NULL)
+    return luaL_error(L, "%s: another task is reading this stream", name);
+  H = shost(L, s);
+  t = loom__enter(L, H, name);
+  start_reading(s);
+  if (s->rerr) return loom__fail(L, "read from", s->name, s->rerr);
+  loom__list_wait(&s->readers, t);
+  lua_pushlightuserdata(L, &loom__tag);
+  return lua_yieldk(L, 1, (lua_KContext)0, k);
+}
+
+/* Continuations check the task may go on; the stream is at 1. */
+static loom_stream *resumed(lua_State *L) {
+  loom_stream **box = luaL_checkudata(L, 1, LOOM_STREAM_MT);
+  loom_host *H = loom__host_of_state(L);
+  loom_task *t;
+  if (H == NULL) luaL_error(L, "loom: the host is closed");
+  t = H->current;
+  if (t == NULL)
+    luaL_error(L, "loom: a coroutine suspended in a loom call was resumed "
+                  "outside its task");
+  t->woken = 0;
+  if (t->throwing) loom__rethrow(L, H, t);
+  return *box;  /* NULL when closed meanwhile */
+}
+
+static int read_k(lua_State *L, int status, lua_KContext ctx);
+
+static int read_body(lua_State *L, loom_stream *s) {
+  lua_Integer n = luaL_optinteger(L, 2, 0);
+  if (s->len > 0) {
+    take(L, s, n > 0 && (size_t)n < s->len ? (size_t)n : s->len);
+    return 1;
+  }
+  return wait_data(L, s, "read", read_k);
+}
+
+static int read_k(lua_State *L, int status, lua_KContext ctx) {
+  loom_stream *s = resumed(L);
+  (void)status; (void)ctx;
+  return s ? read_body(L, s) : fail_closed(L, NULL);
+}
+
+/* s:read([n]) (suspends): up to n bytes, or whatever there is */
+static int s_read(lua_State *L) {
+  loom_stream **box = luaL_checkudata(L, 1, LOOM_STREAM_MT);
+  lua_Integer n = luaL_optinteger(L, 2, 0);
+  luaL_argcheck(L, n >= 0, 2, "size must be non-negative");
+  lua_settop(L, 2);
+  if (*box == NULL) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "the stream is closed");
+    lua_pushliteral(L, "ECANCELED");
+    return 3;
+  }
+  return read_body(L, *box);
+}
+
+static int exactly_k(lua_State *L, int status, lua_KContext ctx);
+
+static int exactly_body(lua_State *L, loom_stream *s) {
+  size_t n = (size_t)lua_tointeger(L, 2);
+  int r;
+  if (s->len >= n) {
+    take(L, s, n);
+    return 1;
+  }
+  r = wait_data(L, s, "read_exactly", exactly_k);
+  if (r == 3 && s->len > 0 && (s->eof || s->rerr)) {
+    take(L, s, s->len);  /* the partial data, as 4th value */
+    return 4;
+  }
+  return r;
+}
+
+static int exactly_k(lua_State *L, int status, lua_KContext ctx) {
+  loom_stream *s = resumed(L);
+  (void)status; (void)ctx;
+  if (s == NULL) return fail_closed(L, NULL);
+  return exactly_body(L, s);
+}
+
+/* s:read_exactly(n) (suspends) */
+static int s_read_exactly(lua_State *L) {
+  loom_stream *s = loom__checkstream(L, 1);
+  lua_Integer n = luaL_checkinteger(L, 2);
+  luaL_argcheck(L, n >= 0, 2, "size must be non-negative");
+  lua_settop(L, 2);
+  return exactly_body(L, s);
+}
+
+static const char *find(const char *h, size_t hl, const char *n, size_t nl) {
+  if (nl == 0) return h;
+  while (hl >= nl) {
+    const char *p = memchr(h, n[0], hl - nl + 1);
+    if (p == NULL) return NULL;
+    if (memcmp(p, n, nl) == 0) return p;
+    hl -= (size_t)(p - h) + 1;
+    h = p + 1;
+  }
+  return NULL;
+}
+
+static int until_k(lua_State *L, int status, lua_KContext ctx);
+
+/*
+** read_until and read_line: arg 2 the separator; 'line' strips it (and
+** a "\r" before "\n") and returns a last unterminated line at EOF.
+*/
+static int until_body(lua_State *L, loom_stream *s, int line) {
+  size_t sl;
+  const char *sep = lua_tolstring(L, 2, &sl);
+  const char *p = find(s->buf + s->start, s->len, sep, sl);
+  int r;
+  if (p != NULL) {
+    size_t n = (size_t)(p - (s->buf + s->start));
+    if (line) {
+      size_t keep = n > 0 && p[-1] == '\r' ? n - 1 : n;
+      if (keep > s->line_limit) goto too_long;
+      lua_pushlstring(L, s->buf + s->start, keep);
+      drop(s, n + sl);
+    }
+    else take(L, s, n + sl);
+    return 1;
+  }
+  if (line && s->len > s->line_limit) goto too_long;
+  r = wait_data(L, s, line ? "read_line" : "read_until", until_k);
+  if (r == 3 && s->len > 0 && (s->eof || s->rerr)) {
+    if (line) {  /* the last line, without its end */
+      lua_settop(L, 2);
+      take(L, s, s->len);
+      return 1;
+    }
+    take(L, s, s->len);
+    return 4;
+  }
+  return r;
+too_long:
+  /* the line is dropped (up to its end when it is here) */
+  if (p != NULL) drop(s, (size_t)(p - (s->buf + s->start)) + sl);
+  else drop(s, s->len);
+  lua_pushnil(L);
+  lua_pushfstring(L, "read_line from %s: line longer than %d bytes",
+                  s->name, (int)s->line_limit);
+  lua_pushliteral(L, "ELINE");
+  return 3;
+}
+
+static int until_k(lua_State *L, int status, lua_KContext ctx) {
+  loom_stream *s = resumed(L);
+  (void)status; (void)ctx;
+  if (s == NULL) return fail_closed(L, NULL);
+  return until_body(L, s, lua_toboolean(L, 3));
+}
+
+/* s:read_until(sep) (suspends) */
+static int s_read_until(lua_State *L) {
+  loom_stream *s = loom__checkstream(L, 1);
+  luaL_checkstring(L, 2);
+  luaL_argcheck(L, lua_rawlen(L, 2) > 0, 2, "separator must not be empty");
+  lua_settop(L, 2);
+  lua_pushboolean(L, 0);
+  return until_body(L, s, 0);
+}
+
+/* s:read_line() (suspends) */
+static int s_read_line(lua_State *L) {
+  loom_stream *s = loom__checkstream(L, 1);
+  lua_settop(L, 1);
+  lua_pushliteral(L, "\n");
+  lua_pushboolean(L, 1);
+  return until_body(L, s, 1);
+}
+
+static int all_k(lua_State *L, int status, lua_KContext ctx);
+
+static int all_body(lua_State *L, loom_stream *s) {
+  int r;
+  if (s->eof) {
+    take(L, s, s->len);
+    return 1;
+  }
+  if (!s->reading && s->len >= READ_LIMIT) {
+    /* keep reading past the limit: the caller wants it all */
+    s->len--;
+    start_reading(s);
+    s->len++;
+  }
+  r = wait_data(L, s, "read_all", all_k);
+  if (r == 3 && s->len > 0 && s->rerr) {  /* an error: partial data 4th */
+    take(L, s, s->len);
+    return 4;
+  }
+  return r;
+}
+
+static int all_k(lua_State *L, int status, lua_KContext ctx) {
+  loom_stream *s = resumed(L);
+  (void)status; (void)ctx;
+  if (s == NULL) return fail_closed(L, NULL);
+  return all_body(L, s);
+}
+
+/* s:read_all() (suspends): everything to EOF */
+static int s_read_all(lua_State *L) {
+  loom_stream *s = loom__checkstream(L, 1);
+  lua_settop(L, 1);
+  return all_body(L, s);
+}
+
+/* }==================================================================== */
+
+
+/* {====================================================================
+** Writing
+** ===================================================================== */
+
+#define MAX_BUFS 16
+
+typedef struct {
+  uv_write_t req;
+  loom_stream *s;
+  lua_State *L;       /* the host's main thread, for the refs */
+  int nrefs;
+  int refs[MAX_BUFS]; /* the strings written, kept alive */
+} write_req;
+
+static void write_cb(uv_write_t *req, int status) {
+  write_req *w = (write_req *)req;
+  loom_stream *s = w->s;
+  loom_host *H = s->gen == s->hb->gen ? s->hb->H : NULL;
+  int i;
+  if (H != NULL)
+    for (i = 0; i < w->nrefs; i++)
+      luaL_unref(H->mainL, LUA_REGISTRYINDEX, w->refs[i]);
+  free(w);
+  s->pending--;
+  if (status < 0 && status != UV_ECANCELED && s->werr == 0) s->werr = status;
+  if (H != NULL && s->writers != NULL
+      && (uv_stream_get_write_queue_size(&s->u.s) <= s->hwm
+          || s->werr || s->pending == 0))
+    while (s->writers != NULL) loom__list_wake(H, &s->writers);
+}
+
+/*
+** Queues what uv_try_write did not take of the strings at 'first'..
+** 'last' ('skip' bytes of the first already went).  Returns 0 or a
+** libuv error.
+*/
+static int queue_write(lua_State *L, loom_stream *s, int first, int last,
+                       size_t skip) {
+  uv_buf_t bufs[MAX_BUFS];
+  write_req *w = malloc(sizeof *w);
+  loom_host *H = shost(L, s);
+  int i, n = 0, r;
+  if (w == NULL) return UV_ENOMEM;
+  w->s = s;
+  w->nrefs = 0;
+  for (i = first; i <= last; i++) {
+    size_t len;
+    const char *p = lua_tolstring(L, i, &len);
+    if (i == first) {
+      p += skip;
+      len -= skip;
+    }
+    if (len == 0) continue;
+    bufs[n] = uv_buf_init((char *)p, (unsigned)len);
+    lua_pushvalue(L, i);
+    lua_xmove(L, H->mainL, 1);
+    w->refs[w->nrefs++] = luaL_ref(H->mainL, LUA_REGISTRYINDEX);
+    n++;
+  }
+  if (n == 0) {
+    free(w);
+    return 0;
+  }
+  r = uv_write(&w->req, &s->u.s, bufs, (unsigned)n, write_cb);
+  if (r != 0) {
+    for (i = 0; i < w->nrefs; i++)
+      luaL_unref(H->mainL, LUA_REGISTRYINDEX, w->refs[i]);
+    free(w);
+    return r;
+  }
+  s->pending++;
+  return 0;
+}
+
+/* Writes the strings at 2..top; returns 0 or a libuv error. */
+static int write_all(lua_State *L, loom_stream *s) {
+  int top = lua_gettop(L), i, first = 2;
+  for (i = 2; i <= top; i++) {
+    if (lua_type(L, i) != LUA_TSTRING && lua_type(L, i) != LUA_TNUMBER)
+      luaL_typeerror(L, i, "string");
+    lua_tostring(L, i);  /* numbers become strings in place */
+  }
+  while (first <= top) {
+    int last = first + MAX_BUFS - 1 > top ? top : first + MAX_BUFS - 1;
+    size_t skip = 0;
+    if (s->pending == 0 && uv_stream_get_write_queue_size(&s->u.s) == 0) {
+      /* nothing queued: try to hand the data to the kernel at once */
+      uv_buf_t bufs[MAX_BUFS];
+      size_t total = 0, len;
+      int j, n = 0, r;
+      for (j = first; j <= last; j++) {
+        const char *p = lua_tolstring(L, j, &len);
+        bufs[n++] = uv_buf_init((char *)p, (unsigned)len);
+        total += len;
+      }
+      r = uv_try_write(&s->u.s, bufs, (unsigned)n);
+      if (r < 0 && r != UV_EAGAIN && r != UV_ENOSYS) return r;
+      if (r > 0) {
+        size_t done = (size_t)r;
+        if (done == total) {
+          first = last + 1;
+          continue;
+        }
+        for (j = first; j <= last; j++) {  /* where the rest begins */
+          lua_tolstring(L, j, &len);
+          if (done < len) break;
+          done -= len;
+          first++;
+        }
+        skip = done;
+      }
+    }
+    {
+      int r = queue_write(L, s, first, last, skip);
+      if (r != 0) return r;
+    }
+    first = last + 1;
+  }
+  return 0;
+}
+
+static int write_k(lua_State *L, int status, lua_KContext ctx);
+
+/* Waits while more than the high-water mark is queued. */
+static int write_wait(lua_State *L, loom_stream *s) {
+  if (s->closed) return fail_closed(L, s);
+  if (s->werr) return loom__fail(L, "write to", s->name, s->werr);
+  if (uv_stream_get_write_queue_size(&s->u.s) > s->hwm) {
+    loom_task *t = loom__enter(L, shost(L, s), "write");
+    loom__list_wait(&s->writers, t);
+    lua_pushlightuserdata(L, &loom__tag);
+    return lua_yieldk(L, 1, (lua_KContext)0, write_k);
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int write_k(lua_State *L, int status, lua_KContext ctx) {
+  loom_stream *s = resumed(L);
+  (void)status; (void)ctx;
+  if (s == NULL) return fail_closed(L, NULL);
+  lua_settop(L, 1);
+  return write_wait(L, s);
+}
+
+/* s:write(data, ...) (suspends while over the high-water mark) */
+static int s_write(lua_State *L) {
+  loom_stream **box = luaL_checkudata(L, 1, LOOM_STREAM_MT);
+  loom_stream *s = *box;
+  int r;
+  if (s == NULL || s->closed) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "write to a closed stream");
+    lua_pushliteral(L, "ECANCELED");
+    return 3;
+  }
+  if (s->werr) return loom__fail(L, "write to", s->name, s->werr);
+  if (s->shut) return loom__fail(L, "write to", s->name, UV_EPIPE);
+  r = write_all(L, s);
+  if (r != 0) {
+    if (s->werr == 0) s->werr = r;
+    return loom__fail(L, "write to", s->name, r);
+  }
+  lua_settop(L, 1);
+  return write_wait(L, s);
+}
+
+static int flush_k(lua_State *L, int status, lua_KContext ctx);
+
+static int flush_body(lua_State *L, loom_stream *s) {
+  if (s->closed) return fail_closed(L, s);
+  if (s->werr) return loom__fail(L, "write to", s->name, s->werr);
+  if (s->pending > 0) {
+    loom_task *t = loom__enter(L, shost(L, s), "flush");
+    loom__list_wait(&s->writers, t);
+    lua_pushlightuserdata(L, &loom__tag);
+    return lua_yieldk(L, 1, (lua_KContext)0, flush_k);
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int flush_k(lua_State *L, int status, lua_KContext ctx) {
+  loom_stream *s = resumed(L);
+  (void)status; (void)ctx;
+  if (s == NULL) return fail_closed(L, NULL);
+  return flush_body(L, s);
+}
+
+/* s:flush() (suspends until everything written went to the kernel) */
+static int s_flush(lua_State *L) {
+  loom_stream *s = loom__checkstream(L, 1);
+  lua_settop(L, 1);
+  return flush_body(L, s);
+}
+
+/* }==================================================================== */
+
+
+/* {====================================================================
+** The rest
+** ===================================================================== */
+
+typedef struct {
+  uv_shutdown_t req;
+  loom_call *call;
+} shutdown_req;
+
+static int push_shutdown(lua_State *L, void *ud) {
+  intptr_t status = (intptr_t)ud;
+  if (L == NULL) return 0;
+  if (status < 0) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "shutdown: %s", uv_strerror((int)status));
+    lua_pushstring(L, uv_err_name((int)status));
+    return 3;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static void shutdown_cb(uv_shutdown_t *req, int status) {
+  shutdown_req *r = (shutdown_req *)req;
+  loom_call_complete(r->call, push_shutdown, (void *)(intptr_t)status);
+  loom_call_release(r->call);
+  free(r);
+}
+
+/* s:shutdown() (suspends): end of writes, after the pending ones */
+static int s_shutdown(lua_State *L) {
+  loom_stream *s = loom__checkstream(L, 1);
+  shutdown_req *r;
+  int err;
+  if (s->shut) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  loom__enter(L, shost(L, s), "shutdown");
+  r = malloc(sizeof *r);
+  if (r == NULL) return luaL_error(L, "loom: not enough memory");
+  err = uv_shutdown(&r->req, &s->u.s, shutdown_cb);
+  if (err != 0) {
+    free(r);
+    return loom__fail(L, "shutdown of", s->name, err);
+  }
+  s->shut = 1;
+  r->call = loom_call_new(L);
+  return loom_call_await(L, r->call);
+}
+
+/* s:close(), also __close and __gc; harmless the second time */
+static int s_close(lua_State *L) {
+  loom_stream **box = luaL_checkudata(L, 1, LOOM_STREAM_MT);
+  if (*box != NULL) loom__stream_close(*box);
+  *box = NULL;
+  return 0;
+}
+
+static int s_gc(lua_State *L) {
+  loom_stream **box = lua_touserdata(L, 1);
+  if (*box != NULL) loom__stream_close(*box);
+  *box = NULL;
+  return 0;
+}
+
+/* Pushes host, port (or the path of a Unix socket). */
+static int push_addr(lua_State *L, loom_stream *s, int peer) {
+  struct sockaddr_storage ss;
+  int len = sizeof ss, r;
+  char host[INET6_ADDRSTRLEN];
+  if (s->kind == LOOM_STREAM_PIPE) {
+    char path[1024];
+    size_t plen = sizeof path;
+    r = peer ? uv_pipe_getpeername(&s->u.pipe, path, &plen)
+             : uv_pipe_getsockname(&s->u.pipe, path, &plen);
+    if (r != 0) return loom__fail(L, peer ? "peer of" : "address of",
+                                  s->name, r);
+    lua_pushlstring(L, path, plen);
+    return 1;
+  }
+  r = peer ? uv_tcp_getpeername(&s->u.tcp, (struct sockaddr *)&ss, &len)
+           : uv_tcp_getsockname(&s->u.tcp, (struct sockaddr *)&ss, &len);
+  if (r != 0) return loom__fail(L, peer ? "peer of" : "address of",
+                                s->name, r);
+  return loom__push_sockaddr(L, (struct sockaddr *)&ss, host);
+}
+
+static int s_peer(lua_State *L) {
+  return push_addr(L, loom__checkstream(L, 1), 1);
+}
+
+static int s_address(lua_State *L) {
+  return push_addr(L, loom__checkstream(L, 1), 0);
+}
+
+static int s_nodelay(lua_State *L) {
+  loom_stream *s = loom__checkstream(L, 1);
+  int r;
+  if (s->kind != LOOM_STREAM_TCP)
+    return luaL_error(L, "nodelay: not a TCP stream");
+  r = uv_tcp_nodelay(&s->u.tcp, lua_toboolean(L, 2));
+  if (r != 0) return loom__fail(L, "nodelay on", s->name, r);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int s_keepalive(lua_State *L) {
+  loom_stream *s = loom__checkstream(L, 1);
+  int on = lua_toboolean(L, 2), r;
+  lua_Integer delay = luaL_optinteger(L, 3, 60);
+  if (s->kind != LOOM_STREAM_TCP)
+    return luaL_error(L, "keepalive: not a TCP stream");
+  luaL_argcheck(L, delay > 0, 3, "delay must be a positive number");
+  r = uv_tcp_keepalive(&s->u.tcp, on, (unsigned)delay);
+  if (r != 0) return loom__fail(L, "keepalive on", s->name, r);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* s:limits{high_water = , line = } : the stream's limits (bytes) */
+static int s_limits(lua_State *L) {
+  loom_stream *s = loom__checkstream(L, 1);
+  if (!lua_isnoneornil(L, 2)) {
+    luaL_checktype(L, 2, LUA_TTABLE);
+    if (lua_getfield(L, 2, "high_water") != LUA_TNIL)
+      s->hwm = (size_t)luaL_checkinteger(L, -1);
+    if (lua_getfield(L, 2, "line") != LUA_TNIL)
+      s->line_limit = (size_t)luaL_checkinteger(L, -1);
+  }
+  lua_pushinteger(L, (lua_Integer)s->hwm);
+  lua_pushinteger(L, (lua_Integer)s->line_limit);
+  return 2;
+}
+
+static int s_tostring(lua_State *L) {
+  loom_stream **box = luaL_checkudata(L, 1, LOOM_STREAM_MT);
+  if (*box == NULL) lua_pushliteral(L, "loom.stream (closed)");
+  else lua_pushfstring(L, "loom.stream (%s)", (*box)->name);
+  return 1;
+}
+
+static const luaL_Reg methods[] = {
+  {"read", s_read},
+  {"read_exactly", s_read_exactly},
+  {"read_line", s_read_line},
+  {"read_until", s_read_until},
+  {"read_all", s_read_all},
+  {"write", s_write},
+  {"flush", s_flush},
+  {"shutdown", s_shutdown},
+  {"close", s_close},
+  {"peer", s_peer},
+  {"address", s_address},
+  {"nodelay", s_nodelay},
+  {"keepalive", s_keepalive},
+  {"limits", s_limits},
+  {NULL, NULL}
+};
+
+void loom__stream_open(lua_State *L) {
+  if (luaL_newmetatable(L, LOOM_STREAM_MT)) {
+    luaL_newlib(L, methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, s_close);
+    lua_setfield(L, -2, "__close");
+    lua_pushcfunction(L, s_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, s_tostring);
+    lua_setfield(L, -2, "__tostring");
+  }
+  lua_pop(L, 1);
+}
+
+/* }==================================================================== */
