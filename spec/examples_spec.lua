@@ -191,4 +191,53 @@ describe("examples", function()
     assert.are.equal("group failed: https://example.org/b (connection reset)", l[#l - 1])
     assert.are.equal("tasks still alive: 0", l[#l])
   end)
+
+  it("echo.lua: the server echoes the client's lines, one task per connection", function()
+    local l, err, code, _, out = run_example("echo")
+    assert.are.equal("", err)
+    assert.are.equal(0, code)
+    assert.matches("^connection from 127%.0%.0%.1:%d+$", l[1])
+    assert.are.equal("echoed: hello", l[2])
+    assert.are.equal("echoed: loom", l[3])
+    assert.matches(" left$", l[4])
+  end)
+
+  it("echo.lua client mode talks to a server given by host and port", function()
+    local out, err, code = helper.run_bin({ "-e", [[
+      local server = loom.net.listen("127.0.0.1", 0, function(s)
+        for line in s:lines() do s:write(line:upper(), "\n") end
+      end)
+      local _, port = server:address()
+      arg = { [0] = "examples/echo.lua", "client", "127.0.0.1", tostring(port) }
+      local t = loom.spawn(dofile, "examples/echo.lua")
+      t:await()
+      server:close()
+    ]] }, "one\ntwo\n")
+    assert.are.equal("", err)
+    assert.are.equal(0, code)
+    assert.are.equal("echoed: ONE\nechoed: TWO\n", out)
+  end)
+
+  it("chat.lua: every client gets the others' messages through its queue", function()
+    local l, err, code, _, out = run_example("chat")
+    assert.are.equal("", err)
+    assert.are.equal(0, code)
+    assert.truthy(find_line(l, "bob got: <ann> hi all", true), out)
+    assert.truthy(find_line(l, "ann got: <bob> hello ann", true), out)
+    assert.truthy(find_line(l, "cy got: <ann> hi all", true), out)
+    assert.falsy(find_line(l, "ann got: <ann>", true), out)  -- not to oneself
+  end)
+
+  it("portscan.lua: finds the open ports, never more connects than the limit", function()
+    local l, err, code, _, out = run_example("portscan")
+    assert.are.equal("", err)
+    assert.are.equal(0, code)
+    local lo, hi, busiest = out:match("ports (%d+)%-(%d+) in [%d.]+ s, at most (%d+) at a time")
+    assert.truthy(lo, out)
+    assert.is_true(tonumber(busiest) <= 50)
+    local open = {}
+    for p in (out:match("open: ([%d ]*)") or ""):gmatch("%d+") do open[#open + 1] = tonumber(p) end
+    assert.is_true(#open >= 3, out)  -- the three listeners (others may exist)
+    for _, p in ipairs(open) do assert.is_true(p >= tonumber(lo) and p <= tonumber(hi)) end
+  end)
 end)
