@@ -238,6 +238,15 @@ static int wait_data(lua_State *L, loom_stream *s, const char *name,
   return lua_yieldk(L, 1, (lua_KContext)0, k);
 }
 
+/*
+** The stream at 1 for reads, writes and flush, which report a closed
+** stream as a failure value (nil, msg, "ECANCELED") rather than raising.
+*/
+static loom_stream *io_stream(lua_State *L) {
+  loom_stream **box = luaL_checkudata(L, 1, LOOM_STREAM_MT);
+  return *box;
+}
+
 /* Continuations check the task may go on; the stream is at 1. */
 static loom_stream *resumed(lua_State *L) {
   loom_stream **box = luaL_checkudata(L, 1, LOOM_STREAM_MT);
@@ -272,17 +281,12 @@ static int read_k(lua_State *L, int status, lua_KContext ctx) {
 
 /* s:read([n]) (suspends): up to n bytes, or whatever there is */
 static int s_read(lua_State *L) {
-  loom_stream **box = luaL_checkudata(L, 1, LOOM_STREAM_MT);
+  loom_stream *s = io_stream(L);
   lua_Integer n = luaL_optinteger(L, 2, 0);
   luaL_argcheck(L, n >= 0, 2, "size must be non-negative");
   lua_settop(L, 2);
-  if (*box == NULL) {
-    lua_pushnil(L);
-    lua_pushliteral(L, "the stream is closed");
-    lua_pushliteral(L, "ECANCELED");
-    return 3;
-  }
-  return read_body(L, *box);
+  if (s == NULL) return fail_closed(L, NULL);
+  return read_body(L, s);
 }
 
 static int exactly_k(lua_State *L, int status, lua_KContext ctx);
@@ -311,10 +315,11 @@ static int exactly_k(lua_State *L, int status, lua_KContext ctx) {
 
 /* s:read_exactly(n) (suspends) */
 static int s_read_exactly(lua_State *L) {
-  loom_stream *s = loom__checkstream(L, 1);
+  loom_stream *s = io_stream(L);
   lua_Integer n = luaL_checkinteger(L, 2);
   luaL_argcheck(L, n >= 0, 2, "size must be non-negative");
   lua_settop(L, 2);
+  if (s == NULL) return fail_closed(L, NULL);
   return exactly_body(L, s);
 }
 
@@ -384,18 +389,20 @@ static int until_k(lua_State *L, int status, lua_KContext ctx) {
 
 /* s:read_until(sep) (suspends) */
 static int s_read_until(lua_State *L) {
-  loom_stream *s = loom__checkstream(L, 1);
+  loom_stream *s = io_stream(L);
   luaL_checkstring(L, 2);
   luaL_argcheck(L, lua_rawlen(L, 2) > 0, 2, "separator must not be empty");
   lua_settop(L, 2);
+  if (s == NULL) return fail_closed(L, NULL);
   lua_pushboolean(L, 0);
   return until_body(L, s, 0);
 }
 
 /* s:read_line() (suspends) */
 static int s_read_line(lua_State *L) {
-  loom_stream *s = loom__checkstream(L, 1);
+  loom_stream *s = io_stream(L);
   lua_settop(L, 1);
+  if (s == NULL) return fail_closed(L, NULL);
   lua_pushliteral(L, "\n");
   lua_pushboolean(L, 1);
   return until_body(L, s, 1);
@@ -432,8 +439,9 @@ static int all_k(lua_State *L, int status, lua_KContext ctx) {
 
 /* s:read_all() (suspends): everything to EOF */
 static int s_read_all(lua_State *L) {
-  loom_stream *s = loom__checkstream(L, 1);
+  loom_stream *s = io_stream(L);
   lua_settop(L, 1);
+  if (s == NULL) return fail_closed(L, NULL);
   return all_body(L, s);
 }
 
@@ -587,15 +595,9 @@ static int write_k(lua_State *L, int status, lua_KContext ctx) {
 
 /* s:write(data, ...) (suspends while over the high-water mark) */
 static int s_write(lua_State *L) {
-  loom_stream **box = luaL_checkudata(L, 1, LOOM_STREAM_MT);
-  loom_stream *s = *box;
+  loom_stream *s = io_stream(L);
   int r;
-  if (s == NULL || s->closed) {
-    lua_pushnil(L);
-    lua_pushliteral(L, "write to a closed stream");
-    lua_pushliteral(L, "ECANCELED");
-    return 3;
-  }
+  if (s == NULL || s->closed) return fail_closed(L, s);
   if (s->werr) return loom__fail(L, "write to", s->name, s->werr);
   if (s->shut) return loom__fail(L, "write to", s->name, UV_EPIPE);
   r = write_all(L, s);
@@ -631,8 +633,9 @@ static int flush_k(lua_State *L, int status, lua_KContext ctx) {
 
 /* s:flush() (suspends until everything written went to the kernel) */
 static int s_flush(lua_State *L) {
-  loom_stream *s = loom__checkstream(L, 1);
+  loom_stream *s = io_stream(L);
   lua_settop(L, 1);
+  if (s == NULL) return fail_closed(L, NULL);
   return flush_body(L, s);
 }
 
