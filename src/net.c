@@ -42,6 +42,7 @@ typedef struct loom_sock {
   struct loom_sock **box;     /* the userdata's pointer, or NULL */
   int kind;
   int cb_ref;                 /* server: on_conn */
+  int self_ref;               /* server: its userdata, while listening */
   int accept_errors;          /* server: failed accepts (EMFILE...) */
   dgram *qhead, *qtail;       /* udp: received, not yet taken */
   int qlen;
@@ -218,8 +219,11 @@ static void sock_close(loom_sock *k) {
   k->host = NULL;
   if (k->box != NULL) *k->box = NULL;
   k->box = NULL;
-  if (H->mainL != NULL) luaL_unref(H->mainL, LUA_REGISTRYINDEX, k->cb_ref);
-  k->cb_ref = LUA_NOREF;
+  if (H->mainL != NULL) {
+    luaL_unref(H->mainL, LUA_REGISTRYINDEX, k->cb_ref);
+    luaL_unref(H->mainL, LUA_REGISTRYINDEX, k->self_ref);
+  }
+  k->cb_ref = k->self_ref = LUA_NOREF;
   while (k->receivers != NULL) loom__list_wake(H, &k->receivers);
   uv_close(&k->u.h, sock_closed);
 }
@@ -238,7 +242,7 @@ static loom_sock *sock_new(lua_State *L, loom_host *H, int kind,
   k = calloc(1, sizeof *k);
   if (k == NULL) luaL_error(L, "loom: not enough memory");
   k->kind = kind;
-  k->cb_ref = LUA_NOREF;
+  k->cb_ref = k->self_ref = LUA_NOREF;
   k->host = H;
   k->hnext = H->socks;
   if (H->socks) H->socks->hprev = k;
@@ -373,6 +377,8 @@ static int l_tcp_listen(lua_State *L) {
   snprintf(k->name, sizeof k->name, "%s", name);
   lua_pushvalue(L, 5);
   k->cb_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pushvalue(L, -1);  /* a listening server lives until closed */
+  k->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   return 1;
 }
 
@@ -396,6 +402,8 @@ static int l_pipe_listen(lua_State *L) {
   }
   lua_pushvalue(L, 3);
   k->cb_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pushvalue(L, -1);  /* a listening server lives until closed */
+  k->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   return 1;
 }
 

@@ -109,9 +109,24 @@ void loom__stream_rename(loom_stream *s, const char *name) {
   snprintf(s->name, sizeof s->name, "%s", name);
 }
 
+/*
+** The box of the stream at 1.  Methods hold the metatable as upvalue 1:
+** comparing with it is much cheaper than luaL_checkudata's lookup by
+** name, on a path taken for every read and write.
+*/
+static loom_stream **tobox(lua_State *L) {
+  loom_stream **box = lua_touserdata(L, 1);
+  if (box == NULL || !lua_getmetatable(L, 1)
+      || !lua_rawequal(L, -1, lua_upvalueindex(1)))
+    luaL_typeerror(L, 1, LOOM_STREAM_MT);
+  lua_pop(L, 1);
+  return box;
+}
+
 /* The stream at 'idx', which must be open (else raises). */
 loom_stream *loom__checkstream(lua_State *L, int idx) {
-  loom_stream **box = luaL_checkudata(L, idx, LOOM_STREAM_MT);
+  loom_stream **box = idx == 1 ? tobox(L)
+                               : luaL_checkudata(L, idx, LOOM_STREAM_MT);
   if (*box == NULL) luaL_error(L, "attempt to use a closed stream");
   return *box;
 }
@@ -186,7 +201,7 @@ static void read_cb(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
     s->reading = 0;
   }
   else return;  /* EAGAIN */
-  if (H != NULL && s->readers != NULL) loom__list_wake(H, &s->readers);
+  if (H != NULL && s->readers != NULL) loom__list_resume(H, &s->readers);
 }
 
 /* Makes sure the stream reads, unless it hit its limit, EOF or an error. */
@@ -243,14 +258,14 @@ static int wait_data(lua_State *L, loom_stream *s, const char *name,
 ** stream as a failure value (nil, msg, "ECANCELED") rather than raising.
 */
 static loom_stream *io_stream(lua_State *L) {
-  loom_stream **box = luaL_checkudata(L, 1, LOOM_STREAM_MT);
-  return *box;
+  return *tobox(L);
 }
 
 /* Continuations check the task may go on; the stream is at 1. */
 static loom_stream *resumed(lua_State *L) {
-  loom_stream **box = luaL_checkudata(L, 1, LOOM_STREAM_MT);
-  loom_host *H = loom__host_of_state(L);
+  loom_stream **box = lua_touserdata(L, 1);  /* checked before suspending */
+  loom_host *H = *box != NULL && (*box)->gen == (*box)->hb->gen
+                 ? (*box)->hb->H : loom__host_of_state(L);
   loom_task *t;
   if (H == NULL) luaL_error(L, "loom: the host is closed");
   t = H->current;
@@ -695,7 +710,7 @@ static int s_shutdown(lua_State *L) {
 
 /* s:close(), also __close and __gc; harmless the second time */
 static int s_close(lua_State *L) {
-  loom_stream **box = luaL_checkudata(L, 1, LOOM_STREAM_MT);
+  loom_stream **box = tobox(L);
   if (*box != NULL) loom__stream_close(*box);
   *box = NULL;
   return 0;
@@ -778,7 +793,7 @@ static int s_limits(lua_State *L) {
 }
 
 static int s_tostring(lua_State *L) {
-  loom_stream **box = luaL_checkudata(L, 1, LOOM_STREAM_MT);
+  loom_stream **box = tobox(L);
   if (*box == NULL) lua_pushliteral(L, "loom.stream (closed)");
   else lua_pushfstring(L, "loom.stream (%s)", (*box)->name);
   return 1;
@@ -804,13 +819,17 @@ static const luaL_Reg methods[] = {
 
 void loom__stream_open(lua_State *L) {
   if (luaL_newmetatable(L, LOOM_STREAM_MT)) {
-    luaL_newlib(L, methods);
+    lua_newtable(L);
+    lua_pushvalue(L, -2);
+    luaL_setfuncs(L, methods, 1);  /* upvalue: the metatable */
     lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, s_close);
+    lua_pushvalue(L, -1);
+    lua_pushcclosure(L, s_close, 1);
     lua_setfield(L, -2, "__close");
     lua_pushcfunction(L, s_gc);
     lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, s_tostring);
+    lua_pushvalue(L, -1);
+    lua_pushcclosure(L, s_tostring, 1);
     lua_setfield(L, -2, "__tostring");
   }
   lua_pop(L, 1);

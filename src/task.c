@@ -606,6 +606,25 @@ void loom__list_wait(loom_task **list, loom_task *t) {
   t->wait = WAIT_LIST;
 }
 
+/*
+** Takes the first task off 'list' and runs it at once, as a libuv
+** callback would run its own code: used from I/O callbacks (never from
+** inside a task) so that a reply goes out in the same poll round, not
+** after every other event of the round.
+*/
+void loom__list_resume(loom_host *H, loom_task **list) {
+  loom_task *t = *list;
+  if (t == NULL) return;
+  if (H->current != NULL || t->queued) {  /* not from the top: queue it */
+    loom__list_wake(H, list);
+    return;
+  }
+  list_unlink(t);
+  t->woken = 1;
+  t->wait = WAIT_NONE;
+  loom__step(H, t);
+}
+
 /* Wakes the first task of 'list' (marked 'woken'); returns it or NULL. */
 loom_task *loom__list_wake(loom_host *H, loom_task **list) {
   loom_task *t = *list;

@@ -1,0 +1,1037 @@
+--[[ spec/net_spec.lua: loom.net (SPEC "Network: loom.net", all but TLS).
+
+  Only 127.0.0.1, ::1 and Unix sockets in a temporary directory are used;
+  every server listens on port 0 and every handle opened is closed.
+  The tests that need the binary (a failing handler, EMFILE, SIGPIPE) run
+  it as a subprocess.
+]]
+local loom = require "loom"
+local net = require "loom.net"
+local async = require("loom.busted").async
+local h = require "spec.helper"
+
+local KiB, MiB = 1024, 1024 * 1024
+
+local function has(hay, needle)
+  return type(hay) == "string" and hay:find(needle, 1, true) ~= nil
+end
+
+-- A server on 'host' (default 127.0.0.1), port 0; returns it and its port.
+local function listen(handler, host)
+  local srv, err = net.listen(host or "127.0.0.1", 0, handler)
+  assert(srv, err)
+  local _, port = srv:address()
+  return srv, port
+end
+
+-- Echoes whatever arrives until EOF.
+local function echo(s)
+  while true do
+    local d = s:read()
+    if not d then return end
+    assert(s:write(d))
+  end
+end
+
+-- Echoes line by line.
+local function line_echo(s)
+  for line in s:lines() do s:write(line, "\n") end
+end
+
+-- A server whose handler writes each piece, sleeping between pieces so
+-- that they arrive separately, then closes the connection.
+local function pieces_server(pieces, gap)
+  return listen(function(s)
+    s:nodelay(true)
+    for i, p in ipairs(pieces) do
+      if i > 1 then loom.sleep(gap or 0.03) end
+      assert(s:write(p))
+    end
+    s:flush()
+  end)
+end
+
+-- Calls 'fn' and returns its results packed, with 'n'.
+local function pack(...) return table.pack(...) end
+
+-- The message of the error raised by fn(...), or nil if it returned.
+local function raised(fn, ...)
+  local ok, e = pcall(fn, ...)
+  if ok then return nil end
+  return tostring(e)
+end
+
+-- A port that nobody listens on: one the system gave, then released.
+local function free_port()
+  local srv, port = listen(function() end)
+  srv:close()
+  return port
+end
+
+local function tmpdir()
+  local path = os.tmpname()
+  os.remove(path)
+  assert(os.execute("mkdir -m 700 " .. h.quote(path)))
+  return path
+end
+
+local function rmdir(path)
+  os.execute("rm -rf " .. h.quote(path))
+end
+
+-- Whether binding ::1 works on this machine (checked once, in a task).
+local ipv6_ok
+local function have_ipv6()
+  if ipv6_ok == nil then
+    local srv = net.listen("::1", 0, function() end)
+    ipv6_ok = srv ~= nil
+    if srv then srv:close() end
+  end
+  return ipv6_ok
+end
+
+describe("loom.net", function()
+
+  -- {================================================================
+  describe("echo and addresses", function()
+    local function echo_round_trip(host)
+      local seen = loom.future()
+      local srv <close>, port = listen(function(s)
+        seen:set_result({ peer = { s:peer() }, addr = { s:address() } })
+        echo(s)
+      end, host)
+      local shost, sport = srv:address()
+      assert.are.equal(host, shost)
+      assert.are.equal("integer", math.type(sport))
+      assert.is_true(sport > 0 and sport <= 65535)
+
+      local c <close> = assert(net.connect(host, port))
+      assert.is_true(c:write("hello, ", "world"))
+      assert.are.equal("hello, world", c:read_exactly(12))
+      assert.is_true(c:write("\0binary\255\n"))
+      assert.are.equal("\0binary\255\n", c:read_exactly(9))
+
+      local ends = seen:await()
+      local chost, cport = c:address()
+      local phost, pport = c:peer()
+      -- the client's peer is the server's listening address
+      assert.are.same({ host, port }, { phost, pport })
+      -- both ends agree: what one calls its address the other calls its peer
+      assert.are.same({ chost, cport }, ends.peer)
+      assert.are.same({ phost, pport }, ends.addr)
+      assert.are.equal(host, chost)
+      assert.are_not.equal(port, cport)
+    end
+
+    it("echoes over 127.0.0.1; server:address() gives the real port", async(function()
+      echo_round_trip("127.0.0.1")
+    end))
+
+    it("echoes over ::1", async(function()
+      if not have_ipv6() then
+        pending("binding ::1 fails on this machine")
+        return
+      end
+      echo_round_trip("::1")
+    end))
+
+    it("connects by name (localhost) and listens on 'localhost'", async(function()
+      local srv <close>, port = listen(echo, "localhost")
+      assert.are.equal("127.0.0.1", (srv:address()))
+      local c <close> = assert(net.connect("localhost", port))
+      c:write("named")
+      assert.are.equal("named", c:read_exactly(5))
+    end))
+
+    it("write takes several strings and numbers, sent in order", async(function()
+      local srv <close>, port = listen(echo)
+      local c <close> = assert(net.connect("127.0.0.1", port))
+      assert.is_true(c:write("a", 1, "b", 2.5, ""))
+      assert.are.equal("a1b2.5", c:read_exactly(6))
+    end))
+
+    it("listening on a port in use fails with EADDRINUSE naming the address", async(function()
+      local srv <close>, port = listen(echo)
+      local dup, msg, code = net.listen("127.0.0.1", port, echo)
+      assert.is_nil(dup)
+      assert.are.equal("EADDRINUSE", code)
+      assert.is_true(has(msg, "127.0.0.1:" .. port), msg)
+    end))
+  end)
+  -- }================================================================
+
+  -- {================================================================
+  describe("reading", function()
+    it("read(n) gives up to n bytes, whatever is buffered, without waiting for more", async(function()
+      local go = loom.event()
+      local srv <close>, port = listen(function(s)
+        s:nodelay(true)
+        s:write("abcdef")
+        go:wait()
+        s:write("xyz")
+        loom.sleep(0.05)
+        s:write("1")
+        loom.sleep(0.1)
+        s:write("2")
+        s:read()  -- until the client closes
+      end)
+      local c <close> = assert(net.connect("127.0.0.1", port))
+      assert.are.equal("ab", c:read(2))
+      assert.are.equal("cdef", c:read(100))  -- only what is buffered
+      local t = loom.spawn(function() return c:read() end)
+      h.settle()
+      assert.is_false(t:done())   -- nothing buffered: it waits
+      go:set()
+      assert.are.equal("xyz", t:await())
+      local t0 = loom.now()
+      assert.are.equal("1", c:read(100))     -- does not wait to fill 100
+      assert.is_true(loom.now() - t0 < 0.09)
+      assert.are.equal("2", c:read(100))
+    end))
+
+    it("read_exactly gives exactly n bytes, across packets", async(function()
+      local srv <close>, port = pieces_server({ "hel", "lo wo", "rld!" })
+      local c <close> = assert(net.connect("127.0.0.1", port))
+      assert.are.equal("hello", c:read_exactly(5))
+      assert.are.equal("", c:read_exactly(0))
+      assert.are.equal(" world", c:read_exactly(6))
+      assert.are.equal("!", c:read_exactly(1))
+    end))
+
+    it("read_exactly at EOF before n: nil, msg, 'EOF' and the partial data", async(function()
+      local srv <close>, port = pieces_server({ "0123", "4567" })
+      local c <close> = assert(net.connect("127.0.0.1", port))
+      assert.are.equal("01", c:read_exactly(2))
+      local r = pack(c:read_exactly(100))
+      assert.are.equal(4, r.n)
+      assert.is_nil(r[1])
+      assert.are.equal("string", type(r[2]))
+      assert.are.equal("EOF", r[3])
+      assert.are.equal("234567", r[4])
+      -- nothing left: no partial data
+      local r2 = pack(c:read_exactly(1))
+      assert.is_nil(r2[1])
+      assert.are.equal("EOF", r2[3])
+      assert.is_nil(r2[4])
+    end))
+
+    it("read_exactly of more than the 1 MiB read buffer", async(function()
+      local size = 3 * MiB
+      local srv <close>, port = listen(function(s)
+        s:write(string.rep("q", size))
+        s:flush()
+        s:read()
+      end)
+      local c <close> = assert(net.connect("127.0.0.1", port))
+      local ok, got = pcall(loom.timeout, 4, c.read_exactly, c, size)
+      assert.is_true(ok, "read_exactly(3 MiB) did not return: " .. tostring(got))
+      assert.are.equal(size, #got)
+    end, { timeout = 10 }))
+
+    it("read_until includes the separator, even one split across packets", async(function()
+      local srv <close>, port = pieces_server({ "one|", "|two||thr", "ee|", "|rest" })
+      local c <close> = assert(net.connect("127.0.0.1", port))
+      assert.are.equal("one||", c:read_until("||"))
+      assert.are.equal("two||", c:read_until("||"))
+      assert.are.equal("three||", c:read_until("||"))
+      local r = pack(c:read_until("||"))
+      assert.are.equal(4, r.n)
+      assert.is_nil(r[1])
+      assert.are.equal("EOF", r[3])
+      assert.are.equal("rest", r[4])
+    end))
+
+    it("read_until finds a separator more than 1 MiB away", async(function()
+      local size = 2 * MiB
+      local srv <close>, port = listen(function(s)
+        s:write(string.rep("z", size), "END", "tail")
+        s:flush()
+        s:read()
+      end)
+      local c <close> = assert(net.connect("127.0.0.1", port))
+      local ok, got = pcall(loom.timeout, 4, c.read_until, c, "END")
+      assert.is_true(ok, "read_until did not return: " .. tostring(got))
+      assert.are.equal(size + 3, #got)
+      assert.are.equal("zEND", got:sub(-4))
+      assert.are.equal("tail", c:read_exactly(4))
+    end, { timeout = 10 }))
+
+    it("read_line joins lines split across packets and strips \\n and \\r\\n", async(function()
+      local srv <close>, port = pieces_server({
+        "first li", "ne\r\nsec", "ond\n\nfou", "r\rth\r\n", "last" })
+      local c <close> = assert(net.connect("127.0.0.1", port))
+      assert.are.equal("first line", c:read_line())
+      assert.are.equal("second", c:read_line())
+      assert.are.equal("", c:read_line())
+      assert.are.equal("four\rth", c:read_line())   -- a lone \r stays
+      assert.are.equal("last", c:read_line())       -- unterminated, at EOF
+      local r = pack(c:read_line())
+      assert.is_nil(r[1])
+      assert.are.equal("string", type(r[2]))
+      assert.are.equal("EOF", r[3])
+    end))
+
+    it("a line over the limit gives nil, msg, 'ELINE' and the next line still reads", async(function()
+      local srv <close>, port = pieces_server({
+        "0123456789\n", "0123456789abcdef\nshort\n", "again\n" })
+      local c <close> = assert(net.connect("127.0.0.1", port))
+      local hwm = c:limits()
+      local _, line = c:limits { line = 10 }
+      assert.are.equal(10, line)
+      assert.are.equal(hwm, (c:limits()))               -- unchanged
+      assert.are.equal("0123456789", c:read_line())     -- exactly the limit
+      local r = pack(c:read_line())
+      assert.is_nil(r[1])
+      assert.are.equal("ELINE", r[3])
+      assert.is_true(has(r[2], "127.0.0.1:" .. port), r[2])
+      assert.are.equal("short", c:read_line())
+      assert.are.equal("again", c:read_line())
+    end))
+
+    it("the default line limit is 64 KiB; a longer line arriving in pieces is skipped whole", async(function()
+      local long = string.rep("b", 40 * KiB)
+      local srv <close>, port = pieces_server({ long, long, long .. "\nnext\n" }, 0.05)
+      local c <close> = assert(net.connect("127.0.0.1", port))
+      local hwm, line = c:limits()
+      assert.are.equal(64 * KiB, hwm)
+      assert.are.equal(64 * KiB, line)
+      local r = pack(c:read_line())
+      assert.is_nil(r[1])
+      assert.are.equal("ELINE", r[3])
+      local nxt, err, code = c:read_line()
+      assert.are.equal("next", nxt,
+        ("after ELINE, read_line gave %s (%s, %s)"):format(
+          nxt and ("%d bytes"):format(#nxt) or "nil", tostring(err), tostring(code)))
+    end))
+
+    it("a line of exactly 64 KiB is within the default limit", async(function()
+      local long = string.rep("c", 64 * KiB)
+      local srv <close>, port = pieces_server({ long .. "\n", "ok\n" })
+      local c <close> = assert(net.connect("127.0.0.1", port))
+      assert.are.equal(long, c:read_line())
+      assert.are.equal("ok", c:read_line())
+    end))
+
+    it("read_all reads everything to EOF, beyond the 1 MiB buffer", async(function()
+      local big = string.rep("0123456789abcdef", 160 * KiB)  -- 2.5 MiB
+      local srv <close>, port = pieces_server({ "head:", big, ":tail" })
+      local c <close> = assert(net.connect("127.0.0.1", port))
+      local all = c:read_all()
+      assert.are.equal(5 + #big + 5, #all)
+      assert.is_true(all == "head:" .. big .. ":tail")
+      local r = pack(c:read())
+      assert.is_nil(r[1])
+      assert.are.equal("EOF", r[3])
+    end))
+
+    it("lines() iterates the lines to EOF", async(function()
+      local srv <close>, port = pieces_server({ "a\nb", "\r\n\nc" })
+      local c <close> = assert(net.connect("127.0.0.1", port))
+      local got = {}
+      for line in c:lines() do got[#got + 1] = line end
+      assert.are.same({ "a", "b", "", "c" }, got)
+    end))
+
+    it("only one task may wait to read a stream at a time", async(function()
+      local srv <close>, port = listen(echo)
+      local c <close> = assert(net.connect("127.0.0.1", port))
+      local t = loom.spawn(function() return c:read() end)
+      h.settle()
+      local e = raised(c.read, c)
+      assert.is_true(has(e, "another task is reading"), e)
+      c:write("x")
+      assert.are.equal("x", t:await())
+    end))
+  end)
+  -- }================================================================
+
+  -- {================================================================
+  describe("writing", function()
+    it("a 64 MiB write to a slow reader suspends the writer and keeps memory bounded", async(function()
+      local total, chunk = 64 * MiB, 1 * MiB
+      local read_bytes, reads, max_mem = 0, 0, 0
+      local function sample()
+        local kb = collectgarbage("count")
+        if kb > max_mem then max_mem = kb end
+      end
+      local srv <close>, port = listen(function(s)
+        while true do
+          local d = s:read(256 * KiB)
+          if not d then break end
+          read_bytes = read_bytes + #d
+          reads = reads + 1
+          sample()
+          loom.sleep(0.001)
+        end
+        s:write(tostring(read_bytes), "\n")
+      end)
+      collectgarbage()
+      local base = collectgarbage("count")
+      local c <close> = assert(net.connect("127.0.0.1", port))
+      local written, suspended, max_lag = 0, 0, 0
+      for i = 1, total // chunk do
+        local data = string.rep(string.char(65 + i % 26), chunk)  -- fresh
+        local before = reads
+        assert.is_true(c:write(data))
+        data = nil
+        if reads ~= before then suspended = suspended + 1 end
+        written = written + chunk
+        local lag = written - read_bytes
+        if lag > max_lag then max_lag = lag end
+        sample()
+      end
+      assert.is_true(c:flush())
+      assert.is_true(c:shutdown())
+      assert.are.equal(tostring(total), c:read_line())
+      -- the writer waited for the reader: most writes suspended and it
+      -- never ran far ahead (kernel buffers and 1 MiB in loom's buffer
+      -- aside)
+      assert.is_true(suspended >= 32, "writes that suspended: " .. suspended)
+      assert.is_true(max_lag < 24 * MiB, ("writer ran %.1f MiB ahead"):format(max_lag / MiB))
+      local grew = (max_mem - base) / 1024
+      assert.is_true(grew < 32, ("memory grew by %.1f MiB"):format(grew))
+    end, { timeout = 30 }))
+
+    it("limits{high_water} sets when a write suspends", async(function()
+      local srv <close>, port = listen(function(s)
+        loom.sleep(0.2)
+        s:read_all()
+      end)
+      local c <close> = assert(net.connect("127.0.0.1", port))
+      local hwm = c:limits { high_water = 64 * MiB }
+      assert.are.equal(64 * MiB, hwm)
+      -- far over the kernel's buffers, but under the mark: no suspension
+      local ticks = 0
+      local ticker = loom.spawn(function()
+        while true do ticks = ticks + 1; loom.yield() end
+      end)
+      h.settle()
+      local before = ticks
+      assert.is_true(c:write(string.rep("w", 16 * MiB)))
+      assert.are.equal(before, ticks)
+      ticker:cancel()
+      -- flush does suspend until the kernel has it all
+      assert.is_true(c:flush())
+      c:close()
+    end, { timeout = 20 }))
+
+    it("flush waits until everything written reached the kernel", async(function()
+      local size = 8 * MiB
+      local got = loom.future()
+      local srv <close>, port = listen(function(s)
+        loom.sleep(0.1)   -- let the client queue up
+        local all = s:read_all()
+        got:set_result(#all)
+      end)
+      local c = assert(net.connect("127.0.0.1", port))
+      c:limits { high_water = 2 * size }  -- write queues it all at once
+      assert.is_true(c:write(string.rep("f", size)))
+      assert.is_true(c:flush())
+      -- if flush returned early, closing now would drop queued data
+      c:close()
+      assert.are.equal(size, got:await())
+    end, { timeout = 20 }))
+
+    it("shutdown half-closes: the peer reads EOF, the writer still reads the reply", async(function()
+      local srv <close>, port = listen(function(s)
+        local q = s:read_all()          -- returns at the client's shutdown
+        s:write("answer to ", q)
+      end)
+      local c <close> = assert(net.connect("127.0.0.1", port))
+      c:write("the question")
+      assert.is_true(c:shutdown())
+      assert.is_true(c:shutdown())      -- again: harmless
+      local r = pack(c:write("more"))
+      assert.is_nil(r[1])
+      assert.are.equal("EPIPE", r[3])
+      assert.are.equal("answer to the question", c:read_all())
+    end))
+  end)
+  -- }================================================================
+
+  -- {================================================================
+  describe("close", function()
+    it("a pending reader gets nil, msg, 'ECANCELED'", async(function()
+      local srv <close>, port = listen(echo)
+      for _, method in ipairs { "read", "read_line", "read_exactly", "read_until", "read_all" } do
+        local c = assert(net.connect("127.0.0.1", port))
+        local t = loom.spawn(function()
+          return c[method](c, method == "read_exactly" and 10 or method == "read_until" and "!" or nil)
+        end)
+        h.settle()
+        assert.is_false(t:done())
+        c:close()
+        local r = pack(t:await())
+        assert.is_nil(r[1], method)
+        assert.are.equal("string", type(r[2]), method)
+        assert.are.equal("ECANCELED", r[3], method)
+      end
+    end))
+
+    it("a writer suspended on backpressure gets nil, msg, 'ECANCELED'", async(function()
+      local srv <close>, port = listen(function(s) loom.sleep(1) end)
+      local c = assert(net.connect("127.0.0.1", port))
+      local t = loom.spawn(function()
+        for _ = 1, 64 do
+          local ok, msg, code = c:write(string.rep("x", MiB))
+          if not ok then return ok, msg, code end
+        end
+        return "never suspended"
+      end)
+      loom.sleep(0.1)
+      assert.is_false(t:done())
+      c:close()
+      local r = pack(t:await())
+      assert.is_nil(r[1])
+      assert.are.equal("ECANCELED", r[3])
+    end))
+
+    it("closing twice is harmless; the closed stream says so", async(function()
+      local srv <close>, port = listen(echo)
+      local c = assert(net.connect("127.0.0.1", port))
+      assert.are.equal("loom.stream (127.0.0.1:" .. port .. ")", tostring(c))
+      c:close()
+      c:close()
+      assert.are.equal("loom.stream (closed)", tostring(c))
+      do local d <close> = c end   -- __close on a closed stream
+    end))
+
+    it("non-I/O methods on a closed stream raise", async(function()
+      local srv <close>, port = listen(echo)
+      local c = assert(net.connect("127.0.0.1", port))
+      c:close()
+      for _, call in ipairs {
+        { "peer" }, { "address" }, { "nodelay", true }, { "keepalive", true },
+        { "limits" }, { "shutdown" },
+      } do
+        local e = raised(c[call[1]], c, call[2])
+        assert.is_true(has(e, "closed"), call[1] .. ": " .. tostring(e))
+      end
+    end))
+
+    it("reads and writes on a closed stream raise (SPEC: use after close raises)", async(function()
+      local srv <close>, port = listen(echo)
+      local c = assert(net.connect("127.0.0.1", port))
+      c:close()
+      local not_raising = {}
+      for _, call in ipairs {
+        { "read" }, { "read_exactly", 1 }, { "read_line" }, { "read_until", "\n" },
+        { "read_all" }, { "write", "x" }, { "flush" },
+      } do
+        local ok, a, b, code = pcall(c[call[1]], c, call[2])
+        if ok then
+          not_raising[#not_raising + 1] = ("%s -> %s, %s, %s"):format(
+            call[1], tostring(a), tostring(b), tostring(code))
+        end
+      end
+      assert.are.same({}, not_raising)
+    end))
+
+    it("a stream collected without close is closed (the peer reads EOF)", async(function()
+      local got = loom.future()
+      local srv <close>, port = listen(function(s)
+        got:set_result(pack(s:read()))
+      end)
+      do
+        local c = assert(net.connect("127.0.0.1", port))
+        c = nil
+      end
+      collectgarbage(); collectgarbage()
+      local r = got:await()
+      assert.is_nil(r[1])
+      assert.are.equal("EOF", r[3])
+    end))
+  end)
+  -- }================================================================
+
+  -- {================================================================
+  describe("failures are values naming the address", function()
+    it("connection refused", async(function()
+      local port = free_port()
+      local r = pack(net.connect("127.0.0.1", port))
+      assert.is_nil(r[1])
+      assert.are.equal("ECONNREFUSED", r[3])
+      assert.is_true(has(r[2], "127.0.0.1:" .. port), r[2])
+      if have_ipv6() then
+        local r6 = pack(net.connect("::1", port))
+        assert.is_nil(r6[1])
+        assert.are.equal("ECONNREFUSED", r6[3])
+        assert.is_true(has(r6[2], "[::1]:" .. port), r6[2])
+      end
+    end))
+
+    it("reset by peer: a server that closes with unread data", async(function()
+      local srv <close>, port = listen(function(s)
+        s:read(1)
+        loom.sleep(0.1)   -- the client's data piles up unread
+      end)
+      local c <close> = assert(net.connect("127.0.0.1", port))
+      local writer = loom.spawn(function()
+        for _ = 1, 16 do
+          local ok, msg, code = c:write(string.rep("r", MiB))
+          if not ok then return msg, code end
+        end
+      end)
+      local r = pack(c:read())
+      assert.is_nil(r[1])
+      assert.is_true(r[3] == "ECONNRESET" or r[3] == "EOF", tostring(r[3]))
+      assert.is_true(has(r[2], "127.0.0.1:" .. port), r[2])
+      local wmsg, wcode = writer:await()
+      assert.is_true(wcode == "ECONNRESET" or wcode == "EPIPE", tostring(wcode))
+      assert.is_true(has(wmsg, "127.0.0.1:" .. port), wmsg)
+    end, { timeout = 10 }))
+
+    it("DNS failure: an EAI_ code naming the host", async(function()
+      local r = pack(net.resolve("no-such-host.invalid"))
+      assert.is_nil(r[1])
+      assert.matches("^EAI_", r[3])
+      assert.is_true(has(r[2], "no-such-host.invalid"), r[2])
+      local c = pack(net.connect("no-such-host.invalid", 80))
+      assert.is_nil(c[1])
+      assert.matches("^EAI_", c[3])
+      assert.is_true(has(c[2], "no-such-host.invalid:80"), c[2])
+    end, { timeout = 20 }))
+
+    it("reading after the peer closed gives its data, then EOF, each time", async(function()
+      local srv <close>, port = listen(function(s) s:write("bye") end)
+      local c <close> = assert(net.connect("127.0.0.1", port))
+      assert.are.equal("bye", c:read_exactly(3))
+      for _ = 1, 2 do
+        local r = pack(c:read())
+        assert.is_nil(r[1])
+        assert.is_true(has(r[2], "end of file"), r[2])
+        assert.is_true(has(r[2], "127.0.0.1:" .. port), r[2])
+        assert.are.equal("EOF", r[3])
+      end
+      local l = pack(c:read_line())
+      assert.is_nil(l[1])
+      assert.are.equal("EOF", l[3])
+    end))
+
+    it("writing after the peer closed gives EPIPE or ECONNRESET", async(function()
+      local srv <close>, port = listen(function(s) end)
+      local c <close> = assert(net.connect("127.0.0.1", port))
+      assert.are.equal("EOF", select(3, c:read()))
+      local msg, code
+      for _ = 1, 100 do
+        local ok
+        ok, msg, code = c:write("still there?")
+        if not ok then break end
+        loom.sleep(0.01)
+      end
+      assert.is_true(code == "EPIPE" or code == "ECONNRESET", tostring(code))
+      assert.is_true(has(msg, "127.0.0.1:" .. port), msg)
+      -- and it stays failed
+      local r = pack(c:write("x"))
+      assert.is_nil(r[1])
+      assert.is_true(r[3] == "EPIPE" or r[3] == "ECONNRESET", tostring(r[3]))
+    end))
+
+    it("writing after the peer closed does not kill the binary (SIGPIPE)", function()
+      local out, err, code = h.run_src([[
+        local loom = require "loom"
+        local net = require "loom.net"
+        local srv = assert(net.listen("127.0.0.1", 0, function(s) end))
+        local _, port = srv:address()
+        local c = assert(net.connect("127.0.0.1", port))
+        c:read()
+        local res
+        for _ = 1, 100 do
+          local ok, msg, code = c:write(string.rep("p", 4096))
+          if not ok then res = code break end
+          loom.sleep(0.01)
+        end
+        c:close()
+        srv:close()
+        print("alive", res)
+      ]])
+      assert.are.equal(0, code, err)
+      assert.is_true(out == "alive\tEPIPE\n" or out == "alive\tECONNRESET\n", out)
+    end)
+
+    it("connecting to a missing Unix socket fails with ENOENT naming the path", async(function()
+      local dir = tmpdir()
+      local path = dir .. "/nobody.sock"
+      local r = pack(net.connect_unix(path))
+      rmdir(dir)
+      assert.is_nil(r[1])
+      assert.are.equal("ENOENT", r[3])
+      assert.is_true(has(r[2], path), r[2])
+    end))
+  end)
+  -- }================================================================
+
+  -- {================================================================
+  describe("timeouts", function()
+    it("opts.timeout on connect: it connects, or gives ETIMEDOUT naming the address", async(function()
+      local srv <close>, port = listen(echo)
+      for _, t in ipairs { 0, 1e-6, 0.001, 5 } do
+        local c, msg, code = net.connect("127.0.0.1", port, { timeout = t })
+        if c then
+          c:write("t")
+          assert.are.equal("t", c:read_exactly(1))
+          c:close()
+        else
+          assert.are.equal("ETIMEDOUT", code, msg)
+          assert.is_true(has(msg, "127.0.0.1:" .. port), msg)
+        end
+        if t == 5 then assert.is_not_nil(c, msg) end
+      end
+    end))
+
+    it("loom.timeout around a read raises loom.Timeout; the stream stays usable", async(function()
+      local srv <close>, port = listen(line_echo)
+      local c <close> = assert(net.connect("127.0.0.1", port))
+      local t0 = loom.now()
+      local ok, e = pcall(loom.timeout, 0.05, c.read_line, c)
+      assert.is_false(ok)
+      assert.is_true(loom.is_timeout(e), tostring(e))
+      assert.is_true(loom.now() - t0 >= 0.04)
+      assert.is_true(c:write("after the timeout\n"))
+      assert.are.equal("after the timeout", c:read_line())
+      -- a timed-out read_exactly does not lose what arrived meanwhile
+      c:write("par\n")
+      local ok2, e2 = pcall(loom.timeout, 0.1, c.read_exactly, c, 100)
+      assert.is_false(ok2)
+      assert.is_true(loom.is_timeout(e2), tostring(e2))
+      assert.are.equal("par", c:read_line())
+      c:write("xyz\n")
+      assert.are.equal("xyz", c:read_line())
+    end))
+  end)
+  -- }================================================================
+
+  -- {================================================================
+  describe("many connections", function()
+    it("1,000 concurrent connections to one echo server all succeed", async(function()
+      local n = 1000
+      local p = io.popen("ulimit -n")
+      local limit = tonumber(p:read("l")) or 0
+      p:close()
+      if limit < 2 * n + 100 then
+        n = 400   -- two descriptors per connection in this process
+      end
+      local served = 0
+      local srv <close>, port = listen(function(s)
+        served = served + 1
+        line_echo(s)
+      end)
+      local tasks = {}
+      for i = 1, n do
+        tasks[i] = loom.spawn(function()
+          local c <close>, msg = net.connect("127.0.0.1", port)
+          if not c then return "connect: " .. msg end
+          c:write("line ", i, "\n")
+          return c:read_line()
+        end)
+      end
+      local bad = {}
+      for i, t in ipairs(tasks) do
+        local ok, got = pcall(loom.await, t)
+        if not ok or got ~= "line " .. i then
+          bad[#bad + 1] = ("%d: %s"):format(i, tostring(got))
+          if #bad > 5 then break end
+        end
+      end
+      assert.are.same({}, bad)
+      assert.are.equal(n, served)
+      assert.are.equal(1000, n, "the fd limit (" .. limit .. ") allowed only " .. n)
+    end, { timeout = 60 }))
+  end)
+  -- }================================================================
+
+  -- {================================================================
+  describe("servers", function()
+    it("a handler that raises is reported, its stream closed, the server goes on", function()
+      local out, err, code = h.run_src([[
+        local loom = require "loom"
+        local net = require "loom.net"
+        local n = 0
+        local srv = assert(net.listen("127.0.0.1", 0, function(s)
+          n = n + 1
+          if n == 1 then
+            s:read_line()
+            error("handler-boom-" .. n)
+          end
+          for line in s:lines() do s:write(line, "\n") end
+        end))
+        local _, port = srv:address()
+        local c = assert(net.connect("127.0.0.1", port))
+        c:write("x\n")
+        print("first", select(3, c:read()))
+        c:close()
+        local c2 = assert(net.connect("127.0.0.1", port))
+        c2:write("again\n")
+        print("second", c2:read_line())
+        c2:close()
+        srv:close()
+      ]])
+      assert.are.equal("first\tEOF\nsecond\tagain\n", out)
+      assert.is_true(has(err, "handler-boom-1"), err)
+      assert.is_false(has(err, "handler-boom-2"), err)
+      assert.are.equal(1, code)   -- a failed task is never silent
+    end)
+
+    it("the stream is closed when the handler returns (the client reads EOF)", async(function()
+      local srv <close>, port = listen(function(s) s:write("only this") end)
+      local c <close> = assert(net.connect("127.0.0.1", port))
+      assert.are.equal("only this", c:read_all())
+    end))
+
+    it("server:close() stops accepting; open connections go on", async(function()
+      local srv, port = listen(line_echo)
+      local c1 <close> = assert(net.connect("127.0.0.1", port))
+      c1:write("before\n")
+      assert.are.equal("before", c1:read_line())
+      srv:close()
+      srv:close()   -- harmless
+      assert.are.equal("loom.server (closed)", tostring(srv))
+      local r = pack(net.connect("127.0.0.1", port))
+      assert.is_nil(r[1])
+      assert.are.equal("ECONNREFUSED", r[3])
+      c1:write("after\n")
+      assert.are.equal("after", c1:read_line())
+      local e = raised(srv.address, srv)
+      assert.is_true(has(e, "closed"), e)
+    end))
+
+    it("recovers from EMFILE without spinning", function()
+      local script = h.script([[
+        local loom = require "loom"
+        local net = require "loom.net"
+        local accepted, quit = 0, loom.event()
+        local srv = assert(net.listen("127.0.0.1", 0, function(s)
+          accepted = accepted + 1
+          for line in s:lines() do
+            if line == "quit" then quit:set() end
+            s:write(line, "\n")
+          end
+        end))
+        local _, port = srv:address()
+        io.write(port, "\n")
+        io.stdout:flush()
+        local c0 = os.clock()
+        pcall(loom.timeout, 20, quit.wait, quit)
+        srv:close()
+        io.write("accepted ", accepted, " cpu ", string.format("%.3f", os.clock() - c0), "\n")
+      ]])
+      local errf = os.tmpname()
+      local p = io.popen(("sh -c 'ulimit -n 64 && exec %s %s' 2>%s"):format(
+        h.quote(h.loom_bin), h.quote(script), h.quote(errf)))
+      local port = tonumber(p:read("l"))
+      local result = {}
+      local ok, e = pcall(loom.run, function()
+        assert(port, "the server did not start")
+        local function ask(c, line)
+          local w = c:write(line, "\n")
+          if not w then return nil end
+          local ok2, got = pcall(loom.timeout, 2, c.read_line, c)
+          return ok2 and got or nil
+        end
+        -- far more connections than 64 descriptors allow
+        local conns, echoed, dropped = {}, {}, 0
+        for i = 1, 100 do
+          conns[i] = assert(net.connect("127.0.0.1", port))
+        end
+        for i = 1, 100 do
+          if ask(conns[i], "hi " .. i) == "hi " .. i then echoed[#echoed + 1] = conns[i]
+          else dropped = dropped + 1; conns[i]:close() end
+        end
+        result.echoed, result.dropped = #echoed, dropped
+        -- stay at the limit a while, knocking now and then
+        for _ = 1, 5 do
+          local c = net.connect("127.0.0.1", port)
+          if c then
+            if ask(c, "knock") then result.knock_served = true end
+            c:close()
+          end
+          loom.sleep(0.1)
+        end
+        -- free some descriptors: the server accepts again
+        for i = 1, 10 do echoed[i]:close() end
+        loom.sleep(0.1)
+        result.again = 0
+        for i = 1, 5 do
+          local c <close> = net.connect("127.0.0.1", port)
+          if c and ask(c, "again " .. i) == "again " .. i then result.again = result.again + 1 end
+        end
+        local q <close> = assert(net.connect("127.0.0.1", port))
+        result.quit = ask(q, "quit")
+        for i = 11, #echoed do echoed[i]:close() end
+      end)
+      local rest = p:read("a")
+      p:close()
+      os.remove(script)
+      local f = io.open(errf, "rb")
+      local stderr = f and f:read("a") or ""
+      if f then f:close() end
+      os.remove(errf)
+      assert.is_true(ok, tostring(e))
+      assert.is_true(result.echoed >= 1, "echoed " .. result.echoed)
+      assert.is_true(result.dropped >= 1, "no accept failed: the fd limit did not bite")
+      assert.is_nil(result.knock_served)
+      assert.are.equal(5, result.again, "connections after descriptors came back")
+      assert.are.equal("quit", result.quit)
+      local accepted, cpu = rest:match("accepted (%d+) cpu ([%d.]+)")
+      assert.is_not_nil(cpu, rest .. stderr)
+      assert.are.equal(result.echoed + 5 + 1, tonumber(accepted))
+      assert.is_true(tonumber(cpu) < 0.3, "server CPU time " .. cpu .. " s")
+    end)
+  end)
+  -- }================================================================
+
+  -- {================================================================
+  describe("UDP, Unix sockets, resolve", function()
+    local function udp_round_trip(host)
+      local a <close> = assert(net.udp(host, 0))
+      local b <close> = assert(net.udp(host, 0))
+      local ahost, aport = a:address()
+      local bhost, bport = b:address()
+      assert.are.equal(host, ahost)
+      assert.is_true(aport > 0 and bport > 0 and aport ~= bport)
+      assert.is_true(b:send("ping", host, aport))
+      local data, from, fport = a:recv()
+      assert.are.equal("ping", data)
+      assert.are.equal(bhost, from)
+      assert.are.equal(bport, fport)
+      assert.is_true(a:send("pong", from, fport))
+      assert.are.same({ "pong", ahost, aport }, { b:recv() })
+      -- datagrams keep their boundaries and order
+      for _, d in ipairs { "1", "22", "", "333" } do b:send(d, host, aport) end
+      local got = {}
+      for i = 1, 4 do got[i] = (a:recv()) end
+      assert.are.same({ "1", "22", "", "333" }, got)
+    end
+
+    it("UDP round trip over 127.0.0.1 with the sender's host and port", async(function()
+      udp_round_trip("127.0.0.1")
+    end))
+
+    it("UDP round trip over ::1", async(function()
+      if not have_ipv6() then
+        pending("binding ::1 fails on this machine")
+        return
+      end
+      udp_round_trip("::1")
+    end))
+
+    it("a UDP receiver waiting when the socket closes gets nil, msg, 'ECANCELED'", async(function()
+      local u = assert(net.udp("127.0.0.1", 0))
+      local t = loom.spawn(function() return u:recv() end)
+      h.settle()
+      assert.is_false(t:done())
+      u:close()
+      u:close()
+      local r = pack(t:await())
+      assert.is_nil(r[1])
+      assert.are.equal("ECANCELED", r[3])
+    end))
+
+    it("Unix socket round trip", async(function()
+      local dir = tmpdir()
+      local path = dir .. "/echo.sock"
+      local ok, e = pcall(function()
+        local seen = loom.future()
+        local srv <close> = assert(net.listen_unix(path, function(s)
+          seen:set_result(s:address())
+          line_echo(s)
+        end))
+        assert.are.equal(path, srv:address())
+        local c <close> = assert(net.connect_unix(path))
+        c:write("over unix\n", "two\n")
+        assert.are.equal("over unix", c:read_line())
+        assert.are.equal("two", c:read_line())
+        assert.are.equal(path, c:peer())
+        assert.are.equal(path, seen:await())
+        c:shutdown()
+        assert.is_nil((c:read()))
+      end)
+      rmdir(dir)
+      assert.is_true(ok, tostring(e))
+    end))
+
+    it("net.resolve('localhost') lists 127.0.0.1 or ::1", async(function()
+      local addrs = assert(net.resolve("localhost"))
+      assert.is_true(#addrs >= 1)
+      local found = false
+      for _, a in ipairs(addrs) do
+        assert.are.equal("string", type(a))
+        if a == "127.0.0.1" or a == "::1" then found = true end
+      end
+      assert.is_true(found, table.concat(addrs, ", "))
+      assert.are.same({ "127.0.0.1" }, net.resolve("127.0.0.1"))
+    end))
+  end)
+  -- }================================================================
+
+  -- {================================================================
+  describe("bad input raises, naming the function", function()
+    local fn = function() end
+
+    local function check(pattern, f, ...)
+      local e = raised(f, ...)
+      assert.is_not_nil(e, "did not raise: " .. pattern)
+      assert.is_true(has(e, pattern), ("expected %q in: %s"):format(pattern, e))
+    end
+
+    it("net.connect", async(function()
+      check("net.connect", net.connect, 127, 80)
+      check("net.connect", net.connect, nil, 80)
+      check("net.connect", net.connect, "127.0.0.1", "80")
+      check("net.connect", net.connect, "127.0.0.1", 65536)
+      check("net.connect", net.connect, "127.0.0.1", -1)
+      check("net.connect", net.connect, "127.0.0.1", 1.5)
+      check("net.connect", net.connect, "127.0.0.1", 80, "opts")
+      check("net.connect", net.connect, "127.0.0.1", 80, { timeout = -1 })
+      check("net.connect", net.connect, "127.0.0.1", 80, { timeout = "1" })
+      check("net.connect_unix", net.connect_unix, nil)
+      check("net.resolve", net.resolve, nil)
+      check("net.resolve", net.resolve, {})
+    end))
+
+    it("net.listen and net.listen_unix", async(function()
+      check("net.listen", net.listen, "example.com", 0, fn)
+      check("net.listen", net.listen, "no-such-host.invalid", 0, fn)
+      check("net.listen", net.listen, 1, 0, fn)
+      check("net.listen", net.listen, "127.0.0.1", 65536, fn)
+      check("net.listen", net.listen, "127.0.0.1", -5, fn)
+      check("net.listen", net.listen, "127.0.0.1", "0", fn)
+      check("net.listen", net.listen, "127.0.0.1", 0, nil)
+      check("net.listen", net.listen, "127.0.0.1", 0, "handler")
+      check("net.listen", net.listen, "127.0.0.1", 0, fn, 5)
+      check("net.listen", net.listen, "127.0.0.1", 0, fn, { backlog = "lots" })
+      check("net.listen_unix", net.listen_unix, nil, fn)
+      check("net.listen_unix", net.listen_unix, "/tmp/x.sock", nil)
+    end))
+
+    it("net.udp and its methods", async(function()
+      check("net.udp", net.udp, 5)
+      check("net.udp", net.udp, "127.0.0.1", 70000)
+      check("net.udp", net.udp, "127.0.0.1", "0")
+      local u <close> = assert(net.udp("127.0.0.1", 0))
+      check("send", function() return u:send({}, "127.0.0.1", 9) end)
+      check("send", function() return u:send("x", "127.0.0.1", 70000) end)
+      check("send", function() return u:send("x", "127.0.0.1", -1) end)
+    end))
+
+    it("stream methods", async(function()
+      local srv <close>, port = listen(echo)
+      local c <close> = assert(net.connect("127.0.0.1", port))
+      -- called as methods, so that Lua can name them
+      check("write", function() return c:write({}) end)
+      check("write", function() return c:write("ok", true) end)
+      check("read", function() return c:read(-1) end)
+      check("read", function() return c:read("many") end)
+      check("read_exactly", function() return c:read_exactly(-1) end)
+      check("read_exactly", function() return c:read_exactly() end)
+      check("read_until", function() return c:read_until("") end)
+      check("read_until", function() return c:read_until() end)
+      check("keepalive", function() return c:keepalive(true, 0) end)
+      check("limits", function() return c:limits(5) end)
+      -- still usable after all that
+      c:write("fine")
+      assert.are.equal("fine", c:read_exactly(4))
+    end))
+  end)
+  -- }================================================================
+end)
