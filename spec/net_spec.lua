@@ -51,7 +51,7 @@ local function pieces_server(pieces, gap)
   end)
 end
 
--- Calls 'fn' and returns its results packed, with 'n'.
+-- The values given, packed, with 'n' (to count a 4th value).
 local function pack(...) return table.pack(...) end
 
 -- The message of the error raised by fn(...), or nil if it returned.
@@ -223,7 +223,7 @@ describe("loom.net", function()
         s:read()
       end)
       local c <close> = assert(net.connect("127.0.0.1", port))
-      local ok, got = pcall(loom.timeout, 4, c.read_exactly, c, size)
+      local ok, got = pcall(loom.timeout, 2, c.read_exactly, c, size)
       assert.is_true(ok, "read_exactly(3 MiB) did not return: " .. tostring(got))
       assert.are.equal(size, #got)
     end, { timeout = 10 }))
@@ -249,7 +249,7 @@ describe("loom.net", function()
         s:read()
       end)
       local c <close> = assert(net.connect("127.0.0.1", port))
-      local ok, got = pcall(loom.timeout, 4, c.read_until, c, "END")
+      local ok, got = pcall(loom.timeout, 2, c.read_until, c, "END")
       assert.is_true(ok, "read_until did not return: " .. tostring(got))
       assert.are.equal(size + 3, #got)
       assert.are.equal("zEND", got:sub(-4))
@@ -258,12 +258,12 @@ describe("loom.net", function()
 
     it("read_line joins lines split across packets and strips \\n and \\r\\n", async(function()
       local srv <close>, port = pieces_server({
-        "first li", "ne\r\nsec", "ond\n\nfou", "r\rth\r\n", "last" })
+        "first li", "ne\r\nsec", "ond\n\nfou", "r\rth\r", "\nlast" })
       local c <close> = assert(net.connect("127.0.0.1", port))
       assert.are.equal("first line", c:read_line())
       assert.are.equal("second", c:read_line())
       assert.are.equal("", c:read_line())
-      assert.are.equal("four\rth", c:read_line())   -- a lone \r stays
+      assert.are.equal("four\rth", c:read_line())   -- a lone \r stays; \r|\n split
       assert.are.equal("last", c:read_line())       -- unterminated, at EOF
       local r = pack(c:read_line())
       assert.is_nil(r[1])
@@ -299,9 +299,9 @@ describe("loom.net", function()
       assert.is_nil(r[1])
       assert.are.equal("ELINE", r[3])
       local nxt, err, code = c:read_line()
-      assert.are.equal("next", nxt,
-        ("after ELINE, read_line gave %s (%s, %s)"):format(
-          nxt and ("%d bytes"):format(#nxt) or "nil", tostring(err), tostring(code)))
+      local what = nxt and (#nxt > 20 and ("a line of %d bytes"):format(#nxt) or ("%q"):format(nxt))
+        or ("nil, %s, %s"):format(tostring(err), tostring(code))
+      assert.are.equal('"next"', what, "after ELINE, read_line gave " .. what)
     end))
 
     it("a line of exactly 64 KiB is within the default limit", async(function()
@@ -316,13 +316,14 @@ describe("loom.net", function()
       local big = string.rep("0123456789abcdef", 160 * KiB)  -- 2.5 MiB
       local srv <close>, port = pieces_server({ "head:", big, ":tail" })
       local c <close> = assert(net.connect("127.0.0.1", port))
-      local all = c:read_all()
+      local ok, all = pcall(loom.timeout, 2, c.read_all, c)
+      assert.is_true(ok, "read_all did not return: " .. tostring(all))
       assert.are.equal(5 + #big + 5, #all)
       assert.is_true(all == "head:" .. big .. ":tail")
       local r = pack(c:read())
       assert.is_nil(r[1])
       assert.are.equal("EOF", r[3])
-    end))
+    end, { timeout = 10 }))
 
     it("lines() iterates the lines to EOF", async(function()
       local srv <close>, port = pieces_server({ "a\nb", "\r\n\nc" })
@@ -386,16 +387,16 @@ describe("loom.net", function()
       -- the writer waited for the reader: most writes suspended and it
       -- never ran far ahead (kernel buffers and 1 MiB in loom's buffer
       -- aside)
-      assert.is_true(suspended >= 32, "writes that suspended: " .. suspended)
+      assert.is_true(suspended >= 8, "writes that suspended: " .. suspended)
       assert.is_true(max_lag < 24 * MiB, ("writer ran %.1f MiB ahead"):format(max_lag / MiB))
       local grew = (max_mem - base) / 1024
-      assert.is_true(grew < 32, ("memory grew by %.1f MiB"):format(grew))
+      assert.is_true(grew < 16, ("memory grew by %.1f MiB"):format(grew))
     end, { timeout = 30 }))
 
     it("limits{high_water} sets when a write suspends", async(function()
       local srv <close>, port = listen(function(s)
         loom.sleep(0.2)
-        s:read_all()
+        while s:read() do end
       end)
       local c <close> = assert(net.connect("127.0.0.1", port))
       local hwm = c:limits { high_water = 64 * MiB }
@@ -413,15 +414,20 @@ describe("loom.net", function()
       -- flush does suspend until the kernel has it all
       assert.is_true(c:flush())
       c:close()
-    end, { timeout = 20 }))
+    end, { timeout = 10 }))
 
     it("flush waits until everything written reached the kernel", async(function()
       local size = 8 * MiB
       local got = loom.future()
       local srv <close>, port = listen(function(s)
         loom.sleep(0.1)   -- let the client queue up
-        local all = s:read_all()
-        got:set_result(#all)
+        local n = 0
+        while true do
+          local d = s:read()
+          if not d then break end
+          n = n + #d
+        end
+        got:set_result(n)
       end)
       local c = assert(net.connect("127.0.0.1", port))
       c:limits { high_water = 2 * size }  -- write queues it all at once
@@ -430,7 +436,50 @@ describe("loom.net", function()
       -- if flush returned early, closing now would drop queued data
       c:close()
       assert.are.equal(size, got:await())
-    end, { timeout = 20 }))
+    end, { timeout = 10 }))
+
+    it("shutdown comes after the pending writes", async(function()
+      local size = 8 * MiB
+      local srv <close>, port = listen(function(s)
+        loom.sleep(0.1)
+        local n = 0
+        while true do
+          local d = s:read()
+          if not d then break end
+          n = n + #d
+        end
+        s:write(n, "\n")
+      end)
+      local c <close> = assert(net.connect("127.0.0.1", port))
+      c:limits { high_water = 2 * size }
+      assert.is_true(c:write(string.rep("s", size)))   -- mostly queued
+      assert.is_true(c:shutdown())
+      assert.are.equal(tostring(size), c:read_line())
+    end, { timeout = 10 }))
+
+    it("data written before the handler returns reaches the client", async(function()
+      local size = 32 * MiB
+      local done = loom.future()
+      local srv <close>, port = listen(function(s)
+        s:limits { high_water = 2 * size }
+        local ok = s:write(string.rep("h", size), "END")   -- returns at once, queued
+        done:set_result(ok)
+      end)                                     -- and the stream is closed here
+      local c <close> = assert(net.connect("127.0.0.1", port))
+      assert.is_true(done:await())
+      loom.sleep(0.05)                         -- the handler has returned
+      local n, tail = 0, ""
+      local code
+      while true do
+        local d, _, e = c:read()
+        if not d then code = e break end
+        n = n + #d
+        tail = (tail .. d):sub(-3)
+      end
+      assert.are.equal("EOF", code)
+      assert.are.equal(size + 3, n, ("%d of %d bytes arrived"):format(n, size + 3))
+      assert.are.equal("END", tail)
+    end, { timeout = 15 }))
 
     it("shutdown half-closes: the peer reads EOF, the writer still reads the reply", async(function()
       local srv <close>, port = listen(function(s)
@@ -509,22 +558,23 @@ describe("loom.net", function()
       end
     end))
 
-    it("reads and writes on a closed stream raise (SPEC: use after close raises)", async(function()
+    -- Reads and writes after close are failures as values (the network
+    -- contract lists "read after close" with refused, reset and EPIPE);
+    -- the other methods raise, as misuse of a closed handle.
+    it("reads and writes on a closed stream give nil, msg, \"ECANCELED\"", async(function()
       local srv <close>, port = listen(echo)
       local c = assert(net.connect("127.0.0.1", port))
       c:close()
-      local not_raising = {}
       for _, call in ipairs {
         { "read" }, { "read_exactly", 1 }, { "read_line" }, { "read_until", "\n" },
         { "read_all" }, { "write", "x" }, { "flush" },
       } do
         local ok, a, b, code = pcall(c[call[1]], c, call[2])
-        if ok then
-          not_raising[#not_raising + 1] = ("%s -> %s, %s, %s"):format(
-            call[1], tostring(a), tostring(b), tostring(code))
-        end
+        assert.is_true(ok, call[1])
+        assert.is_nil(a, call[1])
+        assert.matches("closed", b)
+        assert.are.equal("ECANCELED", code, call[1])
       end
-      assert.are.same({}, not_raising)
     end))
 
     it("a stream collected without close is closed (the peer reads EOF)", async(function()
@@ -772,10 +822,49 @@ describe("loom.net", function()
       assert.are.equal(1, code)   -- a failed task is never silent
     end)
 
+    it("a failing handler is reported when it fails, not only when the program ends", function()
+      local out, err = h.run_src([[
+        local loom = require "loom"
+        local net = require "loom.net"
+        local srv = assert(net.listen("127.0.0.1", 0, function(s)
+          s:read_line()
+          error("handler-boom-now")
+        end))
+        local _, port = srv:address()
+        local c = assert(net.connect("127.0.0.1", port))
+        c:write("x\n")
+        print("client", select(3, c:read()))
+        c:close()
+        loom.sleep(0.2)             -- the server is still running
+        io.stderr:write("STILL-SERVING\n")
+        srv:close()
+      ]])
+      assert.are.equal("client\tEOF\n", out)
+      local at_error, at_mark = err:find("handler-boom-now", 1, true), err:find("STILL-SERVING", 1, true)
+      assert.is_not_nil(at_error, err)
+      assert.is_not_nil(at_mark, err)
+      -- nobody can await a connection's task: its failure is reported at once
+      assert.is_true(at_error < at_mark, "reported only at exit:\n" .. err)
+    end)
+
     it("the stream is closed when the handler returns (the client reads EOF)", async(function()
       local srv <close>, port = listen(function(s) s:write("only this") end)
       local c <close> = assert(net.connect("127.0.0.1", port))
       assert.are.equal("only this", c:read_all())
+    end))
+
+    it("a listening server nothing references goes on serving after a collection", async(function()
+      local weak = setmetatable({}, { __mode = "v" })
+      local port
+      weak[1], port = listen(line_echo)
+      collectgarbage(); collectgarbage()
+      local c <close> = net.connect("127.0.0.1", port)
+      local srv = weak[1]
+      if srv then srv:close() end
+      assert.is_not_nil(c, "the server was closed by the collector")
+      assert.is_not_nil(srv)
+      c:write("still here\n")
+      assert.are.equal("still here", c:read_line())
     end))
 
     it("server:close() stops accepting; open connections go on", async(function()
@@ -901,6 +990,14 @@ describe("loom.net", function()
       local got = {}
       for i = 1, 4 do got[i] = (a:recv()) end
       assert.are.same({ "1", "22", "", "333" }, got)
+      -- an unbound socket is bound by its first send
+      local u <close> = assert(net.udp())
+      assert.is_true(u:send("anon", host, aport))
+      local d2, h2, p2 = a:recv()
+      assert.are.equal("anon", d2)
+      assert.is_true(p2 > 0 and p2 ~= bport)
+      a:send("back", h2, p2)
+      assert.are.equal("back", (u:recv()))
     end
 
     it("UDP round trip over 127.0.0.1 with the sender's host and port", async(function()
@@ -999,9 +1096,12 @@ describe("loom.net", function()
       check("net.listen", net.listen, "127.0.0.1", 0, nil)
       check("net.listen", net.listen, "127.0.0.1", 0, "handler")
       check("net.listen", net.listen, "127.0.0.1", 0, fn, 5)
-      check("net.listen", net.listen, "127.0.0.1", 0, fn, { backlog = "lots" })
       check("net.listen_unix", net.listen_unix, nil, fn)
       check("net.listen_unix", net.listen_unix, "/tmp/x.sock", nil)
+    end))
+
+    it("net.listen with an option of the wrong type", async(function()
+      check("net.listen", net.listen, "127.0.0.1", 0, fn, { backlog = "lots" })
     end))
 
     it("net.udp and its methods", async(function()
@@ -1010,6 +1110,10 @@ describe("loom.net", function()
       check("net.udp", net.udp, "127.0.0.1", "0")
       local u <close> = assert(net.udp("127.0.0.1", 0))
       check("send", function() return u:send({}, "127.0.0.1", 9) end)
+    end))
+
+    it("udp:send with a port out of range", async(function()
+      local u <close> = assert(net.udp("127.0.0.1", 0))
       check("send", function() return u:send("x", "127.0.0.1", 70000) end)
       check("send", function() return u:send("x", "127.0.0.1", -1) end)
     end))

@@ -128,6 +128,19 @@ void loom__report(loom_host *H, const char *msg, const char *trace) {
   H->on_error(H, msg, trace, H->on_error_ud);
 }
 
+/* core.report(msg, traceback): an error nobody can catch, reported now */
+static int l_report(lua_State *L) {
+  loom_host *H = loom__host(L);
+  loom__report(H, luaL_checkstring(L, 1), luaL_optstring(L, 2, ""));
+  return 0;
+}
+
+void loom__host_register(lua_State *L, loom_host *H) {
+  loom__push_box(L, H);
+  lua_pushcclosure(L, l_report, 1);
+  lua_setfield(L, -2, "report");
+}
+
 LOOM_API void loom_set_error_fn(loom_host *H, loom_error_fn fn, void *ud) {
   if (H->closed) return;
   H->on_error = fn ? fn : default_error_fn;

@@ -193,6 +193,7 @@ uint64_t loom__now(loom_host *H);  /* loop ms, or virtual ms */
 void loom__wake(loom_host *H, loom_task *t);  /* task to ready queue */
 int loom__loop(loom_host *H);  /* runs the loop until all is done */
 void loom__report(loom_host *H, const char *msg, const char *trace);
+void loom__host_register(lua_State *L, loom_host *H);  /* core.report */
 
 /* task.c */
 void loom__task_open(lua_State *L, loom_host *H);  /* task & future API */
@@ -263,6 +264,8 @@ struct loom_stream {
   int rerr, werr;           /* first read and write errors */
   unsigned kind : 2;
   unsigned reading : 1, eof : 1, closed : 1, shut : 1;
+  unsigned skipline : 1;    /* dropping the rest of an over-long line */
+  unsigned lingering : 1;   /* closed, its queued writes still going */
   loom_task *readers, *writers;  /* WAIT_LIST */
   char name[72];            /* the other end, for messages */
 };
@@ -271,7 +274,7 @@ void loom__stream_open(lua_State *L);  /* the Stream metatable */
 loom_stream *loom__stream_new(lua_State *L, loom_host *H, int kind,
                               const char *name);
 void loom__stream_rename(loom_stream *s, const char *name);
-void loom__stream_close(loom_stream *s);
+void loom__stream_close(loom_stream *s, int force);
 void loom__streams_close(loom_host *H);
 loom_stream *loom__checkstream(lua_State *L, int idx);
 int loom__fail(lua_State *L, const char *what, const char *name, int err);

@@ -114,7 +114,7 @@ static int push_connect(lua_State *L, void *ud) {
   free(c);
   memcpy(name, s->name, sizeof name);
   if (L == NULL || status < 0) {
-    loom__stream_close(s);
+    loom__stream_close(s, 1);
     if (L == NULL) return 0;
     return loom__fail(L, "connect to", name, status);
   }
@@ -127,7 +127,7 @@ static void connect_cb(uv_connect_t *req, int status) {
   loom_call *call = c->call;
   c->status = status;
   if (loom_call_complete(call, push_connect, c) != LOOM_OK) {
-    loom__stream_close(c->s);
+    loom__stream_close(c->s, 1);
     free(c);
   }
   loom_call_release(call);
@@ -140,7 +140,7 @@ static int start_connect(lua_State *L, loom_stream *s, connect_req *c,
     char name[sizeof s->name];
     memcpy(name, s->name, sizeof name);
     free(c);
-    loom__stream_close(s);
+    loom__stream_close(s, 1);
     return loom__fail(L, "connect to", name, err);
   }
   c->s = s;
@@ -166,7 +166,7 @@ static int l_tcp_connect(lua_State *L) {
   s = loom__stream_new(L, H, LOOM_STREAM_TCP, name);
   c = malloc(sizeof *c);
   if (c == NULL) {
-    loom__stream_close(s);
+    loom__stream_close(s, 1);
     return luaL_error(L, "loom: not enough memory");
   }
   return start_connect(L, s, c, uv_tcp_connect(&c->req, &s->u.tcp,
@@ -185,7 +185,7 @@ static int l_pipe_connect(lua_State *L) {
   s = loom__stream_new(L, H, LOOM_STREAM_PIPE, path);
   c = malloc(sizeof *c);
   if (c == NULL) {
-    loom__stream_close(s);
+    loom__stream_close(s, 1);
     return luaL_error(L, "loom: not enough memory");
   }
   uv_pipe_connect(&c->req, &s->u.pipe, path, connect_cb);
@@ -278,7 +278,7 @@ static int accept_conn(lua_State *L) {
                        k->name);
   r = uv_accept(&k->u.s, &s->u.s);
   if (r != 0) {
-    loom__stream_close(s);
+    loom__stream_close(s, 1);
     k->accept_errors++;
     return 0;
   }
@@ -531,6 +531,7 @@ static int udp_send(lua_State *L) {
   lua_Integer port = luaL_checkinteger(L, 4);
   struct sockaddr_storage ss;
   uv_buf_t buf = uv_buf_init((char *)data, (unsigned)len);
+  luaL_argcheck(L, port >= 0 && port <= 65535, 4, "port out of range");
   char name[72];
   send_req *r;
   int err;

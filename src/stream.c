@@ -4,14 +4,17 @@
 **
 ** Ownership: the stream is malloc'd, because libuv owns the handle until
 ** its close callback; the 'loom.stream' userdata holds a pointer to it
-** (cleared when the userdata is collected) and the stream frees itself
-** in that callback.
+** (cleared when the stream closes) and the stream frees itself in that
+** callback.  Closing lets the writes already queued finish first (as
+** Node's end() and asyncio's close() do): the handle closes when the
+** last one completes.  Only the host closing drops them.
 **
 ** Reading: data goes straight into one growable buffer, which is kept
 ** and reused.  The stream reads on its own until 'READ_LIMIT' bytes wait
-** unread, then pauses until a reader takes some (backpressure towards the
-** peer).  One task at a time may wait to read; it is woken on data, end
-** of file or error, and takes what it wants itself when it runs.
+** unread, then pauses (backpressure towards the peer) unless a reader
+** waits for more (read_exactly of 2 MiB, say).  One task at a time may
+** wait to read; it runs as soon as data, end of file or an error comes,
+** and takes what it wants itself.
 **
 ** Writing: a write first tries uv_try_write; what the kernel did not
 ** take is queued with uv_write, pointing into the Lua string itself,
@@ -59,19 +62,36 @@ static void wake_all(loom_stream *s) {
   while (s->writers != NULL) loom__list_wake(H, &s->writers);
 }
 
-/* Closes 's' (once): waiting tasks wake and find it closed. */
-void loom__stream_close(loom_stream *s) {
-  if (s->closed) return;
+/*
+** Closes 's' (once): waiting tasks wake and find it closed.  Unless
+** 'force', writes still queued go out first: the handle closes when the
+** last completes (write_cb).
+*/
+void loom__stream_close(loom_stream *s, int force) {
+  if (s->closed) {
+    if (force && s->lingering) {
+      s->lingering = 0;
+      unlist(s);
+      uv_close(&s->u.h, stream_closed);
+    }
+    return;
+  }
   s->closed = 1;
   if (s->box != NULL) *s->box = NULL;
   s->box = NULL;
   wake_all(s);
+  if (s->reading) uv_read_stop(&s->u.s);
+  s->reading = 0;
+  if (s->pending > 0 && !force && s->werr == 0) {
+    s->lingering = 1;  /* stays on the host's list: the host may force it */
+    return;
+  }
   unlist(s);
   uv_close(&s->u.h, stream_closed);
 }
 
 void loom__streams_close(loom_host *H) {
-  while (H->streams != NULL) loom__stream_close(H->streams);
+  while (H->streams != NULL) loom__stream_close(H->streams, 1);
 }
 
 /*
@@ -187,13 +207,7 @@ static void read_cb(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
   loom_stream *s = h->data;
   loom_host *H = s->gen == s->hb->gen ? s->hb->H : NULL;
   (void)buf;
-  if (nread > 0) {
-    s->len += (size_t)nread;
-    if (s->len >= READ_LIMIT) {
-      uv_read_stop(h);
-      s->reading = 0;
-    }
-  }
+  if (nread > 0) s->len += (size_t)nread;
   else if (nread < 0) {
     if (nread == UV_EOF) s->eof = 1;
     else s->rerr = (int)nread;
@@ -202,12 +216,22 @@ static void read_cb(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
   }
   else return;  /* EAGAIN */
   if (H != NULL && s->readers != NULL) loom__list_resume(H, &s->readers);
+  /* the reader (if any) took what it wanted, or waits for more */
+  if (!s->closed && s->reading && s->readers == NULL
+      && s->len >= READ_LIMIT) {
+    uv_read_stop(h);
+    s->reading = 0;
+  }
 }
 
-/* Makes sure the stream reads, unless it hit its limit, EOF or an error. */
-static int start_reading(loom_stream *s) {
+/*
+** Makes sure the stream reads, unless there was EOF or an error, or it
+** holds its limit and 'wanted' is false (no reader waits for more).
+*/
+static int start_reading(loom_stream *s, int wanted) {
   int r;
-  if (s->reading || s->eof || s->rerr || s->len >= READ_LIMIT) return 0;
+  if (s->reading || s->eof || s->rerr || (!wanted && s->len >= READ_LIMIT))
+    return 0;
   r = uv_read_start(&s->u.s, alloc_cb, read_cb);
   if (r == 0) s->reading = 1;
   else s->rerr = r;
@@ -220,14 +244,14 @@ static void take(lua_State *L, loom_stream *s, size_t n) {
   s->start += n;
   s->len -= n;
   if (s->len == 0) s->start = 0;
-  if (!s->reading && s->len < READ_LIMIT) start_reading(s);
+  if (!s->reading && s->len < READ_LIMIT) start_reading(s, 0);
 }
 
 static void drop(loom_stream *s, size_t n) {
   s->start += n;
   s->len -= n;
   if (s->len == 0) s->start = 0;
-  if (!s->reading && s->len < READ_LIMIT) start_reading(s);
+  if (!s->reading && s->len < READ_LIMIT) start_reading(s, 0);
 }
 
 /*
@@ -246,7 +270,7 @@ static int wait_data(lua_State *L, loom_stream *s, const char *name,
     return luaL_error(L, "%s: another task is reading this stream", name);
   H = shost(L, s);
   t = loom__enter(L, H, name);
-  start_reading(s);
+  start_reading(s, 1);  /* a reader waits: past the limit if need be */
   if (s->rerr) return loom__fail(L, "read from", s->name, s->rerr);
   loom__list_wait(&s->readers, t);
   lua_pushlightuserdata(L, &loom__tag);
@@ -351,6 +375,7 @@ static const char *find(const char *h, size_t hl, const char *n, size_t nl) {
 }
 
 static int until_k(lua_State *L, int status, lua_KContext ctx);
+static int until_body(lua_State *L, loom_stream *s, int line);
 
 /*
 ** read_until and read_line: arg 2 the separator; 'line' strips it (and
@@ -359,8 +384,21 @@ static int until_k(lua_State *L, int status, lua_KContext ctx);
 static int until_body(lua_State *L, loom_stream *s, int line) {
   size_t sl;
   const char *sep = lua_tolstring(L, 2, &sl);
-  const char *p = find(s->buf + s->start, s->len, sep, sl);
+  const char *p;
   int r;
+  while (line && s->skipline) {  /* the rest of an over-long line goes */
+    p = memchr(s->buf + s->start, '\n', s->len);
+    if (p != NULL) {
+      drop(s, (size_t)(p - (s->buf + s->start)) + 1);
+      s->skipline = 0;
+      break;
+    }
+    drop(s, s->len);
+    r = wait_data(L, s, "read_line", until_k);
+    if (r == 3 && (s->eof || s->rerr)) s->skipline = 0;
+    return r;
+  }
+  p = find(s->buf + s->start, s->len, sep, sl);
   if (p != NULL) {
     size_t n = (size_t)(p - (s->buf + s->start));
     if (line) {
@@ -385,9 +423,13 @@ static int until_body(lua_State *L, loom_stream *s, int line) {
   }
   return r;
 too_long:
-  /* the line is dropped (up to its end when it is here) */
+  /* the line is dropped (up to its end when it is here, else the rest of
+  ** it as it comes) */
   if (p != NULL) drop(s, (size_t)(p - (s->buf + s->start)) + sl);
-  else drop(s, s->len);
+  else {
+    drop(s, s->len);
+    s->skipline = 1;
+  }
   lua_pushnil(L);
   lua_pushfstring(L, "read_line from %s: line longer than %d bytes",
                   s->name, (int)s->line_limit);
@@ -430,12 +472,6 @@ static int all_body(lua_State *L, loom_stream *s) {
   if (s->eof) {
     take(L, s, s->len);
     return 1;
-  }
-  if (!s->reading && s->len >= READ_LIMIT) {
-    /* keep reading past the limit: the caller wants it all */
-    s->len--;
-    start_reading(s);
-    s->len++;
   }
   r = wait_data(L, s, "read_all", all_k);
   if (r == 3 && s->len > 0 && s->rerr) {  /* an error: partial data 4th */
@@ -488,6 +524,12 @@ static void write_cb(uv_write_t *req, int status) {
   free(w);
   s->pending--;
   if (status < 0 && status != UV_ECANCELED && s->werr == 0) s->werr = status;
+  if (s->lingering && (s->pending == 0 || s->werr)) {
+    s->lingering = 0;  /* closed meanwhile: now the handle goes */
+    unlist(s);
+    uv_close(&s->u.h, stream_closed);
+    return;
+  }
   if (H != NULL && s->writers != NULL
       && (uv_stream_get_write_queue_size(&s->u.s) <= s->hwm
           || s->werr || s->pending == 0))
@@ -711,14 +753,14 @@ static int s_shutdown(lua_State *L) {
 /* s:close(), also __close and __gc; harmless the second time */
 static int s_close(lua_State *L) {
   loom_stream **box = tobox(L);
-  if (*box != NULL) loom__stream_close(*box);
+  if (*box != NULL) loom__stream_close(*box, 0);
   *box = NULL;
   return 0;
 }
 
 static int s_gc(lua_State *L) {
   loom_stream **box = lua_touserdata(L, 1);
-  if (*box != NULL) loom__stream_close(*box);
+  if (*box != NULL) loom__stream_close(*box, 0);
   *box = NULL;
   return 0;
 }

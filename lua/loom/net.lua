@@ -9,8 +9,8 @@
 local core, loom = ...
 local cnet = core.net
 
-local type, error, pcall, ipairs, tostring = type, error, pcall, ipairs,
-  tostring
+local type, error, pcall, xpcall, ipairs, tostring = type, error, pcall,
+  xpcall, ipairs, tostring
 local math_type = math.type
 local spawn, is_timeout = core.spawn, core.is_timeout
 
@@ -118,9 +118,20 @@ function M.connect_unix(path)
 end
 
 -- The body of a connection's task: the stream goes when the handler does.
+-- RATIONALE: nobody awaits a connection's task, so a failing handler is
+-- reported at once (with its traceback), not when the task is collected.
+local function report(e)
+  if core.is_cancelled(e) then return e end
+  local where = loom.current() and loom.current().name or "?"
+  core.report(("error in task '%s': %s"):format(where, tostring(e)),
+    debug.traceback("stack traceback of task '" .. where .. "':", 2))
+  return e
+end
+
 local function serve(handler, stream)
   local s <close> = stream
-  return handler(s)
+  local ok, e = xpcall(handler, report, s)
+  if not ok and core.is_cancelled(e) then error(e, 0) end
 end
 
 local function on_conn_for(handler)
@@ -138,6 +149,12 @@ function M.listen(host, port, handler, opts)
   check_port(port, 2, "net.listen")
   check_callable(handler, 3, "net.listen")
   opts = check_opts(opts, 4, "net.listen")
+  if opts.backlog ~= nil and math_type(opts.backlog) ~= "integer" then
+    argerror(4, "net.listen", "backlog must be an integer")
+  end
+  if opts.reuseport ~= nil and type(opts.reuseport) ~= "boolean" then
+    argerror(4, "net.listen", "reuseport must be a boolean")
+  end
   local ip = hosts[host] or host
   if not is_ip(ip) then
     argerror(1, "net.listen", "an IP address, 'localhost' or '*' expected, "
@@ -152,6 +169,9 @@ function M.listen_unix(path, handler, opts)
   check_string(path, 1, "net.listen_unix")
   check_callable(handler, 2, "net.listen_unix")
   opts = check_opts(opts, 3, "net.listen_unix")
+  if opts.backlog ~= nil and math_type(opts.backlog) ~= "integer" then
+    argerror(3, "net.listen_unix", "backlog must be an integer")
+  end
   return cnet.pipe_listen(path, opts.backlog, on_conn_for(handler))
 end
 
