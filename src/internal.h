@@ -284,6 +284,11 @@ void loom__net_register(lua_State *L, loom_host *H);  /* core.net_* */
 void loom__socks_close(loom_host *H);
 int loom__push_sockaddr(lua_State *L, const struct sockaddr *sa, char *buf);
 
+/* fs.c, process.c, signal.c: register their core functions */
+void loom__fs_register(lua_State *L, loom_host *H);
+void loom__process_register(lua_State *L, loom_host *H);
+void loom__signal_register(lua_State *L, loom_host *H);
+
 /* queue.c */
 void loom__queue_register(lua_State *L, loom_host *H);  /* loom.queue */
 

@@ -202,6 +202,9 @@ LOOM_API int luaopen_loom(lua_State *L) {
   loom__queue_register(L, H);
   loom__net_register(L, H);
   loom__host_register(L, H);
+  loom__fs_register(L, H);
+  loom__process_register(L, H);
+  loom__signal_register(L, H);
   loom__push_box(L, H);
   luaL_setfuncs(L, funcs, 1);
   lua_pushliteral(L, LOOM_VERSION);

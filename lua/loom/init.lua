@@ -149,9 +149,12 @@ for _, name in ipairs {
   for k, v in pairs(core.embedded(name)(core)) do M[k] = v end
 end
 
--- loom.net, also found as require "loom.net"
-M.net = core.embedded("loom.net")(core, M)
-package.loaded["loom.net"] = M.net
+-- loom.net, loom.fs, loom.process, loom.signal; also found as
+-- require "loom.net" and so on
+for _, name in ipairs { "net", "fs", "process", "signal" } do
+  M[name] = core.embedded("loom." .. name)(core, M)
+  package.loaded["loom." .. name] = M[name]
+end
 
 -- A 'require' that tasks can suspend in (Lua's own is a C function that
 -- Lua cannot yield across).

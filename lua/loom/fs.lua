@@ -1,0 +1,3 @@
+--[[ loom.fs (being written) ]]
+local core, loom = ...
+return {}

@@ -1,0 +1,3 @@
+--[[ loom.process (being written) ]]
+local core, loom = ...
+return {}

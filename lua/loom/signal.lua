@@ -1,0 +1,3 @@
+--[[ loom.signal (being written) ]]
+local core, loom = ...
+return {}
