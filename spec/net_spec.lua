@@ -389,8 +389,10 @@ describe("loom.net", function()
       -- aside)
       assert.is_true(suspended >= 8, "writes that suspended: " .. suspended)
       assert.is_true(max_lag < 24 * MiB, ("writer ran %.1f MiB ahead"):format(max_lag / MiB))
+      -- what is alive is about a chunk queued and a read buffer; the rest
+      -- is garbage not yet collected.  Unbounded, it would be >= 64 MiB.
       local grew = (max_mem - base) / 1024
-      assert.is_true(grew < 16, ("memory grew by %.1f MiB"):format(grew))
+      assert.is_true(grew < 32, ("memory grew by %.1f MiB"):format(grew))
     end, { timeout = 30 }))
 
     it("limits{high_water} sets when a write suspends", async(function()
