@@ -1,8 +1,1131 @@
 /*
-** fs.c: files (loom.fs).  (being written)
+** fs.c: files (loom.fs), the C side; lua/loom/fs.lua holds the public
+** functions built on these (mkdir with parents, recursive remove, dir,
+** watch over subfolders).
+**
+** Requests run on libuv's thread pool (uv_fs_*, or a job of several
+** steps) and suspend their task through a loom_call; a task that leaves
+** meanwhile lets the request finish, and the result is dropped.
+**
+** A File keeps its own position and a read buffer.  A read the page
+** cache can serve does not need a thread: it is tried on the loop
+** thread with preadv2(RWF_NOWAIT), which never blocks, and only goes to
+** the pool when the data must come from the disk (EAGAIN).  Writes try
+** pwritev2(RWF_NOWAIT) the same way.
+**
+** read_file maps the file on a worker and touches every page there, so
+** that copying it into the Lua string on the loop thread finds it in
+** memory and the process never holds the file twice.
+**
+** Failures are nil, message, code, the message naming the path:
+** "open 'x.txt': no such file or directory".
 */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
 #include "internal.h"
 
+#define LOOM_FILE_MT    "loom.file"
+#define LOOM_WATCHER_MT "loom.watcher"
+#define CHUNK (64 * 1024)
+
+/* Pushes nil, "<what> '<path>': <message>", code; returns 3. */
+static int fail(lua_State *L, const char *what, const char *path, int err) {
+  lua_pushnil(L);
+  lua_pushfstring(L, "%s '%s': %s", what, path, uv_strerror(err));
+  lua_pushstring(L, uv_err_name(err));
+  return 3;
+}
+
+
+/* {====================================================================
+** Requests
+** ===================================================================== */
+
+typedef struct loom_file {
+  int fd;                  /* -1 when closed */
+  int64_t pos;             /* where the next read or write of the fd goes */
+  char *buf;               /* read buffer: data at buf[start, start+len) */
+  size_t start, len, cap;
+  unsigned readable : 1, writable : 1, append : 1, regular : 1;
+  unsigned eof : 1;
+  unsigned busy : 1;       /* a request is in flight */
+  char path[256];
+} loom_file;
+
+enum {
+  OP_TRUE,       /* true */
+  OP_STAT,       /* a stat table */
+  OP_PATH,       /* the string result (readlink, realpath, mkdtemp) */
+  OP_SCANDIR,    /* list of {name=, type=} */
+  OP_OPEN,       /* a File */
+  OP_READ,       /* the bytes read into the file's buffer */
+  OP_WRITE,      /* bytes written */
+  OP_JOB         /* a job of several steps (see job_*) */
+};
+
+typedef struct fsreq {
+  uv_fs_t req;
+  uv_work_t work;          /* OP_JOB */
+  loom_call *call;
+  int op;
+  const char *what;        /* for messages: "open", "stat", ... */
+  char *path;              /* a copy, for messages */
+  int ref;                 /* a Lua value kept alive (data written) */
+  lua_State *L;            /* main thread, for 'ref' */
+  struct loom_file *file;  /* OP_OPEN, OP_READ, OP_WRITE */
+  void (*job)(struct fsreq *r);  /* OP_JOB: runs on a worker */
+  int (*push)(lua_State *L, struct fsreq *r);  /* OP_JOB: results */
+  const char *data;        /* job input */
+  size_t len;
+  char *out;               /* job output (malloc'd or mapped) */
+  size_t outlen;
+  int mapped;
+  int mode, flags;
+  int result;              /* job: 0 or a libuv error */
+} fsreq;
+
+static void req_free(fsreq *r) {
+  if (r->op != OP_JOB) uv_fs_req_cleanup(&r->req);
+  if (r->ref != LUA_NOREF && r->L != NULL)
+    luaL_unref(r->L, LUA_REGISTRYINDEX, r->ref);
+  if (r->out != NULL) {
+    if (r->mapped) munmap(r->out, r->outlen);
+    else free(r->out);
+  }
+  free(r->path);
+  free(r);
+}
+
+static fsreq *req_new(lua_State *L, int op, const char *what,
+                      const char *path) {
+  fsreq *r = calloc(1, sizeof *r);
+  if (r == NULL || (path != NULL && (r->path = strdup(path)) == NULL)) {
+    free(r);
+    luaL_error(L, "loom: not enough memory");
+  }
+  r->op = op;
+  r->what = what;
+  r->ref = LUA_NOREF;
+  r->req.data = r;
+  r->work.data = r;
+  return r;
+}
+
+static const char *type_name(uv_dirent_type_t t) {
+  switch (t) {
+    case UV_DIRENT_FILE: return "file";
+    case UV_DIRENT_DIR: return "directory";
+    case UV_DIRENT_LINK: return "link";
+    case UV_DIRENT_FIFO: return "fifo";
+    case UV_DIRENT_SOCKET: return "socket";
+    case UV_DIRENT_CHAR: return "char";
+    case UV_DIRENT_BLOCK: return "block";
+    default: return "unknown";
+  }
+}
+
+static const char *mode_type(uint64_t mode) {
+  if (S_ISREG(mode)) return "file";
+  if (S_ISDIR(mode)) return "directory";
+  if (S_ISLNK(mode)) return "link";
+  if (S_ISFIFO(mode)) return "fifo";
+  if (S_ISSOCK(mode)) return "socket";
+  if (S_ISCHR(mode)) return "char";
+  if (S_ISBLK(mode)) return "block";
+  return "unknown";
+}
+
+static double ts(uv_timespec_t t) {
+  return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+static void push_stat(lua_State *L, const uv_stat_t *st) {
+  lua_createtable(L, 0, 10);
+  lua_pushstring(L, mode_type(st->st_mode));
+  lua_setfield(L, -2, "type");
+  lua_pushinteger(L, (lua_Integer)st->st_size);
+  lua_setfield(L, -2, "size");
+  lua_pushinteger(L, (lua_Integer)(st->st_mode & 07777));
+  lua_setfield(L, -2, "mode");
+  lua_pushnumber(L, ts(st->st_mtim));
+  lua_setfield(L, -2, "mtime");
+  lua_pushnumber(L, ts(st->st_atim));
+  lua_setfield(L, -2, "atime");
+  lua_pushnumber(L, ts(st->st_ctim));
+  lua_setfield(L, -2, "ctime");
+  lua_pushinteger(L, (lua_Integer)st->st_uid);
+  lua_setfield(L, -2, "uid");
+  lua_pushinteger(L, (lua_Integer)st->st_gid);
+  lua_setfield(L, -2, "gid");
+  lua_pushinteger(L, (lua_Integer)st->st_ino);
+  lua_setfield(L, -2, "ino");
+  lua_pushinteger(L, (lua_Integer)st->st_nlink);
+  lua_setfield(L, -2, "nlink");
+}
+
+static int push_file(lua_State *L, fsreq *r);
+static int push_read(lua_State *L, fsreq *r);
+static int push_write(lua_State *L, fsreq *r);
+
+/* Runs in the task when the request is done (L NULL: nobody waits). */
+static int push_result(lua_State *L, void *ud) {
+  fsreq *r = ud;
+  int n = 1;
+  ssize_t res = r->req.result;
+  if (L == NULL) {
+    if (r->op == OP_OPEN && res >= 0) {  /* nobody takes the file */
+      uv_fs_t c;
+      uv_fs_close(NULL, &c, (uv_file)res, NULL);
+      uv_fs_req_cleanup(&c);
+    }
+    if (r->file != NULL) r->file->busy = 0;
+    req_free(r);
+    return 0;
+  }
+  if (r->op == OP_JOB) {
+    n = r->result < 0 ? fail(L, r->what, r->path, r->result) : r->push(L, r);
+    req_free(r);
+    return n;
+  }
+  if (res < 0) {
+    if (r->file != NULL) r->file->busy = 0;
+    n = fail(L, r->what, r->path, (int)res);
+    req_free(r);
+    return n;
+  }
+  switch (r->op) {
+    case OP_STAT: push_stat(L, &r->req.statbuf); break;
+    case OP_PATH: lua_pushstring(L, r->req.ptr ? (const char *)r->req.ptr
+                                               : r->req.path); break;
+    case OP_SCANDIR: {
+      uv_dirent_t ent;
+      int i = 0;
+      lua_newtable(L);
+      while (uv_fs_scandir_next(&r->req, &ent) != UV_EOF) {
+        lua_createtable(L, 0, 2);
+        lua_pushstring(L, ent.name);
+        lua_setfield(L, -2, "name");
+        lua_pushstring(L, type_name(ent.type));
+        lua_setfield(L, -2, "type");
+        lua_rawseti(L, -2, ++i);
+      }
+      break;
+    }
+    case OP_OPEN: n = push_file(L, r); break;
+    case OP_READ: n = push_read(L, r); break;
+    case OP_WRITE: n = push_write(L, r); break;
+    default: lua_pushboolean(L, 1);
+  }
+  req_free(r);
+  return n;
+}
+
+static void fs_cb(uv_fs_t *req) {
+  fsreq *r = req->data;
+  loom_call *c = r->call;
+  if (loom_call_complete(c, push_result, r) != LOOM_OK) req_free(r);
+  loom_call_release(c);
+}
+
+/* After uv_fs_X(loop, &r->req, ..., fs_cb) returned 'err': wait. */
+static int await_req(lua_State *L, fsreq *r, int err) {
+  if (err < 0) {
+    int n = fail(L, r->what, r->path, err);
+    if (r->file != NULL) r->file->busy = 0;
+    req_free(r);
+    return n;
+  }
+  r->call = loom_call_new(L);
+  return loom_call_await(L, r->call);
+}
+
+static void job_work(uv_work_t *w) {
+  fsreq *r = w->data;
+  r->job(r);
+}
+
+static void job_after(uv_work_t *w, int status) {
+  fsreq *r = w->data;
+  loom_call *c = r->call;
+  if (status < 0 && r->result == 0) r->result = status;
+  if (loom_call_complete(c, push_result, r) != LOOM_OK) req_free(r);
+  loom_call_release(c);
+}
+
+static int await_job(lua_State *L, loom_host *H, fsreq *r) {
+  int err = uv_queue_work(H->loop, &r->work, job_work, job_after);
+  if (err < 0) {
+    int n = fail(L, r->what, r->path, err);
+    req_free(r);
+    return n;
+  }
+  r->call = loom_call_new(L);
+  return loom_call_await(L, r->call);
+}
+
+/* Keeps the value at 'idx' alive until the request is freed. */
+static void keep(lua_State *L, loom_host *H, fsreq *r, int idx) {
+  r->L = H->mainL;
+  lua_pushvalue(L, idx);
+  lua_xmove(L, r->L, 1);
+  r->ref = luaL_ref(r->L, LUA_REGISTRYINDEX);
+}
+
+/* }==================================================================== */
+
+
+/* {====================================================================
+** Simple calls
+** ===================================================================== */
+
+#define BEGIN(name) \
+  loom_host *H = loom__host(L); \
+  const char *path = luaL_checkstring(L, 1); \
+  fsreq *r; \
+  loom__enter(L, H, name)
+
+static int l_stat(lua_State *L) {
+  BEGIN("fs.stat");
+  r = req_new(L, OP_STAT, "stat", path);
+  return await_req(L, r, uv_fs_stat(H->loop, &r->req, path, fs_cb));
+}
+
+static int l_lstat(lua_State *L) {
+  BEGIN("fs.lstat");
+  r = req_new(L, OP_STAT, "lstat", path);
+  return await_req(L, r, uv_fs_lstat(H->loop, &r->req, path, fs_cb));
+}
+
+static int l_scandir(lua_State *L) {
+  BEGIN("fs.list");
+  r = req_new(L, OP_SCANDIR, "list", path);
+  return await_req(L, r, uv_fs_scandir(H->loop, &r->req, path, 0, fs_cb));
+}
+
+static int l_mkdir(lua_State *L) {
+  int mode = (int)luaL_optinteger(L, 2, 0777);
+  BEGIN("fs.mkdir");
+  r = req_new(L, OP_TRUE, "mkdir", path);
+  return await_req(L, r, uv_fs_mkdir(H->loop, &r->req, path, mode, fs_cb));
+}
+
+static int l_rmdir(lua_State *L) {
+  BEGIN("fs.remove");
+  r = req_new(L, OP_TRUE, "remove", path);
+  return await_req(L, r, uv_fs_rmdir(H->loop, &r->req, path, fs_cb));
+}
+
+static int l_unlink(lua_State *L) {
+  BEGIN("fs.remove");
+  r = req_new(L, OP_TRUE, "remove", path);
+  return await_req(L, r, uv_fs_unlink(H->loop, &r->req, path, fs_cb));
+}
+
+static int l_rename(lua_State *L) {
+  const char *to = luaL_checkstring(L, 2);
+  BEGIN("fs.rename");
+  r = req_new(L, OP_TRUE, "rename", path);
+  return await_req(L, r, uv_fs_rename(H->loop, &r->req, path, to, fs_cb));
+}
+
+static int l_copy(lua_State *L) {
+  const char *to = luaL_checkstring(L, 2);
+  BEGIN("fs.copy");
+  r = req_new(L, OP_TRUE, "copy", path);
+  return await_req(L, r, uv_fs_copyfile(H->loop, &r->req, path, to, 0,
+                                        fs_cb));
+}
+
+/* fs.symlink(target, path): 'path' is the link made */
+static int l_symlink(lua_State *L) {
+  loom_host *H = loom__host(L);
+  const char *target = luaL_checkstring(L, 1);
+  const char *path = luaL_checkstring(L, 2);
+  fsreq *r;
+  loom__enter(L, H, "fs.symlink");
+  r = req_new(L, OP_TRUE, "symlink", path);
+  return await_req(L, r, uv_fs_symlink(H->loop, &r->req, target, path, 0,
+                                       fs_cb));
+}
+
+static int l_readlink(lua_State *L) {
+  BEGIN("fs.readlink");
+  r = req_new(L, OP_PATH, "readlink", path);
+  return await_req(L, r, uv_fs_readlink(H->loop, &r->req, path, fs_cb));
+}
+
+static int l_realpath(lua_State *L) {
+  BEGIN("fs.realpath");
+  r = req_new(L, OP_PATH, "realpath", path);
+  return await_req(L, r, uv_fs_realpath(H->loop, &r->req, path, fs_cb));
+}
+
+static int l_chmod(lua_State *L) {
+  lua_Integer mode = luaL_checkinteger(L, 2);
+  BEGIN("fs.chmod");
+  luaL_argcheck(L, mode >= 0 && mode <= 07777, 2, "mode out of range");
+  r = req_new(L, OP_TRUE, "chmod", path);
+  return await_req(L, r, uv_fs_chmod(H->loop, &r->req, path, (int)mode,
+                                     fs_cb));
+}
+
+/* fs.mkdtemp(prefix): a new folder "<prefix>XXXXXX" */
+static int l_mkdtemp(lua_State *L) {
+  loom_host *H = loom__host(L);
+  const char *prefix = luaL_checkstring(L, 1);
+  const char *tpl;
+  fsreq *r;
+  loom__enter(L, H, "fs.mkdtemp");
+  tpl = lua_pushfstring(L, "%sXXXXXX", prefix);
+  r = req_new(L, OP_PATH, "mkdtemp", prefix);
+  return await_req(L, r, uv_fs_mkdtemp(H->loop, &r->req, tpl, fs_cb));
+}
+
+/* }==================================================================== */
+
+
+/* {====================================================================
+** Whole-file jobs
+** ===================================================================== */
+
+/* read_file: open, map, touch every page (all on the worker) */
+static void job_read_file(fsreq *r) {
+  struct stat st;
+  int fd = open(r->path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    r->result = uv_translate_sys_error(errno);
+    return;
+  }
+  if (fstat(fd, &st) != 0) r->result = uv_translate_sys_error(errno);
+  else if (S_ISDIR(st.st_mode)) r->result = UV_EISDIR;
+  else if (S_ISREG(st.st_mode) && st.st_size > 0) {
+    size_t n = (size_t)st.st_size, i;
+    void *p = mmap(NULL, n, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (p == MAP_FAILED) r->result = uv_translate_sys_error(errno);
+    else {
+      volatile const char *c = p;
+      long page = sysconf(_SC_PAGESIZE);
+      madvise(p, n, MADV_SEQUENTIAL | MADV_WILLNEED);
+      for (i = 0; i < n; i += (size_t)page) (void)c[i];  /* fault it in */
+      r->out = p;
+      r->outlen = n;
+      r->mapped = 1;
+    }
+  }
+  else {  /* not a regular file (a pipe, /proc): read it to the end */
+    size_t cap = CHUNK, len = 0;
+    char *buf = malloc(cap);
+    ssize_t k;
+    while (buf != NULL && (k = read(fd, buf + len, cap - len)) != 0) {
+      if (k < 0) {
+        if (errno == EINTR) continue;
+        r->result = uv_translate_sys_error(errno);
+        break;
+      }
+      len += (size_t)k;
+      if (len == cap) {
+        char *b = realloc(buf, cap *= 2);
+        if (b == NULL) break;
+        buf = b;
+      }
+    }
+    if (buf == NULL) r->result = UV_ENOMEM;
+    r->out = buf;
+    r->outlen = len;
+  }
+  close(fd);
+}
+
+static int push_bytes(lua_State *L, fsreq *r) {
+  lua_pushlstring(L, r->out ? r->out : "", r->outlen);
+  return 1;
+}
+
+static int l_read_file(lua_State *L) {
+  BEGIN("fs.read_file");
+  r = req_new(L, OP_JOB, "read_file", path);
+  r->job = job_read_file;
+  r->push = push_bytes;
+  return await_job(L, H, r);
+}
+
+static int write_fully(int fd, const char *p, size_t n) {
+  while (n > 0) {
+    ssize_t k = write(fd, p, n);
+    if (k < 0) {
+      if (errno == EINTR) continue;
+      return uv_translate_sys_error(errno);
+    }
+    p += k;
+    n -= (size_t)k;
+  }
+  return 0;
+}
+
+/*
+** write_file: a temporary file beside the target, written, synced and
+** renamed over it, so that a crash leaves the old file or the new one,
+** never half of one.  The new file gets the old one's mode (or 0666
+** less the umask).
+*/
+static void job_write_file(fsreq *r) {
+  struct stat st;
+  size_t n = strlen(r->path);
+  char *tmp = malloc(n + 16);
+  int fd, err = 0;
+  if (tmp == NULL) {
+    r->result = UV_ENOMEM;
+    return;
+  }
+  snprintf(tmp, n + 16, "%s.tmp.XXXXXX", r->path);
+  fd = mkstemp(tmp);
+  if (fd < 0) {
+    r->result = uv_translate_sys_error(errno);
+    free(tmp);
+    return;
+  }
+  if (stat(r->path, &st) == 0) fchmod(fd, st.st_mode & 07777);
+  else {
+    mode_t mask = umask(0);
+    umask(mask);
+    fchmod(fd, 0666 & ~mask);
+  }
+  err = write_fully(fd, r->data, r->len);
+  if (err == 0 && fsync(fd) != 0) err = uv_translate_sys_error(errno);
+  if (close(fd) != 0 && err == 0) err = uv_translate_sys_error(errno);
+  if (err == 0 && rename(tmp, r->path) != 0)
+    err = uv_translate_sys_error(errno);
+  if (err != 0) unlink(tmp);
+  free(tmp);
+  r->result = err;
+}
+
+static void job_append_file(fsreq *r) {
+  int fd = open(r->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0666);
+  int err;
+  if (fd < 0) {
+    r->result = uv_translate_sys_error(errno);
+    return;
+  }
+  err = write_fully(fd, r->data, r->len);
+  if (close(fd) != 0 && err == 0) err = uv_translate_sys_error(errno);
+  r->result = err;
+}
+
+static int push_true(lua_State *L, fsreq *r) {
+  (void)r;
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int data_job(lua_State *L, const char *name, const char *what,
+                    void (*job)(fsreq *r)) {
+  size_t len;
+  const char *data;
+  BEGIN(name);
+  data = luaL_checklstring(L, 2, &len);
+  r = req_new(L, OP_JOB, what, path);
+  r->job = job;
+  r->push = push_true;
+  r->data = data;
+  r->len = len;
+  keep(L, H, r, 2);  /* the worker reads the string: it must stay */
+  return await_job(L, H, r);
+}
+
+static int l_write_file(lua_State *L) {
+  return data_job(L, "fs.write_file", "write_file", job_write_file);
+}
+
+static int l_append_file(lua_State *L) {
+  return data_job(L, "fs.append_file", "append_file", job_append_file);
+}
+
+/* }==================================================================== */
+
+
+/* {====================================================================
+** Files
+** ===================================================================== */
+
+
+static loom_file *checkfile(lua_State *L) {
+  loom_file *f = luaL_checkudata(L, 1, LOOM_FILE_MT);
+  if (f->fd < 0) luaL_error(L, "attempt to use a closed file");
+  if (f->busy) luaL_error(L, "file '%s': another task is using it",
+                          f->path);
+  return f;
+}
+
+static int push_file(lua_State *L, fsreq *r) {
+  loom_file *f = lua_newuserdatauv(L, sizeof *f, 0);
+  struct stat st;
+  memset(f, 0, sizeof *f);
+  f->fd = (int)r->req.result;
+  f->readable = (r->flags & O_ACCMODE) != O_WRONLY;
+  f->writable = (r->flags & O_ACCMODE) != O_RDONLY;
+  f->append = (r->flags & O_APPEND) != 0;
+  f->regular = fstat(f->fd, &st) == 0 && S_ISREG(st.st_mode);
+  snprintf(f->path, sizeof f->path, "%s", r->path);
+  luaL_setmetatable(L, LOOM_FILE_MT);
+  return 1;
+}
+
+static const struct {
+  const char *mode;
+  int flags;
+} modes[] = {
+  {"r", O_RDONLY},
+  {"w", O_WRONLY | O_CREAT | O_TRUNC},
+  {"a", O_WRONLY | O_CREAT | O_APPEND},
+  {"r+", O_RDWR},
+  {"w+", O_RDWR | O_CREAT | O_TRUNC},
+  {"a+", O_RDWR | O_CREAT | O_APPEND},
+  {NULL, 0}
+};
+
+/* fs.open(path [, mode]) (suspends): modes as io.open */
+static int l_open(lua_State *L) {
+  const char *mode = luaL_optstring(L, 2, "r");
+  char m[3] = {0, 0, 0};
+  size_t i, j = 0;
+  int flags = -1;
+  BEGIN("fs.open");
+  for (i = 0; mode[i] != '\0' && j < 3; i++)
+    if (mode[i] != 'b') m[j++] = mode[i];
+  for (i = 0; modes[i].mode != NULL && j < 3; i++)
+    if (strcmp(m, modes[i].mode) == 0) flags = modes[i].flags;
+  luaL_argcheck(L, flags >= 0, 2, lua_pushfstring(L, "invalid mode '%s'",
+                                                  mode));
+  r = req_new(L, OP_OPEN, "open", path);
+  r->flags = flags;
+  return await_req(L, r, uv_fs_open(H->loop, &r->req, path,
+                                    flags | O_CLOEXEC, 0666, fs_cb));
+}
+
+/* Room for 'n' more bytes at the end of the read buffer. */
+static int buf_room(loom_file *f, size_t n) {
+  if (f->start > 0 && f->cap - f->start - f->len < n) {
+    memmove(f->buf, f->buf + f->start, f->len);
+    f->start = 0;
+  }
+  if (f->cap - f->len < n) {
+    size_t cap = f->cap ? f->cap : CHUNK;
+    char *p;
+    while (cap - f->len < n) cap *= 2;
+    p = realloc(f->buf, cap);
+    if (p == NULL) return 0;
+    f->buf = p;
+    f->cap = cap;
+  }
+  return 1;
+}
+
+static void buf_got(loom_file *f, ssize_t n) {
+  if (n == 0) f->eof = 1;
+  else {
+    f->len += (size_t)n;
+    f->pos += n;
+  }
+}
+
+static int push_read(lua_State *L, fsreq *r) {
+  loom_file *f = r->file;
+  f->busy = 0;
+  buf_got(f, r->req.result);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/*
+** Reads up to 'want' more bytes into the buffer.  Returns 1 when done
+** without suspending (data or EOF came from the page cache), else the
+** result of suspending (the continuation then comes back here).
+*/
+static int fill(lua_State *L, loom_host *H, loom_file *f, size_t want,
+                int *done) {
+  uv_buf_t b;
+  fsreq *r;
+  int err;
+  if (want < CHUNK) want = CHUNK;
+  if (!buf_room(f, want)) luaL_error(L, "loom: not enough memory");
+  *done = 0;
+  if (f->regular) {  /* the page cache may have it: no thread needed */
+    struct iovec iov;
+    ssize_t n;
+    iov.iov_base = f->buf + f->start + f->len;
+    iov.iov_len = want;
+    do n = preadv2(f->fd, &iov, 1, f->pos, RWF_NOWAIT);
+    while (n < 0 && errno == EINTR);
+    if (n >= 0) {
+      buf_got(f, n);
+      *done = 1;
+      return 0;
+    }
+    if (errno != EAGAIN && errno != EOPNOTSUPP && errno != ENOSYS)
+      return fail(L, "read", f->path, uv_translate_sys_error(errno));
+  }
+  loom__enter(L, H, "file:read");
+  r = req_new(L, OP_READ, "read", f->path);
+  r->file = f;
+  f->busy = 1;
+  b = uv_buf_init(f->buf + f->start + f->len, (unsigned)want);
+  err = uv_fs_read(H->loop, &r->req, f->fd, &b, 1, f->pos, fs_cb);
+  if (err < 0) {
+    f->busy = 0;
+    req_free(r);
+    return fail(L, "read", f->path, err);
+  }
+  r->call = loom_call_new(L);
+  return loom_call_await(L, r->call);
+}
+
+static void take(lua_State *L, loom_file *f, size_t n) {
+  lua_pushlstring(L, f->buf + f->start, n);
+  f->start += n;
+  f->len -= n;
+  if (f->len == 0) f->start = 0;
+}
+
+/* The file at 1, and why it cannot be read (pushes nil, msg, code). */
+static int not_readable(lua_State *L, loom_file *f) {
+  if (f->readable) return 0;
+  return fail(L, "read", f->path, UV_EBADF);
+}
+
+/*
+** The read methods share one shape: 'ready' looks at the buffer and
+** pushes the answer (returning how many values) or returns -1 for "need
+** more"; the loop below fills the buffer until it can answer.  When a
+** fill has to go to the thread pool, the call returns 'true' once the
+** data is in ("call me again"): fs.lua loops on that.
+*/
+typedef int (*ready_fn)(lua_State *L, loom_file *f, lua_Integer arg);
+
+static int read_some(lua_State *L, ready_fn ready) {
+  loom_host *H = loom__host(L);
+  loom_file *f = checkfile(L);
+  lua_Integer arg = luaL_optinteger(L, 2, 0);
+  int n, done, r;
+  if ((n = not_readable(L, f)) != 0) return n;
+  for (;;) {
+    n = ready(L, f, arg);
+    if (n >= 0) return n;
+    r = fill(L, H, f, arg > 0 ? (size_t)arg : CHUNK, &done);
+    if (!done) return r;  /* a failure, or suspended (resumes with true) */
+  }
+}
+
+/* read(n): up to n bytes (default: what is buffered, or a chunk) */
+static int ready_read(lua_State *L, loom_file *f, lua_Integer n) {
+  if (f->len > 0) {
+    take(L, f, n > 0 && (size_t)n < f->len ? (size_t)n : f->len);
+    return 1;
+  }
+  if (f->eof) return fail(L, "read", f->path, UV_EOF);
+  return -1;
+}
+
+static int ready_line(lua_State *L, loom_file *f, lua_Integer unused) {
+  const char *p = memchr(f->buf + f->start, '\n', f->len);
+  (void)unused;
+  if (p != NULL) {
+    size_t n = (size_t)(p - (f->buf + f->start));
+    size_t keep = n > 0 && p[-1] == '\r' ? n - 1 : n;
+    lua_pushlstring(L, f->buf + f->start, keep);
+    f->start += n + 1;
+    f->len -= n + 1;
+    if (f->len == 0) f->start = 0;
+    return 1;
+  }
+  if (f->eof) {
+    if (f->len > 0) {
+      take(L, f, f->len);
+      return 1;
+    }
+    return fail(L, "read_line", f->path, UV_EOF);
+  }
+  return -1;
+}
+
+static int ready_all(lua_State *L, loom_file *f, lua_Integer unused) {
+  (void)unused;
+  if (f->eof) {
+    take(L, f, f->len);
+    return 1;
+  }
+  return -1;
+}
+
+/* core.file_read(f [, n]), file_read_line(f), file_read_all(f): one try */
+static int f_read(lua_State *L) { return read_some(L, ready_read); }
+static int f_read_line(lua_State *L) { return read_some(L, ready_line); }
+static int f_read_all(lua_State *L) { return read_some(L, ready_all); }
+
+static int push_write(lua_State *L, fsreq *r) {
+  loom_file *f = r->file;
+  f->busy = 0;
+  if (!f->append) f->pos += r->req.result;
+  lua_pushinteger(L, (lua_Integer)r->req.result);
+  return 1;
+}
+
+/*
+** core.file_write(f, data): writes what it can of 'data'; returns the
+** number of bytes written (the Lua side loops), or nil, msg, code.
+*/
+static int f_write(lua_State *L) {
+  loom_host *H = loom__host(L);
+  loom_file *f = checkfile(L);
+  size_t len;
+  const char *data = luaL_checklstring(L, 2, &len);
+  int64_t at;
+  fsreq *r;
+  uv_buf_t b;
+  int err;
+  if (!f->writable) return fail(L, "write", f->path, UV_EBADF);
+  if (f->len > 0) {  /* unread buffered data: write where the reader is */
+    f->pos -= (int64_t)f->len;
+    f->len = f->start = 0;
+    f->eof = 0;
+  }
+  at = f->append ? -1 : f->pos;
+  if (f->regular && !f->append) {  /* into the page cache, if it can */
+    struct iovec iov;
+    ssize_t n;
+    iov.iov_base = (void *)data;
+    iov.iov_len = len;
+    do n = pwritev2(f->fd, &iov, 1, at, RWF_NOWAIT);
+    while (n < 0 && errno == EINTR);
+    if (n >= 0) {
+      f->pos += n;
+      lua_pushinteger(L, (lua_Integer)n);
+      return 1;
+    }
+    if (errno != EAGAIN && errno != EOPNOTSUPP && errno != ENOSYS)
+      return fail(L, "write", f->path, uv_translate_sys_error(errno));
+  }
+  loom__enter(L, H, "file:write");
+  r = req_new(L, OP_WRITE, "write", f->path);
+  r->file = f;
+  keep(L, H, r, 2);
+  f->busy = 1;
+  b = uv_buf_init((char *)data, (unsigned)(len > 0x40000000 ? 0x40000000
+                                                            : len));
+  err = uv_fs_write(H->loop, &r->req, f->fd, &b, 1, at, fs_cb);
+  return await_req(L, r, err);
+}
+
+/* core.file_seek(f, whence, offset): the new position */
+static int f_seek(lua_State *L) {
+  static const char *const whences[] = {"set", "cur", "end", NULL};
+  loom_file *f = checkfile(L);
+  int whence = luaL_checkoption(L, 2, "cur", whences);
+  lua_Integer off = luaL_optinteger(L, 3, 0);
+  int64_t here = f->pos - (int64_t)f->len, to;
+  if (whence == 0) to = off;
+  else if (whence == 1) to = here + off;
+  else {
+    struct stat st;
+    if (fstat(f->fd, &st) != 0)
+      return fail(L, "seek", f->path, uv_translate_sys_error(errno));
+    to = (int64_t)st.st_size + off;
+  }
+  if (to < 0) return fail(L, "seek", f->path, UV_EINVAL);
+  f->pos = to;
+  f->len = f->start = 0;
+  f->eof = 0;
+  lua_pushinteger(L, (lua_Integer)to);
+  return 1;
+}
+
+static int f_sync(lua_State *L) {
+  loom_host *H = loom__host(L);
+  loom_file *f = checkfile(L);
+  fsreq *r;
+  loom__enter(L, H, "file:sync");
+  r = req_new(L, OP_TRUE, "sync", f->path);
+  return await_req(L, r, uv_fs_fsync(H->loop, &r->req, f->fd, fs_cb));
+}
+
+static int f_stat(lua_State *L) {
+  loom_file *f = checkfile(L);
+  uv_fs_t req;
+  int err = uv_fs_fstat(NULL, &req, f->fd, NULL);  /* no disk access */
+  if (err < 0) {
+    uv_fs_req_cleanup(&req);
+    return fail(L, "stat", f->path, err);
+  }
+  push_stat(L, &req.statbuf);
+  uv_fs_req_cleanup(&req);
+  return 1;
+}
+
+/* file:close(), also __close and __gc; harmless the second time */
+static int f_close(lua_State *L) {
+  loom_file *f = luaL_checkudata(L, 1, LOOM_FILE_MT);
+  if (f->fd >= 0 && !f->busy) {
+    close(f->fd);
+    f->fd = -1;
+    free(f->buf);
+    f->buf = NULL;
+  }
+  return 0;
+}
+
+static int f_gc(lua_State *L) {
+  loom_file *f = luaL_checkudata(L, 1, LOOM_FILE_MT);
+  if (f->fd >= 0) close(f->fd);  /* a request in flight holds no fd copy */
+  f->fd = -1;
+  free(f->buf);
+  f->buf = NULL;
+  return 0;
+}
+
+static int f_tostring(lua_State *L) {
+  loom_file *f = luaL_checkudata(L, 1, LOOM_FILE_MT);
+  lua_pushfstring(L, "loom.file '%s'%s", f->path,
+                  f->fd < 0 ? " (closed)" : "");
+  return 1;
+}
+
+/* }==================================================================== */
+
+
+/* {====================================================================
+** Watching
+** ===================================================================== */
+
+typedef struct wevent {
+  struct wevent *next;
+  int change;              /* UV_RENAME or UV_CHANGE */
+  char path[1];
+} wevent;
+
+typedef struct loom_watch {
+  uv_fs_event_t h;
+  struct loom_watcher *w;
+  struct loom_watch *next;
+  char dir[1];             /* the path watched */
+} loom_watch;
+
+typedef struct loom_watcher {
+  loom_host *H;
+  loom_watch *watches;
+  wevent *head, *tail;
+  int n;
+  int err;
+  loom_task *waiters;
+  int closed;
+} loom_watcher;
+
+static void watch_closed(uv_handle_t *h) {
+  free(h->data);
+}
+
+static void event_cb(uv_fs_event_t *h, const char *filename, int events,
+                     int status) {
+  loom_watch *wa = h->data;
+  loom_watcher *w = wa->w;
+  wevent *e;
+  size_t n;
+  if (w == NULL) return;
+  if (status < 0) w->err = status;
+  else if (w->n < 1024) {  /* beyond: dropped, the reader is too slow */
+    n = strlen(wa->dir) + (filename ? strlen(filename) : 0) + 2;
+    e = malloc(sizeof *e + n);
+    if (e == NULL) return;
+    e->next = NULL;
+    e->change = (events & UV_RENAME) ? UV_RENAME : UV_CHANGE;
+    if (filename != NULL && *filename != '\0')
+      snprintf(e->path, n + 1, "%s/%s", wa->dir, filename);
+    else snprintf(e->path, n + 1, "%s", wa->dir);
+    if (w->tail) w->tail->next = e;
+    else w->head = e;
+    w->tail = e;
+    w->n++;
+  }
+  if (w->waiters != NULL) loom__list_wake(w->H, &w->waiters);
+}
+
+static loom_watcher *checkwatcher(lua_State *L) {
+  loom_watcher *w = luaL_checkudata(L, 1, LOOM_WATCHER_MT);
+  if (w->closed) luaL_error(L, "attempt to use a closed watcher");
+  return w;
+}
+
+/* core.watch_add(w, path): watches one more path; true or nil, msg, code */
+static int w_add(lua_State *L) {
+  loom_watcher *w = checkwatcher(L);
+  const char *path = luaL_checkstring(L, 2);
+  size_t len = strlen(path);
+  loom_watch *wa = malloc(sizeof *wa + len);
+  int err;
+  if (wa == NULL) return luaL_error(L, "loom: not enough memory");
+  memcpy(wa->dir, path, len + 1);
+  while (len > 1 && wa->dir[len - 1] == '/') wa->dir[--len] = '\0';
+  uv_fs_event_init(w->H->loop, &wa->h);
+  wa->h.data = wa;
+  wa->w = w;
+  err = uv_fs_event_start(&wa->h, event_cb, path, 0);
+  if (err < 0) {
+    uv_close((uv_handle_t *)&wa->h, watch_closed);
+    return fail(L, "watch", path, err);
+  }
+  wa->next = w->watches;
+  w->watches = wa;
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* core.watcher(): an empty watcher */
+static int l_watcher(lua_State *L) {
+  loom_host *H = loom__host(L);
+  loom_watcher *w = lua_newuserdatauv(L, sizeof *w, 0);
+  memset(w, 0, sizeof *w);
+  w->H = H;
+  luaL_setmetatable(L, LOOM_WATCHER_MT);
+  return 1;
+}
+
+static int w_next_k(lua_State *L, int status, lua_KContext ctx);
+
+/* core.watch_next(w) (suspends): path, change, or nil when closed */
+static int w_next(lua_State *L) {
+  loom_watcher *w = luaL_checkudata(L, 1, LOOM_WATCHER_MT);
+  wevent *e = w->head;
+  if (e != NULL) {
+    w->head = e->next;
+    if (w->head == NULL) w->tail = NULL;
+    w->n--;
+    lua_pushstring(L, e->path);
+    lua_pushstring(L, e->change == UV_RENAME ? "rename" : "change");
+    free(e);
+    return 2;
+  }
+  if (w->closed) return 0;
+  if (w->err) return fail(L, "watch", w->watches ? w->watches->dir : "?",
+                          w->err);
+  loom__list_wait(&w->waiters, loom__enter(L, w->H, "watcher:events"));
+  lua_pushlightuserdata(L, &loom__tag);
+  return lua_yieldk(L, 1, 0, w_next_k);
+}
+
+static int w_next_k(lua_State *L, int status, lua_KContext ctx) {
+  loom_host *H = loom__host_of_state(L);
+  (void)status; (void)ctx;
+  if (H == NULL || H->current == NULL)
+    return luaL_error(L, "loom: resumed outside its task");
+  H->current->woken = 0;
+  if (H->current->throwing) return loom__rethrow(L, H, H->current);
+  lua_settop(L, 1);
+  return w_next(L);
+}
+
+static int w_close(lua_State *L) {
+  loom_watcher *w = luaL_checkudata(L, 1, LOOM_WATCHER_MT);
+  loom_watch *wa;
+  wevent *e, *next;
+  if (w->closed) return 0;
+  w->closed = 1;
+  while ((wa = w->watches) != NULL) {
+    w->watches = wa->next;
+    wa->w = NULL;
+    uv_close((uv_handle_t *)&wa->h, watch_closed);
+  }
+  for (e = w->head; e != NULL; e = next) {
+    next = e->next;
+    free(e);
+  }
+  w->head = w->tail = NULL;
+  while (w->waiters != NULL) loom__list_wake(w->H, &w->waiters);
+  return 0;
+}
+
+/* }==================================================================== */
+
+
+static const luaL_Reg file_methods[] = {
+  {"_read", f_read},
+  {"_read_line", f_read_line},
+  {"_read_all", f_read_all},
+  {"_write", f_write},
+  {"seek", f_seek},
+  {"sync", f_sync},
+  {"stat", f_stat},
+  {"close", f_close},
+  {NULL, NULL}
+};
+
+static const luaL_Reg watcher_methods[] = {
+  {"_add", w_add},
+  {"_next", w_next},
+  {"close", w_close},
+  {NULL, NULL}
+};
+
+static const luaL_Reg funcs[] = {
+  {"open", l_open},
+  {"read_file", l_read_file},
+  {"write_file", l_write_file},
+  {"append_file", l_append_file},
+  {"stat", l_stat},
+  {"lstat", l_lstat},
+  {"list", l_scandir},
+  {"mkdir", l_mkdir},
+  {"rmdir", l_rmdir},
+  {"unlink", l_unlink},
+  {"rename", l_rename},
+  {"copy", l_copy},
+  {"symlink", l_symlink},
+  {"readlink", l_readlink},
+  {"realpath", l_realpath},
+  {"chmod", l_chmod},
+  {"mkdtemp", l_mkdtemp},
+  {"watcher", l_watcher},
+  {NULL, NULL}
+};
+
+static void new_mt(lua_State *L, loom_host *H, const char *name,
+                   const luaL_Reg *methods, lua_CFunction close,
+                   lua_CFunction gc) {
+  if (luaL_newmetatable(L, name)) {
+    lua_newtable(L);
+    loom__push_box(L, H);
+    luaL_setfuncs(L, methods, 1);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, close);
+    lua_setfield(L, -2, "__close");
+    lua_pushcfunction(L, gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_pop(L, 1);
+}
+
 void loom__fs_register(lua_State *L, loom_host *H) {
-  (void)L; (void)H;
+  new_mt(L, H, LOOM_FILE_MT, file_methods, f_close, f_gc);
+  luaL_getmetatable(L, LOOM_FILE_MT);
+  lua_pushcfunction(L, f_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pop(L, 1);
+  new_mt(L, H, LOOM_WATCHER_MT, watcher_methods, w_close, w_close);
+  lua_createtable(L, 0, 20);
+  loom__push_box(L, H);
+  luaL_setfuncs(L, funcs, 1);
+  luaL_getmetatable(L, LOOM_FILE_MT);
+  lua_getfield(L, -1, "__index");
+  lua_setfield(L, -3, "file_methods");
+  lua_pop(L, 1);
+  luaL_getmetatable(L, LOOM_WATCHER_MT);
+  lua_getfield(L, -1, "__index");
+  lua_setfield(L, -3, "watcher_methods");
+  lua_pop(L, 1);
+  lua_setfield(L, -2, "fs");
 }

@@ -1,3 +1,234 @@
---[[ loom.fs (being written) ]]
-local core, loom = ...
-return {}
+--[[ loom.fs: files.
+
+  All functions suspend; the work runs on libuv's thread pool (or, for a
+  read or write the page cache can serve, on the loop thread without
+  blocking: see src/fs.c).  Failures are nil, message, code, the message
+  naming the path; calls that produce no value return true.
+]]
+local core = ...
+local cfs = core.fs
+
+local type, error, ipairs, tostring, select = type, error, ipairs, tostring,
+  select
+local math_type = math.type
+
+local M = {}
+
+local function check_path(p, n, fname)
+  if type(p) ~= "string" then
+    error(("bad argument #%d to '%s' (string expected, got %s)")
+      :format(n, fname, type(p)), 3)
+  end
+end
+
+local function check_opts(opts, n, fname)
+  if opts ~= nil and type(opts) ~= "table" then
+    error(("bad argument #%d to '%s' (table expected, got %s)")
+      :format(n, fname, type(opts)), 3)
+  end
+  return opts or {}
+end
+
+-- One-argument calls: checked, then straight to C.
+for _, name in ipairs { "read_file", "stat", "lstat", "list", "readlink",
+                        "realpath", "mkdtemp" } do
+  local f = cfs[name]
+  M[name] = function(path)
+    check_path(path, 1, "fs." .. name)
+    return f(path)
+  end
+end
+
+for _, name in ipairs { "rename", "copy", "symlink", "write_file",
+                        "append_file" } do
+  local f = cfs[name]
+  M[name] = function(a, b)
+    check_path(a, 1, "fs." .. name)
+    check_path(b, 2, "fs." .. name)
+    return f(a, b)
+  end
+end
+
+function M.open(path, mode)
+  check_path(path, 1, "fs.open")
+  if mode ~= nil and type(mode) ~= "string" then
+    error(("bad argument #2 to 'fs.open' (string expected, got %s)")
+      :format(type(mode)), 2)
+  end
+  return cfs.open(path, mode)
+end
+
+function M.chmod(path, mode)
+  check_path(path, 1, "fs.chmod")
+  if math_type(mode) ~= "integer" then
+    error(("bad argument #2 to 'fs.chmod' (integer mode expected, e.g. "
+      .. "tonumber('644', 8), got %s)"):format(tostring(mode)), 2)
+  end
+  return cfs.chmod(path, mode)
+end
+
+--- fs.exists(path): true when something is there (a broken link too)
+function M.exists(path)
+  check_path(path, 1, "fs.exists")
+  return cfs.lstat(path) ~= nil
+end
+
+--- fs.dir(path): for entry in fs.dir(path) do ... (entry.name, .type)
+-- Raises when the folder cannot be listed, as io.lines does.
+function M.dir(path)
+  check_path(path, 1, "fs.dir")
+  local list, err = cfs.list(path)
+  if not list then error(err, 2) end
+  local i = 0
+  return function()
+    i = i + 1
+    return list[i]
+  end
+end
+
+--- fs.mkdir(path [, {parents = true, mode = n}])
+function M.mkdir(path, opts)
+  check_path(path, 1, "fs.mkdir")
+  opts = check_opts(opts, 2, "fs.mkdir")
+  if not opts.parents then return cfs.mkdir(path, opts.mode) end
+  local prefix = path:sub(1, 1) == "/" and "/" or ""
+  for part in path:gmatch("[^/]+") do
+    prefix = prefix .. part
+    local ok, err, code = cfs.mkdir(prefix, opts.mode)
+    if not ok and code ~= "EEXIST" then return nil, err, code end
+    prefix = prefix .. "/"
+  end
+  local st, err, code = cfs.stat(path)
+  if not st then return nil, err, code end
+  if st.type ~= "directory" then
+    return nil, ("mkdir '%s': file already exists"):format(path), "EEXIST"
+  end
+  return true
+end
+
+--- fs.remove(path [, {recursive = true}]): a file, a link, or a folder
+-- (with what is in it when recursive); links are removed, not followed.
+local function remove(path, recursive)
+  local st, err, code = cfs.lstat(path)
+  if not st then return nil, err, code end
+  if st.type ~= "directory" then return cfs.unlink(path) end
+  if recursive then
+    local list
+    list, err, code = cfs.list(path)
+    if not list then return nil, err, code end
+    for _, e in ipairs(list) do
+      local ok
+      ok, err, code = remove(path .. "/" .. e.name, true)
+      if not ok then return nil, err, code end
+    end
+  end
+  return cfs.rmdir(path)
+end
+
+function M.remove(path, opts)
+  check_path(path, 1, "fs.remove")
+  opts = check_opts(opts, 2, "fs.remove")
+  return remove(path, opts.recursive)
+end
+
+--- fs.watch(path [, {recursive = true}]): a watcher; for ev in
+-- w:events() do ... ev.path, ev.change ("rename" | "change")
+-- NOTE: Linux has no recursive watch: each folder below 'path' that
+-- exists when the watch starts gets a watch of its own.
+function M.watch(path, opts)
+  check_path(path, 1, "fs.watch")
+  opts = check_opts(opts, 2, "fs.watch")
+  local w = cfs.watcher()
+  local ok, err, code = w:_add(path)
+  if not ok then
+    w:close()
+    return nil, err, code
+  end
+  if opts.recursive then
+    local function add_below(dir)
+      local list = cfs.list(dir) or {}
+      for _, e in ipairs(list) do
+        if e.type == "directory" then
+          local sub = dir .. "/" .. e.name
+          w:_add(sub)
+          add_below(sub)
+        end
+      end
+    end
+    local st = cfs.stat(path)
+    if st and st.type == "directory" then add_below(path) end
+  end
+  return w
+end
+
+local watcher = cfs.watcher_methods
+
+function watcher:events()
+  return function()
+    local p, change, code = self:_next()
+    if p == nil then
+      if change ~= nil then error(change, 2) end  -- nil, msg, code
+      return nil
+    end
+    return { path = p, change = change }
+  end
+end
+
+-- {=====================================================================
+-- File methods over the C primitives, which answer 'true' for "the data
+-- came from the thread pool: call again".
+
+local file = cfs.file_methods
+
+local function again(f, ...)
+  local a, b, c, d = f(...)
+  while a == true do a, b, c, d = f(...) end
+  if a ~= nil then return a end
+  return a, b, c, d  -- nil, msg, code (and partial data)
+end
+
+function file:read(n)
+  if n ~= nil and (math_type(n) ~= "integer" or n < 0) then
+    error("bad argument #1 to 'read' (non-negative integer expected)", 2)
+  end
+  return again(self._read, self, n)
+end
+
+function file:read_line()
+  return again(self._read_line, self)
+end
+
+function file:read_all()
+  return again(self._read_all, self)
+end
+
+function file:lines()
+  return function()
+    local line, err, code = self:read_line()
+    if line ~= nil then return line end
+    if code == "EOF" then return nil end
+    error(err, 2)
+  end
+end
+
+--- file:write(data, ...): true, or nil, msg, code
+function file:write(...)
+  for i = 1, select("#", ...) do
+    local data = select(i, ...)
+    if type(data) == "number" then data = tostring(data) end
+    if type(data) ~= "string" then
+      error(("bad argument #%d to 'write' (string expected, got %s)")
+        :format(i, type(data)), 2)
+    end
+    while #data > 0 do
+      local n, err, code = self:_write(data)
+      if not n then return nil, err, code end
+      data = n < #data and data:sub(n + 1) or ""
+    end
+  end
+  return true
+end
+
+-- }=====================================================================
+
+return M
