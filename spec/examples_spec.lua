@@ -241,3 +241,15 @@ describe("examples", function()
     for _, p in ipairs(open) do assert.is_true(p >= tonumber(lo) and p <= tonumber(hi)) end
   end)
 end)
+
+describe("examples (files)", function()
+  local helper = require("spec.helper")
+
+  it("tail.lua: follows a growing file, woken by fs.watch", function()
+    local out, err, code = helper.run_bin({ "examples/tail.lua" })
+    assert.are.equal("", err)
+    assert.are.equal(0, code)
+    assert.are.equal("tail: started\ntail: entry 1\ntail: entry 2\ntail: entry 3\n"
+      .. "tail: entry 4\ntail: entry 5\n", out)
+  end)
+end)

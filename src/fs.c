@@ -724,12 +724,21 @@ static int read_some(lua_State *L, ready_fn ready) {
 }
 
 /* read(n): up to n bytes (default: what is buffered, or a chunk) */
+/*
+** At the end of the file a read reports EOF once and forgets it, so the
+** next read tries again: a file that grows can be followed (tail -f).
+*/
+static int at_eof(lua_State *L, loom_file *f, const char *what) {
+  f->eof = 0;
+  return fail(L, what, f->path, UV_EOF);
+}
+
 static int ready_read(lua_State *L, loom_file *f, lua_Integer n) {
   if (f->len > 0) {
     take(L, f, n > 0 && (size_t)n < f->len ? (size_t)n : f->len);
     return 1;
   }
-  if (f->eof) return fail(L, "read", f->path, UV_EOF);
+  if (f->eof) return at_eof(L, f, "read");
   return -1;
 }
 
@@ -750,7 +759,7 @@ static int ready_line(lua_State *L, loom_file *f, lua_Integer unused) {
       take(L, f, f->len);
       return 1;
     }
-    return fail(L, "read_line", f->path, UV_EOF);
+    return at_eof(L, f, "read_line");
   }
   return -1;
 }
@@ -758,6 +767,7 @@ static int ready_line(lua_State *L, loom_file *f, lua_Integer unused) {
 static int ready_all(lua_State *L, loom_file *f, lua_Integer unused) {
   (void)unused;
   if (f->eof) {
+    f->eof = 0;
     take(L, f, f->len);
     return 1;
   }
