@@ -13,9 +13,10 @@
 ** the pool when the data must come from the disk (EAGAIN).  Writes try
 ** pwritev2(RWF_NOWAIT) the same way.
 **
-** read_file maps the file on a worker and touches every page there, so
-** that copying it into the Lua string on the loop thread finds it in
-** memory and the process never holds the file twice.
+** read_file reads the whole file on a worker into one buffer sized from
+** fstat (so there is no chain of chunks to join), then copies it into
+** the Lua string: Lua 5.4 can only make a string from a copy, so the
+** file is held twice only for the moment of that copy.
 **
 ** Failures are nil, message, code, the message naming the path:
 ** "open 'x.txt': no such file or directory".
@@ -24,7 +25,6 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -56,7 +56,7 @@ typedef struct loom_file {
   unsigned readable : 1, writable : 1, append : 1, regular : 1;
   unsigned eof : 1;
   unsigned busy : 1;       /* a request is in flight */
-  char path[256];
+  char *path;              /* for messages (malloc'd) */
 } loom_file;
 
 enum {
@@ -78,27 +78,26 @@ typedef struct fsreq {
   const char *what;        /* for messages: "open", "stat", ... */
   char *path;              /* a copy, for messages */
   int ref;                 /* a Lua value kept alive (data written) */
+  int fref;                /* the File, alive while the request runs */
   lua_State *L;            /* main thread, for 'ref' */
   struct loom_file *file;  /* OP_OPEN, OP_READ, OP_WRITE */
   void (*job)(struct fsreq *r);  /* OP_JOB: runs on a worker */
   int (*push)(lua_State *L, struct fsreq *r);  /* OP_JOB: results */
   const char *data;        /* job input */
   size_t len;
-  char *out;               /* job output (malloc'd or mapped) */
+  char *out;               /* job output (malloc'd) */
   size_t outlen;
-  int mapped;
   int mode, flags;
   int result;              /* job: 0 or a libuv error */
 } fsreq;
 
 static void req_free(fsreq *r) {
   if (r->op != OP_JOB) uv_fs_req_cleanup(&r->req);
-  if (r->ref != LUA_NOREF && r->L != NULL)
+  if (r->L != NULL) {
     luaL_unref(r->L, LUA_REGISTRYINDEX, r->ref);
-  if (r->out != NULL) {
-    if (r->mapped) munmap(r->out, r->outlen);
-    else free(r->out);
+    luaL_unref(r->L, LUA_REGISTRYINDEX, r->fref);
   }
+  free(r->out);
   free(r->path);
   free(r);
 }
@@ -112,7 +111,7 @@ static fsreq *req_new(lua_State *L, int op, const char *what,
   }
   r->op = op;
   r->what = what;
-  r->ref = LUA_NOREF;
+  r->ref = r->fref = LUA_NOREF;
   r->req.data = r;
   r->work.data = r;
   return r;
@@ -278,6 +277,14 @@ static void keep(lua_State *L, loom_host *H, fsreq *r, int idx) {
   r->ref = luaL_ref(r->L, LUA_REGISTRYINDEX);
 }
 
+/* Keeps the File at 1 alive: a worker writes into its buffer. */
+static void keep_file(lua_State *L, loom_host *H, fsreq *r) {
+  r->L = H->mainL;
+  lua_pushvalue(L, 1);
+  lua_xmove(L, r->L, 1);
+  r->fref = luaL_ref(r->L, LUA_REGISTRYINDEX);
+}
+
 /* }==================================================================== */
 
 
@@ -395,51 +402,49 @@ static int l_mkdtemp(lua_State *L) {
 ** Whole-file jobs
 ** ===================================================================== */
 
-/* read_file: open, map, touch every page (all on the worker) */
+/*
+** read_file, on a worker: one buffer sized from fstat, read to the end
+** (a file that grows or shrinks meanwhile, or one whose size fstat does
+** not know, such as those of /proc and /sys, is read as it is).
+*/
 static void job_read_file(fsreq *r) {
   struct stat st;
+  size_t cap = CHUNK, len = 0;
+  char *buf;
+  ssize_t k;
   int fd = open(r->path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     r->result = uv_translate_sys_error(errno);
     return;
   }
-  if (fstat(fd, &st) != 0) r->result = uv_translate_sys_error(errno);
-  else if (S_ISDIR(st.st_mode)) r->result = UV_EISDIR;
-  else if (S_ISREG(st.st_mode) && st.st_size > 0) {
-    size_t n = (size_t)st.st_size, i;
-    void *p = mmap(NULL, n, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (p == MAP_FAILED) r->result = uv_translate_sys_error(errno);
-    else {
-      volatile const char *c = p;
-      long page = sysconf(_SC_PAGESIZE);
-      madvise(p, n, MADV_SEQUENTIAL | MADV_WILLNEED);
-      for (i = 0; i < n; i += (size_t)page) (void)c[i];  /* fault it in */
-      r->out = p;
-      r->outlen = n;
-      r->mapped = 1;
+  if (fstat(fd, &st) == 0) {
+    if (S_ISDIR(st.st_mode)) {
+      close(fd);
+      r->result = UV_EISDIR;
+      return;
+    }
+    if (S_ISREG(st.st_mode) && st.st_size > 0) cap = (size_t)st.st_size + 1;
+  }
+  buf = malloc(cap);
+  while (buf != NULL && (k = read(fd, buf + len, cap - len)) != 0) {
+    if (k < 0) {
+      if (errno == EINTR) continue;
+      r->result = uv_translate_sys_error(errno);
+      break;
+    }
+    len += (size_t)k;
+    if (len == cap) {
+      char *b = realloc(buf, cap *= 2);
+      if (b == NULL) {
+        free(buf);
+        buf = NULL;
+      }
+      else buf = b;
     }
   }
-  else {  /* not a regular file (a pipe, /proc): read it to the end */
-    size_t cap = CHUNK, len = 0;
-    char *buf = malloc(cap);
-    ssize_t k;
-    while (buf != NULL && (k = read(fd, buf + len, cap - len)) != 0) {
-      if (k < 0) {
-        if (errno == EINTR) continue;
-        r->result = uv_translate_sys_error(errno);
-        break;
-      }
-      len += (size_t)k;
-      if (len == cap) {
-        char *b = realloc(buf, cap *= 2);
-        if (b == NULL) break;
-        buf = b;
-      }
-    }
-    if (buf == NULL) r->result = UV_ENOMEM;
-    r->out = buf;
-    r->outlen = len;
-  }
+  if (buf == NULL) r->result = UV_ENOMEM;
+  r->out = buf;
+  r->outlen = len;
   close(fd);
 }
 
@@ -568,13 +573,15 @@ static int push_file(lua_State *L, fsreq *r) {
   loom_file *f = lua_newuserdatauv(L, sizeof *f, 0);
   struct stat st;
   memset(f, 0, sizeof *f);
+  f->fd = -1;
+  luaL_setmetatable(L, LOOM_FILE_MT);  /* so __gc closes it, come what may */
   f->fd = (int)r->req.result;
   f->readable = (r->flags & O_ACCMODE) != O_WRONLY;
   f->writable = (r->flags & O_ACCMODE) != O_RDONLY;
   f->append = (r->flags & O_APPEND) != 0;
   f->regular = fstat(f->fd, &st) == 0 && S_ISREG(st.st_mode);
-  snprintf(f->path, sizeof f->path, "%s", r->path);
-  luaL_setmetatable(L, LOOM_FILE_MT);
+  f->path = r->path;  /* the request's copy goes to the file */
+  r->path = NULL;
   return 1;
 }
 
@@ -672,12 +679,14 @@ static int fill(lua_State *L, loom_host *H, loom_file *f, size_t want,
     if (errno != EAGAIN && errno != EOPNOTSUPP && errno != ENOSYS)
       return fail(L, "read", f->path, uv_translate_sys_error(errno));
   }
-  loom__enter(L, H, "file:read");
   r = req_new(L, OP_READ, "read", f->path);
   r->file = f;
+  keep_file(L, H, r);
   f->busy = 1;
   b = uv_buf_init(f->buf + f->start + f->len, (unsigned)want);
-  err = uv_fs_read(H->loop, &r->req, f->fd, &b, 1, f->pos, fs_cb);
+  /* positioned reads only where the file has positions (not a pipe) */
+  err = uv_fs_read(H->loop, &r->req, f->fd, &b, 1,
+                   f->regular ? f->pos : -1, fs_cb);
   if (err < 0) {
     f->busy = 0;
     req_free(r);
@@ -712,8 +721,9 @@ typedef int (*ready_fn)(lua_State *L, loom_file *f, lua_Integer arg);
 static int read_some(lua_State *L, ready_fn ready) {
   loom_host *H = loom__host(L);
   loom_file *f = checkfile(L);
-  lua_Integer arg = luaL_optinteger(L, 2, 0);
+  lua_Integer arg = luaL_optinteger(L, 2, -1);
   int n, done, r;
+  loom__enter(L, H, "file:read");  /* a read may suspend: in a task */
   if ((n = not_readable(L, f)) != 0) return n;
   for (;;) {
     n = ready(L, f, arg);
@@ -734,6 +744,10 @@ static int at_eof(lua_State *L, loom_file *f, const char *what) {
 }
 
 static int ready_read(lua_State *L, loom_file *f, lua_Integer n) {
+  if (n == 0) {
+    lua_pushliteral(L, "");
+    return 1;
+  }
   if (f->len > 0) {
     take(L, f, n > 0 && (size_t)n < f->len ? (size_t)n : f->len);
     return 1;
@@ -782,7 +796,11 @@ static int f_read_all(lua_State *L) { return read_some(L, ready_all); }
 static int push_write(lua_State *L, fsreq *r) {
   loom_file *f = r->file;
   f->busy = 0;
-  if (!f->append) f->pos += r->req.result;
+  if (f->append) {  /* the write went to the end: that is where we are */
+    off_t at = f->fd >= 0 ? lseek(f->fd, 0, SEEK_CUR) : -1;
+    if (at >= 0) f->pos = at;
+  }
+  else f->pos += r->req.result;
   lua_pushinteger(L, (lua_Integer)r->req.result);
   return 1;
 }
@@ -800,13 +818,14 @@ static int f_write(lua_State *L) {
   fsreq *r;
   uv_buf_t b;
   int err;
+  loom__enter(L, H, "file:write");
   if (!f->writable) return fail(L, "write", f->path, UV_EBADF);
   if (f->len > 0) {  /* unread buffered data: write where the reader is */
     f->pos -= (int64_t)f->len;
     f->len = f->start = 0;
     f->eof = 0;
   }
-  at = f->append ? -1 : f->pos;
+  at = f->append || !f->regular ? -1 : f->pos;
   if (f->regular && !f->append) {  /* into the page cache, if it can */
     struct iovec iov;
     ssize_t n;
@@ -822,10 +841,10 @@ static int f_write(lua_State *L) {
     if (errno != EAGAIN && errno != EOPNOTSUPP && errno != ENOSYS)
       return fail(L, "write", f->path, uv_translate_sys_error(errno));
   }
-  loom__enter(L, H, "file:write");
   r = req_new(L, OP_WRITE, "write", f->path);
   r->file = f;
   keep(L, H, r, 2);
+  keep_file(L, H, r);
   f->busy = 1;
   b = uv_buf_init((char *)data, (unsigned)(len > 0x40000000 ? 0x40000000
                                                             : len));
@@ -890,18 +909,23 @@ static int f_close(lua_State *L) {
   return 0;
 }
 
-static int f_gc(lua_State *L) {
-  loom_file *f = luaL_checkudata(L, 1, LOOM_FILE_MT);
-  if (f->fd >= 0) close(f->fd);  /* a request in flight holds no fd copy */
+static void file_free(loom_file *f) {
+  if (f->fd >= 0) close(f->fd);
   f->fd = -1;
   free(f->buf);
-  f->buf = NULL;
+  free(f->path);
+  f->buf = f->path = NULL;
+}
+
+/* No request can be in flight: a request keeps its File alive. */
+static int f_gc(lua_State *L) {
+  file_free(luaL_checkudata(L, 1, LOOM_FILE_MT));
   return 0;
 }
 
 static int f_tostring(lua_State *L) {
   loom_file *f = luaL_checkudata(L, 1, LOOM_FILE_MT);
-  lua_pushfstring(L, "loom.file '%s'%s", f->path,
+  lua_pushfstring(L, "loom.file '%s'%s", f->path ? f->path : "?",
                   f->fd < 0 ? " (closed)" : "");
   return 1;
 }
@@ -923,6 +947,7 @@ typedef struct loom_watch {
   uv_fs_event_t h;
   struct loom_watcher *w;
   struct loom_watch *next;
+  int is_file;             /* a file: its events name the file itself */
   char dir[1];             /* the path watched */
 } loom_watch;
 
@@ -954,7 +979,7 @@ static void event_cb(uv_fs_event_t *h, const char *filename, int events,
     if (e == NULL) return;
     e->next = NULL;
     e->change = (events & UV_RENAME) ? UV_RENAME : UV_CHANGE;
-    if (filename != NULL && *filename != '\0')
+    if (filename != NULL && *filename != '\0' && !wa->is_file)
       snprintf(e->path, n + 1, "%s/%s", wa->dir, filename);
     else snprintf(e->path, n + 1, "%s", wa->dir);
     if (w->tail) w->tail->next = e;
@@ -981,6 +1006,10 @@ static int w_add(lua_State *L) {
   if (wa == NULL) return luaL_error(L, "loom: not enough memory");
   memcpy(wa->dir, path, len + 1);
   while (len > 1 && wa->dir[len - 1] == '/') wa->dir[--len] = '\0';
+  {
+    struct stat st;
+    wa->is_file = stat(path, &st) == 0 && !S_ISDIR(st.st_mode);
+  }
   uv_fs_event_init(w->H->loop, &wa->h);
   wa->h.data = wa;
   wa->w = w;

@@ -49,20 +49,35 @@ for _, name in ipairs { "rename", "copy", "symlink", "write_file",
   end
 end
 
+local modes = { r = 1, w = 1, a = 1, ["r+"] = 1, ["w+"] = 1, ["a+"] = 1 }
+
 function M.open(path, mode)
   check_path(path, 1, "fs.open")
   if mode ~= nil and type(mode) ~= "string" then
     error(("bad argument #2 to 'fs.open' (string expected, got %s)")
       :format(type(mode)), 2)
   end
+  if mode ~= nil and not modes[mode:gsub("b", "")] then
+    error(("bad argument #2 to 'fs.open' (invalid mode '%s')"):format(mode), 2)
+  end
   return cfs.open(path, mode)
+end
+
+-- Calls that do their work through other fs calls name themselves when
+-- called outside a task.
+local function check_task(fname)
+  if not core.current() then
+    error(("loom: %s called outside a task (use loom.run or the loom "
+      .. "binary)"):format(fname), 3)
+  end
 end
 
 function M.chmod(path, mode)
   check_path(path, 1, "fs.chmod")
-  if math_type(mode) ~= "integer" then
-    error(("bad argument #2 to 'fs.chmod' (integer mode expected, e.g. "
-      .. "tonumber('644', 8), got %s)"):format(tostring(mode)), 2)
+  if math_type(mode) ~= "integer" or mode < 0 or mode > 4095 then
+    error(("bad argument #2 to 'fs.chmod' (integer mode from 0 to 0o7777 "
+      .. "expected, e.g. tonumber('644', 8), got %s)"):format(tostring(mode)),
+      2)
   end
   return cfs.chmod(path, mode)
 end
@@ -70,6 +85,7 @@ end
 --- fs.exists(path): true when something is there (a broken link too)
 function M.exists(path)
   check_path(path, 1, "fs.exists")
+  check_task("fs.exists")
   return cfs.lstat(path) ~= nil
 end
 
@@ -77,6 +93,7 @@ end
 -- Raises when the folder cannot be listed, as io.lines does.
 function M.dir(path)
   check_path(path, 1, "fs.dir")
+  check_task("fs.dir")
   local list, err = cfs.list(path)
   if not list then error(err, 2) end
   local i = 0
@@ -89,6 +106,7 @@ end
 --- fs.mkdir(path [, {parents = true, mode = n}])
 function M.mkdir(path, opts)
   check_path(path, 1, "fs.mkdir")
+  check_task("fs.mkdir")
   opts = check_opts(opts, 2, "fs.mkdir")
   if not opts.parents then return cfs.mkdir(path, opts.mode) end
   local prefix = path:sub(1, 1) == "/" and "/" or ""
@@ -127,6 +145,7 @@ end
 
 function M.remove(path, opts)
   check_path(path, 1, "fs.remove")
+  check_task("fs.remove")
   opts = check_opts(opts, 2, "fs.remove")
   return remove(path, opts.recursive)
 end
@@ -137,6 +156,7 @@ end
 -- exists when the watch starts gets a watch of its own.
 function M.watch(path, opts)
   check_path(path, 1, "fs.watch")
+  check_task("fs.watch")
   opts = check_opts(opts, 2, "fs.watch")
   local w = cfs.watcher()
   local ok, err, code = w:_add(path)
