@@ -56,6 +56,7 @@ typedef struct loom_file {
   unsigned readable : 1, writable : 1, append : 1, regular : 1;
   unsigned eof : 1;
   unsigned busy : 1;       /* a request is in flight */
+  unsigned no_nowait_write : 1;  /* the file system refused RWF_NOWAIT */
   char *path;              /* for messages (malloc'd) */
 } loom_file;
 
@@ -561,12 +562,25 @@ static int l_append_file(lua_State *L) {
 ** ===================================================================== */
 
 
-static loom_file *checkfile(lua_State *L) {
+/*
+** The open File at 1.  The '_read*' and '_write' primitives are called
+** through fs.lua's methods, so their errors point one level further up,
+** at the caller's line.
+*/
+static loom_file *checkfile_at(lua_State *L, int level) {
   loom_file *f = luaL_checkudata(L, 1, LOOM_FILE_MT);
-  if (f->fd < 0) luaL_error(L, "attempt to use a closed file");
-  if (f->busy) luaL_error(L, "file '%s': another task is using it",
-                          f->path);
+  if (f->fd < 0 || f->busy) {
+    luaL_where(L, level);
+    if (f->fd < 0) lua_pushliteral(L, "attempt to use a closed file");
+    else lua_pushfstring(L, "file '%s': another task is using it", f->path);
+    lua_concat(L, 2);
+    lua_error(L);
+  }
   return f;
+}
+
+static loom_file *checkfile(lua_State *L) {
+  return checkfile_at(L, 1);
 }
 
 static int push_file(lua_State *L, fsreq *r) {
@@ -720,7 +734,7 @@ typedef int (*ready_fn)(lua_State *L, loom_file *f, lua_Integer arg);
 
 static int read_some(lua_State *L, ready_fn ready) {
   loom_host *H = loom__host(L);
-  loom_file *f = checkfile(L);
+  loom_file *f = checkfile_at(L, 3);
   lua_Integer arg = luaL_optinteger(L, 2, -1);
   int n, done, r;
   loom__enter(L, H, "file:read");  /* a read may suspend: in a task */
@@ -811,7 +825,7 @@ static int push_write(lua_State *L, fsreq *r) {
 */
 static int f_write(lua_State *L) {
   loom_host *H = loom__host(L);
-  loom_file *f = checkfile(L);
+  loom_file *f = checkfile_at(L, 2);
   size_t len;
   const char *data = luaL_checklstring(L, 2, &len);
   int64_t at;
@@ -826,7 +840,7 @@ static int f_write(lua_State *L) {
     f->eof = 0;
   }
   at = f->append || !f->regular ? -1 : f->pos;
-  if (f->regular && !f->append) {  /* into the page cache, if it can */
+  if (f->regular && !f->append && !f->no_nowait_write) {  /* page cache */
     struct iovec iov;
     ssize_t n;
     iov.iov_base = (void *)data;
@@ -838,7 +852,9 @@ static int f_write(lua_State *L) {
       lua_pushinteger(L, (lua_Integer)n);
       return 1;
     }
-    if (errno != EAGAIN && errno != EOPNOTSUPP && errno != ENOSYS)
+    if (errno == EOPNOTSUPP || errno == ENOSYS)
+      f->no_nowait_write = 1;  /* ext4 refuses it for buffered writes */
+    else if (errno != EAGAIN)
       return fail(L, "write", f->path, uv_translate_sys_error(errno));
   }
   r = req_new(L, OP_WRITE, "write", f->path);
