@@ -253,3 +253,76 @@ describe("examples (files)", function()
       .. "tail: entry 4\ntail: entry 5\n", out)
   end)
 end)
+
+-- {==================================================================
+-- examples/parallel.lua and examples/graceful.lua (loom.process,
+-- loom.signal): self-contained, the second drives the binary from a task
+describe("examples: processes and signals", function()
+  local helper_ = require("spec.helper")
+  local loom = require("loom")  -- also makes loom.busted available
+  local async = require("loom.busted").async
+
+  it("parallel.lua: at most K at a time, output streamed with prefixes", function()
+    local t0 = helper_.clock()
+    local out, err, code = helper_.run_bin({ "examples/parallel.lua", "-j", "2",
+      "echo a1; sleep 0.2; echo a2", "echo b1; sleep 0.2; echo b2",
+      "echo c1 >&2; exit 3", "kill -TERM $$" })
+    local secs = helper_.clock() - t0
+    assert.are.equal("", err)
+    assert.are.equal(1, code)  -- two commands failed
+    local l = helper_.lines(out)
+    local where = {}
+    for i, line in ipairs(l) do
+      if i < #l then assert.matches("^%[%d!?%] ", line) end  -- then the summary
+      where[line] = i
+    end
+    -- 1 and 2 ran together: both had started before either went on
+    assert.is_true(where["[1] a1"] < where["[1] a2"] and where["[2] b1"] < where["[1] a2"], out)
+    assert.is_true(where["[2] b1"] < where["[2] b2"], out)
+    -- 3 and 4 waited for a slot
+    assert.is_true(where["[3!] c1"] > where["[1] a1"] and where["[3!] c1"] > where["[2] b1"], out)
+    assert.truthy(where["[1] exit 0"] and where["[2] exit 0"] and where["[3] exit 3"], out)
+    assert.truthy(where["[4] killed by SIGTERM"], out)
+    assert.matches("^4 commands, 2 failed, at most 2 at a time", l[#l])
+    if not helper_.coarse then assert.is_true(secs < 3, "took " .. secs .. " s") end
+  end)
+
+  it("parallel.lua demo", function()
+    local out, err, code = helper_.run_bin({ "examples/parallel.lua" })
+    assert.are.equal("", err)
+    assert.are.equal(1, code)  -- its sixth command fails on purpose
+    assert.truthy(out:find("[6!] about to fail\n", 1, true), out)
+    assert.truthy(out:find("\n6 commands, 1 failed, at most 3 at a time", 1, true), out)
+  end)
+
+  it("graceful.lua: on SIGTERM it stops accepting, finishes the job in flight, exits 0", async(function()
+    local p = assert(loom.process.spawn{ helper_.loom_bin, "examples/graceful.lua",
+                                         stderr = "pipe" })
+    local _ <close> = setmetatable({}, { __close = function()
+      if not p:status() then p:kill("SIGKILL") end  -- never left behind
+      p:close()
+    end })
+    local port = tonumber(p.stdout:read_line():match("^listening on 127%.0%.0%.1:(%d+)$"))
+    assert.truthy(port)
+    local busy = assert(loom.net.connect("127.0.0.1", port))
+    local idle = assert(loom.net.connect("127.0.0.1", port))
+    busy:write("work 0.05\n")
+    assert.are.equal("done 0.05", busy:read_line())  -- it serves
+    busy:write("work 0.5\n")
+    loom.sleep(0.1)  -- the job is in flight
+    p:kill("SIGTERM")
+    assert.are.equal("SIGTERM: stopped accepting; 1 job(s) in flight", p.stdout:read_line())
+    local s, _, code = loom.net.connect("127.0.0.1", port)
+    assert.is_nil(s)
+    assert.are.equal("ECONNREFUSED", code)
+    assert.are.equal("done 0.5", busy:read_line())  -- the job finished
+    assert.is_nil(busy:read_line())  -- then the connection closed
+    assert.is_nil(idle:read_line())  -- the idle one was closed at once
+    assert.are.equal("bye\n", p.stdout:read_all())
+    assert.are.equal("", p.stderr:read_all())
+    assert.are.same({ 0 }, { p:wait() })
+    busy:close()
+    idle:close()
+  end))
+end)
+-- }==================================================================

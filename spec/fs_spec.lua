@@ -723,6 +723,11 @@ describe("loom.fs", function()
     end, { timeout = 60 }))
 
     it("read_file does not hold the file twice: peak RSS stays under ~2x its size", function()
+      if os.getenv("LD_PRELOAD") then
+        -- the sanitizers' own bookkeeping inflates RSS: checked in the plain run
+        pending("peak RSS is checked in the plain run, not under the sanitizers")
+        return
+      end
       local src = [[
         local fs = require "loom.fs"
         local function status(k)

@@ -771,7 +771,8 @@ static int ready_read(lua_State *L, loom_file *f, lua_Integer n) {
 }
 
 static int ready_line(lua_State *L, loom_file *f, lua_Integer unused) {
-  const char *p = memchr(f->buf + f->start, '\n', f->len);
+  const char *p = f->len > 0 ? memchr(f->buf + f->start, '\n', f->len)
+                             : NULL;  /* buf may not exist yet */
   (void)unused;
   if (p != NULL) {
     size_t n = (size_t)(p - (f->buf + f->start));

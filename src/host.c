@@ -207,6 +207,8 @@ static void host_close(loom_host *H, int state_closing) {
   }
   loom__streams_close(H);
   loom__socks_close(H);
+  loom__procs_close(H);
+  loom__signals_close(H);
   loom__calls_close(H);
   loom__work_close(H);
   loom__timer_close(H);

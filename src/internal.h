@@ -149,6 +149,8 @@ struct loom_host {
   struct loom_alarm *alarms;  /* armed alarms (timer.c) */
   loom_stream *streams;    /* open streams (stream.c) */
   struct loom_sock *socks; /* open servers and UDP sockets (net.c) */
+  struct loom_proc *procs;  /* child processes (process.c) */
+  struct loom_sigslot *sigslots;  /* watched signals (signal.c) */
   loom_task *ready_head, *ready_tail;
   size_t nready;
   loom_task *current;      /* the running task, or NULL */
@@ -288,6 +290,13 @@ int loom__push_sockaddr(lua_State *L, const struct sockaddr *sa, char *buf);
 void loom__fs_register(lua_State *L, loom_host *H);
 void loom__process_register(lua_State *L, loom_host *H);
 void loom__signal_register(lua_State *L, loom_host *H);
+void loom__procs_close(loom_host *H);  /* with the host */
+void loom__signals_close(loom_host *H);  /* with the host */
+const char *loom__signal_name(int signum);  /* "SIGTERM", or NULL */
+/* the host's own handling of a signal no script watches (Ctrl-C) */
+typedef void (*loom_signal_fn)(loom_host *H, int signum, void *ud);
+int loom__signal_default(loom_host *H, int signum, loom_signal_fn fn,
+                         void *ud);
 
 /* queue.c */
 void loom__queue_register(lua_State *L, loom_host *H);  /* loom.queue */

@@ -5,6 +5,7 @@
 ** task and handle are done.  Exit status: 0, or 1 when an error went
 ** uncaught, or 130 when Ctrl-C ended the main task.
 */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -209,22 +210,22 @@ static int spawn_main(lua_State *L, loom_host *H, char **argv, int argc,
 ** Ctrl-C
 ** ===================================================================== */
 
-typedef struct {
-  uv_signal_t h;
-  loom_host *H;
-  int count;
-} sigint_state;
+/*
+** Ctrl-C is a default watcher of signal.c: it acts only while the
+** script does not watch SIGINT itself (signal.on, signal.wait), so a
+** script can take Ctrl-C over, as a 'SIGINT' listener does in Node.
+*/
+static int sigint_count;
 
 /*
 ** The first Ctrl-C cancels the main task, so its <close> variables and
 ** pcall cleanup run; the second (or one after the main task is done)
 ** exits at once with the status a shell gives to SIGINT.
 */
-static void sigint_cb(uv_signal_t *h, int signum) {
-  sigint_state *s = (sigint_state *)h;
-  loom_host *H = s->H;
-  (void)signum;
-  if (s->count++ == 0 && H->main != NULL && H->main->f.state == FUT_PENDING) {
+static void sigint_cb(loom_host *H, int signum, void *ud) {
+  (void)signum; (void)ud;
+  if (sigint_count++ == 0 && H->main != NULL
+      && H->main->f.state == FUT_PENDING) {
     loom__cancel(H->L, H, H->main, 0);
     return;
   }
@@ -239,7 +240,6 @@ int main(int argc, char **argv) {
   int flags = 0, bad = 0, from_stdin = 0, script, status;
   loom_host *H;
   lua_State *L;
-  sigint_state sig;
   script = collect_args(argv, argc, &flags, &bad);
   if (script < 0) {
     usage(argv[bad]);
@@ -271,13 +271,9 @@ int main(int argc, char **argv) {
     loom_free(H);
     return 1;
   }
-  sig.H = H;
-  sig.count = 0;
-  uv_signal_init(H->loop, &sig.h);
-  uv_signal_start(&sig.h, sigint_cb, SIGINT);
-  uv_unref((uv_handle_t *)&sig.h);
+  loom__signal_default(H, SIGINT, sigint_cb, NULL);
   status = loom_run(H) > 0 ? 1 : 0;
-  if (sig.count > 0 && H->main->f.state == FUT_CANCELLED) status = 130;
+  if (sigint_count > 0 && H->main->f.state == FUT_CANCELLED) status = 130;
   else if (H->stalled && H->main->f.state == FUT_CANCELLED) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, H->stall_ref);
     fprintf(stderr, "%s: the main task never finished (it waits for "
@@ -294,10 +290,7 @@ int main(int argc, char **argv) {
   ** LOOM_CLOSE_AT_EXIT=1 closes it anyway (leak checking).
   */
   fflush(NULL);
-  if (getenv("LOOM_CLOSE_AT_EXIT") != NULL) {
-    uv_close((uv_handle_t *)&sig.h, NULL);
-    loom_free(H);
-  }
+  if (getenv("LOOM_CLOSE_AT_EXIT") != NULL) loom_free(H);
   else exiting_host = H;
   return status;
 }

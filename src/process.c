@@ -1,8 +1,385 @@
 /*
-** process.c: child processes (loom.process).  (being written)
+** process.c: child processes, the C side of loom.process (the public
+** functions and the Process object are in lua/loom/process.lua).
+**
+** Ownership: a child is a malloc'd 'loom_proc' whose uv_process_t libuv
+** owns until its close callback; the 'loom.process' userdata holds a
+** pointer to it.  The handle must stay open until the child has exited:
+** libuv reaps a child (waitpid) only through an open handle, and a
+** handle closed earlier would leave a zombie.  So the userdata is not
+** what keeps it: the proc is on its host's list from the spawn until
+** its handle closes, which is when both the child has exited (exit_cb)
+** and the userdata is gone (collected or closed).  A Process dropped
+** while its child runs is therefore still reaped, and the child keeps
+** the loop alive until then, as in Node.
+**
+** The child's piped stdio are ordinary Streams (stream.c): their
+** uv_pipe_t, initialised by loom__stream_new, is what uv_spawn opens.
 */
+#include <stdlib.h>
+#include <string.h>
+
 #include "internal.h"
 
+#define LOOM_PROCESS_MT "loom.process"
+
+struct loom_proc {
+  uv_process_t h;
+  loom_host *host;            /* on its list until the handle closes */
+  struct loom_proc *hnext, *hprev;
+  struct loom_proc **box;     /* the userdata's pointer, or NULL */
+  loom_task *waiters;         /* WAIT_LIST: tasks in :wait() */
+  int64_t status;             /* exit code, once exited */
+  int term_signal;            /* signal that ended it, or 0 */
+  int pid;
+  unsigned exited : 1;
+  char name[72];              /* "'cmd' (pid N)", for messages */
+};
+
+typedef struct loom_proc loom_proc;
+
+
+/* {====================================================================
+** Lifetime
+** ===================================================================== */
+
+static void proc_closed(uv_handle_t *h) {
+  free(h);  /* 'h' is the first member */
+}
+
+/* Closes the handle of 'p' (once): off the list, the userdata cleared. */
+static void proc_close(loom_proc *p) {
+  loom_host *H = p->host;
+  if (H == NULL) return;
+  if (p->hprev) p->hprev->hnext = p->hnext;
+  else H->procs = p->hnext;
+  if (p->hnext) p->hnext->hprev = p->hprev;
+  p->host = NULL;
+  if (p->box != NULL) *p->box = NULL;
+  p->box = NULL;
+  uv_close((uv_handle_t *)&p->h, proc_closed);
+}
+
+void loom__procs_close(loom_host *H) {
+  while (H->procs != NULL) proc_close(H->procs);
+}
+
+/* Wakes the tasks in :wait(); they look at the proc when they run. */
+static void wake_waiters(loom_proc *p) {
+  loom_host *H = p->host;
+  if (H == NULL) return;
+  while (p->waiters != NULL) loom__list_wake(H, &p->waiters);
+}
+
+/*
+** The child has exited and libuv has reaped it.  The handle can go now
+** unless the userdata still needs it (it reads pid and status there).
+*/
+static void exit_cb(uv_process_t *h, int64_t status, int term_signal) {
+  loom_proc *p = (loom_proc *)h;
+  p->exited = 1;
+  p->status = status;
+  p->term_signal = term_signal;
+  wake_waiters(p);
+  if (p->box == NULL) proc_close(p);
+}
+
+/*
+** The userdata lets go of 'p' (closed or collected).  A child still
+** running keeps its handle until exit_cb, so that it is reaped.
+*/
+static void proc_release(loom_proc *p) {
+  if (p->box != NULL) *p->box = NULL;
+  p->box = NULL;
+  wake_waiters(p);
+  if (p->exited) proc_close(p);
+}
+
+/* }==================================================================== */
+
+
+/* {====================================================================
+** Spawning
+** ===================================================================== */
+
+/*
+** Fills a NULL-terminated array with the strings of the list at 'idx'
+** (a userdata on the stack holds it; the list keeps the strings alive).
+*/
+static char **string_list(lua_State *L, int idx, const char *what) {
+  int n = (int)lua_rawlen(L, idx), i;
+  char **list = lua_newuserdatauv(L, (size_t)(n + 1) * sizeof *list, 0);
+  for (i = 0; i < n; i++) {
+    if (lua_rawgeti(L, idx, i + 1) != LUA_TSTRING)
+      luaL_error(L, "process.spawn: %s must be strings", what);
+    list[i] = (char *)lua_tostring(L, -1);
+    lua_pop(L, 1);
+  }
+  list[n] = NULL;
+  return list;
+}
+
+static const char *const modes[] = {"pipe", "inherit", "null", NULL};
+enum { MODE_PIPE, MODE_INHERIT, MODE_NULL };
+
+/*
+** Sets up stdio slot 'fd' as mode 'm'; a pipe is a new Stream, pushed
+** (else nil is pushed).  'name' names the command, for messages.
+*/
+static void set_stdio(lua_State *L, loom_host *H, uv_stdio_container_t *c,
+                      int fd, int m, const char *name) {
+  static const char *const which[] = {"stdin", "stdout", "stderr"};
+  char sname[72];
+  loom_stream *s;
+  if (m == MODE_INHERIT) {
+    c->flags = UV_INHERIT_FD;
+    c->data.fd = fd;
+  }
+  else if (m == MODE_NULL) c->flags = UV_IGNORE;  /* /dev/null */
+  if (m != MODE_PIPE) {
+    lua_pushnil(L);
+    return;
+  }
+  snprintf(sname, sizeof sname, "%s of %s", which[fd], name);
+  s = loom__stream_new(L, H, LOOM_STREAM_PIPE, sname);
+  /* the flags say what the child does with its end */
+  c->flags = UV_CREATE_PIPE | (fd == 0 ? UV_READABLE_PIPE
+                                       : UV_WRITABLE_PIPE);
+  c->data.stream = &s->u.s;
+}
+
+/* Closes the streams made for a spawn that failed (at 'first'..+2). */
+static void close_stdio(lua_State *L, int first) {
+  int i;
+  for (i = first; i < first + 3; i++) {
+    loom_stream **box = lua_touserdata(L, i);
+    if (box != NULL && *box != NULL) loom__stream_close(*box, 1);
+  }
+}
+
+static int spawn_failed(lua_State *L, loom_proc *p, const char *cmd,
+                        const char *cwd, int err) {
+  char what[300];
+  close_stdio(L, 10);
+  uv_close((uv_handle_t *)&p->h, proc_closed);  /* uv_spawn set it up */
+  if (cwd != NULL) snprintf(what, sizeof what, "'%.128s' in '%.128s'",
+                            cmd, cwd);
+  else snprintf(what, sizeof what, "'%.256s'", cmd);
+  return loom__fail(L, "spawn", what, err);
+}
+
+/*
+** core.proc.spawn(args, env, cwd, stdin, stdout, stderr): a Process
+** userdata, its pid and its stdin, stdout and stderr Streams (nil where
+** not piped); or nil, message, code.  'args' is the list of the command
+** and its arguments, 'env' nil or a list of "name=value" strings, each
+** stdio "pipe", "inherit" or "null".
+*/
+static int l_spawn(lua_State *L) {
+  loom_host *H = loom__host(L);
+  uv_process_options_t o;
+  uv_stdio_container_t stdio[3];
+  const char *cwd = luaL_optstring(L, 3, NULL);
+  int m[3], i, r;
+  char **args;
+  loom_proc **box, *p;
+  char name[64];
+  luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_argcheck(L, lua_rawlen(L, 1) > 0, 1, "a command is expected");
+  for (i = 0; i < 3; i++) m[i] = luaL_checkoption(L, 4 + i, NULL, modes);
+  lua_settop(L, 6);
+  memset(&o, 0, sizeof o);
+  args = string_list(L, 1, "the command and its arguments");  /* 7 */
+  if (!lua_isnil(L, 2)) {
+    luaL_checktype(L, 2, LUA_TTABLE);
+    o.env = string_list(L, 2, "environment entries");
+  }
+  else lua_pushnil(L);  /* 8 */
+  box = lua_newuserdatauv(L, sizeof *box, 0);  /* 9 */
+  *box = NULL;
+  luaL_setmetatable(L, LOOM_PROCESS_MT);
+  snprintf(name, sizeof name, "'%.60s'", args[0]);
+  memset(stdio, 0, sizeof stdio);
+  for (i = 0; i < 3; i++) set_stdio(L, H, &stdio[i], i, m[i], name);
+  p = calloc(1, sizeof *p);  /* 10..12: the streams */
+  if (p == NULL) {
+    close_stdio(L, 10);
+    return luaL_error(L, "loom: not enough memory");
+  }
+  o.file = args[0];
+  o.args = args;
+  o.cwd = cwd;
+  o.exit_cb = exit_cb;
+  o.stdio = stdio;
+  o.stdio_count = 3;
+  r = uv_spawn(H->loop, &p->h, &o);
+  if (r != 0) return spawn_failed(L, p, args[0], cwd, r);
+  p->h.data = p;
+  p->pid = p->h.pid;
+  snprintf(p->name, sizeof p->name, "%s (pid %d)", name, p->pid);
+  p->host = H;
+  p->hnext = H->procs;
+  if (H->procs) H->procs->hprev = p;
+  H->procs = p;
+  p->box = box;
+  *box = p;
+  lua_pushvalue(L, 9);
+  lua_pushinteger(L, p->pid);
+  for (i = 10; i <= 12; i++) lua_pushvalue(L, i);
+  return 5;
+}
+
+/* }==================================================================== */
+
+
+/* {====================================================================
+** The Process userdata
+** ===================================================================== */
+
+static loom_proc *checkproc(lua_State *L) {
+  loom_proc **box = luaL_checkudata(L, 1, LOOM_PROCESS_MT);
+  if (*box == NULL) luaL_error(L, "attempt to use a closed process");
+  return *box;
+}
+
+/* Pushes code, nil for an exit, nil, name for a signal; returns 2. */
+static int push_status(lua_State *L, loom_proc *p) {
+  if (p->term_signal != 0) {
+    const char *name = loom__signal_name(p->term_signal);
+    lua_pushnil(L);
+    if (name != NULL) lua_pushstring(L, name);
+    else lua_pushfstring(L, "SIG%d", p->term_signal);
+  }
+  else {
+    lua_pushinteger(L, (lua_Integer)p->status);
+    lua_pushnil(L);
+  }
+  return 2;
+}
+
+static int wait_k(lua_State *L, int status, lua_KContext ctx);
+
+static int wait_body(lua_State *L) {
+  loom_proc *p = *(loom_proc **)lua_touserdata(L, 1);
+  loom_task *t;
+  if (p == NULL) {  /* closed while we waited */
+    lua_pushnil(L);
+    lua_pushliteral(L, "the process was closed");
+    lua_pushliteral(L, "ECANCELED");
+    return 3;
+  }
+  if (p->exited) return push_status(L, p);
+  t = loom__enter(L, p->host, "process:wait");
+  loom__list_wait(&p->waiters, t);
+  lua_pushlightuserdata(L, &loom__tag);
+  return lua_yieldk(L, 1, 0, wait_k);
+}
+
+static int wait_k(lua_State *L, int status, lua_KContext ctx) {
+  loom_host *H = loom__host_of_state(L);
+  (void)status; (void)ctx;
+  if (H == NULL) return luaL_error(L, "loom: the host is closed");
+  if (H->current == NULL)
+    return luaL_error(L, "loom: a coroutine suspended in a loom call was "
+                         "resumed outside its task");
+  H->current->woken = 0;
+  if (H->current->throwing) return loom__rethrow(L, H, H->current);
+  return wait_body(L);
+}
+
+/* proc:wait() (suspends): code, nil or nil, signal name */
+static int p_wait(lua_State *L) {
+  loom_proc *p = checkproc(L);
+  if (p->host != NULL && p->host->current == NULL)  /* even when done */
+    return luaL_error(L, "loom: process:wait called outside a task (use "
+                         "loom.run or the loom binary)");
+  lua_settop(L, 1);
+  return wait_body(L);
+}
+
+/* proc:kill(signum): true, or nil, msg, code ("ESRCH" once exited) */
+static int p_kill(lua_State *L) {
+  loom_proc *p = checkproc(L);
+  int signum = (int)luaL_checkinteger(L, 2), r;
+  /* once reaped, the pid may belong to another process already */
+  if (p->exited) return loom__fail(L, "kill", p->name, UV_ESRCH);
+  r = uv_process_kill(&p->h, signum);
+  if (r != 0) return loom__fail(L, "kill", p->name, r);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* proc:status(): nil while running, else as :wait() */
+static int p_status(lua_State *L) {
+  loom_proc *p = checkproc(L);
+  if (!p->exited) return 0;
+  return push_status(L, p);
+}
+
+/* proc:close(), also __gc; harmless the second time */
+static int p_close(lua_State *L) {
+  loom_proc **box = luaL_checkudata(L, 1, LOOM_PROCESS_MT);
+  if (*box != NULL) proc_release(*box);
+  *box = NULL;
+  return 0;
+}
+
+static int p_tostring(lua_State *L) {
+  loom_proc **box = luaL_checkudata(L, 1, LOOM_PROCESS_MT);
+  if (*box == NULL) lua_pushliteral(L, "loom.process (closed)");
+  else lua_pushfstring(L, "loom.process (%s)", (*box)->name);
+  return 1;
+}
+
+/* core.proc.kill(pid, signum): true, or nil, msg, code (os-level kill) */
+static int l_kill(lua_State *L) {
+  lua_Integer pid = luaL_checkinteger(L, 1);
+  int signum = (int)luaL_checkinteger(L, 2), r;
+  char name[32];
+  snprintf(name, sizeof name, "pid %lld", (long long)pid);
+  r = uv_kill((int)pid, signum);
+  if (r != 0) return loom__fail(L, "kill", name, r);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_getpid(lua_State *L) {
+  lua_pushinteger(L, uv_os_getpid());
+  return 1;
+}
+
+/* }==================================================================== */
+
+
+static const luaL_Reg proc_methods[] = {
+  {"wait", p_wait},
+  {"kill", p_kill},
+  {"status", p_status},
+  {"close", p_close},
+  {NULL, NULL}
+};
+
+static const luaL_Reg funcs[] = {
+  {"spawn", l_spawn},
+  {"kill", l_kill},
+  {"getpid", l_getpid},
+  {NULL, NULL}
+};
+
 void loom__process_register(lua_State *L, loom_host *H) {
-  (void)L; (void)H;
+  if (luaL_newmetatable(L, LOOM_PROCESS_MT)) {
+    luaL_newlib(L, proc_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, p_close);
+    lua_setfield(L, -2, "__close");
+    lua_pushcfunction(L, p_close);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, p_tostring);
+    lua_setfield(L, -2, "__tostring");
+  }
+  lua_pop(L, 1);
+  lua_createtable(L, 0, 3);
+  loom__push_box(L, H);
+  luaL_setfuncs(L, funcs, 1);
+  lua_setfield(L, -2, "proc");
 }

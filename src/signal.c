@@ -1,8 +1,366 @@
 /*
-** signal.c: signals (loom.signal).  (being written)
+** signal.c: signal watchers, the C side of loom.signal (the public
+** functions are in lua/loom/signal.lua) and of the binary's Ctrl-C.
+**
+** Each signal a host watches has one *slot*: a uv_signal_t, malloc'd
+** (libuv owns it until its close callback) and on the host's list so
+** that closing the host closes it.  The slot dispatches each delivery
+** to the watchers it has *when the loop handles it*, not when the
+** signal came: a Ctrl-C that arrives just before a script starts
+** watching SIGINT goes to the script, not to the default.
+**
+** A script's watcher ('loom.signal' userdata, the watcher itself) calls
+** a Lua function with the signal's name, in protected mode, from the
+** loop.  It stays anchored (a registry ref) until it is closed, so that
+** 'signal.on' works without the caller keeping the handle.  The slot is
+** unreferenced unless a watcher asks to keep the loop alive: only
+** 'signal.wait' does.
+**
+** The host's own *default* (loom__signal_default, the binary's Ctrl-C)
+** runs only when no script watcher is open: a script that listens for
+** SIGINT takes Ctrl-C over, as a 'SIGINT' listener does in Node.
 */
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "internal.h"
 
+#define LOOM_SIGNAL_MT "loom.signal"
+
+typedef struct loom_sigwatch loom_sigwatch;
+typedef struct loom_sigslot loom_sigslot;
+
+struct loom_sigslot {
+  uv_signal_t h;
+  loom_host *host;
+  loom_sigslot *next;          /* on the host's list while open */
+  loom_sigwatch *watchers;     /* script watchers, newest first */
+  int nopen;                   /* watchers not closed */
+  int nkeep;                   /* open watchers that keep the loop alive */
+  int dispatching;             /* closed watchers wait to be unlinked */
+  loom_signal_fn cfn;          /* the host's default, or NULL */
+  void *ud;
+  int signum;
+};
+
+/* the userdata of a script watcher */
+struct loom_sigwatch {
+  loom_sigslot *slot;          /* NULL once unlinked */
+  loom_sigwatch *next, *prev;
+  int fn_ref;                  /* the Lua function */
+  int self_ref;                /* anchors the userdata while linked */
+  unsigned keep : 1;           /* keeps the loop alive */
+  unsigned closed : 1;
+};
+
+
+/* {====================================================================
+** Names
+** ===================================================================== */
+
+#define SIGNAL_NAMES(X) \
+  X(SIGHUP) X(SIGINT) X(SIGQUIT) X(SIGILL) X(SIGTRAP) X(SIGABRT) \
+  X(SIGBUS) X(SIGFPE) X(SIGKILL) X(SIGUSR1) X(SIGSEGV) X(SIGUSR2) \
+  X(SIGPIPE) X(SIGALRM) X(SIGTERM) X(SIGCHLD) X(SIGCONT) X(SIGSTOP) \
+  X(SIGTSTP) X(SIGTTIN) X(SIGTTOU) X(SIGURG) X(SIGXCPU) X(SIGXFSZ) \
+  X(SIGVTALRM) X(SIGPROF) X(SIGWINCH) X(SIGIO) X(SIGSYS)
+
+static const struct { const char *name; int signum; } names[] = {
+#define ENTRY(s) {#s, s},
+  SIGNAL_NAMES(ENTRY)
+#undef ENTRY
+  {NULL, 0}
+};
+
+const char *loom__signal_name(int signum) {
+  int i;
+  for (i = 0; names[i].name != NULL; i++)
+    if (names[i].signum == signum) return names[i].name;
+  return NULL;
+}
+
+/* "SIGTERM" or "TERM" (as kill(1) takes it): its number, or 0. */
+static int signum_of(const char *name) {
+  int i;
+  if (strncmp(name, "SIG", 3) != 0) {
+    char full[32];
+    if (strlen(name) > sizeof full - 4) return 0;
+    snprintf(full, sizeof full, "SIG%s", name);
+    return signum_of(full);
+  }
+  for (i = 0; names[i].name != NULL; i++)
+    if (strcmp(names[i].name, name) == 0) return names[i].signum;
+  return 0;
+}
+
+/*
+** core.sig.signum(x): the number and name of signal 'x' (a name, or a
+** number that has one), or nil.  0 is "no signal", for kill's check.
+*/
+static int l_signum(lua_State *L) {
+  int signum = 0;
+  const char *name = NULL;
+  if (lua_isinteger(L, 1)) {
+    lua_Integer n = lua_tointeger(L, 1);
+    if (n == 0) name = "0";
+    else if (n > 0 && n < 256) signum = (int)n;
+  }
+  else if (lua_type(L, 1) == LUA_TSTRING)
+    signum = signum_of(lua_tostring(L, 1));
+  if (signum != 0) name = loom__signal_name(signum);
+  if (name == NULL) return 0;
+  lua_pushinteger(L, signum);
+  lua_pushstring(L, name);
+  return 2;
+}
+
+/* }==================================================================== */
+
+
+/* {====================================================================
+** Slots
+** ===================================================================== */
+
+static void slot_closed(uv_handle_t *h) {
+  free(h);  /* 'h' is the first member */
+}
+
+static void slot_close(loom_sigslot *s) {
+  loom_host *H = s->host;
+  loom_sigslot **p;
+  for (p = &H->sigslots; *p != NULL; p = &(*p)->next)
+    if (*p == s) {
+      *p = s->next;
+      break;
+    }
+  s->host = NULL;
+  uv_close((uv_handle_t *)&s->h, slot_closed);
+}
+
+/* The loop stays alive for the slot only while a watcher asks it to. */
+static void slot_update(loom_sigslot *s) {
+  if (s->dispatching) return;
+  if (s->nopen == 0 && s->cfn == NULL && s->watchers == NULL) slot_close(s);
+  else if (s->nkeep > 0) uv_ref((uv_handle_t *)&s->h);
+  else uv_unref((uv_handle_t *)&s->h);
+}
+
+/* Takes 'w' off its slot and lets its userdata go. */
+static void watch_unlink(lua_State *L, loom_sigwatch *w) {
+  loom_sigslot *s = w->slot;
+  if (w->prev) w->prev->next = w->next;
+  else s->watchers = w->next;
+  if (w->next) w->next->prev = w->prev;
+  w->slot = NULL;
+  if (L != NULL) {
+    luaL_unref(L, LUA_REGISTRYINDEX, w->fn_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, w->self_ref);
+  }
+  w->fn_ref = w->self_ref = LUA_NOREF;
+}
+
+/*
+** Closes 'w' (once).  While its slot dispatches, 'w' stays linked (and
+** anchored) so that the walk over the watchers stays valid.
+*/
+static void watch_close(lua_State *L, loom_sigwatch *w) {
+  loom_sigslot *s = w->slot;
+  if (w->closed || s == NULL) return;
+  w->closed = 1;
+  s->nopen--;
+  if (w->keep) s->nkeep--;
+  if (s->dispatching) return;
+  watch_unlink(L, w);
+  slot_update(s);
+}
+
+void loom__signals_close(loom_host *H) {
+  while (H->sigslots != NULL) {
+    loom_sigslot *s = H->sigslots;
+    while (s->watchers != NULL) {
+      s->watchers->closed = 1;
+      watch_unlink(H->mainL, s->watchers);
+    }
+    slot_close(s);
+  }
+}
+
+/* Calls fn(name) of a script watcher, reporting what it raises. */
+static void call_script(loom_host *H, loom_sigwatch *w, int signum) {
+  lua_State *L = H->L;
+  int top = lua_gettop(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, w->fn_ref);
+  lua_pushstring(L, loom__signal_name(signum));
+  if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+    lua_pushfstring(L, "error in a %s watcher: %s",
+                    loom__signal_name(signum), loom__tostring(L, -1));
+    loom__report(H, lua_tostring(L, -1), "");
+  }
+  lua_settop(L, top);
+}
+
+/*
+** A delivery: to every open script watcher, or when there is none to
+** the default.  Watchers opened meanwhile (at the head) wait for the
+** next one; those closed meanwhile are skipped, then unlinked.
+*/
+static void slot_cb(uv_signal_t *h, int signum) {
+  loom_sigslot *s = (loom_sigslot *)h;
+  loom_host *H = s->host;
+  loom_sigwatch *w, *next;
+  if (H == NULL) return;
+  if (s->nopen == 0) {
+    if (s->cfn != NULL) s->cfn(H, signum, s->ud);
+    return;
+  }
+  s->dispatching++;
+  for (w = s->watchers; w != NULL; w = w->next)
+    if (!w->closed) call_script(H, w, signum);
+  if (--s->dispatching > 0 || s->host == NULL) return;
+  for (w = s->watchers; w != NULL; w = next) {
+    next = w->next;
+    if (w->closed) watch_unlink(H->mainL, w);
+  }
+  slot_update(s);
+}
+
+/* The slot of 'signum' on H, started; NULL with '*err' on failure. */
+static loom_sigslot *slot_of(loom_host *H, int signum, int *err) {
+  loom_sigslot *s;
+  for (s = H->sigslots; s != NULL; s = s->next)
+    if (s->signum == signum) return s;
+  s = calloc(1, sizeof *s);
+  if (s == NULL) {
+    *err = UV_ENOMEM;
+    return NULL;
+  }
+  uv_signal_init(H->loop, &s->h);
+  s->signum = signum;
+  *err = uv_signal_start(&s->h, slot_cb, signum);
+  if (*err != 0) {
+    uv_close((uv_handle_t *)&s->h, slot_closed);
+    return NULL;
+  }
+  uv_unref((uv_handle_t *)&s->h);
+  s->host = H;
+  s->next = H->sigslots;
+  H->sigslots = s;
+  return s;
+}
+
+/*
+** The host's own handling of 'signum' (the binary's Ctrl-C): 'fn' runs
+** on each delivery that no script watcher takes.  It keeps nothing
+** alive, and goes with the host.  Returns 0 or a libuv error.
+*/
+int loom__signal_default(loom_host *H, int signum, loom_signal_fn fn,
+                         void *ud) {
+  int err;
+  loom_sigslot *s = slot_of(H, signum, &err);
+  if (s == NULL) return err;
+  s->cfn = fn;
+  s->ud = ud;
+  return 0;
+}
+
+/* }==================================================================== */
+
+
+/* {====================================================================
+** Script watchers
+** ===================================================================== */
+
+/*
+** core.sig.watch(signum, fn, keep_alive): a watcher calling fn(name) on
+** each delivery of 'signum', until :close().  It keeps the loop alive
+** only when 'keep_alive'.  Raises when the signal cannot be caught.
+*/
+static int l_watch(lua_State *L) {
+  loom_host *H = loom__host(L);
+  int signum = (int)luaL_checkinteger(L, 1);
+  int err;
+  const char *name = loom__signal_name(signum);
+  loom_sigwatch *w;
+  loom_sigslot *s;
+  luaL_argcheck(L, name != NULL, 1, "unknown signal");
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  w = lua_newuserdatauv(L, sizeof *w, 0);
+  memset(w, 0, sizeof *w);
+  w->closed = 1;  /* until linked */
+  w->fn_ref = w->self_ref = LUA_NOREF;
+  luaL_setmetatable(L, LOOM_SIGNAL_MT);
+  s = slot_of(H, signum, &err);
+  if (s == NULL)
+    return luaL_error(L, "cannot watch %s: %s", name, uv_strerror(err));
+  lua_pushvalue(L, 2);
+  w->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pushvalue(L, -1);
+  w->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  w->closed = 0;
+  w->keep = lua_toboolean(L, 3);
+  w->slot = s;
+  w->next = s->watchers;
+  if (s->watchers) s->watchers->prev = w;
+  s->watchers = w;
+  s->nopen++;
+  if (w->keep) s->nkeep++;
+  slot_update(s);
+  return 1;
+}
+
+/* watcher:cancel() (also :close, __close and __gc); harmless twice */
+static int w_close(lua_State *L) {
+  loom_sigwatch *w = luaL_checkudata(L, 1, LOOM_SIGNAL_MT);
+  loom_host *H = w->slot != NULL ? w->slot->host : NULL;
+  if (H != NULL) watch_close(H->mainL, w);
+  return 0;
+}
+
+static int w_active(lua_State *L) {
+  loom_sigwatch *w = luaL_checkudata(L, 1, LOOM_SIGNAL_MT);
+  lua_pushboolean(L, !w->closed);
+  return 1;
+}
+
+static int w_tostring(lua_State *L) {
+  loom_sigwatch *w = luaL_checkudata(L, 1, LOOM_SIGNAL_MT);
+  if (w->closed) lua_pushliteral(L, "loom.signal (cancelled)");
+  else lua_pushfstring(L, "loom.signal (%s)",
+                       loom__signal_name(w->slot->signum));
+  return 1;
+}
+
+/* }==================================================================== */
+
+
+static const luaL_Reg watch_methods[] = {
+  {"cancel", w_close},
+  {"close", w_close},
+  {"active", w_active},
+  {NULL, NULL}
+};
+
+static const luaL_Reg funcs[] = {
+  {"watch", l_watch},
+  {"signum", l_signum},
+  {NULL, NULL}
+};
+
 void loom__signal_register(lua_State *L, loom_host *H) {
-  (void)L; (void)H;
+  if (luaL_newmetatable(L, LOOM_SIGNAL_MT)) {
+    luaL_newlib(L, watch_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, w_close);
+    lua_setfield(L, -2, "__close");
+    lua_pushcfunction(L, w_close);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, w_tostring);
+    lua_setfield(L, -2, "__tostring");
+  }
+  lua_pop(L, 1);
+  lua_createtable(L, 0, 2);
+  loom__push_box(L, H);
+  luaL_setfuncs(L, funcs, 1);
+  lua_setfield(L, -2, "sig");
 }

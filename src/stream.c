@@ -387,7 +387,7 @@ static int until_body(lua_State *L, loom_stream *s, int line) {
   const char *p;
   int r;
   while (line && s->skipline) {  /* the rest of an over-long line goes */
-    p = memchr(s->buf + s->start, '\n', s->len);
+    p = s->len > 0 ? memchr(s->buf + s->start, '\n', s->len) : NULL;
     if (p != NULL) {
       drop(s, (size_t)(p - (s->buf + s->start)) + 1);
       s->skipline = 0;

@@ -1,3 +1,266 @@
---[[ loom.process (being written) ]]
+--[[ loom.process: child processes.
+
+  process.spawn{cmd, arg1, ..., cwd=, env=, stdin=, stdout=, stderr=}
+  starts a child and returns a Process: .pid, .stdin / .stdout / .stderr
+  (Streams, where piped), :wait() (suspends) -> code, signal, :kill([sig])
+  and :close().  process.run{cmd, ..., input=, timeout=} runs one to the
+  end and captures its output.
+
+  The child and its handle are C (src/process.c); the stdio pipes are
+  ordinary Streams (src/stream.c).  A child is reaped when it exits even
+  if its Process was dropped, and keeps the loop alive until then.
+
+  NOTE: wait gives Node's pair: the exit code and nil, or nil and the
+  name of the signal that ended the child ("SIGKILL").
+]]
 local core, loom = ...
-return {}
+local cproc, csig = core.proc, core.sig
+
+local type, error, pcall, pairs, tostring, setmetatable, getmetatable =
+  type, error, pcall, pairs, tostring, setmetatable, getmetatable
+local math_type = math.type
+
+local M = {}
+
+--- process.pid: the pid of this process.
+M.pid = cproc.getpid()
+
+local function argerror(n, fname, msg, level)
+  error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg),
+    (level or 2) + 1)
+end
+
+local function check_task(fname)
+  if not core.current() then
+    error(("loom: %s called outside a task (use loom.run or the loom "
+      .. "binary)"):format(fname), 3)
+  end
+end
+
+-- The number and the name of signal 'sig' (a name or a number).
+local function signum(sig, n, fname)
+  local num, name = csig.signum(sig)
+  if not num then
+    argerror(n, fname, "unknown signal '" .. tostring(sig) .. "'", 3)
+  end
+  return num, name
+end
+
+-- {====================================================================
+-- Options
+
+local stdio_modes = { pipe = true, inherit = true, null = true }
+
+local function stdio_mode(v, key, default, fname)
+  if v == nil then return default end
+  if not stdio_modes[v] then
+    argerror(1, fname, ("%s must be 'pipe', 'inherit' or 'null', got %s")
+      :format(key, tostring(v)), 4)
+  end
+  return v
+end
+
+-- The command and its arguments: the list part of 'opts', as strings.
+local function command(opts, fname)
+  local args = {}
+  if type(opts[1]) ~= "string" or opts[1] == "" then
+    argerror(1, fname, "a command (string) expected at index 1", 4)
+  end
+  for i = 1, #opts do
+    local a = opts[i]
+    local t = type(a)
+    if t == "number" then a = tostring(a)
+    elseif t ~= "string" then
+      argerror(1, fname, ("argument %d must be a string, got %s")
+        :format(i, t), 4)
+    end
+    args[i] = a
+  end
+  return args
+end
+
+-- env = {NAME = value}: the list of "NAME=value" entries.
+local function environment(env, fname)
+  if env == nil then return nil end
+  if type(env) ~= "table" then
+    argerror(1, fname, "env must be a table, got " .. type(env), 4)
+  end
+  local list = {}
+  for k, v in pairs(env) do
+    if type(k) ~= "string" or k == "" or k:find("=", 1, true) then
+      argerror(1, fname, "env names must be strings without '=', got "
+        .. tostring(k), 4)
+    end
+    local t = type(v)
+    if t ~= "string" and t ~= "number" and t ~= "boolean" then
+      argerror(1, fname, ("env value of %s must be a string, got %s")
+        :format(k, t), 4)
+    end
+    list[#list + 1] = k .. "=" .. tostring(v)
+  end
+  return list
+end
+
+--[[ Checks the options of spawn and run (called by them directly, so
+  that errors point at their caller) and returns the arguments of
+  cproc.spawn in a table; 'defaults' are the stdio modes. ]]
+local function check_spawn(opts, fname, defaults)
+  if type(opts) ~= "table" then
+    argerror(1, fname, "table expected, got " .. type(opts), 3)
+  end
+  if opts.cwd ~= nil and type(opts.cwd) ~= "string" then
+    argerror(1, fname, "cwd must be a string, got " .. type(opts.cwd), 3)
+  end
+  return {
+    command(opts, fname), environment(opts.env, fname), opts.cwd,
+    stdio_mode(opts.stdin, "stdin", defaults[1], fname),
+    stdio_mode(opts.stdout, "stdout", defaults[2], fname),
+    stdio_mode(opts.stderr, "stderr", defaults[3], fname),
+  }
+end
+
+-- }====================================================================
+
+-- {====================================================================
+-- The Process object
+
+local HANDLE = {}  -- key of the C handle in a Process
+
+local process_methods = {}
+local process_mt = {
+  __name = "loom.process",
+  __index = process_methods,
+}
+
+local function handle(self, fname)
+  if getmetatable(self) ~= process_mt then
+    error(("bad argument #1 to '%s' (loom.process expected, got %s)")
+      :format(fname, type(self)), 3)
+  end
+  return self[HANDLE]
+end
+
+--- p:wait() (suspends): code, nil when the child exited; nil, signal
+-- name when a signal ended it.  At once if it has already ended.
+function process_methods:wait()
+  return handle(self, "wait"):wait()
+end
+
+--- p:kill([sig]): sends 'sig' (name or number, default "SIGTERM");
+-- true, or nil, msg, "ESRCH" when the child has already ended.
+function process_methods:kill(sig)
+  local h = handle(self, "kill")
+  return h:kill((signum(sig == nil and "SIGTERM" or sig, 1, "kill")))
+end
+
+--- p:status(): nil while the child runs, else what :wait() returns.
+function process_methods:status()
+  return handle(self, "status"):status()
+end
+
+--- p:close(): closes the pipes; the child goes on and is reaped when it
+-- ends.  Harmless the second time.
+function process_methods:close()
+  local h = handle(self, "close")
+  if self.stdin then self.stdin:close() end
+  if self.stdout then self.stdout:close() end
+  if self.stderr then self.stderr:close() end
+  h:close()
+end
+
+process_mt.__close = process_methods.close
+process_mt.__tostring = function(self)
+  return ("loom.process (%s, pid %d)"):format(self.command, self.pid)
+end
+
+-- }====================================================================
+
+-- Starts what check_spawn prepared: a Process, or nil, msg, code.
+local function start(a)
+  local h, pid, i, o, e = cproc.spawn(a[1], a[2], a[3], a[4], a[5], a[6])
+  if not h then return nil, pid, i end
+  return setmetatable({ [HANDLE] = h, pid = pid, command = a[1][1],
+                        stdin = i, stdout = o, stderr = e }, process_mt)
+end
+
+--- process.spawn{cmd, ...}: a Process, or nil, msg, code.
+function M.spawn(opts)
+  return start(check_spawn(opts, "process.spawn",
+                           { "pipe", "pipe", "inherit" }))
+end
+
+--- process.kill(pid [, sig]): sends a signal to any process.
+function M.kill(pid, sig)
+  if math_type(pid) ~= "integer" then
+    argerror(1, "process.kill", "integer pid expected, got " .. type(pid))
+  end
+  return cproc.kill(pid, (signum(sig == nil and "SIGTERM" or sig, 2,
+                                 "process.kill")))
+end
+
+-- {====================================================================
+-- run
+
+-- Everything to EOF (what came before a read error, too).
+local function drain(s)
+  local data, _, _, partial = s:read_all()
+  return data or partial or ""
+end
+
+-- Feeds 'input' to the child and closes its stdin: EOF for it.  A child
+-- that exits without reading it all makes the write fail (EPIPE); that
+-- is the child's business, as with a shell pipe.
+local function feed(s, input)
+  if input ~= nil and input ~= "" then s:write(input) end
+  s:close()
+end
+
+-- The body of run: the three pipes at once (a child that fills one
+-- while we block on another would deadlock), then the exit status.
+local function collect(p, input)
+  local out, err
+  loom.group(function(g)
+    if p.stdin then g:spawn(feed, p.stdin, input) end
+    if p.stderr then g:spawn(function() err = drain(p.stderr) end) end
+    if p.stdout then out = drain(p.stdout) end
+  end)
+  local code, sig = p:wait()
+  return { code = code, signal = sig, stdout = out, stderr = err }
+end
+
+local function call(_, f, ...)
+  return f(...)
+end
+
+--- process.run{cmd, ..., input=, cwd=, env=, timeout=} (suspends):
+-- {code=, signal=, stdout=, stderr=}; or nil, msg, code when the child
+-- cannot start.  On timeout the child is killed and loom.Timeout raised.
+function M.run(opts)
+  local a = check_spawn(opts, "process.run", { "null", "pipe", "pipe" })
+  local input, timeout = opts.input, opts.timeout
+  if input ~= nil and type(input) ~= "string" then
+    argerror(1, "process.run", "input must be a string, got " .. type(input))
+  end
+  if timeout ~= nil and (type(timeout) ~= "number" or not (timeout >= 0)) then
+    argerror(1, "process.run", "timeout must be a non-negative number")
+  end
+  check_task("process.run")
+  if input ~= nil then a[4] = "pipe" end
+  local p, err, code = start(a)
+  if not p then return nil, err, code end
+  local ok, r = pcall(timeout and loom.timeout or call, timeout, collect, p,
+                      input)
+  if not ok then
+    -- timed out or cancelled: the child goes too, and is reaped before
+    -- the error goes on (unless this task is cancelled again meanwhile)
+    if p:kill("SIGKILL") then pcall(p.wait, p) end
+    p:close()
+    error(r, 0)
+  end
+  p:close()
+  return r
+end
+
+-- }====================================================================
+
+return M

@@ -1,3 +1,94 @@
---[[ loom.signal (being written) ]]
+--[[ loom.signal: waiting for and reacting to signals.
+
+  signal.wait(name, ...) suspends the task until one of the named
+  signals comes and returns its name; signal.on(name, fn) runs fn(name)
+  as a new task on each delivery until its handle is cancelled.
+
+  The watchers are C (src/signal.c): each calls a Lua function from the
+  loop when its signal comes.  A watcher of signal.on is unreferenced:
+  it keeps nothing alive by itself (a server that waits for SIGHUP runs
+  for its server, not for the watcher).  signal.wait is a pending wait,
+  like a sleep: the loop runs on while a task waits for a signal.
+  While a script watches SIGINT, the binary's own Ctrl-C handling
+  (cancel the main task, exit 130) stands aside.
+]]
 local core, loom = ...
-return {}
+local csig = core.sig
+
+local type, error, pcall, xpcall, tostring, select, getmetatable =
+  type, error, pcall, xpcall, tostring, select, getmetatable
+local spawn, future, await = core.spawn, core.future, core.await
+
+local M = {}
+
+-- The number and the canonical name of signal 'sig', or raises.
+local function check_signal(sig, n, fname)
+  local num, name = csig.signum(sig)
+  if not num or num == 0 then
+    error(("bad argument #%d to '%s' (unknown signal '%s')")
+      :format(n, fname, tostring(sig)), 3)
+  end
+  return num, name
+end
+
+--- signal.wait(name, ...) (suspends): the name of the first of the
+-- signals to come.
+function M.wait(...)
+  local n = select("#", ...)
+  if n == 0 then
+    error("bad argument #1 to 'signal.wait' (signal name expected)", 2)
+  end
+  local nums = {}
+  for i = 1, n do
+    nums[i] = check_signal((select(i, ...)), i, "signal.wait")
+  end
+  if not core.current() then
+    error("loom: signal.wait called outside a task (use loom.run or the "
+      .. "loom binary)", 2)
+  end
+  local got = future()
+  local function deliver(name)
+    if not got:done() then got:set_result(name) end
+  end
+  local watchers = {}
+  local ok, r = pcall(function()
+    for i = 1, n do watchers[i] = csig.watch(nums[i], deliver, true) end
+    return await(got)
+  end)
+  for i = 1, #watchers do watchers[i]:close() end
+  if not ok then error(r, 0) end
+  return r
+end
+
+-- RATIONALE: nobody awaits a handler's task, so a failing handler is
+-- reported at once (with its traceback), as net.listen does for its
+-- connections, not whenever the task happens to be collected.
+local function report(e)
+  if core.is_cancelled(e) then return e end
+  local where = loom.current() and loom.current().name or "?"
+  core.report(("error in task '%s': %s"):format(where, tostring(e)),
+    debug.traceback("stack traceback of task '" .. where .. "':", 2))
+  return e
+end
+
+local function handle(fn, name)
+  local ok, e = xpcall(fn, report, name)
+  if not ok and core.is_cancelled(e) then error(e, 0) end
+end
+
+--- signal.on(name, fn): spawns fn(name) as a task on each delivery;
+-- returns a handle with :cancel().
+function M.on(sig, fn)
+  local num, name = check_signal(sig, 1, "signal.on")
+  local mt = getmetatable(fn)
+  if type(fn) ~= "function" and not (type(mt) == "table" and mt.__call) then
+    error(("bad argument #2 to 'signal.on' (function expected, got %s)")
+      :format(type(fn)), 2)
+  end
+  return csig.watch(num, function(got)
+    local t = spawn(handle, fn, got)
+    t.name = "signal " .. name
+  end, false)
+end
+
+return M
