@@ -38,6 +38,10 @@ static void run_ready(loom_host *H) {
     loom__step(H, t);
   }
   if (H->nready == 0) uv_idle_stop(&H->idle);
+  /* the main task failed (or was cancelled) and the others have finished
+  ** their cleanup: the run is over, whatever handles are still open (a
+  ** listening server, a running child), as an uncaught error ends Node */
+  if (H->main_ended && H->ntasks == 0) uv_stop(H->loop);
 }
 
 static void idle_cb(uv_idle_t *h) {
@@ -89,6 +93,7 @@ int loom__loop(loom_host *H) {
   int failures = H->failures;
   H->running = 1;
   H->stalled = 0;
+  H->main_ended = 0;
   luaL_unref(H->L, LUA_REGISTRYINDEX, H->stall_ref);
   H->stall_ref = LUA_NOREF;
   for (;;) {
@@ -471,7 +476,7 @@ LOOM_API int loom_step(loom_host *H) {
   H->L = H->mainL;
   H->running = 1;
   uv_run(H->loop, UV_RUN_NOWAIT);
-  alive = uv_loop_alive(H->loop);
+  alive = uv_loop_alive(H->loop) && !(H->main_ended && H->ntasks == 0);
   if (!alive && H->ntasks > 0) {  /* nothing can wake them: cancel */
     if (H->debug) loom__report_pending(H);
     H->stalled = 1;

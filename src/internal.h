@@ -135,6 +135,7 @@ struct loom_host {
   unsigned char stalled;   /* the last run ended with tasks waiting */
   unsigned char api;       /* the embedder holds it: freed by loom_free */
   unsigned char freed;     /* free once the last handle is closed */
+  unsigned char main_ended;  /* the main task failed or was cancelled */
   int debug;
   uv_prepare_t prepare;
   uv_check_t check;

@@ -266,6 +266,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   L = loom_state(H);
+  lua_gc(L, LUA_GCGEN, 0, 0);  /* as lua.c: most garbage dies young */
   create_arg_table(L, argv, argc, script);
   if (!spawn_main(L, H, argv, argc, script, from_stdin, flags)) {
     loom_free(H);

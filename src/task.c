@@ -454,8 +454,10 @@ static void finish(loom_host *H, loom_task *t, int status, int nres) {
   else pool_put(L, H);  /* the coroutine */
   complete(L, H, &t->f, idx);
   lua_settop(L, idx - 1);
-  if (t == H->main && t->f.state != FUT_OK)  /* as asyncio.run does */
+  if (t == H->main && t->f.state != FUT_OK) {  /* as asyncio.run does */
+    H->main_ended = 1;
     loom__cancel_all(H, "the main task ended with an error");
+  }
 }
 
 /* Raises the error waiting in 't'. */
