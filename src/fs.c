@@ -1075,12 +1075,8 @@ static int w_next(lua_State *L) {
 }
 
 static int w_next_k(lua_State *L, int status, lua_KContext ctx) {
-  loom_host *H = loom__host_of_state(L);
   (void)status; (void)ctx;
-  if (H == NULL || H->current == NULL)
-    return luaL_error(L, "loom: resumed outside its task");
-  H->current->woken = 0;
-  if (H->current->throwing) return loom__rethrow(L, H, H->current);
+  loom__list_resumed(L, NULL);
   lua_settop(L, 1);
   return w_next(L);
 }

@@ -207,6 +207,7 @@ void loom__unwait(loom_host *H, loom_task *t);  /* leaves its wait */
 void loom__list_wait(loom_task **list, loom_task *t);  /* WAIT_LIST */
 loom_task *loom__list_wake(loom_host *H, loom_task **list);  /* first */
 void loom__list_resume(loom_host *H, loom_task **list);  /* first, now */
+loom_task *loom__list_resumed(lua_State *L, loom_host *H);  /* checks */
 int loom__suspend(lua_State *L, loom_k k);
 int loom__rethrow(lua_State *L, loom_host *H, loom_task *t);
 int loom__results(lua_State *L, int idx);  /* loom_results */

@@ -276,14 +276,8 @@ static int wait_body(lua_State *L) {
 }
 
 static int wait_k(lua_State *L, int status, lua_KContext ctx) {
-  loom_host *H = loom__host_of_state(L);
   (void)status; (void)ctx;
-  if (H == NULL) return luaL_error(L, "loom: the host is closed");
-  if (H->current == NULL)
-    return luaL_error(L, "loom: a coroutine suspended in a loom call was "
-                         "resumed outside its task");
-  H->current->woken = 0;
-  if (H->current->throwing) return loom__rethrow(L, H, H->current);
+  loom__list_resumed(L, NULL);
   return wait_body(L);
 }
 

@@ -28,7 +28,10 @@ typedef struct {
   uint64_t seq;
 } qkey;
 
+static const char queue_tag = 0;  /* its address marks a queue */
+
 typedef struct {
+  const char *tag;         /* &queue_tag */
   loom_hostbox *hb;
   uint32_t gen;
   int order;
@@ -50,17 +53,16 @@ static loom_host *qhost(lua_State *L, loom_queue *q) {
 }
 
 /*
-** The queue at 1.  Methods hold the metatable as upvalue 1: comparing
-** with it is much cheaper than luaL_checkudata's lookup by name, and a
-** queue method is called for every item.
+** The queue at 1.  A queue method runs for every item, so this is not
+** luaL_checkudata's lookup of the metatable by name: a queue is a
+** userdata of the queue's size whose first field holds the address of
+** 'queue_tag', which no Lua code can forge.
 */
 static loom_queue *checkqueue(lua_State *L, const char *method) {
-  void *q = lua_touserdata(L, 1);
-  if (q == NULL || !lua_getmetatable(L, 1)
-      || !lua_rawequal(L, -1, lua_upvalueindex(1)))
+  loom_queue *q = lua_touserdata(L, 1);
+  if (q == NULL || lua_rawlen(L, 1) != sizeof *q || q->tag != &queue_tag)
     luaL_error(L, "bad argument #1 to '%s' (loom.queue expected, got %s)",
                method, luaL_typename(L, 1));
-  lua_pop(L, 1);
   return q;
 }
 
@@ -307,9 +309,7 @@ static int get_k(lua_State *L, int status, lua_KContext ctx) {
 
 /* q:get() (suspends while empty) */
 static int q_get(lua_State *L) {
-  loom_queue *q = checkqueue(L, "get");
-  lua_settop(L, 1);
-  return get_body(L, q);
+  return get_body(L, checkqueue(L, "get"));  /* extra arguments stay below */
 }
 
 /* q:get_nowait() */
@@ -435,6 +435,7 @@ static int l_queue(lua_State *L) {
   }
   q = lua_newuserdatauv(L, sizeof *q, 1);
   memset(q, 0, sizeof *q);
+  q->tag = &queue_tag;
   q->hb = H->box;
   q->gen = H->box->gen;
   q->order = order;

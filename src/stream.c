@@ -288,16 +288,8 @@ static loom_stream *io_stream(lua_State *L) {
 /* Continuations check the task may go on; the stream is at 1. */
 static loom_stream *resumed(lua_State *L) {
   loom_stream **box = lua_touserdata(L, 1);  /* checked before suspending */
-  loom_host *H = *box != NULL && (*box)->gen == (*box)->hb->gen
-                 ? (*box)->hb->H : loom__host_of_state(L);
-  loom_task *t;
-  if (H == NULL) luaL_error(L, "loom: the host is closed");
-  t = H->current;
-  if (t == NULL)
-    luaL_error(L, "loom: a coroutine suspended in a loom call was resumed "
-                  "outside its task");
-  t->woken = 0;
-  if (t->throwing) loom__rethrow(L, H, t);
+  loom_stream *s = *box;
+  loom__list_resumed(L, s != NULL && s->gen == s->hb->gen ? s->hb->H : NULL);
   return *box;  /* NULL when closed meanwhile */
 }
 

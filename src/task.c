@@ -627,6 +627,25 @@ void loom__list_resume(loom_host *H, loom_task **list) {
   loom__step(H, t);
 }
 
+/*
+** For the continuation of a wait on a list: checks that the running
+** task may go on (its host open, the coroutine resumed by its own task)
+** and raises a cancellation or timeout that came meanwhile.  Returns
+** the task, its 'woken' flag cleared.  'H' may be NULL (looked up).
+*/
+loom_task *loom__list_resumed(lua_State *L, loom_host *H) {
+  loom_task *t;
+  if (H == NULL) H = loom__host_of_state(L);
+  if (H == NULL) luaL_error(L, "loom: the host is closed");
+  t = H->current;
+  if (t == NULL)
+    luaL_error(L, "loom: a coroutine suspended in a loom call was resumed "
+                  "outside its task");
+  t->woken = 0;
+  if (t->throwing) loom__rethrow(L, H, t);
+  return t;
+}
+
 /* Wakes the first task of 'list' (marked 'woken'); returns it or NULL. */
 loom_task *loom__list_wake(loom_host *H, loom_task **list) {
   loom_task *t = *list;
