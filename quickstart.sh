@@ -111,7 +111,8 @@ case "${1:-}" in
       LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.so)"
     ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1 \
       ctests build-asan "C tests under ASan+UBSan"
-    echo "$PASSED passed, $FAILED failed, $SKIPPED skipped"
+    echo "$SKIPPED skipped"
+    echo "$PASSED passed, $FAILED failed"
     [ "$FAILED" -eq 0 ]
     ;;
   *)
