@@ -151,4 +151,51 @@ describe("regressions", function()
     ]])
     assert.are.equal(0, code, err)
   end)
+
+  -- Misuse errors raised in loom's own Lua modules, or in C reached
+  -- through them, once named a line inside loom ("[loom] loom.net:148:").
+  describe("a misuse error names the caller's line, not loom's", function()
+    local SRC = debug.getinfo(1, "S").short_src
+    local function raised_here(f)
+      local line = debug.getinfo(2, "l").currentline
+      local ok, e = pcall(f)
+      assert.is_false(ok)
+      assert.are.equal(SRC .. ":" .. line .. ":", e:match("^[^:]*:%d+:"), e)
+      return e
+    end
+
+    it("net.listen with a host that is not a string", async(function()
+      local e = raised_here(function() loom.net.listen(1, 0, print) end)
+      assert.matches("bad argument #1 to 'net.listen' %(string expected, got number%)", e)
+    end))
+
+    it("net.listen_unix with a handler that is not callable", async(function()
+      local e = raised_here(function() loom.net.listen_unix("/tmp/x", 5) end)
+      assert.matches("bad argument #2 to 'net.listen_unix' %(function expected", e)
+    end))
+
+    it("a Process method called on something else", async(function()
+      local p = assert(loom.process.spawn { "true" })
+      local e = raised_here(function() p.status({}) end)
+      assert.matches("bad argument #1 to 'status' %(loom.process expected, got table%)", e)
+      p:wait()
+      p:close()
+    end))
+
+    it("fs.copy and fs.read_file outside a task", function()
+      local e = raised_here(function() loom.fs.copy("a", "b") end)
+      assert.matches("fs.copy called outside a task", e)
+      e = raised_here(function() loom.fs.read_file("a") end)
+      assert.matches("fs.read_file called outside a task", e)
+    end)
+
+    it("a read from a closed File", async(function()
+      local path = os.tmpname()
+      local f = assert(loom.fs.open(path, "w"))
+      f:close()
+      local e = raised_here(function() f:read_all() end)
+      assert.matches("attempt to use a closed file", e)
+      os.remove(path)
+    end))
+  end)
 end)

@@ -5,7 +5,30 @@
 ** "why"} with that metatable, so 'getmetatable(e) == loom.Cancelled'
 ** tells them apart and tostring(e) reads "loom.Cancelled: why".
 */
+#include <string.h>
+
 #include "internal.h"
+
+/*
+** Pushes "chunk:line: " of the user's code that called into loom: the
+** first frame that is not one of loom's embedded chunks, as luaL_where
+** does for the caller of a C function ("" when that frame is C).  So a
+** C function reached through a Lua wrapper still names the user's line.
+*/
+void loom__where(lua_State *L) {
+  lua_Debug ar;
+  int level;
+  for (level = 1; lua_getstack(L, level, &ar); level++) {
+    lua_getinfo(L, "Sl", &ar);
+    if (strncmp(ar.source, "@[loom]", 7) == 0) continue;
+    if (ar.currentline > 0) {
+      lua_pushfstring(L, "%s:%d: ", ar.short_src, ar.currentline);
+      return;
+    }
+    break;
+  }
+  lua_pushliteral(L, "");
+}
 
 static int err_tostring(lua_State *L) {
   luaL_getmetafield(L, 1, "__name");

@@ -562,15 +562,11 @@ static int l_append_file(lua_State *L) {
 ** ===================================================================== */
 
 
-/*
-** The open File at 1.  The '_read*' and '_write' primitives are called
-** through fs.lua's methods, so their errors point one level further up,
-** at the caller's line.
-*/
-static loom_file *checkfile_at(lua_State *L, int level) {
+/* The open File at 1 (its errors name the user's line: see loom__where) */
+static loom_file *checkfile(lua_State *L) {
   loom_file *f = luaL_checkudata(L, 1, LOOM_FILE_MT);
   if (f->fd < 0 || f->busy) {
-    luaL_where(L, level);
+    loom__where(L);
     if (f->fd < 0) lua_pushliteral(L, "attempt to use a closed file");
     else lua_pushfstring(L, "file '%s': another task is using it", f->path);
     lua_concat(L, 2);
@@ -579,9 +575,6 @@ static loom_file *checkfile_at(lua_State *L, int level) {
   return f;
 }
 
-static loom_file *checkfile(lua_State *L) {
-  return checkfile_at(L, 1);
-}
 
 static int push_file(lua_State *L, fsreq *r) {
   loom_file *f = lua_newuserdatauv(L, sizeof *f, 0);
@@ -734,7 +727,7 @@ typedef int (*ready_fn)(lua_State *L, loom_file *f, lua_Integer arg);
 
 static int read_some(lua_State *L, ready_fn ready) {
   loom_host *H = loom__host(L);
-  loom_file *f = checkfile_at(L, 3);
+  loom_file *f = checkfile(L);
   lua_Integer arg = luaL_optinteger(L, 2, -1);
   int n, done, r;
   loom__enter(L, H, "file:read");  /* a read may suspend: in a task */
@@ -826,7 +819,7 @@ static int push_write(lua_State *L, fsreq *r) {
 */
 static int f_write(lua_State *L) {
   loom_host *H = loom__host(L);
-  loom_file *f = checkfile_at(L, 2);
+  loom_file *f = checkfile(L);
   size_t len;
   const char *data = luaL_checklstring(L, 2, &len);
   int64_t at;

@@ -202,6 +202,7 @@ void loom__host_register(lua_State *L, loom_host *H);  /* core.report */
 void loom__task_open(lua_State *L, loom_host *H);  /* task & future API */
 loom_task *loom__spawn(lua_State *L, loom_host *H, int nargs);
 void loom__step(loom_host *H, loom_task *t);  /* resume one task */
+loom_task *loom__current(lua_State *L, loom_host *H, const char *name);
 loom_task *loom__enter(lua_State *L, loom_host *H, const char *name);
 void loom__unwait(loom_host *H, loom_task *t);  /* leaves its wait */
 void loom__list_wait(loom_task **list, loom_task *t);  /* WAIT_LIST */
@@ -238,6 +239,7 @@ void loom__new_cancelled(lua_State *L, loom_host *H, const char *msg);
 void loom__new_timeout(lua_State *L, loom_host *H, const char *msg);
 int loom__is_cancelled(lua_State *L, loom_host *H, int idx);
 const char *loom__tostring(lua_State *L, int idx);  /* never raises */
+void loom__where(lua_State *L);  /* "file:line: " of the user's call */
 
 /* call.c */
 int loom__calls_open(loom_host *H);

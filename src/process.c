@@ -284,9 +284,8 @@ static int wait_k(lua_State *L, int status, lua_KContext ctx) {
 /* proc:wait() (suspends): code, nil or nil, signal name */
 static int p_wait(lua_State *L) {
   loom_proc *p = checkproc(L);
-  if (p->host != NULL && p->host->current == NULL)  /* even when done */
-    return luaL_error(L, "loom: process:wait called outside a task (use "
-                         "loom.run or the loom binary)");
+  if (p->host != NULL)  /* even when done */
+    loom__current(L, p->host, "process:wait");
   lua_settop(L, 1);
   return wait_body(L);
 }

@@ -551,10 +551,15 @@ void loom__step(loom_host *H, loom_task *t) {
 ** =====================================================================
 */
 
-static loom_task *current(lua_State *L, loom_host *H, const char *name) {
-  if (H->current == NULL)
-    luaL_error(L, "loom: %s called outside a task (use loom.run or the "
-                  "loom binary)", name);
+/* The running task; raises, naming the function 'name', when none is. */
+loom_task *loom__current(lua_State *L, loom_host *H, const char *name) {
+  if (H->current == NULL) {
+    loom__where(L);
+    lua_pushfstring(L, "loom: %s called outside a task (use loom.run or "
+                       "the loom binary)", name);
+    lua_concat(L, 2);
+    lua_error(L);
+  }
   return H->current;
 }
 
@@ -565,7 +570,7 @@ static loom_task *current(lua_State *L, loom_host *H, const char *name) {
 ** behind by a coroutine that was abandoned mid-wait is dropped.
 */
 loom_task *loom__enter(lua_State *L, loom_host *H, const char *name) {
-  loom_task *t = current(L, H, name);
+  loom_task *t = loom__current(L, H, name);
   if (t->throwing) loom__rethrow(L, H, t);
   if (!lua_isyieldable(L)) loom__boundary_error(L, name);
   loom__unwait(H, t);
@@ -856,7 +861,7 @@ static int await_k(lua_State *L, loom_host *H, loom_task *t) {
 }
 
 static int await_future(lua_State *L, loom_host *H, loom_future *f) {
-  loom_task *t = current(L, H, "loom.await");
+  loom_task *t = loom__current(L, H, "loom.await");
   if (f == &t->f) luaL_error(L, "loom.await: a task cannot await itself");
   if (f->state != FUT_PENDING) return outcome(L, H, f);
   t = loom__enter(L, H, "loom.await");
@@ -1115,7 +1120,7 @@ static int wait_done_k(lua_State *L, loom_host *H, loom_task *t) {
 static int l_wait_done(lua_State *L) {
   loom_host *H = loom__host(L);
   loom_future *f = checkfuture(L, 1, "Task or Future");
-  loom_task *t = current(L, H, "loom.shield");
+  loom_task *t = loom__current(L, H, "loom.shield");
   if (f == &t->f) luaL_error(L, "loom.shield: a task cannot await itself");
   if (f->state != FUT_PENDING) return 0;
   t = loom__enter(L, H, "loom.shield");

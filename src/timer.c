@@ -357,9 +357,7 @@ static int l_deadline(lua_State *L) {
   const char *name = luaL_optstring(L, 2, "loom.timeout");
   double s = loom__checkduration(L, 1);
   loom_deadline *d;
-  if (H->current == NULL)
-    luaL_error(L, "loom: %s called outside a task (use loom.run or the "
-                  "loom binary)", name);
+  loom__current(L, H, name);
   d = lua_newuserdatauv(L, sizeof *d, 1);
   d->hb = H->box;
   d->gen = H->box->gen;

@@ -14,7 +14,7 @@
 local core = ...
 
 local select, type, error, pcall = select, type, error, pcall
-local getmetatable, ipairs = getmetatable, ipairs
+local ipairs = ipairs
 local pack, unpack = table.pack, table.unpack
 local spawn, future, await = core.spawn, core.future, core.await
 local watch, wait_done, state = core.watch, core.wait_done, core.state
@@ -22,27 +22,16 @@ local is_future, deadline = core.is_future, core.deadline
 
 local M = {}
 
-local function callable(x)
-  if type(x) == "function" then return true end
-  local mt = getmetatable(x)
-  return type(mt) == "table" and mt.__call ~= nil
-end
+local check = core.check
+local argerror, check_task, callable = check.argerror, check.task,
+  check.is_callable
 
--- The i-th argument as a Task or Future; functions are spawned.  Errors
--- are raised at 'level' (that of the public function's caller).
-local function awaitable(x, i, fname, spawn_functions, level)
+-- The i-th argument as a Task or Future; functions are spawned.
+local function awaitable(x, i, fname, spawn_functions)
   if is_future(x) then return x end
   if spawn_functions and callable(x) then return spawn(x) end
-  error(("bad argument #%d to '%s' (Task, Future%s expected, got %s)")
-    :format(i, fname, spawn_functions and " or function" or "", type(x)),
-    level + 1)
-end
-
-local function check_task(fname, level)
-  if not core.current() then
-    error(("loom: %s called outside a task (use loom.run or the loom "
-      .. "binary)"):format(fname), level + 1)
-  end
+  argerror(i, fname, ("Task, Future%s expected, got %s")
+    :format(spawn_functions and " or function" or "", type(x)))
 end
 
 -- The arguments of gather, settle and race (checked before anything is
@@ -50,12 +39,12 @@ end
 local function arguments(fname, ...)
   local n = select("#", ...)
   local xs = {}
-  check_task(fname, 3)
+  check_task(fname)
   for i = 1, n do
     local x = select(i, ...)
-    if not is_future(x) and not callable(x) then awaitable(x, i, fname, true, 3) end
+    if not is_future(x) and not callable(x) then awaitable(x, i, fname, true) end
   end
-  for i = 1, n do xs[i] = awaitable((select(i, ...)), i, fname, true, 3) end
+  for i = 1, n do xs[i] = awaitable((select(i, ...)), i, fname, true) end
   return xs, n
 end
 
@@ -198,9 +187,9 @@ function M.wait(list, opts)
   end
   local xs = {}
   for i, x in ipairs(list) do
-    xs[i] = awaitable(x, i, "loom.wait", false, 2)
+    xs[i] = awaitable(x, i, "loom.wait", false)
   end
-  check_task("loom.wait", 2)
+  check_task("loom.wait")
   local ready, left = future(), #xs
   local function check(x)
     local st = state(x)
@@ -237,7 +226,7 @@ function M.as_completed(list)
   local finished, head, tail, total = {}, 1, 0, #list
   local waiting
   for i, x in ipairs(list) do
-    awaitable(x, i, "loom.as_completed", false, 2)
+    awaitable(x, i, "loom.as_completed", false)
     watch(x, function(y)
       tail = tail + 1
       finished[tail] = y
@@ -260,8 +249,8 @@ end
 
 --- loom.shield(x): awaits x; cancelling the caller does not cancel x.
 function M.shield(x)
-  check_task("loom.shield", 2)
-  x = awaitable(x, 1, "loom.shield", true, 2)
+  check_task("loom.shield")
+  x = awaitable(x, 1, "loom.shield", true)
   wait_done(x)
   return x:await()
 end

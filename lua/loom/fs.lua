@@ -14,20 +14,9 @@ local math_type = math.type
 
 local M = {}
 
-local function check_path(p, n, fname)
-  if type(p) ~= "string" then
-    error(("bad argument #%d to '%s' (string expected, got %s)")
-      :format(n, fname, type(p)), 3)
-  end
-end
-
-local function check_opts(opts, n, fname)
-  if opts ~= nil and type(opts) ~= "table" then
-    error(("bad argument #%d to '%s' (table expected, got %s)")
-      :format(n, fname, type(opts)), 3)
-  end
-  return opts or {}
-end
+local check = core.check
+local argerror, check_path, check_opts, check_task =
+  check.argerror, check.string, check.opts, check.task
 
 -- One-argument calls: checked, then straight to C.
 for _, name in ipairs { "read_file", "stat", "lstat", "list", "readlink",
@@ -54,30 +43,19 @@ local modes = { r = 1, w = 1, a = 1, ["r+"] = 1, ["w+"] = 1, ["a+"] = 1 }
 function M.open(path, mode)
   check_path(path, 1, "fs.open")
   if mode ~= nil and type(mode) ~= "string" then
-    error(("bad argument #2 to 'fs.open' (string expected, got %s)")
-      :format(type(mode)), 2)
+    argerror(2, "fs.open", "string expected, got " .. type(mode))
   end
   if mode ~= nil and not modes[mode:gsub("b", "")] then
-    error(("bad argument #2 to 'fs.open' (invalid mode '%s')"):format(mode), 2)
+    argerror(2, "fs.open", "invalid mode '" .. mode .. "'")
   end
   return cfs.open(path, mode)
-end
-
--- Calls that do their work through other fs calls name themselves when
--- called outside a task.
-local function check_task(fname)
-  if not core.current() then
-    error(("loom: %s called outside a task (use loom.run or the loom "
-      .. "binary)"):format(fname), 3)
-  end
 end
 
 function M.chmod(path, mode)
   check_path(path, 1, "fs.chmod")
   if math_type(mode) ~= "integer" or mode < 0 or mode > 4095 then
-    error(("bad argument #2 to 'fs.chmod' (integer mode from 0 to 0o7777 "
-      .. "expected, e.g. tonumber('644', 8), got %s)"):format(tostring(mode)),
-      2)
+    argerror(2, "fs.chmod", "integer mode from 0 to 0o7777 expected, "
+      .. "e.g. tonumber('644', 8), got " .. tostring(mode))
   end
   return cfs.chmod(path, mode)
 end
@@ -209,7 +187,7 @@ end
 
 function file:read(n)
   if n ~= nil and (math_type(n) ~= "integer" or n < 0) then
-    error("bad argument #1 to 'read' (non-negative integer expected)", 2)
+    argerror(1, "read", "non-negative integer expected")
   end
   return again(self._read, self, n)
 end
@@ -237,8 +215,7 @@ function file:write(...)
     local data = select(i, ...)
     if type(data) == "number" then data = tostring(data) end
     if type(data) ~= "string" then
-      error(("bad argument #%d to 'write' (string expected, got %s)")
-        :format(i, type(data)), 2)
+      argerror(i, "write", "string expected, got " .. type(data))
     end
     while #data > 0 do
       local n, err, code = self:_write(data)

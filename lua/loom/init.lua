@@ -7,7 +7,6 @@
 local core = ...
 
 local pcall, error, type, select = pcall, error, type, select
-local getmetatable = getmetatable
 local pack, unpack = table.pack, table.unpack
 local spawn, await, sleep, now = core.spawn, core.await, core.sleep, core.now
 local deadline, is_timeout = core.deadline, core.is_timeout
@@ -22,37 +21,12 @@ for _, k in ipairs {
   M[k] = core[k]
 end
 
--- NOTE: misuse raises with the public name of the function, as the C
--- functions do through luaL_argerror.
--- Level 4: the caller of the public function that called a checker.
-local function argerror(n, fname, msg)
-  error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg), 4)
-end
-
-local current = core.current
-local function check_task(fname)
-  if not current() then
-    error(("loom: %s called outside a task (use loom.run or the loom "
-      .. "binary)"):format(fname), 3)
-  end
-end
-
-local function check_callable(f, n, fname)
-  if type(f) == "function" then return end
-  local mt = getmetatable(f)
-  if type(mt) == "table" and mt.__call ~= nil then return end
-  argerror(n, fname, "function expected, got " .. type(f))
-end
-
-local function check_duration(s, n, fname)
-  if type(s) ~= "number" then
-    argerror(n, fname, "number expected, got " .. type(s))
-  end
-  if not (s >= 0) then
-    argerror(n, fname, "duration must be a non-negative number, got "
-      .. tostring(s))
-  end
-end
+-- The pieces loom's Lua-side modules share, handed over in 'core'.
+core.check = core.embedded("loom.check")(core)
+core.detached = core.embedded("loom.detached")(core)
+local check = core.check
+local check_task, check_callable, check_duration =
+  check.task, check.callable, check.duration
 
 local is_awaitable = core.is_future
 

@@ -9,42 +9,22 @@
 local core, loom = ...
 local cnet = core.net
 
-local type, error, pcall, xpcall, ipairs, tostring = type, error, pcall,
-  xpcall, ipairs, tostring
+local type, error, pcall, ipairs, tostring = type, error, pcall, ipairs,
+  tostring
 local math_type = math.type
 local spawn, is_timeout = core.spawn, core.is_timeout
 
 local M = {}
 
-local function argerror(n, fname, msg)
-  error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg), 3)
-end
-
-local function check_string(v, n, fname)
-  if type(v) ~= "string" then
-    argerror(n, fname, "string expected, got " .. type(v))
-  end
-end
+local check = core.check
+local argerror, check_string, check_callable, check_opts =
+  check.argerror, check.string, check.callable, check.opts
 
 local function check_port(port, n, fname)
   if math_type(port) ~= "integer" or port < 0 or port > 65535 then
     argerror(n, fname, "port must be an integer from 0 to 65535, got "
       .. tostring(port))
   end
-end
-
-local function check_callable(f, n, fname)
-  local mt = getmetatable(f)
-  if type(f) ~= "function" and not (type(mt) == "table" and mt.__call) then
-    argerror(n, fname, "function expected, got " .. type(f))
-  end
-end
-
-local function check_opts(opts, n, fname)
-  if opts ~= nil and type(opts) ~= "table" then
-    argerror(n, fname, "table expected, got " .. type(opts))
-  end
-  return opts or {}
 end
 
 local function is_ip(host)
@@ -118,20 +98,9 @@ function M.connect_unix(path)
 end
 
 -- The body of a connection's task: the stream goes when the handler does.
--- RATIONALE: nobody awaits a connection's task, so a failing handler is
--- reported at once (with its traceback), not when the task is collected.
-local function report(e)
-  if core.is_cancelled(e) then return e end
-  local where = loom.current() and loom.current().name or "?"
-  core.report(("error in task '%s': %s"):format(where, tostring(e)),
-    debug.traceback("stack traceback of task '" .. where .. "':", 2))
-  return e
-end
-
 local function serve(handler, stream)
   local s <close> = stream
-  local ok, e = xpcall(handler, report, s)
-  if not ok and core.is_cancelled(e) then error(e, 0) end
+  core.detached(handler, s)
 end
 
 local function on_conn_for(handler)

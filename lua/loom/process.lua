@@ -25,23 +25,14 @@ local M = {}
 --- process.pid: the pid of this process.
 M.pid = cproc.getpid()
 
-local function argerror(n, fname, msg, level)
-  error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg),
-    (level or 2) + 1)
-end
-
-local function check_task(fname)
-  if not core.current() then
-    error(("loom: %s called outside a task (use loom.run or the loom "
-      .. "binary)"):format(fname), 3)
-  end
-end
+local check = core.check
+local argerror, check_task = check.argerror, check.task
 
 -- The number and the name of signal 'sig' (a name or a number).
 local function signum(sig, n, fname)
   local num, name = csig.signum(sig)
   if not num then
-    argerror(n, fname, "unknown signal '" .. tostring(sig) .. "'", 3)
+    argerror(n, fname, "unknown signal '" .. tostring(sig) .. "'")
   end
   return num, name
 end
@@ -55,7 +46,7 @@ local function stdio_mode(v, key, default, fname)
   if v == nil then return default end
   if not stdio_modes[v] then
     argerror(1, fname, ("%s must be 'pipe', 'inherit' or 'null', got %s")
-      :format(key, tostring(v)), 4)
+      :format(key, tostring(v)))
   end
   return v
 end
@@ -64,7 +55,7 @@ end
 local function command(opts, fname)
   local args = {}
   if type(opts[1]) ~= "string" or opts[1] == "" then
-    argerror(1, fname, "a command (string) expected at index 1", 4)
+    argerror(1, fname, "a command (string) expected at index 1")
   end
   for i = 1, #opts do
     local a = opts[i]
@@ -72,7 +63,7 @@ local function command(opts, fname)
     if t == "number" then a = tostring(a)
     elseif t ~= "string" then
       argerror(1, fname, ("argument %d must be a string, got %s")
-        :format(i, t), 4)
+        :format(i, t))
     end
     args[i] = a
   end
@@ -83,33 +74,32 @@ end
 local function environment(env, fname)
   if env == nil then return nil end
   if type(env) ~= "table" then
-    argerror(1, fname, "env must be a table, got " .. type(env), 4)
+    argerror(1, fname, "env must be a table, got " .. type(env))
   end
   local list = {}
   for k, v in pairs(env) do
     if type(k) ~= "string" or k == "" or k:find("=", 1, true) then
       argerror(1, fname, "env names must be strings without '=', got "
-        .. tostring(k), 4)
+        .. tostring(k))
     end
     local t = type(v)
     if t ~= "string" and t ~= "number" and t ~= "boolean" then
       argerror(1, fname, ("env value of %s must be a string, got %s")
-        :format(k, t), 4)
+        :format(k, t))
     end
     list[#list + 1] = k .. "=" .. tostring(v)
   end
   return list
 end
 
---[[ Checks the options of spawn and run (called by them directly, so
-  that errors point at their caller) and returns the arguments of
+--[[ Checks the options of spawn and run and returns the arguments of
   cproc.spawn in a table; 'defaults' are the stdio modes. ]]
 local function check_spawn(opts, fname, defaults)
   if type(opts) ~= "table" then
-    argerror(1, fname, "table expected, got " .. type(opts), 3)
+    argerror(1, fname, "table expected, got " .. type(opts))
   end
   if opts.cwd ~= nil and type(opts.cwd) ~= "string" then
-    argerror(1, fname, "cwd must be a string, got " .. type(opts.cwd), 3)
+    argerror(1, fname, "cwd must be a string, got " .. type(opts.cwd))
   end
   return {
     command(opts, fname), environment(opts.env, fname), opts.cwd,
@@ -134,8 +124,7 @@ local process_mt = {
 
 local function handle(self, fname)
   if getmetatable(self) ~= process_mt then
-    error(("bad argument #1 to '%s' (loom.process expected, got %s)")
-      :format(fname, type(self)), 3)
+    argerror(1, fname, "loom.process expected, got " .. type(self))
   end
   return self[HANDLE]
 end

@@ -12,11 +12,10 @@
   While a script watches SIGINT, the binary's own Ctrl-C handling
   (cancel the main task, exit 130) stands aside.
 ]]
-local core, loom = ...
+local core = ...
 local csig = core.sig
 
-local type, error, pcall, xpcall, tostring, select, getmetatable =
-  type, error, pcall, xpcall, tostring, select, getmetatable
+local error, pcall, tostring, select = error, pcall, tostring, select
 local spawn, future, await = core.spawn, core.future, core.await
 
 local M = {}
@@ -25,8 +24,7 @@ local M = {}
 local function check_signal(sig, n, fname)
   local num, name = csig.signum(sig)
   if not num or num == 0 then
-    error(("bad argument #%d to '%s' (unknown signal '%s')")
-      :format(n, fname, tostring(sig)), 3)
+    core.check.argerror(n, fname, "unknown signal '" .. tostring(sig) .. "'")
   end
   return num, name
 end
@@ -42,10 +40,7 @@ function M.wait(...)
   for i = 1, n do
     nums[i] = check_signal((select(i, ...)), i, "signal.wait")
   end
-  if not core.current() then
-    error("loom: signal.wait called outside a task (use loom.run or the "
-      .. "loom binary)", 2)
-  end
+  core.check.task("signal.wait")
   local got = future()
   local function deliver(name)
     if not got:done() then got:set_result(name) end
@@ -60,33 +55,13 @@ function M.wait(...)
   return r
 end
 
--- RATIONALE: nobody awaits a handler's task, so a failing handler is
--- reported at once (with its traceback), as net.listen does for its
--- connections, not whenever the task happens to be collected.
-local function report(e)
-  if core.is_cancelled(e) then return e end
-  local where = loom.current() and loom.current().name or "?"
-  core.report(("error in task '%s': %s"):format(where, tostring(e)),
-    debug.traceback("stack traceback of task '" .. where .. "':", 2))
-  return e
-end
-
-local function handle(fn, name)
-  local ok, e = xpcall(fn, report, name)
-  if not ok and core.is_cancelled(e) then error(e, 0) end
-end
-
 --- signal.on(name, fn): spawns fn(name) as a task on each delivery;
 -- returns a handle with :cancel().
 function M.on(sig, fn)
   local num, name = check_signal(sig, 1, "signal.on")
-  local mt = getmetatable(fn)
-  if type(fn) ~= "function" and not (type(mt) == "table" and mt.__call) then
-    error(("bad argument #2 to 'signal.on' (function expected, got %s)")
-      :format(type(fn)), 2)
-  end
+  core.check.callable(fn, 2, "signal.on")
   return csig.watch(num, function(got)
-    local t = spawn(handle, fn, got)
+    local t = spawn(core.detached, fn, got)
     t.name = "signal " .. name
   end, false)
 end
