@@ -157,6 +157,36 @@ describe("loom.net", function()
       assert.are.equal("EADDRINUSE", code)
       assert.is_true(has(msg, "127.0.0.1:" .. port), msg)
     end))
+
+    it("opts.reuseport lets two servers share a port; both serve", async(function()
+      local a <close> = assert(net.listen("127.0.0.1", 0, function(s) s:write("a") end,
+                                          { reuseport = true }))
+      local _, port = a:address()
+      local b <close> = assert(net.listen("127.0.0.1", port, function(s) s:write("b") end,
+                                          { reuseport = true, backlog = 16 }))
+      assert.are.equal(port, select(2, b:address()))
+      -- the kernel spreads connections by address hash: some go to each
+      local seen = {}
+      for _ = 1, 64 do
+        local c <close> = assert(net.connect("127.0.0.1", port))
+        seen[c:read_exactly(1)] = true
+        if seen.a and seen.b then break end
+      end
+      assert.are.same({ a = true, b = true }, seen)
+    end))
+
+    it("opts.backlog and opts.reuseport are checked", async(function()
+      local ok, e = pcall(net.listen, "127.0.0.1", 0, echo, { backlog = 1.5 })
+      assert.is_false(ok)
+      assert.matches("bad argument #4 to 'net.listen' %(backlog must be an integer%)", e)
+      ok, e = pcall(net.listen, "127.0.0.1", 0, echo, { reuseport = "yes" })
+      assert.is_false(ok)
+      assert.matches("bad argument #4 to 'net.listen' %(reuseport must be a boolean%)", e)
+      local srv <close> = assert(net.listen("127.0.0.1", 0, echo, { backlog = 1 }))
+      local c <close> = assert(net.connect("127.0.0.1", select(2, srv:address())))
+      c:write("x")
+      assert.are.equal("x", c:read_exactly(1))
+    end))
   end)
   -- }================================================================
 
