@@ -18,26 +18,36 @@
 
 #include "internal.h"
 
+static const loom_class call_class;
+static int mailbox_open(loom_host *H);
+
 enum { CALL_PENDING, CALL_QUEUED, CALL_DONE };
 
+/*
+** The mailbox is a handle of its host, made with the host's first call:
+** its async handle wakes the loop for completions from other threads.
+*/
 struct loom_mailbox {
+  loom_handle base;
+  uv_async_t async;      /* the host's wake-up; valid while !closed */
   uv_mutex_t mu;
   int refs;              /* the host + each call not yet freed */
   int closed;            /* the host is gone: completions are refused */
-  uv_async_t *async;     /* the host's wake-up; valid while !closed */
+  int ncalls;            /* open calls: the async keeps the loop alive */
   loom_call *head, *tail;  /* completed from threads, not yet delivered */
 };
 
+/* A call is a handle too: its host closing gives up its task side. */
 struct loom_call {
+  loom_handle base;      /* linked while the task side holds it */
   loom_mailbox *mb;
-  loom_host *H;          /* loop thread only */
   loom_task *t;          /* the waiting task; NULL once it left */
   loom_push_fn push;
   void *ud;
   loom_call *next;       /* in the mailbox queue */
-  loom_call *hnext, *hprev;  /* in the host's list of open calls */
   int state;             /* CALL_*, under mb->mu */
   int refs;              /* under mb->mu */
+  int closed;            /* its host closed: refused, under mb->mu */
 };
 
 
@@ -72,11 +82,8 @@ static void call_unref(loom_call *c) {
 
 /* The task side is done with 'c' (loop thread). */
 static void call_finish(loom_call *c) {
-  loom_host *H = c->H;
-  if (c->hprev) c->hprev->hnext = c->hnext;
-  else H->calls = c->hnext;
-  if (c->hnext) c->hnext->hprev = c->hprev;
-  if (--H->ncalls == 0) uv_unref((uv_handle_t *)&H->async);
+  loom__handle_unlink(&c->base);
+  if (--c->mb->ncalls == 0) uv_unref((uv_handle_t *)&c->mb->async);
   call_unref(c);
 }
 
@@ -98,7 +105,7 @@ LOOM_API void loom_call_release(loom_call *c) {
   if (c == NULL) return;
   mb = c->mb;
   uv_mutex_lock(&mb->mu);
-  if (c->state == CALL_PENDING && !mb->closed) {
+  if (c->state == CALL_PENDING && !mb->closed && !c->closed) {
     c->state = CALL_QUEUED;
     c->push = push_released;
     c->ud = NULL;
@@ -106,7 +113,7 @@ LOOM_API void loom_call_release(loom_call *c) {
     if (mb->tail) mb->tail->next = c;
     else mb->head = c;
     mb->tail = c;
-    uv_async_send(mb->async);
+    uv_async_send(&mb->async);
   }
   uv_mutex_unlock(&mb->mu);
   call_unref(c);
@@ -128,7 +135,7 @@ LOOM_API void loom_call_release(loom_call *c) {
 */
 static void deliver(loom_call *c) {
   if (c->t != NULL) {
-    loom__wake(c->H, c->t);
+    loom__wake(loom__handle_host(&c->base), c->t);
     return;
   }
   if (c->push != NULL) c->push(NULL, c->ud);
@@ -138,7 +145,7 @@ static void deliver(loom_call *c) {
 /* Claims 'c' for completion; returns LOOM_OK or why not (under lock). */
 static int claim(loom_call *c, loom_push_fn push, void *ud, int state) {
   if (c->state != CALL_PENDING) return LOOM_EDONE;
-  if (c->mb->closed) {
+  if (c->mb->closed || c->closed) {
     c->state = CALL_DONE;
     return LOOM_ECLOSED;
   }
@@ -168,7 +175,7 @@ LOOM_API int loom_call_complete_async(loom_call *c, loom_push_fn push,
     if (mb->tail) mb->tail->next = c;
     else mb->head = c;
     mb->tail = c;
-    uv_async_send(mb->async);  /* under the lock: the host cannot close */
+    uv_async_send(&mb->async);  /* under the lock: the host cannot close */
   }
   uv_mutex_unlock(&mb->mu);
   return r;
@@ -185,13 +192,13 @@ static loom_call *take_queue(loom_mailbox *mb) {
 }
 
 static void async_cb(uv_async_t *h) {
-  loom_host *H = h->data;
-  loom_call *c = take_queue(H->mb), *next;
+  loom_mailbox *mb = h->data;
+  loom_call *c = take_queue(mb), *next;
   for (; c != NULL; c = next) {
     next = c->next;
-    uv_mutex_lock(&H->mb->mu);
+    uv_mutex_lock(&mb->mu);
     c->state = CALL_DONE;
-    uv_mutex_unlock(&H->mb->mu);
+    uv_mutex_unlock(&mb->mu);
     deliver(c);
   }
 }
@@ -232,20 +239,17 @@ LOOM_API loom_call *loom_call_new(lua_State *L) {
   if (H == NULL) luaL_error(L, "loom_call_new: loom is not open in this "
                                "state");
   t = loom__enter(L, H, "loom_call_new");
-  c = calloc(1, sizeof *c);
-  if (c == NULL) luaL_error(L, "loom_call_new: not enough memory");
+  if (H->mb == NULL && mailbox_open(H) != 0) loom__nomem(L);
+  c = loom__handle_alloc(H, &call_class, sizeof *c);
+  if (c == NULL) loom__nomem(L);
   c->mb = H->mb;
-  c->H = H;
   c->t = t;
   c->refs = 2;
   c->state = CALL_PENDING;
-  uv_mutex_lock(&H->mb->mu);
-  H->mb->refs++;
-  uv_mutex_unlock(&H->mb->mu);
-  c->hnext = H->calls;
-  if (H->calls) H->calls->hprev = c;
-  H->calls = c;
-  if (H->ncalls++ == 0) uv_ref((uv_handle_t *)&H->async);
+  uv_mutex_lock(&c->mb->mu);
+  c->mb->refs++;
+  uv_mutex_unlock(&c->mb->mu);
+  if (c->mb->ncalls++ == 0) uv_ref((uv_handle_t *)&c->mb->async);
   t->u.call = c;
   t->wait = WAIT_CALL;
   t->in_call = 1;
@@ -296,42 +300,65 @@ LOOM_API int loom_call_await(lua_State *L, loom_call *c) {
 ** =====================================================================
 */
 
-int loom__calls_open(loom_host *H) {
-  loom_mailbox *mb = calloc(1, sizeof *mb);
-  if (mb == NULL || uv_mutex_init(&mb->mu) != 0) {
+static void mailbox_closed(uv_handle_t *h) {
+  mailbox_unref(h->data);
+}
+
+/*
+** The host closes: later completions are refused, and completed
+** outcomes that never reached their task are dropped (each call's own
+** close discards them).
+*/
+static void mailbox_close_h(loom_handle *h, int why) {
+  loom_mailbox *mb = (loom_mailbox *)h;
+  (void)why;
+  loom__handle_host(h)->mb = NULL;
+  loom__handle_unlink(h);
+  uv_mutex_lock(&mb->mu);
+  mb->closed = 1;
+  mb->head = mb->tail = NULL;
+  uv_mutex_unlock(&mb->mu);
+  uv_close((uv_handle_t *)&mb->async, mailbox_closed);
+}
+
+/* The host closes: the task side of 'c' is given up. */
+static void call_close_h(loom_handle *h, int why) {
+  loom_call *c = (loom_call *)h;
+  int state;
+  (void)why;
+  loom__handle_unlink(h);
+  uv_mutex_lock(&c->mb->mu);
+  state = c->state;
+  c->closed = 1;
+  uv_mutex_unlock(&c->mb->mu);
+  if (state != CALL_PENDING && c->push != NULL) c->push(NULL, c->ud);
+  call_unref(c);
+}
+
+static const loom_class mailbox_class = {
+  .name = "loom.mailbox",
+  .close = mailbox_close_h
+};
+
+static const loom_class call_class = {
+  .name = "loom.call",
+  .close = call_close_h
+};
+
+static int mailbox_open(loom_host *H) {
+  loom_mailbox *mb = loom__handle_alloc(H, &mailbox_class, sizeof *mb);
+  if (mb == NULL) return UV_ENOMEM;
+  if (uv_mutex_init(&mb->mu) != 0) {
+    loom__handle_unlink(&mb->base);
     free(mb);
     return UV_ENOMEM;
   }
   mb->refs = 1;
-  mb->async = &H->async;
+  uv_async_init(H->loop, &mb->async, async_cb);
+  mb->async.data = mb;
+  uv_unref((uv_handle_t *)&mb->async);  /* ref'd while calls are open */
   H->mb = mb;
-  uv_async_init(H->loop, &H->async, async_cb);
-  uv_unref((uv_handle_t *)&H->async);  /* ref'd while calls are open */
   return 0;
-}
-
-/*
-** The host closes: later completions are refused, completed outcomes
-** that never reached their task are discarded, and the task side of
-** every open call is given up.
-*/
-void loom__calls_close(loom_host *H) {
-  loom_mailbox *mb = H->mb;
-  loom_call *c, *next;
-  uv_mutex_lock(&mb->mu);
-  mb->closed = 1;
-  mb->async = NULL;
-  uv_mutex_unlock(&mb->mu);
-  (void)take_queue(mb);  /* their outcomes are dropped below */
-  for (c = H->calls; c != NULL; c = next) {
-    next = c->hnext;
-    if (c->state != CALL_PENDING && c->push != NULL) c->push(NULL, c->ud);
-    call_unref(c);
-  }
-  H->calls = NULL;
-  H->ncalls = 0;
-  H->mb = NULL;
-  mailbox_unref(mb);
 }
 
 /* }==================================================================== */

@@ -300,13 +300,13 @@ void loom__coro_open(lua_State *L, loom_host *H) {
     lua_pop(L, 1);
     return;
   }
-  loom__push_box(L, H);
+  loom__push_box(L);
   lua_pushcclosure(L, co_resume, 1);
   lua_setfield(L, -2, "resume");
-  loom__push_box(L, H);
+  loom__push_box(L);
   lua_pushcclosure(L, co_wrap, 1);
   lua_setfield(L, -2, "wrap");
-  loom__push_box(L, H);
+  loom__push_box(L);
   lua_pushcclosure(L, co_running, 1);
   lua_setfield(L, -2, "running");
   lua_pop(L, 1);

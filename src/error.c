@@ -30,6 +30,16 @@ void loom__where(lua_State *L) {
   lua_pushliteral(L, "");
 }
 
+/*
+** Raises the error Lua raises when its allocator fails, so that every
+** part of loom runs out of memory the same way: the message is Lua's
+** own, and it is an error, never an abort.
+*/
+int loom__nomem(lua_State *L) {
+  lua_pushliteral(L, "not enough memory");
+  return lua_error(L);
+}
+
 static int err_tostring(lua_State *L) {
   luaL_getmetafield(L, 1, "__name");
   lua_getfield(L, 1, "message");
@@ -102,7 +112,7 @@ static int make_class(lua_State *L, loom_host *H, const char *name,
   lua_pushcfunction(L, err_tostring);
   lua_setfield(L, -2, "__tostring");
   lua_createtable(L, 0, 1);  /* the class's own metatable: a constructor */
-  loom__push_box(L, H);
+  loom__push_box(L);
   lua_pushinteger(L, timeout);
   lua_pushcclosure(L, err_new, 2);
   lua_setfield(L, -2, "__call");
@@ -151,6 +161,6 @@ void loom__error_open(lua_State *L, loom_host *H) {
   lua_setfield(L, -2, "Cancelled");
   H->timeout_ref = make_class(L, H, "loom.Timeout", 1);
   lua_setfield(L, -2, "Timeout");
-  loom__push_box(L, H);
+  loom__push_box(L);
   luaL_setfuncs(L, funcs, 1);
 }

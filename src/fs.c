@@ -962,14 +962,15 @@ typedef struct loom_watch {
 } loom_watch;
 
 typedef struct loom_watcher {
-  loom_host *H;
+  loom_handle base;        /* linked while open */
   loom_watch *watches;
   wevent *head, *tail;
   int n;
   int err;
   loom_task *waiters;
-  int closed;
 } loom_watcher;
+
+static const loom_class watcher_class;
 
 static void watch_closed(uv_handle_t *h) {
   free(h->data);
@@ -997,13 +998,12 @@ static void event_cb(uv_fs_event_t *h, const char *filename, int events,
     w->tail = e;
     w->n++;
   }
-  if (w->waiters != NULL) loom__list_wake(w->H, &w->waiters);
+  if (w->waiters != NULL)
+    loom__list_wake(loom__handle_host(&w->base), &w->waiters);
 }
 
 static loom_watcher *checkwatcher(lua_State *L) {
-  loom_watcher *w = luaL_checkudata(L, 1, LOOM_WATCHER_MT);
-  if (w->closed) luaL_error(L, "attempt to use a closed watcher");
-  return w;
+  return loom__checkhandle(L, 1, &watcher_class);
 }
 
 /* core.watch_add(w, path): watches one more path; true or nil, msg, code */
@@ -1020,7 +1020,7 @@ static int w_add(lua_State *L) {
     struct stat st;
     wa->is_file = stat(path, &st) == 0 && !S_ISDIR(st.st_mode);
   }
-  uv_fs_event_init(w->H->loop, &wa->h);
+  uv_fs_event_init(loom__handle_host(&w->base)->loop, &wa->h);
   wa->h.data = wa;
   wa->w = w;
   err = uv_fs_event_start(&wa->h, event_cb, path, 0);
@@ -1036,11 +1036,8 @@ static int w_add(lua_State *L) {
 
 /* core.watcher(): an empty watcher */
 static int l_watcher(lua_State *L) {
-  loom_host *H = loom__host(L);
-  loom_watcher *w = lua_newuserdatauv(L, sizeof *w, 0);
-  memset(w, 0, sizeof *w);
-  w->H = H;
-  luaL_setmetatable(L, LOOM_WATCHER_MT);
+  loom__handle_new(L, loom__host(L), &watcher_class, sizeof(loom_watcher),
+                   0);
   return 1;
 }
 
@@ -1048,8 +1045,10 @@ static int w_next_k(lua_State *L, int status, lua_KContext ctx);
 
 /* core.watch_next(w) (suspends): path, change, or nil when closed */
 static int w_next(lua_State *L) {
-  loom_watcher *w = luaL_checkudata(L, 1, LOOM_WATCHER_MT);
-  wevent *e = w->head;
+  loom_watcher *w = (loom_watcher *)loom__tohandle(L, 1, &watcher_class);
+  wevent *e;
+  if (w == NULL) return 0;  /* closed */
+  e = w->head;
   if (e != NULL) {
     w->head = e->next;
     if (w->head == NULL) w->tail = NULL;
@@ -1059,10 +1058,10 @@ static int w_next(lua_State *L) {
     free(e);
     return 2;
   }
-  if (w->closed) return 0;
   if (w->err) return fail(L, "watch", w->watches ? w->watches->dir : "?",
                           w->err);
-  loom__list_wait(&w->waiters, loom__enter(L, w->H, "watcher:events"));
+  loom__list_wait(&w->waiters, loom__enter(L, loom__handle_host(&w->base),
+                                           "watcher:events"));
   lua_pushlightuserdata(L, &loom__tag);
   return lua_yieldk(L, 1, 0, w_next_k);
 }
@@ -1074,12 +1073,14 @@ static int w_next_k(lua_State *L, int status, lua_KContext ctx) {
   return w_next(L);
 }
 
-static int w_close(lua_State *L) {
-  loom_watcher *w = luaL_checkudata(L, 1, LOOM_WATCHER_MT);
+/* Closes every watch of 'w' and wakes its readers, who find it closed. */
+static void watcher_close_h(loom_handle *h, int why) {
+  loom_watcher *w = (loom_watcher *)h;
+  loom_host *H = loom__handle_host(h);
   loom_watch *wa;
   wevent *e, *next;
-  if (w->closed) return 0;
-  w->closed = 1;
+  (void)why;
+  loom__handle_unlink(h);
   while ((wa = w->watches) != NULL) {
     w->watches = wa->next;
     wa->w = NULL;
@@ -1090,8 +1091,8 @@ static int w_close(lua_State *L) {
     free(e);
   }
   w->head = w->tail = NULL;
-  while (w->waiters != NULL) loom__list_wake(w->H, &w->waiters);
-  return 0;
+  while (w->waiters != NULL) loom__list_wake(H, &w->waiters);
+  free(w);
 }
 
 /* }==================================================================== */
@@ -1112,7 +1113,6 @@ static const luaL_Reg file_methods[] = {
 static const luaL_Reg watcher_methods[] = {
   {"_add", w_add},
   {"_next", w_next},
-  {"close", w_close},
   {NULL, NULL}
 };
 
@@ -1143,7 +1143,7 @@ static void new_mt(lua_State *L, loom_host *H, const char *name,
                    lua_CFunction gc) {
   if (luaL_newmetatable(L, name)) {
     lua_newtable(L);
-    loom__push_box(L, H);
+    loom__push_box(L);
     luaL_setfuncs(L, methods, 1);
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, close);
@@ -1154,23 +1154,28 @@ static void new_mt(lua_State *L, loom_host *H, const char *name,
   lua_pop(L, 1);
 }
 
+static const loom_class watcher_class = {
+  .name = LOOM_WATCHER_MT,
+  .noun = "watcher",
+  .methods = watcher_methods,
+  .close = watcher_close_h
+};
+
 void loom__fs_register(lua_State *L, loom_host *H) {
   new_mt(L, H, LOOM_FILE_MT, file_methods, f_close, f_gc);
   luaL_getmetatable(L, LOOM_FILE_MT);
   lua_pushcfunction(L, f_tostring);
   lua_setfield(L, -2, "__tostring");
   lua_pop(L, 1);
-  new_mt(L, H, LOOM_WATCHER_MT, watcher_methods, w_close, w_close);
+  loom__class_register(L, &watcher_class);
   lua_createtable(L, 0, 20);
-  loom__push_box(L, H);
+  loom__push_box(L);
   luaL_setfuncs(L, funcs, 1);
   luaL_getmetatable(L, LOOM_FILE_MT);
   lua_getfield(L, -1, "__index");
   lua_setfield(L, -3, "file_methods");
   lua_pop(L, 1);
-  luaL_getmetatable(L, LOOM_WATCHER_MT);
-  lua_getfield(L, -1, "__index");
-  lua_setfield(L, -3, "watcher_methods");
-  lua_pop(L, 1);
+  loom__class_methods(L, &watcher_class);
+  lua_setfield(L, -2, "watcher_methods");
   lua_setfield(L, -2, "fs");
 }

@@ -13,7 +13,6 @@
 
 #include "internal.h"
 
-static char hostkey;  /* registry key of the host's sentinel userdata */
 
 
 /*
@@ -141,7 +140,7 @@ static int l_report(lua_State *L) {
 }
 
 void loom__host_register(lua_State *L, loom_host *H) {
-  loom__push_box(L, H);
+  loom__push_box(L);
   lua_pushcclosure(L, l_report, 1);
   lua_setfield(L, -2, "report");
 }
@@ -202,26 +201,19 @@ static void host_close(loom_host *H, int state_closing) {
   size_t i;
   if (H->closed) return;
   H->closed = 1;
+  H->state_closing = (unsigned char)state_closing;
+  loom__handles_close(H);
   /* every task and future of this host now sees it closed */
   H->box->H = NULL;
   H->box->gen++;
-  if (!state_closing) {
+  if (!state_closing)
     for (i = 0; i < sizeof refs / sizeof refs[0]; i++)
       luaL_unref(H->mainL, LUA_REGISTRYINDEX, refs[i]);
-    loom__module_restore(H->mainL);
-  }
-  loom__streams_close(H);
-  loom__socks_close(H);
-  loom__procs_close(H);
-  loom__signals_close(H);
-  loom__calls_close(H);
-  loom__work_close(H);
   loom__timer_close(H);
   uv_close((uv_handle_t *)&H->prepare, handle_closed);
   uv_close((uv_handle_t *)&H->check, handle_closed);
   uv_close((uv_handle_t *)&H->idle, handle_closed);
   uv_close((uv_handle_t *)&H->timer, handle_closed);
-  uv_close((uv_handle_t *)&H->async, handle_closed);
   H->loop = NULL;
   if (owns_loop) {
     uv_walk(loop, walk_close, NULL);
@@ -244,29 +236,6 @@ static int box_gc(lua_State *L) {
     host_release(H);
   }
   return 0;
-}
-
-/* Pushes the state's host box, creating it. */
-static loom_hostbox *push_box(lua_State *L) {
-  loom_hostbox *box;
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &hostkey) == LUA_TUSERDATA)
-    return lua_touserdata(L, -1);
-  lua_pop(L, 1);
-  box = lua_newuserdatauv(L, sizeof *box, 0);
-  box->H = NULL;
-  box->gen = 0;
-  lua_createtable(L, 0, 1);
-  lua_pushcfunction(L, box_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_setmetatable(L, -2);
-  lua_pushvalue(L, -1);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &hostkey);
-  return box;
-}
-
-void loom__push_box(lua_State *L, loom_host *H) {
-  (void)H;
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &hostkey);
 }
 
 static void init_handle(uv_handle_t *h, loom_host *H) {
@@ -299,15 +268,6 @@ static loom_host *host_create(lua_State *L, uv_loop_t *loop) {
   H->on_error = default_error_fn;
   H->main_ref = H->stall_ref = LUA_NOREF;
   H->debug = getenv("LOOM_DEBUG") != NULL && *getenv("LOOM_DEBUG") != '0';
-  if (loom__calls_open(H) != 0 || loom__work_open(H) != 0) {
-    loom__work_close(H);
-    if (H->owns_loop) {
-      uv_loop_close(loop);
-      free(loop);
-    }
-    free(H);
-    luaL_error(L, "loom: not enough memory");
-  }
   uv_prepare_init(loop, &H->prepare);
   uv_check_init(loop, &H->check);
   uv_idle_init(loop, &H->idle);
@@ -316,7 +276,6 @@ static loom_host *host_create(lua_State *L, uv_loop_t *loop) {
   init_handle((uv_handle_t *)&H->check, H);
   init_handle((uv_handle_t *)&H->idle, H);
   init_handle((uv_handle_t *)&H->timer, H);
-  init_handle((uv_handle_t *)&H->async, H);
   uv_prepare_start(&H->prepare, prepare_cb);
   uv_check_start(&H->check, check_cb);
   uv_unref((uv_handle_t *)&H->prepare);  /* they keep nothing alive */
@@ -325,7 +284,7 @@ static loom_host *host_create(lua_State *L, uv_loop_t *loop) {
   H->pool_ref = newref(L, NULL);
   H->failed_ref = newref(L, "v");
   H->aux_ref = newref(L, "k");
-  box = push_box(L);
+  box = loom__push_newbox(L, box_gc);
   lua_pop(L, 1);
   box->H = H;
   box->gen++;
@@ -334,24 +293,9 @@ static loom_host *host_create(lua_State *L, uv_loop_t *loop) {
 }
 
 /* The host of state 'L', created on first use. */
-loom_host *loom__host_of_state(lua_State *L) {
-  loom_host *H = NULL;
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &hostkey) == LUA_TUSERDATA)
-    H = ((loom_hostbox *)lua_touserdata(L, -1))->H;
-  lua_pop(L, 1);
-  return H;
-}
-
 loom_host *loom__host_of(lua_State *L) {
-  loom_host *H = push_box(L)->H;
-  lua_pop(L, 1);
+  loom_host *H = loom__host_of_state(L);
   return H != NULL ? H : host_create(L, NULL);
-}
-
-loom_host *loom__host(lua_State *L) {
-  loom_hostbox *box = lua_touserdata(L, lua_upvalueindex(1));
-  if (box->H == NULL) luaL_error(L, "loom: the host is closed");
-  return box->H;
 }
 
 /* }==================================================================== */
@@ -518,7 +462,7 @@ LOOM_API int loom_on_done(loom_host *H, int idx, loom_done_fn fn, void *ud) {
   idx = lua_absindex(L, idx);
   lua_pushlightuserdata(L, *(void **)&fn);
   lua_pushlightuserdata(L, ud);
-  loom__push_box(L, H);
+  loom__push_box(L);
   lua_pushcclosure(L, done_cb, 3);
   return loom__on_done(L, idx);
 }

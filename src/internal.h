@@ -80,6 +80,67 @@ struct loom_hostbox {
   uint32_t gen;
 };
 
+/*
+** {====================================================================
+** The handle base (handle.c)
+** =====================================================================
+*/
+
+typedef struct loom_handle loom_handle;
+typedef struct loom_class loom_class;
+
+/* why a handle's class is asked to close it */
+enum {
+  LOOM_CLOSE_USER,  /* its userdata let go: close(), __close or __gc */
+  LOOM_CLOSE_HOST   /* its host closes: nothing may stay open or linked */
+};
+
+/* A family of handles: one static descriptor per kind. */
+struct loom_class {
+  const char *name;          /* metatable name and __name: "loom.stream" */
+  const char *noun;          /* in messages ("UDP socket"); NULL: from name */
+  const luaL_Reg *methods;   /* __index; each gets the host box as upvalue 1 */
+  /* closes 'h' (its box already cleared); takes it off the host's list
+  ** with loom__handle_unlink once it is really closing */
+  void (*close)(loom_handle *h, int why);
+  const char *(*describe)(loom_handle *h);  /* for __tostring, or NULL */
+  const char *closed_as;     /* __tostring once closed; NULL: "closed" */
+};
+
+/* The first member of every host-owned thing. */
+struct loom_handle {
+  const loom_class *cls;
+  loom_hostbox *hb;          /* the box of its host, and the host's */
+  uint32_t gen;              /* generation: see loom__handle_host */
+  unsigned linked;           /* on the host's list */
+  loom_handle *next, *prev;  /* the host's list */
+  loom_handle **box;         /* its userdata's pointer to it, or NULL */
+};
+
+/* The host of 'h', or NULL once that host has closed. */
+static inline loom_host *loom__handle_host(const loom_handle *h) {
+  return h->gen == h->hb->gen ? h->hb->H : NULL;
+}
+
+loom_hostbox *loom__push_newbox(lua_State *L, lua_CFunction gc);
+void loom__push_box(lua_State *L);  /* upvalue 1 of every function */
+loom_host *loom__host_of_state(lua_State *L);  /* or NULL */
+loom_host *loom__host(lua_State *L);  /* host of upvalue 1, or raises */
+void loom__class_register(lua_State *L, const loom_class *cls);
+void loom__class_methods(lua_State *L, const loom_class *cls);  /* pushes */
+void *loom__handle_new(lua_State *L, loom_host *H, const loom_class *cls,
+                       size_t size, int nuv);  /* pushes its box; raises */
+void *loom__handle_alloc(loom_host *H, const loom_class *cls, size_t size);
+void loom__handle_unlink(loom_handle *h);
+void loom__handle_detach(loom_handle *h);  /* clears its userdata */
+loom_handle *loom__tohandle(lua_State *L, int idx, const loom_class *cls);
+void *loom__checkhandle(lua_State *L, int idx, const loom_class *cls);
+const char *loom__class_noun(const loom_class *cls);
+void loom__handles_close(loom_host *H);
+int loom__handle_close(lua_State *L);  /* :close() of every handle */
+
+/* }==================================================================== */
+
 struct loom_future {
   loom_hostbox *hb;
   loom_task *waiters;      /* tasks awaiting it: circular, oldest first */
@@ -136,22 +197,16 @@ struct loom_host {
   unsigned char api;       /* the embedder holds it: freed by loom_free */
   unsigned char freed;     /* free once the last handle is closed */
   unsigned char main_ended;  /* the main task failed or was cancelled */
+  unsigned char state_closing;  /* closed because its state closes */
   int debug;
   uv_prepare_t prepare;
   uv_check_t check;
   uv_idle_t idle;
   uv_timer_t timer;
-  uv_async_t async;        /* wakes the loop for loom_call_complete_async */
   int handles_open;        /* our handles not yet through close_cb */
+  loom_handle *handles;    /* everything else it owns (handle.c) */
   loom_mailbox *mb;        /* calls completed from other threads */
-  loom_call *calls;        /* open calls (their task side) */
-  int ncalls;
   loom_workpool *workpool; /* Lua states for loom.work */
-  struct loom_alarm *alarms;  /* armed alarms (timer.c) */
-  loom_stream *streams;    /* open streams (stream.c) */
-  struct loom_sock *socks; /* open servers and UDP sockets (net.c) */
-  struct loom_proc *procs;  /* child processes (process.c) */
-  struct loom_sigslot *sigslots;  /* watched signals (signal.c) */
   loom_task *ready_head, *ready_tail;
   size_t nready;
   loom_task *current;      /* the running task, or NULL */
@@ -189,9 +244,6 @@ extern char loom__tag;
 
 /* host.c */
 loom_host *loom__host_of(lua_State *L);  /* the state's host, created */
-loom_host *loom__host_of_state(lua_State *L);  /* or NULL */
-loom_host *loom__host(lua_State *L);  /* host of upvalue 1, or raises */
-void loom__push_box(lua_State *L, loom_host *H);  /* upvalue for functions */
 uint64_t loom__now(loom_host *H);  /* loop ms, or virtual ms */
 void loom__wake(loom_host *H, loom_task *t);  /* task to ready queue */
 int loom__loop(loom_host *H);  /* runs the loop until all is done */
@@ -240,10 +292,9 @@ void loom__new_timeout(lua_State *L, loom_host *H, const char *msg);
 int loom__is_cancelled(lua_State *L, loom_host *H, int idx);
 const char *loom__tostring(lua_State *L, int idx);  /* never raises */
 void loom__where(lua_State *L);  /* "file:line: " of the user's call */
+int loom__nomem(lua_State *L);  /* raises "not enough memory" */
 
 /* call.c */
-int loom__calls_open(loom_host *H);
-void loom__calls_close(loom_host *H);
 void loom__call_drop(loom_host *H, loom_task *t);  /* cancelled after wake */
 void loom__call_unwait(loom_host *H, loom_task *t);  /* cancelled before */
 
@@ -251,17 +302,13 @@ void loom__call_unwait(loom_host *H, loom_task *t);  /* cancelled before */
 enum { LOOM_STREAM_TCP, LOOM_STREAM_PIPE };
 
 struct loom_stream {
+  loom_handle base;
   union {
     uv_handle_t h;
     uv_stream_t s;
     uv_tcp_t tcp;
     uv_pipe_t pipe;
   } u;
-  loom_hostbox *hb;
-  uint32_t gen;
-  loom_host *host;          /* on its list while open */
-  loom_stream *hnext, *hprev;
-  loom_stream **box;        /* the userdata's pointer to it, or NULL */
   char *buf;                /* read buffer: data at buf[start, start+len) */
   size_t start, len, cap;
   size_t hwm;               /* write high-water mark */
@@ -281,21 +328,18 @@ loom_stream *loom__stream_new(lua_State *L, loom_host *H, int kind,
                               const char *name);
 void loom__stream_rename(loom_stream *s, const char *name);
 void loom__stream_close(loom_stream *s, int force);
-void loom__streams_close(loom_host *H);
+loom_stream *loom__tostream(lua_State *L, int idx);  /* NULL: closed */
 loom_stream *loom__checkstream(lua_State *L, int idx);
 int loom__fail(lua_State *L, const char *what, const char *name, int err);
 
 /* net.c */
 void loom__net_register(lua_State *L, loom_host *H);  /* core.net_* */
-void loom__socks_close(loom_host *H);
 int loom__push_sockaddr(lua_State *L, const struct sockaddr *sa, char *buf);
 
 /* fs.c, process.c, signal.c: register their core functions */
 void loom__fs_register(lua_State *L, loom_host *H);
 void loom__process_register(lua_State *L, loom_host *H);
 void loom__signal_register(lua_State *L, loom_host *H);
-void loom__procs_close(loom_host *H);  /* with the host */
-void loom__signals_close(loom_host *H);  /* with the host */
 const char *loom__signal_name(int signum);  /* "SIGTERM", or NULL */
 /* the host's own handling of a signal no script watches (Ctrl-C) */
 typedef void (*loom_signal_fn)(loom_host *H, int signum, void *ud);
@@ -306,8 +350,6 @@ int loom__signal_default(loom_host *H, int signum, loom_signal_fn fn,
 void loom__queue_register(lua_State *L, loom_host *H);  /* loom.queue */
 
 /* work.c */
-int loom__work_open(loom_host *H);
-void loom__work_close(loom_host *H);
 void loom__work_register(lua_State *L, loom_host *H);  /* loom.work */
 
 /* coro.c */
@@ -316,6 +358,5 @@ int loom__boundary_error(lua_State *L, const char *name);
 
 /* module.c */
 int loom__open_lua(lua_State *L, const char *name);  /* embedded chunk */
-void loom__module_restore(lua_State *L);  /* undoes luaopen_loom's changes */
 
 #endif

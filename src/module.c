@@ -6,6 +6,7 @@
 ** public table from 'core'.  The same entry serves 'require "loom"'
 ** from a stock lua5.4, the loom binary and embedders.
 */
+#include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
@@ -142,15 +143,36 @@ static const luaL_Reg funcs[] = {
 
 static char savedkey;  /* registry: what luaopen_loom replaced */
 
+static void module_restore(lua_State *L);
+
+/*
+** The module is a handle of its host: when the host closes on a state
+** that lives on (an embedder's), what luaopen_loom replaced comes back.
+*/
+static void module_close_h(loom_handle *h, int why) {
+  loom_host *H = loom__handle_host(h);
+  (void)why;
+  loom__handle_unlink(h);
+  if (!H->state_closing) module_restore(H->mainL);
+  free(h);
+}
+
+static const loom_class module_class = {
+  .name = "loom.module",
+  .close = module_close_h
+};
+
 /*
 ** Keeps coroutine.resume, coroutine.wrap and require as they were
-** before loom replaced them, once per state, for loom__module_restore.
+** before loom replaced them, once per host, for module_restore.
 */
-static void save_originals(lua_State *L) {
+static void save_originals(lua_State *L, loom_host *H) {
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &savedkey) == LUA_TTABLE) {
     lua_pop(L, 1);
     return;
   }
+  if (loom__handle_alloc(H, &module_class, sizeof(loom_handle)) == NULL)
+    loom__nomem(L);
   lua_pop(L, 1);
   lua_createtable(L, 0, 3);
   if (lua_getglobal(L, "coroutine") == LUA_TTABLE) {
@@ -167,7 +189,7 @@ static void save_originals(lua_State *L) {
   lua_rawsetp(L, LUA_REGISTRYINDEX, &savedkey);
 }
 
-void loom__module_restore(lua_State *L) {
+static void module_restore(lua_State *L) {
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &savedkey) != LUA_TTABLE) {
     lua_pop(L, 1);
     return;
@@ -205,11 +227,11 @@ LOOM_API int luaopen_loom(lua_State *L) {
   loom__fs_register(L, H);
   loom__process_register(L, H);
   loom__signal_register(L, H);
-  loom__push_box(L, H);
+  loom__push_box(L);
   luaL_setfuncs(L, funcs, 1);
   lua_pushliteral(L, LOOM_VERSION);
   lua_setfield(L, -2, "version");
-  save_originals(L);
+  save_originals(L, H);
   loom__coro_open(L, H);
   register_preload(L);
   if (loom__open_lua(L, "loom") != LUA_OK) return lua_error(L);

@@ -30,6 +30,7 @@ typedef struct dgram {
 } dgram;
 
 typedef struct loom_sock {
+  loom_handle base;
   union {
     uv_handle_t h;
     uv_stream_t s;
@@ -37,9 +38,6 @@ typedef struct loom_sock {
     uv_pipe_t pipe;
     uv_udp_t udp;
   } u;
-  loom_host *host;            /* on its list while open */
-  struct loom_sock *hnext, *hprev;
-  struct loom_sock **box;     /* the userdata's pointer, or NULL */
   int kind;
   int cb_ref;                 /* server: on_conn */
   int self_ref;               /* server: its userdata, while listening */
@@ -210,65 +208,47 @@ static void sock_closed(uv_handle_t *h) {
   free(k);
 }
 
+/* The host of an open socket; NULL once it is closed. */
+static loom_host *sock_host(loom_sock *k) {
+  return k->base.linked ? loom__handle_host(&k->base) : NULL;
+}
+
 static void sock_close(loom_sock *k) {
-  loom_host *H = k->host;
+  loom_host *H = sock_host(k);
   if (H == NULL) return;  /* closed already */
-  if (k->hprev) k->hprev->hnext = k->hnext;
-  else H->socks = k->hnext;
-  if (k->hnext) k->hnext->hprev = k->hprev;
-  k->host = NULL;
-  if (k->box != NULL) *k->box = NULL;
-  k->box = NULL;
-  if (H->mainL != NULL) {
-    luaL_unref(H->mainL, LUA_REGISTRYINDEX, k->cb_ref);
-    luaL_unref(H->mainL, LUA_REGISTRYINDEX, k->self_ref);
-  }
+  loom__handle_unlink(&k->base);
+  loom__handle_detach(&k->base);
+  luaL_unref(H->mainL, LUA_REGISTRYINDEX, k->cb_ref);
+  luaL_unref(H->mainL, LUA_REGISTRYINDEX, k->self_ref);
   k->cb_ref = k->self_ref = LUA_NOREF;
   while (k->receivers != NULL) loom__list_wake(H, &k->receivers);
   uv_close(&k->u.h, sock_closed);
 }
 
-void loom__socks_close(loom_host *H) {
-  while (H->socks != NULL) sock_close(H->socks);
+static void sock_close_h(loom_handle *h, int why) {
+  (void)why;
+  sock_close((loom_sock *)h);
 }
 
-/* Pushes a new socket userdata with metatable 'mt'; links it to H. */
+static const char *sock_describe(loom_handle *h) {
+  return ((loom_sock *)h)->name;
+}
+
+static const loom_class server_class, udp_class;
+
+/* Pushes a new socket userdata of class 'cls', linked to H. */
 static loom_sock *sock_new(lua_State *L, loom_host *H, int kind,
-                           const char *mt) {
-  loom_sock **box = lua_newuserdatauv(L, sizeof *box, 0);
-  loom_sock *k;
-  *box = NULL;
-  luaL_setmetatable(L, mt);
-  k = calloc(1, sizeof *k);
-  if (k == NULL) luaL_error(L, "loom: not enough memory");
+                           const loom_class *cls) {
+  loom_sock *k = loom__handle_new(L, H, cls, sizeof *k, 0);
   k->kind = kind;
   k->cb_ref = k->self_ref = LUA_NOREF;
-  k->host = H;
-  k->hnext = H->socks;
-  if (H->socks) H->socks->hprev = k;
-  H->socks = k;
-  k->box = box;
-  *box = k;
   return k;
-}
-
-static loom_sock *checksock(lua_State *L, const char *mt) {
-  loom_sock **box = luaL_checkudata(L, 1, mt);
-  if (*box == NULL) luaL_error(L, "attempt to use a closed %s", mt);
-  return *box;
-}
-
-static int sock_close_m(lua_State *L) {
-  loom_sock **box = lua_touserdata(L, 1);
-  if (*box != NULL) sock_close(*box);
-  *box = NULL;
-  return 0;
 }
 
 /* Accepts one connection and hands its Stream to on_conn (protected). */
 static int accept_conn(lua_State *L) {
   loom_sock *k = lua_touserdata(L, 1);
-  loom_host *H = k->host;
+  loom_host *H = sock_host(k);
   loom_stream *s;
   struct sockaddr_storage ss;
   int len = sizeof ss, r;
@@ -302,7 +282,7 @@ static int accept_conn(lua_State *L) {
 */
 static void connection_cb(uv_stream_t *server, int status) {
   loom_sock *k = server->data;
-  loom_host *H = k->host;
+  loom_host *H = sock_host(k);
   lua_State *L;
   int top;
   if (H == NULL) return;
@@ -355,7 +335,7 @@ static int l_tcp_listen(lua_State *L) {
   addr_name(name, sizeof name, ip, port);
   if (parse_addr(ip, port, &ss) != 0)
     return loom__fail(L, "listen on", name, UV_EINVAL);
-  k = sock_new(L, H, SOCK_TCP_SERVER, LOOM_SERVER_MT);
+  k = sock_new(L, H, SOCK_TCP_SERVER, &server_class);
   uv_tcp_init_ex(H->loop, &k->u.tcp, ss.ss_family);
   k->u.h.data = k;
   r = reuseport ? set_reuseport(&k->u.h) : 0;
@@ -390,7 +370,7 @@ static int l_pipe_listen(lua_State *L) {
   loom_sock *k;
   int r;
   luaL_checktype(L, 3, LUA_TFUNCTION);
-  k = sock_new(L, H, SOCK_PIPE_SERVER, LOOM_SERVER_MT);
+  k = sock_new(L, H, SOCK_PIPE_SERVER, &server_class);
   uv_pipe_init(H->loop, &k->u.pipe, 0);
   k->u.h.data = k;
   snprintf(k->name, sizeof k->name, "%s", path);
@@ -409,7 +389,7 @@ static int l_pipe_listen(lua_State *L) {
 
 /* server:address(): host, port (or the path of a Unix socket) */
 static int srv_address(lua_State *L) {
-  loom_sock *k = checksock(L, LOOM_SERVER_MT);
+  loom_sock *k = loom__checkhandle(L, 1, &server_class);
   struct sockaddr_storage ss;
   int len = sizeof ss, r;
   char host[INET6_ADDRSTRLEN];
@@ -422,12 +402,6 @@ static int srv_address(lua_State *L) {
   return loom__push_sockaddr(L, (struct sockaddr *)&ss, host);
 }
 
-static int srv_tostring(lua_State *L) {
-  loom_sock **box = luaL_checkudata(L, 1, LOOM_SERVER_MT);
-  if (*box == NULL) lua_pushliteral(L, "loom.server (closed)");
-  else lua_pushfstring(L, "loom.server (%s)", (*box)->name);
-  return 1;
-}
 
 /* }==================================================================== */
 
@@ -464,8 +438,8 @@ static void udp_recv_cb(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
     k->qtail = d;
     k->qlen++;
   }
-  if (k->host != NULL && k->receivers != NULL)
-    loom__list_wake(k->host, &k->receivers);
+  if (sock_host(k) != NULL && k->receivers != NULL)
+    loom__list_wake(sock_host(k), &k->receivers);
 }
 
 /* core.udp([ip, port]): a UDP socket, bound when ip is given */
@@ -482,7 +456,7 @@ static int l_udp(lua_State *L) {
     if (parse_addr(ip, port, &ss) != 0)
       return loom__fail(L, "bind", name, UV_EINVAL);
   }
-  k = sock_new(L, H, SOCK_UDP, LOOM_UDP_MT);
+  k = sock_new(L, H, SOCK_UDP, &udp_class);
   uv_udp_init(H->loop, &k->u.udp);
   k->u.h.data = k;
   snprintf(k->name, sizeof k->name, "%s", name);
@@ -524,7 +498,7 @@ static void udp_send_cb(uv_udp_send_t *req, int status) {
 
 /* udp:send(data, ip, port) (suspends only when the socket is busy) */
 static int udp_send(lua_State *L) {
-  loom_sock *k = checksock(L, LOOM_UDP_MT);
+  loom_sock *k = loom__checkhandle(L, 1, &udp_class);
   size_t len;
   const char *data = luaL_checklstring(L, 2, &len);
   const char *ip = luaL_checkstring(L, 3);
@@ -544,10 +518,10 @@ static int udp_send(lua_State *L) {
     return 1;
   }
   if (err != UV_EAGAIN) return loom__fail(L, "send to", name, err);
-  loom__enter(L, k->host, "udp:send");
+  loom__enter(L, sock_host(k), "udp:send");
   r = malloc(sizeof *r);
   if (r == NULL) return luaL_error(L, "loom: not enough memory");
-  r->L = k->host->mainL;
+  r->L = sock_host(k)->mainL;
   lua_pushvalue(L, 2);
   lua_xmove(L, r->L, 1);
   r->ref = luaL_ref(r->L, LUA_REGISTRYINDEX);
@@ -565,8 +539,7 @@ static int udp_send(lua_State *L) {
 static int udp_recv_k(lua_State *L, int status, lua_KContext ctx);
 
 static int udp_recv_body(lua_State *L) {
-  loom_sock **box = luaL_checkudata(L, 1, LOOM_UDP_MT);
-  loom_sock *k = *box;
+  loom_sock *k = (loom_sock *)loom__tohandle(L, 1, &udp_class);
   char host[INET6_ADDRSTRLEN];
   if (k == NULL) {
     lua_pushnil(L);
@@ -590,7 +563,7 @@ static int udp_recv_body(lua_State *L) {
     if (r != 0) return loom__fail(L, "receive on", k->name, r);
     k->recving = 1;
   }
-  loom__list_wait(&k->receivers, loom__enter(L, k->host, "udp:recv"));
+  loom__list_wait(&k->receivers, loom__enter(L, sock_host(k), "udp:recv"));
   lua_pushlightuserdata(L, &loom__tag);
   return lua_yieldk(L, 1, 0, udp_recv_k);
 }
@@ -603,14 +576,14 @@ static int udp_recv_k(lua_State *L, int status, lua_KContext ctx) {
 
 /* udp:recv() (suspends): data, host, port */
 static int udp_recv(lua_State *L) {
-  checksock(L, LOOM_UDP_MT);
+  loom__checkhandle(L, 1, &udp_class);
   lua_settop(L, 1);
   return udp_recv_body(L);
 }
 
 /* udp:address(): host, port */
 static int udp_address(lua_State *L) {
-  loom_sock *k = checksock(L, LOOM_UDP_MT);
+  loom_sock *k = loom__checkhandle(L, 1, &udp_class);
   struct sockaddr_storage ss;
   int len = sizeof ss, r;
   char host[INET6_ADDRSTRLEN];
@@ -619,12 +592,6 @@ static int udp_address(lua_State *L) {
   return loom__push_sockaddr(L, (struct sockaddr *)&ss, host);
 }
 
-static int udp_tostring(lua_State *L) {
-  loom_sock **box = luaL_checkudata(L, 1, LOOM_UDP_MT);
-  if (*box == NULL) lua_pushliteral(L, "loom.udp (closed)");
-  else lua_pushfstring(L, "loom.udp (%s)", (*box)->name);
-  return 1;
-}
 
 /* }==================================================================== */
 
@@ -720,7 +687,6 @@ static int l_resolve(lua_State *L) {
 
 static const luaL_Reg server_methods[] = {
   {"address", srv_address},
-  {"close", sock_close_m},
   {NULL, NULL}
 };
 
@@ -728,7 +694,6 @@ static const luaL_Reg udp_methods[] = {
   {"send", udp_send},
   {"recv", udp_recv},
   {"address", udp_address},
-  {"close", sock_close_m},
   {NULL, NULL}
 };
 
@@ -742,21 +707,21 @@ static const luaL_Reg funcs[] = {
   {NULL, NULL}
 };
 
-static void new_mt(lua_State *L, const char *name, const luaL_Reg *methods,
-                   lua_CFunction tostring) {
-  if (luaL_newmetatable(L, name)) {
-    lua_newtable(L);
-    luaL_setfuncs(L, methods, 0);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, sock_close_m);
-    lua_setfield(L, -2, "__close");
-    lua_pushcfunction(L, sock_close_m);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, tostring);
-    lua_setfield(L, -2, "__tostring");
-  }
-  lua_pop(L, 1);
-}
+static const loom_class server_class = {
+  .name = LOOM_SERVER_MT,
+  .noun = "server",
+  .methods = server_methods,
+  .close = sock_close_h,
+  .describe = sock_describe
+};
+
+static const loom_class udp_class = {
+  .name = LOOM_UDP_MT,
+  .noun = "UDP socket",
+  .methods = udp_methods,
+  .close = sock_close_h,
+  .describe = sock_describe
+};
 
 void loom__net_register(lua_State *L, loom_host *H) {
   struct sigaction sa;
@@ -765,10 +730,10 @@ void loom__net_register(lua_State *L, loom_host *H) {
   if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL)
     signal(SIGPIPE, SIG_IGN);
   loom__stream_open(L);
-  new_mt(L, LOOM_SERVER_MT, server_methods, srv_tostring);
-  new_mt(L, LOOM_UDP_MT, udp_methods, udp_tostring);
+  loom__class_register(L, &server_class);
+  loom__class_register(L, &udp_class);
   lua_createtable(L, 0, 6);
-  loom__push_box(L, H);
+  loom__push_box(L);
   luaL_setfuncs(L, funcs, 1);
   luaL_getmetatable(L, LOOM_STREAM_MT);
   lua_getfield(L, -1, "__index");

@@ -24,10 +24,8 @@
 #define LOOM_PROCESS_MT "loom.process"
 
 struct loom_proc {
+  loom_handle base;           /* linked until the handle closes */
   uv_process_t h;
-  loom_host *host;            /* on its list until the handle closes */
-  struct loom_proc *hnext, *hprev;
-  struct loom_proc **box;     /* the userdata's pointer, or NULL */
   loom_task *waiters;         /* WAIT_LIST: tasks in :wait() */
   int64_t status;             /* exit code, once exited */
   int term_signal;            /* signal that ended it, or 0 */
@@ -44,29 +42,25 @@ typedef struct loom_proc loom_proc;
 ** ===================================================================== */
 
 static void proc_closed(uv_handle_t *h) {
-  free(h);  /* 'h' is the first member */
+  free(h->data);
+}
+
+/* The host of 'p' while its handle is open, else NULL. */
+static loom_host *proc_host(loom_proc *p) {
+  return p->base.linked ? loom__handle_host(&p->base) : NULL;
 }
 
 /* Closes the handle of 'p' (once): off the list, the userdata cleared. */
 static void proc_close(loom_proc *p) {
-  loom_host *H = p->host;
-  if (H == NULL) return;
-  if (p->hprev) p->hprev->hnext = p->hnext;
-  else H->procs = p->hnext;
-  if (p->hnext) p->hnext->hprev = p->hprev;
-  p->host = NULL;
-  if (p->box != NULL) *p->box = NULL;
-  p->box = NULL;
+  if (!p->base.linked) return;
+  loom__handle_unlink(&p->base);
+  loom__handle_detach(&p->base);
   uv_close((uv_handle_t *)&p->h, proc_closed);
-}
-
-void loom__procs_close(loom_host *H) {
-  while (H->procs != NULL) proc_close(H->procs);
 }
 
 /* Wakes the tasks in :wait(); they look at the proc when they run. */
 static void wake_waiters(loom_proc *p) {
-  loom_host *H = p->host;
+  loom_host *H = proc_host(p);
   if (H == NULL) return;
   while (p->waiters != NULL) loom__list_wake(H, &p->waiters);
 }
@@ -76,12 +70,12 @@ static void wake_waiters(loom_proc *p) {
 ** unless the userdata still needs it (it reads pid and status there).
 */
 static void exit_cb(uv_process_t *h, int64_t status, int term_signal) {
-  loom_proc *p = (loom_proc *)h;
+  loom_proc *p = h->data;
   p->exited = 1;
   p->status = status;
   p->term_signal = term_signal;
   wake_waiters(p);
-  if (p->box == NULL) proc_close(p);
+  if (p->base.box == NULL) proc_close(p);
 }
 
 /*
@@ -89,11 +83,22 @@ static void exit_cb(uv_process_t *h, int64_t status, int term_signal) {
 ** running keeps its handle until exit_cb, so that it is reaped.
 */
 static void proc_release(loom_proc *p) {
-  if (p->box != NULL) *p->box = NULL;
-  p->box = NULL;
   wake_waiters(p);
   if (p->exited) proc_close(p);
 }
+
+/* The class's close: by the userdata, or by the host (which reaps no
+** more: the child is left to run, as a closing libuv loop leaves it) */
+static void proc_close_h(loom_handle *h, int why) {
+  if (why == LOOM_CLOSE_HOST) proc_close((loom_proc *)h);
+  else proc_release((loom_proc *)h);
+}
+
+static const char *proc_describe(loom_handle *h) {
+  return ((loom_proc *)h)->name;
+}
+
+static const loom_class proc_class;
 
 /* }==================================================================== */
 
@@ -161,7 +166,7 @@ static int spawn_failed(lua_State *L, loom_proc *p, const char *cmd,
                         const char *cwd, int err) {
   char what[300];
   close_stdio(L, 10);
-  uv_close((uv_handle_t *)&p->h, proc_closed);  /* uv_spawn set it up */
+  proc_close(p);  /* uv_spawn set the handle up */
   if (cwd != NULL) snprintf(what, sizeof what, "'%.128s' in '%.128s'",
                             cmd, cwd);
   else snprintf(what, sizeof what, "'%.256s'", cmd);
@@ -182,7 +187,7 @@ static int l_spawn(lua_State *L) {
   const char *cwd = luaL_optstring(L, 3, NULL);
   int m[3], i, r;
   char **args;
-  loom_proc **box, *p;
+  loom_proc *p;
   char name[64];
   luaL_checktype(L, 1, LUA_TTABLE);
   luaL_argcheck(L, lua_rawlen(L, 1) > 0, 1, "a command is expected");
@@ -195,17 +200,11 @@ static int l_spawn(lua_State *L) {
     o.env = string_list(L, 2, "environment entries");
   }
   else lua_pushnil(L);  /* 8 */
-  box = lua_newuserdatauv(L, sizeof *box, 0);  /* 9 */
-  *box = NULL;
-  luaL_setmetatable(L, LOOM_PROCESS_MT);
+  p = loom__handle_new(L, H, &proc_class, sizeof *p, 0);  /* 9 */
+  p->h.data = p;
   snprintf(name, sizeof name, "'%.60s'", args[0]);
   memset(stdio, 0, sizeof stdio);
   for (i = 0; i < 3; i++) set_stdio(L, H, &stdio[i], i, m[i], name);
-  p = calloc(1, sizeof *p);  /* 10..12: the streams */
-  if (p == NULL) {
-    close_stdio(L, 10);
-    return luaL_error(L, "loom: not enough memory");
-  }
   o.file = args[0];
   o.args = args;
   o.cwd = cwd;
@@ -217,12 +216,6 @@ static int l_spawn(lua_State *L) {
   p->h.data = p;
   p->pid = p->h.pid;
   snprintf(p->name, sizeof p->name, "%s (pid %d)", name, p->pid);
-  p->host = H;
-  p->hnext = H->procs;
-  if (H->procs) H->procs->hprev = p;
-  H->procs = p;
-  p->box = box;
-  *box = p;
   lua_pushvalue(L, 9);
   lua_pushinteger(L, p->pid);
   for (i = 10; i <= 12; i++) lua_pushvalue(L, i);
@@ -237,9 +230,7 @@ static int l_spawn(lua_State *L) {
 ** ===================================================================== */
 
 static loom_proc *checkproc(lua_State *L) {
-  loom_proc **box = luaL_checkudata(L, 1, LOOM_PROCESS_MT);
-  if (*box == NULL) luaL_error(L, "attempt to use a closed process");
-  return *box;
+  return loom__checkhandle(L, 1, &proc_class);
 }
 
 /* Pushes code, nil for an exit, nil, name for a signal; returns 2. */
@@ -269,7 +260,7 @@ static int wait_body(lua_State *L) {
     return 3;
   }
   if (p->exited) return push_status(L, p);
-  t = loom__enter(L, p->host, "process:wait");
+  t = loom__enter(L, proc_host(p), "process:wait");
   loom__list_wait(&p->waiters, t);
   lua_pushlightuserdata(L, &loom__tag);
   return lua_yieldk(L, 1, 0, wait_k);
@@ -284,8 +275,8 @@ static int wait_k(lua_State *L, int status, lua_KContext ctx) {
 /* proc:wait() (suspends): code, nil or nil, signal name */
 static int p_wait(lua_State *L) {
   loom_proc *p = checkproc(L);
-  if (p->host != NULL)  /* even when done */
-    loom__current(L, p->host, "process:wait");
+  if (proc_host(p) != NULL)  /* even when done */
+    loom__current(L, proc_host(p), "process:wait");
   lua_settop(L, 1);
   return wait_body(L);
 }
@@ -307,21 +298,6 @@ static int p_status(lua_State *L) {
   loom_proc *p = checkproc(L);
   if (!p->exited) return 0;
   return push_status(L, p);
-}
-
-/* proc:close(), also __gc; harmless the second time */
-static int p_close(lua_State *L) {
-  loom_proc **box = luaL_checkudata(L, 1, LOOM_PROCESS_MT);
-  if (*box != NULL) proc_release(*box);
-  *box = NULL;
-  return 0;
-}
-
-static int p_tostring(lua_State *L) {
-  loom_proc **box = luaL_checkudata(L, 1, LOOM_PROCESS_MT);
-  if (*box == NULL) lua_pushliteral(L, "loom.process (closed)");
-  else lua_pushfstring(L, "loom.process (%s)", (*box)->name);
-  return 1;
 }
 
 /* core.proc.kill(pid, signum): true, or nil, msg, code (os-level kill) */
@@ -348,7 +324,6 @@ static const luaL_Reg proc_methods[] = {
   {"wait", p_wait},
   {"kill", p_kill},
   {"status", p_status},
-  {"close", p_close},
   {NULL, NULL}
 };
 
@@ -359,20 +334,18 @@ static const luaL_Reg funcs[] = {
   {NULL, NULL}
 };
 
+static const loom_class proc_class = {
+  .name = LOOM_PROCESS_MT,
+  .noun = "process",
+  .methods = proc_methods,
+  .close = proc_close_h,
+  .describe = proc_describe
+};
+
 void loom__process_register(lua_State *L, loom_host *H) {
-  if (luaL_newmetatable(L, LOOM_PROCESS_MT)) {
-    luaL_newlib(L, proc_methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, p_close);
-    lua_setfield(L, -2, "__close");
-    lua_pushcfunction(L, p_close);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, p_tostring);
-    lua_setfield(L, -2, "__tostring");
-  }
-  lua_pop(L, 1);
+  loom__class_register(L, &proc_class);
   lua_createtable(L, 0, 3);
-  loom__push_box(L, H);
+  loom__push_box(L);
   luaL_setfuncs(L, funcs, 1);
   lua_setfield(L, -2, "proc");
 }

@@ -474,7 +474,7 @@ void loom__queue_register(lua_State *L, loom_host *H) {
     lua_setfield(L, -2, "__gc");
   }
   lua_pop(L, 1);
-  loom__push_box(L, H);
+  loom__push_box(L);
   lua_pushcclosure(L, l_queue, 1);
   lua_setfield(L, -2, "queue");
 }

@@ -32,9 +32,8 @@ typedef struct loom_sigwatch loom_sigwatch;
 typedef struct loom_sigslot loom_sigslot;
 
 struct loom_sigslot {
+  loom_handle base;            /* linked while open */
   uv_signal_t h;
-  loom_host *host;
-  loom_sigslot *next;          /* on the host's list while open */
   loom_sigwatch *watchers;     /* script watchers, newest first */
   int nopen;                   /* watchers not closed */
   int nkeep;                   /* open watchers that keep the loop alive */
@@ -44,14 +43,16 @@ struct loom_sigslot {
   int signum;
 };
 
-/* the userdata of a script watcher */
+/* a script watcher: a handle of its own, on its slot while open */
 struct loom_sigwatch {
+  loom_handle base;
   loom_sigslot *slot;          /* NULL once unlinked */
   loom_sigwatch *next, *prev;
   int fn_ref;                  /* the Lua function */
   int self_ref;                /* anchors the userdata while linked */
   unsigned keep : 1;           /* keeps the loop alive */
   unsigned closed : 1;
+  unsigned orphan : 1;         /* its userdata let go: freed once unlinked */
 };
 
 
@@ -123,18 +124,16 @@ static int l_signum(lua_State *L) {
 ** ===================================================================== */
 
 static void slot_closed(uv_handle_t *h) {
-  free(h);  /* 'h' is the first member */
+  free(h->data);
+}
+
+/* The host of an open slot, else NULL. */
+static loom_host *slot_host(loom_sigslot *s) {
+  return s->base.linked ? loom__handle_host(&s->base) : NULL;
 }
 
 static void slot_close(loom_sigslot *s) {
-  loom_host *H = s->host;
-  loom_sigslot **p;
-  for (p = &H->sigslots; *p != NULL; p = &(*p)->next)
-    if (*p == s) {
-      *p = s->next;
-      break;
-    }
-  s->host = NULL;
+  loom__handle_unlink(&s->base);
   uv_close((uv_handle_t *)&s->h, slot_closed);
 }
 
@@ -146,18 +145,27 @@ static void slot_update(loom_sigslot *s) {
   else uv_unref((uv_handle_t *)&s->h);
 }
 
-/* Takes 'w' off its slot and lets its userdata go. */
+/*
+** Takes 'w' off its slot and lets go of its function and its anchor;
+** a watcher whose userdata is gone is freed.
+*/
 static void watch_unlink(lua_State *L, loom_sigwatch *w) {
   loom_sigslot *s = w->slot;
-  if (w->prev) w->prev->next = w->next;
-  else s->watchers = w->next;
-  if (w->next) w->next->prev = w->prev;
-  w->slot = NULL;
+  if (s != NULL) {
+    if (w->prev) w->prev->next = w->next;
+    else s->watchers = w->next;
+    if (w->next) w->next->prev = w->prev;
+    w->slot = NULL;
+  }
   if (L != NULL) {
     luaL_unref(L, LUA_REGISTRYINDEX, w->fn_ref);
     luaL_unref(L, LUA_REGISTRYINDEX, w->self_ref);
   }
   w->fn_ref = w->self_ref = LUA_NOREF;
+  if (w->orphan) {
+    loom__handle_unlink(&w->base);
+    free(w);
+  }
 }
 
 /*
@@ -175,16 +183,50 @@ static void watch_close(lua_State *L, loom_sigwatch *w) {
   slot_update(s);
 }
 
-void loom__signals_close(loom_host *H) {
-  while (H->sigslots != NULL) {
-    loom_sigslot *s = H->sigslots;
-    while (s->watchers != NULL) {
-      s->watchers->closed = 1;
-      watch_unlink(H->mainL, s->watchers);
-    }
-    slot_close(s);
-  }
+/* The host closes: the watchers still on the slot close on their own. */
+static void slot_close_h(loom_handle *h, int why) {
+  loom_sigslot *s = (loom_sigslot *)h;
+  loom_sigwatch *w;
+  (void)why;  /* a slot has no userdata: only its host closes it */
+  for (w = s->watchers; w != NULL; w = w->next) w->slot = NULL;
+  s->watchers = NULL;
+  slot_close(s);
 }
+
+/*
+** The userdata lets go (cancel, close, __close, __gc) or the host
+** closes.  A watcher still on a slot that is dispatching is freed when
+** the dispatch unlinks it.
+*/
+static void watch_close_h(loom_handle *h, int why) {
+  loom_sigwatch *w = (loom_sigwatch *)h;
+  loom_host *H = loom__handle_host(h);
+  lua_State *L = H != NULL ? H->mainL : NULL;
+  w->orphan = 1;
+  if (why == LOOM_CLOSE_HOST || w->slot == NULL) {
+    w->closed = 1;
+    watch_unlink(L, w);
+    return;
+  }
+  if (w->closed) {  /* cancelled during a dispatch that still runs */
+    if (!w->slot->dispatching) watch_unlink(L, w);
+    return;
+  }
+  watch_close(L, w);
+}
+
+static const char *watch_describe(loom_handle *h) {
+  loom_sigwatch *w = (loom_sigwatch *)h;
+  return w->closed || w->slot == NULL ? "cancelled"
+                                      : loom__signal_name(w->slot->signum);
+}
+
+static const loom_class watch_class;
+
+static const loom_class slot_class = {
+  .name = "loom.signal_slot",
+  .close = slot_close_h
+};
 
 /* Calls fn(name) of a script watcher, reporting what it raises. */
 static void call_script(loom_host *H, loom_sigwatch *w, int signum) {
@@ -206,8 +248,8 @@ static void call_script(loom_host *H, loom_sigwatch *w, int signum) {
 ** next one; those closed meanwhile are skipped, then unlinked.
 */
 static void slot_cb(uv_signal_t *h, int signum) {
-  loom_sigslot *s = (loom_sigslot *)h;
-  loom_host *H = s->host;
+  loom_sigslot *s = h->data;
+  loom_host *H = slot_host(s);
   loom_sigwatch *w, *next;
   if (H == NULL) return;
   if (s->nopen == 0) {
@@ -217,7 +259,7 @@ static void slot_cb(uv_signal_t *h, int signum) {
   s->dispatching++;
   for (w = s->watchers; w != NULL; w = w->next)
     if (!w->closed) call_script(H, w, signum);
-  if (--s->dispatching > 0 || s->host == NULL) return;
+  if (--s->dispatching > 0 || slot_host(s) == NULL) return;
   for (w = s->watchers; w != NULL; w = next) {
     next = w->next;
     if (w->closed) watch_unlink(H->mainL, w);
@@ -228,24 +270,24 @@ static void slot_cb(uv_signal_t *h, int signum) {
 /* The slot of 'signum' on H, started; NULL with '*err' on failure. */
 static loom_sigslot *slot_of(loom_host *H, int signum, int *err) {
   loom_sigslot *s;
-  for (s = H->sigslots; s != NULL; s = s->next)
-    if (s->signum == signum) return s;
-  s = calloc(1, sizeof *s);
+  loom_handle *h;
+  for (h = H->handles; h != NULL; h = h->next)
+    if (h->cls == &slot_class && ((loom_sigslot *)h)->signum == signum)
+      return (loom_sigslot *)h;
+  s = loom__handle_alloc(H, &slot_class, sizeof *s);
   if (s == NULL) {
     *err = UV_ENOMEM;
     return NULL;
   }
   uv_signal_init(H->loop, &s->h);
+  s->h.data = s;
   s->signum = signum;
   *err = uv_signal_start(&s->h, slot_cb, signum);
   if (*err != 0) {
-    uv_close((uv_handle_t *)&s->h, slot_closed);
+    slot_close(s);
     return NULL;
   }
   uv_unref((uv_handle_t *)&s->h);
-  s->host = H;
-  s->next = H->sigslots;
-  H->sigslots = s;
   return s;
 }
 
@@ -285,11 +327,9 @@ static int l_watch(lua_State *L) {
   loom_sigslot *s;
   luaL_argcheck(L, name != NULL, 1, "unknown signal");
   luaL_checktype(L, 2, LUA_TFUNCTION);
-  w = lua_newuserdatauv(L, sizeof *w, 0);
-  memset(w, 0, sizeof *w);
+  w = loom__handle_new(L, H, &watch_class, sizeof *w, 0);
   w->closed = 1;  /* until linked */
   w->fn_ref = w->self_ref = LUA_NOREF;
-  luaL_setmetatable(L, LOOM_SIGNAL_MT);
   s = slot_of(H, signum, &err);
   if (s == NULL)
     return luaL_error(L, "cannot watch %s: %s", name, uv_strerror(err));
@@ -309,25 +349,9 @@ static int l_watch(lua_State *L) {
   return 1;
 }
 
-/* watcher:cancel() (also :close, __close and __gc); harmless twice */
-static int w_close(lua_State *L) {
-  loom_sigwatch *w = luaL_checkudata(L, 1, LOOM_SIGNAL_MT);
-  loom_host *H = w->slot != NULL ? w->slot->host : NULL;
-  if (H != NULL) watch_close(H->mainL, w);
-  return 0;
-}
-
 static int w_active(lua_State *L) {
-  loom_sigwatch *w = luaL_checkudata(L, 1, LOOM_SIGNAL_MT);
-  lua_pushboolean(L, !w->closed);
-  return 1;
-}
-
-static int w_tostring(lua_State *L) {
-  loom_sigwatch *w = luaL_checkudata(L, 1, LOOM_SIGNAL_MT);
-  if (w->closed) lua_pushliteral(L, "loom.signal (cancelled)");
-  else lua_pushfstring(L, "loom.signal (%s)",
-                       loom__signal_name(w->slot->signum));
+  loom_sigwatch *w = (loom_sigwatch *)loom__tohandle(L, 1, &watch_class);
+  lua_pushboolean(L, w != NULL && !w->closed);
   return 1;
 }
 
@@ -335,8 +359,7 @@ static int w_tostring(lua_State *L) {
 
 
 static const luaL_Reg watch_methods[] = {
-  {"cancel", w_close},
-  {"close", w_close},
+  {"cancel", loom__handle_close},
   {"active", w_active},
   {NULL, NULL}
 };
@@ -347,20 +370,19 @@ static const luaL_Reg funcs[] = {
   {NULL, NULL}
 };
 
+static const loom_class watch_class = {
+  .name = LOOM_SIGNAL_MT,
+  .noun = "signal watcher",
+  .methods = watch_methods,
+  .close = watch_close_h,
+  .describe = watch_describe,
+  .closed_as = "cancelled"
+};
+
 void loom__signal_register(lua_State *L, loom_host *H) {
-  if (luaL_newmetatable(L, LOOM_SIGNAL_MT)) {
-    luaL_newlib(L, watch_methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, w_close);
-    lua_setfield(L, -2, "__close");
-    lua_pushcfunction(L, w_close);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, w_tostring);
-    lua_setfield(L, -2, "__tostring");
-  }
-  lua_pop(L, 1);
+  loom__class_register(L, &watch_class);
   lua_createtable(L, 0, 2);
-  loom__push_box(L, H);
+  loom__push_box(L);
   luaL_setfuncs(L, funcs, 1);
   lua_setfield(L, -2, "sig");
 }

@@ -45,54 +45,58 @@ static void stream_closed(uv_handle_t *h) {
   free(s);
 }
 
-/* The host keeps its open streams on a list, to close them with it. */
-static void unlist(loom_stream *s) {
-  if (s->host == NULL) return;
-  if (s->hprev) s->hprev->hnext = s->hnext;
-  else s->host->streams = s->hnext;
-  if (s->hnext) s->hnext->hprev = s->hprev;
-  s->host = NULL;
+static loom_host *host_of(loom_stream *s) {
+  return loom__handle_host(&s->base);
 }
 
 /* Wakes every task waiting on 's' (they look at its state when they run). */
 static void wake_all(loom_stream *s) {
-  loom_host *H = s->gen == s->hb->gen ? s->hb->H : NULL;
+  loom_host *H = host_of(s);
   if (H == NULL) return;
   while (s->readers != NULL) loom__list_wake(H, &s->readers);
   while (s->writers != NULL) loom__list_wake(H, &s->writers);
 }
 
+static void stream_release(loom_stream *s) {
+  loom__handle_unlink(&s->base);
+  uv_close(&s->u.h, stream_closed);
+}
+
 /*
 ** Closes 's' (once): waiting tasks wake and find it closed.  Unless
 ** 'force', writes still queued go out first: the handle closes when the
-** last completes (write_cb).
+** last completes (write_cb), and stays on the host's list until then,
+** so that a closing host can force it.
 */
 void loom__stream_close(loom_stream *s, int force) {
   if (s->closed) {
     if (force && s->lingering) {
       s->lingering = 0;
-      unlist(s);
-      uv_close(&s->u.h, stream_closed);
+      stream_release(s);
     }
     return;
   }
   s->closed = 1;
-  if (s->box != NULL) *s->box = NULL;
-  s->box = NULL;
+  loom__handle_detach(&s->base);
   wake_all(s);
   if (s->reading) uv_read_stop(&s->u.s);
   s->reading = 0;
   if (s->pending > 0 && !force && s->werr == 0) {
-    s->lingering = 1;  /* stays on the host's list: the host may force it */
+    s->lingering = 1;
     return;
   }
-  unlist(s);
-  uv_close(&s->u.h, stream_closed);
+  stream_release(s);
 }
 
-void loom__streams_close(loom_host *H) {
-  while (H->streams != NULL) loom__stream_close(H->streams, 1);
+static void stream_close_h(loom_handle *h, int why) {
+  loom__stream_close((loom_stream *)h, why == LOOM_CLOSE_HOST);
 }
+
+static const char *stream_describe(loom_handle *h) {
+  return ((loom_stream *)h)->name;
+}
+
+static const loom_class stream_class;
 
 /*
 ** Makes a stream of 'kind' (its handle initialised on the host's loop),
@@ -101,27 +105,14 @@ void loom__streams_close(loom_host *H) {
 */
 loom_stream *loom__stream_new(lua_State *L, loom_host *H, int kind,
                               const char *name) {
-  loom_stream **box = lua_newuserdatauv(L, sizeof *box, 0);
-  loom_stream *s;
-  *box = NULL;
-  luaL_setmetatable(L, LOOM_STREAM_MT);
-  s = calloc(1, sizeof *s);
-  if (s == NULL) luaL_error(L, "loom: not enough memory");
+  loom_stream *s = loom__handle_new(L, H, &stream_class, sizeof *s, 0);
   if (kind == LOOM_STREAM_PIPE) uv_pipe_init(H->loop, &s->u.pipe, 0);
   else uv_tcp_init(H->loop, &s->u.tcp);
   s->u.h.data = s;
-  s->hb = H->box;
-  s->gen = H->box->gen;
   s->kind = kind;
   s->hwm = HWM_DEFAULT;
   s->line_limit = LINE_LIMIT_DEFAULT;
   snprintf(s->name, sizeof s->name, "%s", name ? name : "?");
-  s->host = H;
-  s->hnext = H->streams;
-  if (H->streams) H->streams->hprev = s;
-  H->streams = s;
-  s->box = box;
-  *box = s;
   return s;
 }
 
@@ -129,30 +120,18 @@ void loom__stream_rename(loom_stream *s, const char *name) {
   snprintf(s->name, sizeof s->name, "%s", name);
 }
 
-/*
-** The box of the stream at 1.  Methods hold the metatable as upvalue 1:
-** comparing with it is much cheaper than luaL_checkudata's lookup by
-** name, on a path taken for every read and write.
-*/
-static loom_stream **tobox(lua_State *L) {
-  loom_stream **box = lua_touserdata(L, 1);
-  if (box == NULL || !lua_getmetatable(L, 1)
-      || !lua_rawequal(L, -1, lua_upvalueindex(1)))
-    luaL_typeerror(L, 1, LOOM_STREAM_MT);
-  lua_pop(L, 1);
-  return box;
+/* The stream at 'idx', or NULL when it is closed. */
+loom_stream *loom__tostream(lua_State *L, int idx) {
+  return (loom_stream *)loom__tohandle(L, idx, &stream_class);
 }
 
 /* The stream at 'idx', which must be open (else raises). */
 loom_stream *loom__checkstream(lua_State *L, int idx) {
-  loom_stream **box = idx == 1 ? tobox(L)
-                               : luaL_checkudata(L, idx, LOOM_STREAM_MT);
-  if (*box == NULL) luaL_error(L, "attempt to use a closed stream");
-  return *box;
+  return loom__checkhandle(L, idx, &stream_class);
 }
 
 static loom_host *shost(lua_State *L, loom_stream *s) {
-  loom_host *H = s->gen == s->hb->gen ? s->hb->H : NULL;
+  loom_host *H = host_of(s);
   if (H == NULL) luaL_error(L, "loom: the host of this stream is closed");
   return H;
 }
@@ -205,7 +184,7 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
 
 static void read_cb(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
   loom_stream *s = h->data;
-  loom_host *H = s->gen == s->hb->gen ? s->hb->H : NULL;
+  loom_host *H = host_of(s);
   (void)buf;
   if (nread > 0) s->len += (size_t)nread;
   else if (nread < 0) {
@@ -282,14 +261,14 @@ static int wait_data(lua_State *L, loom_stream *s, const char *name,
 ** stream as a failure value (nil, msg, "ECANCELED") rather than raising.
 */
 static loom_stream *io_stream(lua_State *L) {
-  return *tobox(L);
+  return loom__tostream(L, 1);
 }
 
 /* Continuations check the task may go on; the stream is at 1. */
 static loom_stream *resumed(lua_State *L) {
   loom_stream **box = lua_touserdata(L, 1);  /* checked before suspending */
   loom_stream *s = *box;
-  loom__list_resumed(L, s != NULL && s->gen == s->hb->gen ? s->hb->H : NULL);
+  loom__list_resumed(L, s != NULL ? host_of(s) : NULL);
   return *box;  /* NULL when closed meanwhile */
 }
 
@@ -508,7 +487,7 @@ typedef struct {
 static void write_cb(uv_write_t *req, int status) {
   write_req *w = (write_req *)req;
   loom_stream *s = w->s;
-  loom_host *H = s->gen == s->hb->gen ? s->hb->H : NULL;
+  loom_host *H = host_of(s);
   int i;
   if (H != NULL)
     for (i = 0; i < w->nrefs; i++)
@@ -518,8 +497,7 @@ static void write_cb(uv_write_t *req, int status) {
   if (status < 0 && status != UV_ECANCELED && s->werr == 0) s->werr = status;
   if (s->lingering && (s->pending == 0 || s->werr)) {
     s->lingering = 0;  /* closed meanwhile: now the handle goes */
-    unlist(s);
-    uv_close(&s->u.h, stream_closed);
+    stream_release(s);
     return;
   }
   if (H != NULL && s->writers != NULL
@@ -743,20 +721,6 @@ static int s_shutdown(lua_State *L) {
 }
 
 /* s:close(), also __close and __gc; harmless the second time */
-static int s_close(lua_State *L) {
-  loom_stream **box = tobox(L);
-  if (*box != NULL) loom__stream_close(*box, 0);
-  *box = NULL;
-  return 0;
-}
-
-static int s_gc(lua_State *L) {
-  loom_stream **box = lua_touserdata(L, 1);
-  if (*box != NULL) loom__stream_close(*box, 0);
-  *box = NULL;
-  return 0;
-}
-
 /* Pushes host, port (or the path of a Unix socket). */
 static int push_addr(lua_State *L, loom_stream *s, int peer) {
   struct sockaddr_storage ss;
@@ -826,13 +790,6 @@ static int s_limits(lua_State *L) {
   return 2;
 }
 
-static int s_tostring(lua_State *L) {
-  loom_stream **box = tobox(L);
-  if (*box == NULL) lua_pushliteral(L, "loom.stream (closed)");
-  else lua_pushfstring(L, "loom.stream (%s)", (*box)->name);
-  return 1;
-}
-
 static const luaL_Reg methods[] = {
   {"read", s_read},
   {"read_exactly", s_read_exactly},
@@ -842,7 +799,6 @@ static const luaL_Reg methods[] = {
   {"write", s_write},
   {"flush", s_flush},
   {"shutdown", s_shutdown},
-  {"close", s_close},
   {"peer", s_peer},
   {"address", s_address},
   {"nodelay", s_nodelay},
@@ -851,22 +807,15 @@ static const luaL_Reg methods[] = {
   {NULL, NULL}
 };
 
+static const loom_class stream_class = {
+  .name = LOOM_STREAM_MT,
+  .methods = methods,
+  .close = stream_close_h,
+  .describe = stream_describe
+};
+
 void loom__stream_open(lua_State *L) {
-  if (luaL_newmetatable(L, LOOM_STREAM_MT)) {
-    lua_newtable(L);
-    lua_pushvalue(L, -2);
-    luaL_setfuncs(L, methods, 1);  /* upvalue: the metatable */
-    lua_setfield(L, -2, "__index");
-    lua_pushvalue(L, -1);
-    lua_pushcclosure(L, s_close, 1);
-    lua_setfield(L, -2, "__close");
-    lua_pushcfunction(L, s_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushvalue(L, -1);
-    lua_pushcclosure(L, s_tostring, 1);
-    lua_setfield(L, -2, "__tostring");
-  }
-  lua_pop(L, 1);
+  loom__class_register(L, &stream_class);
 }
 
 /* }==================================================================== */

@@ -1208,7 +1208,7 @@ int loom__on_done(lua_State *L, int idx) {
     lua_pop(L, 1);
     return LOOM_EINVAL;
   }
-  loom__push_box(L, loom__fhost(f));
+  loom__push_box(L);
   lua_pushcclosure(L, m_on_done, 1);  /* with the box, as registered */
   lua_pushvalue(L, idx);
   lua_rotate(L, -3, -1);  /* on_done, future, callback */
@@ -1258,7 +1258,7 @@ static const luaL_Reg funcs[] = {
 void loom__task_open(lua_State *L, loom_host *H) {
   luaL_newmetatable(L, LOOM_TASK_MT);
   lua_newtable(L);
-  loom__push_box(L, H);
+  loom__push_box(L);
   luaL_setfuncs(L, task_methods, 1);
   lua_pushcclosure(L, t_index, 1);
   lua_setfield(L, -2, "__index");
@@ -1269,13 +1269,13 @@ void loom__task_open(lua_State *L, loom_host *H) {
   H->task_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   luaL_newmetatable(L, LOOM_FUTURE_MT);
   lua_newtable(L);
-  loom__push_box(L, H);
+  loom__push_box(L);
   luaL_setfuncs(L, future_methods, 1);
   lua_setfield(L, -2, "__index");
   lua_pushcfunction(L, f_tostring);
   lua_setfield(L, -2, "__tostring");
   H->future_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  loom__push_box(L, H);
+  loom__push_box(L);
   luaL_setfuncs(L, funcs, 1);
 }
 

@@ -34,7 +34,6 @@
 #define container_of(p, T, m) ((T *)((char *)(p) - offsetof(T, m)))
 
 typedef struct loom_alarm loom_alarm;
-static void alarm_stop(lua_State *L, loom_alarm *a);
 
 struct loom_tlist {
   loom_timer head;     /* sentinel: head.next is the first timer */
@@ -248,8 +247,6 @@ int loom__timer_jump(loom_host *H) {
 void loom__timer_close(loom_host *H) {
   size_t i;
   loom_tlist *l, *next;
-  while (H->alarms != NULL)
-    alarm_stop(H->mainL, H->alarms);
   for (i = 0; H->buckets != NULL && i < NBUCKETS; i++)
     for (l = H->buckets[i]; l != NULL; l = next) {
       next = l->chain;
@@ -394,35 +391,37 @@ static void fire(loom_host *H, loom_timer *tm) {
 ** userdata points to it until then.
 */
 struct loom_alarm {
+  loom_handle base;          /* linked until its timer closes */
   uv_timer_t h;
-  loom_host *H;
-  struct loom_alarm **box;   /* the handle's pointer to it, or NULL */
-  struct loom_alarm *next, *prev;
   int ref;                   /* registry ref of fn */
 };
 
 static void alarm_closed(uv_handle_t *h) {
-  free(h);
+  free(h->data);
 }
 
 /* Stops 'a' for good: off the list, fn let go, the handle cleared. */
-static void alarm_stop(lua_State *L, loom_alarm *a) {
-  loom_host *H = a->H;
-  if (a->prev) a->prev->next = a->next;
-  else H->alarms = a->next;
-  if (a->next) a->next->prev = a->prev;
-  if (L != NULL) luaL_unref(L, LUA_REGISTRYINDEX, a->ref);
-  if (a->box != NULL) *a->box = NULL;
+static void alarm_stop(loom_alarm *a) {
+  loom_host *H = loom__handle_host(&a->base);
+  if (!a->base.linked) return;
+  loom__handle_unlink(&a->base);
+  loom__handle_detach(&a->base);
+  luaL_unref(H->mainL, LUA_REGISTRYINDEX, a->ref);
   uv_close((uv_handle_t *)&a->h, alarm_closed);
 }
 
+static void alarm_close_h(loom_handle *h, int why) {
+  (void)why;
+  alarm_stop((loom_alarm *)h);
+}
+
 static void alarm_cb(uv_timer_t *h) {
-  loom_alarm *a = (loom_alarm *)h;
-  loom_host *H = a->H;
+  loom_alarm *a = h->data;
+  loom_host *H = loom__handle_host(&a->base);
   lua_State *L = H->L;
   int top = lua_gettop(L);
   lua_rawgeti(L, LUA_REGISTRYINDEX, a->ref);
-  alarm_stop(L, a);
+  alarm_stop(a);
   if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
     lua_pushfstring(L, "error in an alarm: %s", loom__tostring(L, -1));
     loom__report(H, lua_tostring(L, -1), "");
@@ -430,42 +429,30 @@ static void alarm_cb(uv_timer_t *h) {
   lua_settop(L, top);
 }
 
-static int alarm_cancel(lua_State *L) {
-  loom_alarm **box = luaL_checkudata(L, 1, "loom.alarm");
-  if (*box != NULL) alarm_stop(L, *box);
-  return 0;
-}
+static const luaL_Reg alarm_methods[] = {
+  {"cancel", loom__handle_close},
+  {NULL, NULL}
+};
+
+static const loom_class alarm_class = {
+  .name = "loom.alarm",
+  .methods = alarm_methods,
+  .close = alarm_close_h,
+  .closed_as = "cancelled"
+};
 
 static int l_alarm(lua_State *L) {
   loom_host *H = loom__host(L);
   double s = loom__checkduration(L, 1);
-  loom_alarm **box, *a;
+  loom_alarm *a;
   luaL_checktype(L, 2, LUA_TFUNCTION);
-  box = lua_newuserdatauv(L, sizeof *box, 0);
-  *box = NULL;
-  if (luaL_newmetatable(L, "loom.alarm")) {
-    lua_pushcfunction(L, alarm_cancel);
-    lua_setfield(L, -2, "__gc");
-    lua_createtable(L, 0, 1);
-    lua_pushcfunction(L, alarm_cancel);
-    lua_setfield(L, -2, "cancel");
-    lua_setfield(L, -2, "__index");
-  }
-  lua_setmetatable(L, -2);
-  a = malloc(sizeof *a);
-  if (a == NULL) return luaL_error(L, "loom: not enough memory");
+  a = loom__handle_new(L, H, &alarm_class, sizeof *a, 0);
   uv_timer_init(H->loop, &a->h);
-  a->H = H;
-  a->box = box;
-  a->prev = NULL;
-  a->next = H->alarms;
-  if (H->alarms) H->alarms->prev = a;
-  H->alarms = a;
+  a->h.data = a;
   lua_pushvalue(L, 2);
   a->ref = luaL_ref(L, LUA_REGISTRYINDEX);
   uv_timer_start(&a->h, alarm_cb, to_ms(s), 0);
   uv_unref((uv_handle_t *)&a->h);
-  *box = a;
   return 1;
 }
 
@@ -485,6 +472,7 @@ static const luaL_Reg funcs[] = {
 
 void loom__timer_open(lua_State *L, loom_host *H) {
   H->timer.data = H;
+  loom__class_register(L, &alarm_class);
   luaL_newmetatable(L, LOOM_DEADLINE_MT);
   luaL_newlib(L, deadline_methods);
   lua_setfield(L, -2, "__index");
@@ -493,7 +481,7 @@ void loom__timer_open(lua_State *L, loom_host *H) {
   lua_pushcfunction(L, deadline_close);
   lua_setfield(L, -2, "__gc");
   lua_pop(L, 1);
-  loom__push_box(L, H);
+  loom__push_box(L);
   luaL_setfuncs(L, funcs, 1);
 }
 

@@ -32,6 +32,7 @@
 ** ===================================================================== */
 
 struct loom_workpool {
+  loom_handle base;  /* on the host's list until the host closes */
   uv_mutex_t mu;
   int refs;
   int n;
@@ -76,20 +77,32 @@ static void pool_give(loom_workpool *p, lua_State *L) {
   if (L != NULL) lua_close(L);
 }
 
-int loom__work_open(loom_host *H) {
-  loom_workpool *p = calloc(1, sizeof *p);
-  if (p == NULL || uv_mutex_init(&p->mu) != 0) {
-    free(p);
-    return UV_ENOMEM;
-  }
-  p->refs = 1;
-  H->workpool = p;
-  return 0;
+/* The host closes: it lets go of the pool; jobs in flight keep it. */
+static void pool_close_h(loom_handle *h, int why) {
+  (void)why;
+  loom__handle_host(h)->workpool = NULL;
+  loom__handle_unlink(h);
+  pool_unref((loom_workpool *)h);
 }
 
-void loom__work_close(loom_host *H) {
-  if (H->workpool != NULL) pool_unref(H->workpool);
-  H->workpool = NULL;
+static const loom_class pool_class = {
+  .name = "loom.workpool",
+  .close = pool_close_h
+};
+
+/* The host's pool, made on the first job; NULL on lack of memory. */
+static loom_workpool *pool_of(loom_host *H) {
+  loom_workpool *p = H->workpool;
+  if (p != NULL) return p;
+  p = loom__handle_alloc(H, &pool_class, sizeof *p);
+  if (p == NULL) return NULL;
+  if (uv_mutex_init(&p->mu) != 0) {
+    loom__handle_unlink(&p->base);
+    free(p);
+    return NULL;
+  }
+  p->refs = 1;
+  return H->workpool = p;
 }
 
 /* }==================================================================== */
@@ -478,6 +491,10 @@ static int l_work(lua_State *L) {
     job_free(j);
     return lua_error(L);
   }
+  if (pool_of(H) == NULL) {
+    job_free(j);
+    return loom__nomem(L);
+  }
   j->pool = pool_ref(H->workpool);
   r = uv_queue_work(H->loop, &j->req, work_cb, after_cb);
   if (r != 0) {
@@ -496,7 +513,7 @@ static const luaL_Reg funcs[] = {
 };
 
 void loom__work_register(lua_State *L, loom_host *H) {
-  loom__push_box(L, H);
+  loom__push_box(L);
   luaL_setfuncs(L, funcs, 1);
 }
 

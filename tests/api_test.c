@@ -4,6 +4,7 @@
 ** exits 0 when it passed.  Run under valgrind or ASan by the CI.
 */
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -570,6 +571,80 @@ static void t_resume_after_close(void) {
 /* }==================================================================== */
 
 
+/* {====================================================================
+** Closing a host that owns one of everything
+** ===================================================================== */
+
+static loom_call *pending_call;
+
+static int l_pending(lua_State *L) {
+  pending_call = loom_call_new(L);
+  return loom_call_await(L, pending_call);
+}
+
+/*
+** On the embedder's loop and state, a script opens a watcher, a
+** server, a UDP socket, an alarm, a sleeping task, a signal watcher, a
+** child process, a loom.work job's pool and a call C never completes,
+** and keeps them all in globals: loom_close must leave the loop with
+** nothing of loom's on it, although the state lives on.
+*/
+static void t_close_with_handles(void) {
+  uv_loop_t loop;
+  loom_host *H;
+  lua_State *L;
+  char dir[] = "/tmp/loom-api-XXXXXX";
+  int i, pid;
+  CHECK(mkdtemp(dir) != NULL);
+  uv_loop_init(&loop);
+  L = luaL_newstate();
+  luaL_openlibs(L);
+  H = loom_new_with(&loop, L);
+  lua_pushcfunction(L, l_pending);
+  lua_setglobal(L, "pending");
+  lua_pushstring(L, dir);
+  lua_setglobal(L, "dir");
+  CHECK(loom_spawn_string(H,
+    "local loom = require 'loom'\n"
+    "local fs, net = require 'loom.fs', require 'loom.net'\n"
+    "local process, signal = require 'loom.process', require 'loom.signal'\n"
+    "watcher = assert(fs.watch(dir))\n"
+    "server = assert(net.listen('127.0.0.1', 0, function() end))\n"
+    "udp = assert(net.udp('127.0.0.1', 0))\n"
+    "later = loom.later(60, function() end)\n"
+    "sleeper = loom.spawn(loom.sleep, 60)\n"
+    "sig = signal.on('SIGUSR2', function() end)\n"
+    "child = assert(process.spawn{'sleep', '30'})\n"
+    "pid = child.pid\n"
+    "assert(loom.work(function(x) return x end, 1) == 1)\n"
+    "ready = true\n"
+    "pending()\n", "=handles", 0) == LOOM_OK);
+  for (i = 0; i < 2000; i++) {
+    CHECK(loom_step(H) == 1);
+    if (strcmp(eval(H, "return tostring(ready)"), "true") == 0) break;
+    usleep(1000);
+  }
+  CHECK(strcmp(eval(H, "return tostring(ready)"), "true") == 0);
+  for (i = 0; i < 5; i++) CHECK(loom_step(H) == 1);  /* into pending() */
+  CHECK(pending_call != NULL);
+  pid = atoi(eval(H, "return pid"));
+  CHECK(pid > 0);
+  CHECK(loom_close(H) == LOOM_OK);
+  CHECK(loom_call_complete_async(pending_call, NULL, NULL) == LOOM_ECLOSED);
+  loom_call_release(pending_call);
+  uv_run(&loop, UV_RUN_NOWAIT);  /* loom's close callbacks */
+  CHECK(uv_loop_close(&loop) == 0);
+  loom_free(H);
+  CHECK(luaL_dostring(L, "return tostring(server)") == LUA_OK);
+  CHECK(strcmp(lua_tostring(L, -1), "loom.server (closed)") == 0);
+  lua_close(L);
+  if (pid > 0) kill(pid, SIGKILL);
+  rmdir(dir);
+}
+
+/* }==================================================================== */
+
+
 static const struct {
   const char *name;
   void (*fn)(void);
@@ -593,6 +668,7 @@ static const struct {
   {"call_outside_task", t_call_outside_task},
   {"call_released", t_call_released},
   {"resume_after_close", t_resume_after_close},
+  {"close_with_handles", t_close_with_handles},
   {NULL, NULL}
 };
 

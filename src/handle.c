@@ -1,0 +1,269 @@
+/*
+** handle.c: the host box and the base of every host-owned thing.
+**
+** The box is a userdata kept in the registry for the whole life of a
+** Lua state; every C function of loom holds it as upvalue 1 and finds
+** the state's host through it, so a function or an object that
+** outlives its host sees the host closed instead of freed memory.
+**
+** A handle is anything a host owns and must close with it: a stream, a
+** server, a child process, a signal slot, an alarm, a watcher, a call
+** from C.  It embeds 'loom_handle' as its first member, as every libuv
+** handle begins with UV_HANDLE_FIELDS, and its family is a 'loom_class'
+** (name, methods, close, describe).  The host keeps its handles on one
+** list and closes them all by walking it, the way 'uv_walk' and
+** 'uv_close' close a loop; a family never needs a hook in host.c.
+**
+** A handle that a script holds is reached through a box userdata (a
+** pointer to the handle, NULL once closed), because libuv may use the
+** handle's memory until its close callback, after the userdata is
+** gone.  One registration per class makes its metatable: '__index' with
+** its methods (upvalue 1: the host box), 'close', '__close' and '__gc'
+** that close it once, '__tostring', and '__name' for argument errors.
+*/
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+static char hostkey;  /* registry key of the host box */
+
+
+/*
+** {====================================================================
+** The host box
+** =====================================================================
+*/
+
+/* Pushes the state's host box, creating it with 'gc' as its __gc. */
+loom_hostbox *loom__push_newbox(lua_State *L, lua_CFunction gc) {
+  loom_hostbox *box;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &hostkey) == LUA_TUSERDATA)
+    return lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  box = lua_newuserdatauv(L, sizeof *box, 0);
+  box->H = NULL;
+  box->gen = 0;
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &hostkey);
+  return box;
+}
+
+void loom__push_box(lua_State *L) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &hostkey);
+}
+
+loom_host *loom__host_of_state(lua_State *L) {
+  loom_host *H = NULL;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &hostkey) == LUA_TUSERDATA)
+    H = ((loom_hostbox *)lua_touserdata(L, -1))->H;
+  lua_pop(L, 1);
+  return H;
+}
+
+loom_host *loom__host(lua_State *L) {
+  loom_hostbox *box = lua_touserdata(L, lua_upvalueindex(1));
+  if (box->H == NULL) luaL_error(L, "loom: the host is closed");
+  return box->H;
+}
+
+/* }==================================================================== */
+
+
+/*
+** {====================================================================
+** Handles
+** =====================================================================
+*/
+
+static void handle_link(loom_host *H, loom_handle *h) {
+  h->hb = H->box;
+  h->gen = H->box->gen;
+  h->linked = 1;
+  h->prev = NULL;
+  h->next = H->handles;
+  if (H->handles != NULL) H->handles->prev = h;
+  H->handles = h;
+}
+
+/*
+** Takes 'h' off its host's list: it is closing for good (its libuv
+** handle, if any, is in uv_close).  The host itself is found through
+** the box: it is open, since a closing host empties its list first.
+*/
+void loom__handle_unlink(loom_handle *h) {
+  loom_host *H;
+  if (!h->linked) return;
+  H = h->hb->H;
+  if (h->prev != NULL) h->prev->next = h->next;
+  else H->handles = h->next;
+  if (h->next != NULL) h->next->prev = h->prev;
+  h->next = h->prev = NULL;
+  h->linked = 0;
+}
+
+void loom__handle_detach(loom_handle *h) {
+  if (h->box != NULL) *h->box = NULL;
+  h->box = NULL;
+}
+
+void *loom__handle_alloc(loom_host *H, const loom_class *cls, size_t size) {
+  loom_handle *h = calloc(1, size);
+  if (h == NULL) return NULL;
+  h->cls = cls;
+  handle_link(H, h);
+  return h;
+}
+
+/*
+** Pushes a box userdata of class 'cls' (with 'nuv' user values) and
+** allocates (zeroed) the handle of 'size' bytes that it points to,
+** linked to 'H'.  The box is made first, empty, so that nothing leaks
+** when memory runs out.
+*/
+void *loom__handle_new(lua_State *L, loom_host *H, const loom_class *cls,
+                       size_t size, int nuv) {
+  loom_handle **box = lua_newuserdatauv(L, sizeof *box, nuv);
+  loom_handle *h;
+  *box = NULL;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, cls);
+  lua_setmetatable(L, -2);
+  h = loom__handle_alloc(H, cls, size);
+  if (h == NULL) loom__nomem(L);
+  h->box = box;
+  *box = h;
+  return h;
+}
+
+/*
+** The handle of the box at 'idx', or NULL when it is closed; raises an
+** argument error when 'idx' is not a box of class 'cls'.  The class's
+** metatable is found by its address, not by name.
+*/
+loom_handle *loom__tohandle(lua_State *L, int idx, const loom_class *cls) {
+  loom_handle **box = lua_touserdata(L, idx);
+  int ok;
+  if (box == NULL || !lua_getmetatable(L, idx))
+    return luaL_typeerror(L, idx, cls->name), NULL;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, cls);
+  ok = lua_rawequal(L, -1, -2);
+  lua_pop(L, 2);
+  if (!ok) luaL_typeerror(L, idx, cls->name);
+  return *box;
+}
+
+/* The open handle of class 'cls' at 'idx'; raises when it is closed. */
+void *loom__checkhandle(lua_State *L, int idx, const loom_class *cls) {
+  loom_handle *h = loom__tohandle(L, idx, cls);
+  if (h == NULL)
+    luaL_error(L, "attempt to use a closed %s", loom__class_noun(cls));
+  return h;
+}
+
+/* "stream" for "loom.stream": how messages call a handle of 'cls'. */
+const char *loom__class_noun(const loom_class *cls) {
+  if (cls->noun != NULL) return cls->noun;
+  return strncmp(cls->name, "loom.", 5) == 0 ? cls->name + 5 : cls->name;
+}
+
+/* The userdata lets go of its handle: close(), __close or __gc. */
+static void handle_release(lua_State *L, int idx) {
+  loom_handle **box = lua_touserdata(L, idx);
+  loom_handle *h = *box;
+  if (h == NULL) return;
+  loom__handle_detach(h);
+  h->cls->close(h, LOOM_CLOSE_USER);
+}
+
+/* __gc: no type check, this is the class's own metatable */
+static int handle_gc(lua_State *L) {
+  handle_release(L, 1);
+  return 0;
+}
+
+/*
+** handle:close(), also __close (and any alias, like :cancel()): true,
+** the second time too.  Any class's handle is accepted: they all share
+** this __gc.
+*/
+int loom__handle_close(lua_State *L) {
+  int ok = lua_getmetatable(L, 1)
+           && lua_getfield(L, -1, "__gc") == LUA_TFUNCTION
+           && lua_tocfunction(L, -1) == handle_gc;
+  if (!ok) luaL_typeerror(L, 1, "loom handle");
+  handle_release(L, 1);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int handle_tostring(lua_State *L) {
+  const loom_class *cls = lua_touserdata(L, lua_upvalueindex(1));
+  loom_handle *h = loom__tohandle(L, 1, cls);
+  if (h == NULL)
+    lua_pushfstring(L, "%s (%s)", cls->name,
+                    cls->closed_as ? cls->closed_as : "closed");
+  else if (cls->describe == NULL) lua_pushfstring(L, "%s: %p", cls->name, h);
+  else lua_pushfstring(L, "%s (%s)", cls->name, cls->describe(h));
+  return 1;
+}
+
+/*
+** Makes the metatable of class 'cls' in state 'L' (once per state):
+** kept in the registry under the class's address, and under its name
+** as luaL_newmetatable does.  A class without a 'close' method gets the
+** common one.
+*/
+void loom__class_register(lua_State *L, const loom_class *cls) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, cls) == LUA_TTABLE) {
+    lua_pop(L, 1);
+    return;
+  }
+  lua_pop(L, 1);
+  luaL_newmetatable(L, cls->name);
+  lua_newtable(L);
+  loom__push_box(L);
+  luaL_setfuncs(L, cls->methods, 1);
+  if (lua_getfield(L, -1, "close") == LUA_TNIL) {
+    lua_pushcfunction(L, loom__handle_close);
+    lua_setfield(L, -3, "close");
+  }
+  lua_pop(L, 1);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, loom__handle_close);
+  lua_setfield(L, -2, "__close");
+  lua_pushcfunction(L, handle_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pushlightuserdata(L, (void *)cls);
+  lua_pushcclosure(L, handle_tostring, 1);
+  lua_setfield(L, -2, "__tostring");
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, cls);
+  lua_pop(L, 1);
+}
+
+/* Pushes the __index table (the methods) of class 'cls'. */
+void loom__class_methods(lua_State *L, const loom_class *cls) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, cls);
+  lua_getfield(L, -1, "__index");
+  lua_remove(L, -2);
+}
+
+/*
+** Closes every handle of 'H', as the host closes.  Each class's close
+** must take its handle off the list (LOOM_CLOSE_HOST leaves nothing
+** open), so the walk always ends.
+*/
+void loom__handles_close(loom_host *H) {
+  while (H->handles != NULL) {
+    loom_handle *h = H->handles;
+    loom__handle_detach(h);
+    h->cls->close(h, LOOM_CLOSE_HOST);
+    if (H->handles == h) loom__handle_unlink(h);  /* a class forgot to */
+  }
+}
+
+/* }==================================================================== */
