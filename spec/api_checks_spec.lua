@@ -94,3 +94,113 @@ describe("values in messages", function()
     end
   end))
 end)
+
+describe("lock, event, condition and semaphore", function()
+  it("raise outside a task even when they would not wait", function()
+    local l, e, s = loom.lock(), loom.event(), loom.semaphore(1)
+    local c = loom.condition()
+    e:set()
+    raises(outside("lock:acquire"), function() l:acquire() end)
+    raises(outside("lock:hold"), function() l:hold() end)
+    raises(outside("event:wait"), function() e:wait() end)
+    raises(outside("semaphore:acquire"), function() s:acquire() end)
+    raises(outside("semaphore:hold"), function() s:hold() end)
+    raises(outside("condition:wait"), function() c:wait() end)
+    raises(outside("condition:hold"), function() c:hold() end)
+    raises(outside("condition:wait_for"),
+      function() c:wait_for(function() return true end) end)
+    -- nothing was taken
+    assert.is_false(l:locked())
+    assert.are.equal(1, s:available())
+    assert.is_false(c.lock:locked())
+  end)
+
+  it("work inside a task", async(function()
+    local l, s, e = loom.lock(), loom.semaphore(1), loom.event()
+    assert.is_true(l:acquire())
+    assert.is_true(l:locked())
+    l:release()
+    do local _ <close> = s:hold() end
+    assert.are.equal(1, s:available())
+    e:set()
+    assert.is_true(e:wait())
+  end))
+
+  it("name their methods as the user calls them", function()
+    local l, e, s, c = loom.lock(), loom.event(), loom.semaphore(1),
+      loom.condition()
+    raises("bad argument #1 to 'lock:acquire' (loom.lock expected, got "
+      .. "number)", function() l.acquire(42) end)
+    raises("bad argument #1 to 'lock:release' (loom.lock expected, got "
+      .. "table)", function() l.release(s) end)
+    raises("bad argument #1 to 'event:wait' (loom.event expected, got "
+      .. "nil)", function() e.wait() end)
+    raises("bad argument #1 to 'semaphore:available' (loom.semaphore "
+      .. "expected, got table)", function() s.available(l) end)
+    raises("bad argument #1 to 'condition:notify' (loom.condition "
+      .. "expected, got string)", function() c.notify("x") end)
+  end)
+
+  it("check condition:notify's count and wait_for's predicate",
+    async(function()
+    local c = loom.condition()
+    local _ <close> = c:hold()
+    raises("bad argument #1 to 'condition:notify' (non-negative "
+      .. "integer expected, got -1)", function() c:notify(-1) end)
+    raises("bad argument #1 to 'condition:notify' (non-negative "
+      .. "integer expected, got string)", function() c:notify("two") end)
+    raises("bad argument #1 to 'condition:wait_for' (function "
+      .. "expected, got nil)", function() c:wait_for() end)
+  end))
+
+  it("name the user's function when a guard's release fails", async(function()
+    -- the guard closes at the function's end: the error names that line
+    local l = loom.lock()
+    local function twice()
+      local _ <close> = l:hold()
+      l:release()
+    end
+    raises("loom.lock: release of a lock that is not locked", twice,
+      debug.getinfo(twice, "S").lastlinedefined)
+    assert.is_false(l:locked())
+    local s = loom.semaphore(1, { bounded = true })
+    local function over()
+      local _ <close> = s:hold()
+      s:release()
+    end
+    raises("loom.semaphore: released more times than acquired", over,
+      debug.getinfo(over, "S").lastlinedefined)
+    assert.are.equal(1, s:available())
+  end))
+
+  it("condition:wait_for without the lock names the user's line",
+    async(function()
+    local c = loom.condition()
+    raises("loom.condition: wait without holding its lock",
+      function() c:wait_for(function() return false end) end)
+  end))
+
+  it("loom.semaphore refuses counts with no exact integer value", function()
+    local function refused(v, shown)
+      raises("bad argument #1 to 'loom.semaphore' (non-negative integer "
+        .. "expected, got " .. shown .. ")", function() loom.semaphore(v) end)
+    end
+    refused(1e300, "1e+300")
+    refused(math.huge, "inf")
+    refused(NAN, "nan")
+    refused(1.5, "1.5")
+    refused(-1, "-1")
+    refused("2", "string")
+    raises("bad argument #2 to 'loom.semaphore' (table expected, got "
+      .. "string)", function() loom.semaphore(1, "x") end)
+  end)
+
+  it("loom.semaphore takes a float with an integer value as that integer",
+    function()
+    local s = loom.semaphore(2.0)
+    assert.are.equal("loom.semaphore (2 of 2 free)", tostring(s))
+    assert.are.equal("integer", math.type(s:available()))
+    assert.are.equal("loom.semaphore (9007199254740992 of 9007199254740992 "
+      .. "free)", tostring(loom.semaphore(2.0 ^ 53)))
+  end)
+end)
