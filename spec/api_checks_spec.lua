@@ -204,3 +204,67 @@ describe("lock, event, condition and semaphore", function()
       .. "free)", tostring(loom.semaphore(2.0 ^ 53)))
   end)
 end)
+
+describe("loom.queue", function()
+  it("put, get, join and the iterator raise outside a task", function()
+    local q = loom.queue()
+    raises(outside("queue:put"), function() q:put(1) end)
+    assert.are.equal(0, q:size())
+    q:put_nowait("x")
+    raises(outside("queue:get"), function() q:get() end)
+    assert.are.equal(1, q:size())
+    q:get_nowait()
+    q:task_done()
+    raises(outside("queue:join"), function() q:join() end)
+    q:put_nowait("y")
+    local next_item = q:iter()
+    raises(outside("queue:iter"), function() next_item() end)
+    assert.are.equal("y", q:get_nowait())
+  end)
+
+  it("put, get and join work inside a task", async(function()
+    local q = loom.queue()
+    assert.is_true(q:put(1))
+    assert.are.equal(1, q:get())
+    q:task_done()
+    q:join()
+    assert.are.equal(0, q:size())
+  end))
+
+  it("names its methods as the user calls them", function()
+    local q = loom.queue()
+    raises("bad argument #1 to 'queue:get_nowait' (loom.queue expected, "
+      .. "got table)", function() q.get_nowait({}) end)
+    raises("bad argument #1 to 'queue:size' (loom.queue expected, got "
+      .. "number)", function() q.size(1) end)
+    raises("bad argument #1 to 'queue:put' (loom.queue expected, got "
+      .. "nil)", function() q.put(nil) end)
+  end)
+
+  it("refuses a NaN priority at the call and keeps its order", async(function()
+    local q = loom.queue { order = "priority" }
+    q:put("two", 2)
+    q:put("one", 1)
+    raises("bad argument #2 to 'queue:put' (priority must not be nan)",
+      function() q:put("bad", NAN) end)
+    raises("bad argument #2 to 'queue:put_nowait' (priority must not be "
+      .. "nan)", function() q:put_nowait("bad", -NAN) end)
+    raises("bad argument #2 to 'queue:put' (number expected, got string)",
+      function() q:put("bad", "high") end)
+    q:put("three", 3)
+    q:put("zero", 0)
+    assert.are.equal(4, q:size())
+    local got = {}
+    while not q:empty() do got[#got + 1] = q:get() end
+    assert.are.same({ "zero", "one", "two", "three" }, got)
+  end))
+
+  it("takes infinite priorities", async(function()
+    local q = loom.queue { order = "priority" }
+    q:put("last", math.huge)
+    q:put("first", -math.huge)
+    q:put("middle", 0)
+    assert.are.same({ "first", "middle", "last" },
+      { q:get(), q:get(), q:get() })
+  end))
+end)
