@@ -268,3 +268,51 @@ describe("loom.queue", function()
       { q:get(), q:get(), q:get() })
   end))
 end)
+
+-- Runs 'src' in a stock lua5.4 that finds the module under test but has
+-- not loaded it; returns stdout, stderr and the exit status.
+local function stock_lua(src)
+  local path = h.script(src)
+  local out, err, code = h.sh(("LUA_CPATH=%s lua5.4 %s")
+    :format(h.quote(h.build .. "/lua/?.so;;"), h.quote(path)))
+  os.remove(path)
+  return out, err, code
+end
+
+
+describe("the submodules", function()
+  for _, name in ipairs { "net", "fs", "process", "signal" } do
+    it("loom." .. name .. " loads on its own in a stock lua5.4", function()
+      local out, err, code = stock_lua(([[
+        local m = require "loom.%s"
+        print(type(m), package.loaded.loom.%s == m,
+              package.loaded["loom.%s"] == m, require "loom.%s" == m)
+      ]]):format(name, name, name, name))
+      assert.are.equal("", err)
+      assert.are.equal(0, code)
+      assert.are.equal("table\ttrue\ttrue\ttrue\n", out)
+    end)
+  end
+
+  it("loom.busted loads on its own in a stock lua5.4", function()
+    local out, err, code = stock_lua([[
+      local b = require "loom.busted"
+      print(type(b.async), package.loaded.loom ~= nil,
+            require "loom.busted" == b)
+    ]])
+    assert.are.equal("", err)
+    assert.are.equal(0, code)
+    assert.are.equal("function\ttrue\ttrue\n", out)
+  end)
+
+  it("a submodule first, then loom, gives one loom", function()
+    local out, err, code = stock_lua([[
+      local fs = require "loom.fs"
+      local loom = require "loom"
+      print(loom.fs == fs, loom.run(function() return loom.sleep(0) end))
+    ]])
+    assert.are.equal("", err)
+    assert.are.equal(0, code)
+    assert.are.equal("true\n", out)
+  end)
+end)

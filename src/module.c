@@ -4,7 +4,8 @@
 ** registers the Lua-side modules that were embedded at build time in
 ** package.preload, and runs the embedded 'loom' chunk, which builds the
 ** public table from 'core'.  The same entry serves 'require "loom"'
-** from a stock lua5.4, the loom binary and embedders.
+** from a stock lua5.4, the loom binary and embedders; luaopen_loom_net
+** and the like serve 'require "loom.net"' on its own.
 */
 #include <string.h>
 
@@ -37,13 +38,17 @@ int loom__open_lua(lua_State *L, const char *name) {
   return luaL_loadbufferx(L, (const char *)c->src, c->len, chunkname, "t");
 }
 
-/* package.preload loader of the embedded modules */
-static int preload(lua_State *L) {
-  const char *name = luaL_checkstring(L, 1);
+/* Runs the embedded module 'name' (with its name); pushes its value. */
+static int run_embedded(lua_State *L, const char *name) {
   if (loom__open_lua(L, name) != LUA_OK) return lua_error(L);
   lua_pushstring(L, name);
   lua_call(L, 1, 1);
   return 1;
+}
+
+/* package.preload loader of the embedded modules */
+static int preload(lua_State *L) {
+  return run_embedded(L, luaL_checkstring(L, 1));
 }
 
 /* core.embedded(name): the chunk of an embedded module, uncalled */
@@ -217,3 +222,27 @@ LOOM_API int luaopen_loom(lua_State *L) {
   lua_call(L, 1, 1);
   return 1;
 }
+
+/*
+** The submodules, each requirable on its own: for require "loom.net",
+** a stock lua5.4's all-in-one searcher finds luaopen_loom_net in
+** loom.so.  Each opens 'loom' first unless it is loaded (which puts
+** net, fs, process and signal in package.loaded and the others in
+** package.preload), then returns the submodule.
+*/
+static int open_submodule(lua_State *L, const char *name) {
+  luaL_requiref(L, "loom", luaopen_loom, 0);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  if (lua_getfield(L, -1, name) != LUA_TNIL) return 1;
+  lua_pop(L, 3);
+  return run_embedded(L, name);
+}
+
+#define SUBMODULES(X) X(net) X(fs) X(process) X(signal) X(busted)
+
+#define OPEN_SUBMODULE(m) \
+  LOOM_API int luaopen_loom_##m(lua_State *L); \
+  LOOM_API int luaopen_loom_##m(lua_State *L) { \
+    return open_submodule(L, "loom." #m); \
+  }
+SUBMODULES(OPEN_SUBMODULE)
