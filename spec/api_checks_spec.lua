@@ -316,3 +316,21 @@ describe("the submodules", function()
     assert.are.equal("true\n", out)
   end)
 end)
+
+describe("the C entry points of this family", function()
+  it("name loom.queue, loom.run and loom.run_with as called", function()
+    raises("bad argument #1 to 'loom.queue' (table expected, got number)",
+      function() loom.queue(1) end)
+    raises("bad argument #1 to 'loom.queue' (maxsize must be a "
+      .. "non-negative integer)", function() loom.queue { maxsize = -1 } end)
+    raises("bad argument #1 to 'loom.queue' (invalid order 'random' "
+      .. "('fifo', 'lifo' or 'priority'))",
+      function() loom.queue { order = "random" } end)
+    raises("bad argument #1 to 'loom.run' (function expected, got number)",
+      function() loom.run(1) end)
+    raises("bad argument #1 to 'loom.run_with' (table expected, got nil)",
+      function() loom.run_with(nil, print) end)
+    raises("bad argument #2 to 'loom.run_with' (function expected, got "
+      .. "string)", function() loom.run_with({}, "main") end)
+  end)
+end)

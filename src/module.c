@@ -73,16 +73,20 @@ static void register_preload(lua_State *L) {
 /*
 ** Runs the function at 'fidx' with the values above it as the main
 ** task, on the virtual clock if 'is_virtual', in debug mode if 'debug'
-** (else as set), and returns its results or raises its error.
+** (else as set), and returns its results or raises its error; 'fname'
+** names the call in errors.
 */
-static int run_main(lua_State *L, int fidx, int is_virtual, int debug) {
+static int run_main(lua_State *L, const char *fname, int fidx,
+                    int is_virtual, int debug) {
   loom_host *H = loom__host(L);
   int saved_debug = H->debug;
   loom_task *t;
   if (H->running)
     return luaL_error(L, "loom.run() cannot be called from a running "
                          "event loop");
-  luaL_checktype(L, fidx, LUA_TFUNCTION);
+  if (lua_type(L, fidx) != LUA_TFUNCTION)
+    return luaL_error(L, "bad argument #%d to '%s' (function expected, got "
+                      "%s)", fidx, fname, luaL_typename(L, fidx));
   t = loom__spawn(L, H, lua_gettop(L) - fidx);  /* task at 'fidx' */
   t->f.observed = 1;  /* its outcome is ours to return or raise */
   loom__set_main(L, H, fidx);
@@ -110,13 +114,15 @@ static int run_main(lua_State *L, int fidx, int is_virtual, int debug) {
 }
 
 static int l_run(lua_State *L) {
-  return run_main(L, 1, 0, 0);
+  return run_main(L, "loom.run", 1, 0, 0);
 }
 
 static int l_run_with(lua_State *L) {
   const char *clock;
   int is_virtual, debug;
-  luaL_checktype(L, 1, LUA_TTABLE);
+  if (!lua_istable(L, 1))
+    return luaL_error(L, "bad argument #1 to 'loom.run_with' (table "
+                      "expected, got %s)", luaL_typename(L, 1));
   lua_getfield(L, 1, "clock");
   clock = lua_isnil(L, -1) ? "real" : lua_tostring(L, -1);
   is_virtual = clock != NULL && strcmp(clock, "virtual") == 0;
@@ -127,7 +133,7 @@ static int l_run_with(lua_State *L) {
   lua_getfield(L, 1, "debug");
   debug = lua_toboolean(L, -1);
   lua_pop(L, 2);
-  return run_main(L, 2, is_virtual, debug);
+  return run_main(L, "loom.run_with", 2, is_virtual, debug);
 }
 
 static int l_debug(lua_State *L) {

@@ -437,20 +437,23 @@ static int l_queue(lua_State *L) {
   int order = Q_FIFO, isnum;
   loom_queue *q;
   if (!lua_isnoneornil(L, 1)) {
-    luaL_checktype(L, 1, LUA_TTABLE);
+    if (!lua_istable(L, 1))
+      return q_argerror(L, 1, "loom.queue", lua_pushfstring(L, "table "
+                        "expected, got %s", luaL_typename(L, 1)));
     if (lua_getfield(L, 1, "maxsize") != LUA_TNIL) {
       maxsize = lua_tointegerx(L, -1, &isnum);
       if (!isnum || maxsize < 0 || lua_type(L, -1) != LUA_TNUMBER)
-        return luaL_argerror(L, 1, "maxsize must be a non-negative integer");
+        return q_argerror(L, 1, "loom.queue",
+                          "maxsize must be a non-negative integer");
     }
     if (lua_getfield(L, 1, "order") != LUA_TNIL) {
       const char *o = lua_tostring(L, -1);
       for (order = 0; o != NULL && orders[order] != NULL; order++)
         if (strcmp(o, orders[order]) == 0) break;
       if (o == NULL || orders[order] == NULL)
-        return luaL_argerror(L, 1, lua_pushfstring(L, "invalid order '%s' "
-                             "('fifo', 'lifo' or 'priority')",
-                             o ? o : luaL_typename(L, -1)));
+        return q_argerror(L, 1, "loom.queue", lua_pushfstring(L, "invalid "
+                          "order '%s' ('fifo', 'lifo' or 'priority')",
+                          o ? o : luaL_typename(L, -1)));
     }
   }
   q = lua_newuserdatauv(L, sizeof *q, 1);
