@@ -344,9 +344,9 @@ describe("loom.group", function()
       "bad argument #1 to 'loom.group' (function expected, got table)")
     local ok, e = pcall(loom.group, function(g)
       assert.has_error(function() g.spawn(nil, function() end) end,
-        "bad argument #1 to 'spawn' (loom.group expected)")
+        "bad argument #1 to 'group:spawn' (loom.group expected, got nil)")
       assert.has_error(function() g.spawn({}, function() end) end,
-        "bad argument #1 to 'spawn' (loom.group expected)")
+        "bad argument #1 to 'group:spawn' (loom.group expected, got table)")
       assert.error_matches(function() g:spawn(42) end,
         "bad argument #1 to '[%w.:]*spawn' %(function expected, got number%)")
       assert.has_error(function() g:spawn() end)

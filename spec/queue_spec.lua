@@ -474,9 +474,9 @@ describe("loom.queue", function()
     it("methods raise on a wrong receiver", function()
       local q = loom.queue()
       assert.has_error(function() q.put({}, 1) end,
-        "bad argument #1 to 'put' (loom.queue expected, got table)")
+        "bad argument #1 to 'queue:put' (loom.queue expected, got table)")
       assert.has_error(function() q.get(42) end,
-        "bad argument #1 to 'get' (loom.queue expected, got number)")
+        "bad argument #1 to 'queue:get' (loom.queue expected, got number)")
       for _, m in ipairs { "put", "get", "put_nowait", "get_nowait", "size",
                            "empty", "full", "task_done", "join", "close", "iter" } do
         assert.error_matches(function() q[m]({}) end,

@@ -4,7 +4,8 @@
 ** registers the Lua-side modules that were embedded at build time in
 ** package.preload, and runs the embedded 'loom' chunk, which builds the
 ** public table from 'core'.  The same entry serves 'require "loom"'
-** from a stock lua5.4, the loom binary and embedders.
+** from a stock lua5.4, the loom binary and embedders; luaopen_loom_net
+** and the like serve 'require "loom.net"' on its own.
 */
 #include <stdlib.h>
 #include <string.h>
@@ -38,13 +39,17 @@ int loom__open_lua(lua_State *L, const char *name) {
   return luaL_loadbufferx(L, (const char *)c->src, c->len, chunkname, "t");
 }
 
-/* package.preload loader of the embedded modules */
-static int preload(lua_State *L) {
-  const char *name = luaL_checkstring(L, 1);
+/* Runs the embedded module 'name' (with its name); pushes its value. */
+static int run_embedded(lua_State *L, const char *name) {
   if (loom__open_lua(L, name) != LUA_OK) return lua_error(L);
   lua_pushstring(L, name);
   lua_call(L, 1, 1);
   return 1;
+}
+
+/* package.preload loader of the embedded modules */
+static int preload(lua_State *L) {
+  return run_embedded(L, luaL_checkstring(L, 1));
 }
 
 /* core.embedded(name): the chunk of an embedded module, uncalled */
@@ -69,16 +74,20 @@ static void register_preload(lua_State *L) {
 /*
 ** Runs the function at 'fidx' with the values above it as the main
 ** task, on the virtual clock if 'is_virtual', in debug mode if 'debug'
-** (else as set), and returns its results or raises its error.
+** (else as set), and returns its results or raises its error; 'fname'
+** names the call in errors.
 */
-static int run_main(lua_State *L, int fidx, int is_virtual, int debug) {
+static int run_main(lua_State *L, const char *fname, int fidx,
+                    int is_virtual, int debug) {
   loom_host *H = loom__host(L);
   int saved_debug = H->debug;
   loom_task *t;
   if (H->running)
     return luaL_error(L, "loom.run() cannot be called from a running "
                          "event loop");
-  luaL_checktype(L, fidx, LUA_TFUNCTION);
+  if (lua_type(L, fidx) != LUA_TFUNCTION)
+    return luaL_error(L, "bad argument #%d to '%s' (function expected, got "
+                      "%s)", fidx, fname, luaL_typename(L, fidx));
   t = loom__spawn(L, H, lua_gettop(L) - fidx);  /* task at 'fidx' */
   t->f.observed = 1;  /* its outcome is ours to return or raise */
   loom__set_main(L, H, fidx);
@@ -106,13 +115,15 @@ static int run_main(lua_State *L, int fidx, int is_virtual, int debug) {
 }
 
 static int l_run(lua_State *L) {
-  return run_main(L, 1, 0, 0);
+  return run_main(L, "loom.run", 1, 0, 0);
 }
 
 static int l_run_with(lua_State *L) {
   const char *clock;
   int is_virtual, debug;
-  luaL_checktype(L, 1, LUA_TTABLE);
+  if (!lua_istable(L, 1))
+    return luaL_error(L, "bad argument #1 to 'loom.run_with' (table "
+                      "expected, got %s)", luaL_typename(L, 1));
   lua_getfield(L, 1, "clock");
   clock = lua_isnil(L, -1) ? "real" : lua_tostring(L, -1);
   is_virtual = clock != NULL && strcmp(clock, "virtual") == 0;
@@ -123,7 +134,7 @@ static int l_run_with(lua_State *L) {
   lua_getfield(L, 1, "debug");
   debug = lua_toboolean(L, -1);
   lua_pop(L, 2);
-  return run_main(L, 2, is_virtual, debug);
+  return run_main(L, "loom.run_with", 2, is_virtual, debug);
 }
 
 static int l_debug(lua_State *L) {
@@ -239,3 +250,27 @@ LOOM_API int luaopen_loom(lua_State *L) {
   lua_call(L, 1, 1);
   return 1;
 }
+
+/*
+** The submodules, each requirable on its own: for require "loom.net",
+** a stock lua5.4's all-in-one searcher finds luaopen_loom_net in
+** loom.so.  Each opens 'loom' first unless it is loaded (which puts
+** net, fs, process and signal in package.loaded and the others in
+** package.preload), then returns the submodule.
+*/
+static int open_submodule(lua_State *L, const char *name) {
+  luaL_requiref(L, "loom", luaopen_loom, 0);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  if (lua_getfield(L, -1, name) != LUA_TNIL) return 1;
+  lua_pop(L, 3);
+  return run_embedded(L, name);
+}
+
+#define SUBMODULES(X) X(net) X(fs) X(process) X(signal) X(busted)
+
+#define OPEN_SUBMODULE(m) \
+  LOOM_API int luaopen_loom_##m(lua_State *L); \
+  LOOM_API int luaopen_loom_##m(lua_State *L) { \
+    return open_submodule(L, "loom." #m); \
+  }
+SUBMODULES(OPEN_SUBMODULE)

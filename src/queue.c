@@ -52,6 +52,15 @@ static loom_host *qhost(lua_State *L, loom_queue *q) {
   return H;
 }
 
+/* Raises "bad argument #narg to 'fname' (msg)" at the user's line. */
+static int q_argerror(lua_State *L, int narg, const char *fname,
+                      const char *msg) {
+  loom__where(L);
+  lua_pushfstring(L, "bad argument #%d to '%s' (%s)", narg, fname, msg);
+  lua_concat(L, 2);
+  return lua_error(L);
+}
+
 /*
 ** The queue at 1.  A queue method runs for every item, so this is not
 ** luaL_checkudata's lookup of the metatable by name: a queue is a
@@ -61,8 +70,8 @@ static loom_host *qhost(lua_State *L, loom_queue *q) {
 static loom_queue *checkqueue(lua_State *L, const char *method) {
   loom_queue *q = lua_touserdata(L, 1);
   if (q == NULL || lua_rawlen(L, 1) != sizeof *q || q->tag != &queue_tag)
-    luaL_error(L, "bad argument #1 to '%s' (loom.queue expected, got %s)",
-               method, luaL_typename(L, 1));
+    q_argerror(L, 1, method, lua_pushfstring(L, "loom.queue expected, got "
+                                             "%s", luaL_typename(L, 1)));
   return q;
 }
 
@@ -227,11 +236,15 @@ static void resumed(lua_State *L, loom_queue *q, loom_task **list,
 ** Methods
 ** ===================================================================== */
 
-static void check_value(lua_State *L, loom_queue *q) {
+/* Checks value 2 and priority 3 of 'fname' (as q:fname(v, priority)). */
+static void check_value(lua_State *L, loom_queue *q, const char *fname) {
   if (lua_isnoneornil(L, 2)) luaL_error(L, "loom.queue: cannot put nil");
-  if (q->order == Q_PRIORITY && !lua_isnoneornil(L, 3)
-      && lua_type(L, 3) != LUA_TNUMBER)
-    luaL_typeerror(L, 3, "number (the priority)");
+  if (q->order != Q_PRIORITY || lua_isnoneornil(L, 3)) return;
+  if (lua_type(L, 3) != LUA_TNUMBER)
+    q_argerror(L, 2, fname, lua_pushfstring(L, "number expected, got %s",
+                                            luaL_typename(L, 3)));
+  if (lua_tonumber(L, 3) != lua_tonumber(L, 3))  /* NaN: has no order */
+    q_argerror(L, 2, fname, "priority must not be nan");
 }
 
 /* Adds value 2 (priority 3): the queue has room and is open. */
@@ -262,16 +275,17 @@ static int put_k(lua_State *L, int status, lua_KContext ctx) {
 
 /* q:put(v [, priority]) (suspends while full) */
 static int q_put(lua_State *L) {
-  loom_queue *q = checkqueue(L, "put");
-  check_value(L, q);
+  loom_queue *q = checkqueue(L, "queue:put");
+  check_value(L, q, "queue:put");
+  loom__current(L, qhost(L, q), "queue:put");
   if (q->order == Q_PRIORITY) lua_settop(L, 3);
   return put_body(L, q);
 }
 
 /* q:put_nowait(v [, priority]) */
 static int q_put_nowait(lua_State *L) {
-  loom_queue *q = checkqueue(L, "put_nowait");
-  check_value(L, q);
+  loom_queue *q = checkqueue(L, "queue:put_nowait");
+  check_value(L, q, "queue:put_nowait");
   lua_settop(L, 3);
   if (q->closed) return luaL_error(L, "loom.queue: put on a closed queue");
   if (is_full(q)) {
@@ -309,12 +323,14 @@ static int get_k(lua_State *L, int status, lua_KContext ctx) {
 
 /* q:get() (suspends while empty) */
 static int q_get(lua_State *L) {
-  return get_body(L, checkqueue(L, "get"));  /* extra arguments stay below */
+  loom_queue *q = checkqueue(L, "queue:get");
+  loom__current(L, qhost(L, q), "queue:get");
+  return get_body(L, q);  /* extra arguments stay below */
 }
 
 /* q:get_nowait() */
 static int q_get_nowait(lua_State *L) {
-  loom_queue *q = checkqueue(L, "get_nowait");
+  loom_queue *q = checkqueue(L, "queue:get_nowait");
   lua_settop(L, 1);
   if (q->n > 0) return take(L, q);
   lua_pushnil(L);
@@ -325,7 +341,7 @@ static int q_get_nowait(lua_State *L) {
 
 /* q:task_done() */
 static int q_task_done(lua_State *L) {
-  loom_queue *q = checkqueue(L, "task_done");
+  loom_queue *q = checkqueue(L, "queue:task_done");
   if (q->unfinished <= 0)
     return luaL_error(L, "loom.queue: task_done called more times than "
                          "items were put");
@@ -348,14 +364,15 @@ static int join_k(lua_State *L, int status, lua_KContext ctx) {
 
 /* q:join() (suspends until every item is done) */
 static int q_join(lua_State *L) {
-  loom_queue *q = checkqueue(L, "join");
+  loom_queue *q = checkqueue(L, "queue:join");
+  loom__current(L, qhost(L, q), "queue:join");
   lua_settop(L, 1);
   return join_body(L, q);
 }
 
 /* q:close(): puts raise from now on; getters drain, then get nil */
 static int q_close(lua_State *L) {
-  loom_queue *q = checkqueue(L, "close");
+  loom_queue *q = checkqueue(L, "queue:close");
   loom_host *H;
   if (q->closed) return 0;
   q->closed = 1;
@@ -366,29 +383,32 @@ static int q_close(lua_State *L) {
 }
 
 static int q_size(lua_State *L) {
-  lua_pushinteger(L, checkqueue(L, "size")->n);
+  lua_pushinteger(L, checkqueue(L, "queue:size")->n);
   return 1;
 }
 
 static int q_empty(lua_State *L) {
-  lua_pushboolean(L, checkqueue(L, "empty")->n == 0);
+  lua_pushboolean(L, checkqueue(L, "queue:empty")->n == 0);
   return 1;
 }
 
 static int q_full(lua_State *L) {
-  lua_pushboolean(L, is_full(checkqueue(L, "full")));
+  lua_pushboolean(L, is_full(checkqueue(L, "queue:full")));
   return 1;
 }
 
 static int iter_next(lua_State *L) {
+  loom_queue *q;
   lua_settop(L, 0);
   lua_pushvalue(L, lua_upvalueindex(2));
-  return get_body(L, lua_touserdata(L, 1));
+  q = lua_touserdata(L, 1);
+  loom__current(L, qhost(L, q), "queue:iter");
+  return get_body(L, q);
 }
 
 /* q:iter(): for v in q:iter() do ... end, until closed and drained */
 static int q_iter(lua_State *L) {
-  checkqueue(L, "iter");
+  checkqueue(L, "queue:iter");
   lua_settop(L, 1);
   lua_pushvalue(L, lua_upvalueindex(1));
   lua_insert(L, 1);
@@ -417,20 +437,23 @@ static int l_queue(lua_State *L) {
   int order = Q_FIFO, isnum;
   loom_queue *q;
   if (!lua_isnoneornil(L, 1)) {
-    luaL_checktype(L, 1, LUA_TTABLE);
+    if (!lua_istable(L, 1))
+      return q_argerror(L, 1, "loom.queue", lua_pushfstring(L, "table "
+                        "expected, got %s", luaL_typename(L, 1)));
     if (lua_getfield(L, 1, "maxsize") != LUA_TNIL) {
       maxsize = lua_tointegerx(L, -1, &isnum);
       if (!isnum || maxsize < 0 || lua_type(L, -1) != LUA_TNUMBER)
-        return luaL_argerror(L, 1, "maxsize must be a non-negative integer");
+        return q_argerror(L, 1, "loom.queue",
+                          "maxsize must be a non-negative integer");
     }
     if (lua_getfield(L, 1, "order") != LUA_TNIL) {
       const char *o = lua_tostring(L, -1);
       for (order = 0; o != NULL && orders[order] != NULL; order++)
         if (strcmp(o, orders[order]) == 0) break;
       if (o == NULL || orders[order] == NULL)
-        return luaL_argerror(L, 1, lua_pushfstring(L, "invalid order '%s' "
-                             "('fifo', 'lifo' or 'priority')",
-                             o ? o : luaL_typename(L, -1)));
+        return q_argerror(L, 1, "loom.queue", lua_pushfstring(L, "invalid "
+                          "order '%s' ('fifo', 'lifo' or 'priority')",
+                          o ? o : luaL_typename(L, -1)));
     }
   }
   q = lua_newuserdatauv(L, sizeof *q, 1);

@@ -4,12 +4,14 @@
   does in C, and names the line of the user's code that made the call:
   the first frame on the stack that is not one of loom's embedded
   chunks.  So a check may sit any number of calls deep (a wrapper, a
-  helper of a helper) without counting levels.
+  helper of a helper) without counting levels.  'fname' is the name as
+  the user calls it: 'loom.timeout', 'lock:acquire'.
 ]]
 local core = ...
 
 local type, error, getmetatable, tostring = type, error, getmetatable,
   tostring
+local tointeger = math.tointeger
 local getinfo = debug.getinfo
 local current = core.current
 
@@ -31,11 +33,19 @@ local function raise(msg)
 end
 M.raise = raise
 
+--- show(v): 'v' for a message, as the user would write it (a NaN, which
+-- C's printf may spell "-nan", is "nan").
+local function show(v)
+  if v ~= v then return "nan" end
+  return tostring(v)
+end
+M.show = show
+
 --- argerror(n, fname, msg): raises "bad argument #n to 'fname' (msg)"
-function M.argerror(n, fname, msg)
+local function argerror(n, fname, msg)
   raise(("bad argument #%d to '%s' (%s)"):format(n, fname, msg))
 end
-local argerror = M.argerror
+M.argerror = argerror
 
 --- task(fname): raises unless a task is running.
 function M.task(fname)
@@ -53,34 +63,54 @@ local function is_callable(x)
 end
 M.is_callable = is_callable
 
+--- expected(v, what, n, fname): raises "what expected, got <type>"
+local function expected(v, what, n, fname)
+  argerror(n, fname, ("%s expected, got %s"):format(what, type(v)))
+end
+M.expected = expected
+
 function M.callable(f, n, fname)
-  if not is_callable(f) then
-    argerror(n, fname, "function expected, got " .. type(f))
-  end
+  if not is_callable(f) then expected(f, "function", n, fname) end
 end
 
 function M.string(v, n, fname)
-  if type(v) ~= "string" then
-    argerror(n, fname, "string expected, got " .. type(v))
-  end
+  if type(v) ~= "string" then expected(v, "string", n, fname) end
+end
+
+function M.table(v, n, fname)
+  if type(v) ~= "table" then expected(v, "table", n, fname) end
 end
 
 --- opts(opts, n, fname): the options table, {} for nil
 function M.opts(opts, n, fname)
-  if opts ~= nil and type(opts) ~= "table" then
-    argerror(n, fname, "table expected, got " .. type(opts))
-  end
-  return opts or {}
+  if opts == nil then return {} end
+  M.table(opts, n, fname)
+  return opts
 end
 
---- duration(s, n, fname): a number of seconds, not negative
-function M.duration(s, n, fname)
-  if type(s) ~= "number" then
-    argerror(n, fname, "number expected, got " .. type(s))
+--- self(obj, mt, fname): 'obj' has the metatable 'mt' (a method's
+-- receiver, argument 1 of 'obj.method(obj)').
+function M.self(obj, mt, fname)
+  if getmetatable(obj) ~= mt then expected(obj, mt.__name, 1, fname) end
+end
+
+--- count(v, n, fname): a non-negative integer (a float with an exact
+-- integer value counts), returned as an integer.
+function M.count(v, n, fname)
+  local k = type(v) == "number" and tointeger(v) or nil
+  if k == nil or k < 0 then
+    argerror(n, fname, "non-negative integer expected, got "
+      .. (type(v) == "number" and show(v) or type(v)))
   end
+  return k
+end
+
+--- duration(s, n, fname): a number of seconds, not negative (nor NaN)
+function M.duration(s, n, fname)
+  if type(s) ~= "number" then expected(s, "number", n, fname) end
   if not (s >= 0) then
     argerror(n, fname, "duration must be a non-negative number, got "
-      .. tostring(s))
+      .. show(s))
   end
 end
 

@@ -23,15 +23,15 @@ local is_future, deadline = core.is_future, core.deadline
 local M = {}
 
 local check = core.check
-local argerror, check_task, callable = check.argerror, check.task,
-  check.is_callable
+local argerror, check_task, check_table, check_opts, callable =
+  check.argerror, check.task, check.table, check.opts, check.is_callable
 
 -- The i-th argument as a Task or Future; functions are spawned.
 local function awaitable(x, i, fname, spawn_functions)
   if is_future(x) then return x end
   if spawn_functions and callable(x) then return spawn(x) end
-  argerror(i, fname, ("Task, Future%s expected, got %s")
-    :format(spawn_functions and " or function" or "", type(x)))
+  check.expected(x, spawn_functions and "Task, Future or function"
+    or "Task or Future", i, fname)
 end
 
 -- The arguments of gather, settle and race (checked before anything is
@@ -42,7 +42,9 @@ local function arguments(fname, ...)
   check_task(fname)
   for i = 1, n do
     local x = select(i, ...)
-    if not is_future(x) and not callable(x) then awaitable(x, i, fname, true) end
+    if not is_future(x) and not callable(x) then
+      awaitable(x, i, fname, true)  -- raises
+    end
   end
   for i = 1, n do xs[i] = awaitable((select(i, ...)), i, fname, true) end
   return xs, n
@@ -144,7 +146,7 @@ end
 -- others are cancelled, and have finished when race returns.
 function M.race(...)
   local xs, n = arguments("loom.race", ...)
-  if n == 0 then error("bad argument #1 to 'loom.race' (nothing to race)", 2) end
+  if n == 0 then argerror(1, "loom.race", "nothing to race") end
   local first_done, first = future(), nil
   for i = 1, n do
     watch(xs[i], function(x)
@@ -166,24 +168,16 @@ local return_whens = { all = true, first = true, first_error = true }
 -- timeout = s}): returns done, pending (lists, in list order); cancels
 -- nothing.
 function M.wait(list, opts)
-  if type(list) ~= "table" then
-    error(("bad argument #1 to 'loom.wait' (table expected, got %s)")
-      :format(type(list)), 2)
-  end
-  opts = opts or {}
-  if type(opts) ~= "table" then
-    error(("bad argument #2 to 'loom.wait' (table expected, got %s)")
-      :format(type(opts)), 2)
-  end
+  check_table(list, 1, "loom.wait")
+  opts = check_opts(opts, 2, "loom.wait")
   local when = opts.return_when or "all"
   if not return_whens[when] then
-    error(("bad argument #2 to 'loom.wait' (invalid return_when '%s': "
-      .. "'all', 'first' or 'first_error')"):format(tostring(when)), 2)
+    argerror(2, "loom.wait", ("invalid return_when '%s': 'all', 'first' or "
+      .. "'first_error'"):format(check.show(when)))
   end
   local timeout = opts.timeout
   if timeout ~= nil and (type(timeout) ~= "number" or not (timeout >= 0)) then
-    error("bad argument #2 to 'loom.wait' (timeout must be a non-negative "
-      .. "number)", 2)
+    argerror(2, "loom.wait", "timeout must be a non-negative number")
   end
   local xs = {}
   for i, x in ipairs(list) do
@@ -219,10 +213,7 @@ end
 --- loom.as_completed(list): an iterator over the items of 'list' in the
 -- order they finish.
 function M.as_completed(list)
-  if type(list) ~= "table" then
-    error(("bad argument #1 to 'loom.as_completed' (table expected, got %s)")
-      :format(type(list)), 2)
-  end
+  check_table(list, 1, "loom.as_completed")
   local finished, head, tail, total = {}, 1, 0, #list
   local waiting
   for i, x in ipairs(list) do
@@ -234,6 +225,7 @@ function M.as_completed(list)
     end)
   end
   return function()
+    check_task("loom.as_completed")
     if head > total then return nil end
     while finished[head] == nil do
       waiting = future()

@@ -15,12 +15,12 @@
 ]]
 local core = ...
 
-local setmetatable, getmetatable, pcall, error, type, ipairs = setmetatable,
-  getmetatable, pcall, error,
-  type, ipairs
+local setmetatable, pcall, error, type, ipairs = setmetatable, pcall,
+  error, type, ipairs
 local spawn, current, watch, wait_done, state = core.spawn, core.current,
   core.watch, core.wait_done, core.state
 local is_cancelled = core.is_cancelled
+local check = core.check
 
 local M = {}
 
@@ -33,7 +33,9 @@ local group_mt = {
   end,
 }
 
+-- From now on the group is cancelling: its children are cancelled.
 local function cancel_children(g)
+  g.cancelling = true
   for _, c in ipairs(g.children) do
     if not c:done() then c:cancel() end
   end
@@ -45,7 +47,6 @@ local function fail(g, x)
   if g.first == nil then g.first = x end
   g.failed[#g.failed + 1] = x
   if not g.cancelling then
-    g.cancelling = true
     cancel_children(g)
     if g.in_body then g.owner:cancel("a task of its group failed") end
   end
@@ -53,11 +54,10 @@ end
 
 --- g:spawn(f, ...): starts a child task of the group.
 function group_methods:spawn(f, ...)
-  if getmetatable(self) ~= group_mt then
-    error("bad argument #1 to 'spawn' (loom.group expected)", 2)
-  end
+  check.self(self, group_mt, "group:spawn")
+  check.callable(f, 1, "group:spawn")
   if self.closed then
-    error("loom.group: spawn on a group that has finished", 2)
+    check.raise("loom.group: spawn on a group that has finished")
   end
   local child = spawn(f, ...)
   self.children[#self.children + 1] = child
@@ -81,7 +81,6 @@ local function join(g)
       local ok, e = pcall(wait_done, c)
       if not ok then
         if not (g.cancelling and is_cancelled(e)) then outer = outer or e end
-        g.cancelling = true
         cancel_children(g)
       end
     end
@@ -89,17 +88,20 @@ local function join(g)
   return outer
 end
 
+-- Sets and returns err.errors: err, then the errors of the failed
+-- children from the 'from'-th on.
+local function gather_errors(err, g, from)
+  local errors = { err }
+  for i = from, #g.failed do errors[#errors + 1] = g.failed[i]:error() end
+  err.errors = errors
+  return errors
+end
+
 --- loom.group(fn): see above.
 function M.group(fn)
-  if type(fn) ~= "function" and not (getmetatable(fn) or {}).__call then
-    error(("bad argument #1 to 'loom.group' (function expected, got %s)")
-      :format(type(fn)), 2)
-  end
+  check.callable(fn, 1, "loom.group")
+  check.task("loom.group")
   local owner = current()
-  if owner == nil then
-    error("loom: loom.group called outside a task (use loom.run or the "
-      .. "loom binary)", 2)
-  end
   local g = setmetatable({ children = {}, failed = {}, owner = owner,
                            in_body = true }, group_mt)
   local ok, body_err = pcall(fn, g)
@@ -109,19 +111,14 @@ function M.group(fn)
     -- fn failed, or the owner was cancelled while in fn
     body_failed = true
     body_first = g.first == nil
-    if not g.cancelling then
-      g.cancelling = true
-      cancel_children(g)
-    end
+    if not g.cancelling then cancel_children(g) end
   end
   local outer = join(g)
   g.closed = true
   if body_failed and (body_first or is_cancelled(body_err)) then
     -- fn's own error came first (or the owner was cancelled in fn)
     if type(body_err) == "table" and #g.failed > 0 then
-      local errors = { body_err }
-      for i = 1, #g.failed do errors[#errors + 1] = g.failed[i]:error() end
-      body_err.errors = errors
+      gather_errors(body_err, g, 1)
     end
     error(body_err, 0)
   end
@@ -130,10 +127,8 @@ function M.group(fn)
   local first = g.first
   local err = first:error()
   if type(err) == "table" and (#g.failed > 1 or body_failed) then
-    local errors = { err }
-    for i = 2, #g.failed do errors[#errors + 1] = g.failed[i]:error() end
+    local errors = gather_errors(err, g, 2)
     if body_failed then errors[#errors + 1] = body_err end
-    err.errors = errors
   end
   return first:await()  -- raises it, with the child's traceback
 end

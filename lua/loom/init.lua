@@ -6,7 +6,7 @@
 ]]
 local core = ...
 
-local pcall, error, type, select = pcall, error, type, select
+local pcall, error, type = pcall, error, type
 local pack, unpack = table.pack, table.unpack
 local spawn, await, sleep, now = core.spawn, core.await, core.sleep, core.now
 local deadline, is_timeout = core.deadline, core.is_timeout
@@ -25,8 +25,8 @@ end
 core.check = core.embedded("loom.check")(core)
 core.detached = core.embedded("loom.detached")(core)
 local check = core.check
-local check_task, check_callable, check_duration =
-  check.task, check.callable, check.duration
+local check_task, check_callable, check_duration, argerror =
+  check.task, check.callable, check.duration, check.argerror
 
 local is_awaitable = core.is_future
 
@@ -62,8 +62,7 @@ end
 -- cancelled (and its cleanup awaited) and loom.Timeout raised.
 function M.wait_for(x, s)
   if not is_awaitable(x) then
-    error(("bad argument #1 to 'loom.wait_for' (Task or Future expected, "
-      .. "got %s)"):format(type(x)), 2)
+    check.expected(x, "Task or Future", 1, "loom.wait_for")
   end
   check_duration(s, 2, "loom.wait_for")
   check_task("loom.wait_for")
@@ -95,9 +94,7 @@ end
 -- a fixed schedule; a tick that runs late does not cause a burst.
 function M.every(s, fn, ...)
   check_duration(s, 1, "loom.every")
-  if s == 0 then
-    error("bad argument #1 to 'loom.every' (interval must be positive)", 2)
-  end
+  if s == 0 then argerror(1, "loom.every", "interval must be positive") end
   check_callable(fn, 2, "loom.every")
   local t = spawn(function(...)
     local due = now() + s

@@ -69,6 +69,7 @@ function M.connect(host, port, opts)
   check_string(host, 1, "net.connect")
   check_port(port, 2, "net.connect")
   opts = check_opts(opts, 3, "net.connect")
+  check.task("net.connect")
   local s, err, code
   if opts.timeout ~= nil then
     local t = opts.timeout

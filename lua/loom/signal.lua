@@ -34,7 +34,7 @@ end
 function M.wait(...)
   local n = select("#", ...)
   if n == 0 then
-    error("bad argument #1 to 'signal.wait' (signal name expected)", 2)
+    core.check.argerror(1, "signal.wait", "signal name expected")
   end
   local nums = {}
   for i = 1, n do

@@ -13,10 +13,12 @@
 ]]
 local core = ...
 
-local setmetatable, getmetatable, pcall, error, type = setmetatable,
-  getmetatable, pcall, error, type
+local setmetatable, pcall, error = setmetatable, pcall, error
 local future, await = core.future, core.await
 local huge = math.huge
+local check = core.check
+local check_self, check_task, check_opts, check_count, raise =
+  check.self, check.task, check.opts, check.count, check.raise
 
 local M = {}
 
@@ -72,10 +74,65 @@ local function guard(release, obj)
                             __name = "loom.guard" })
 end
 
-local function check(self, mt, fname)
-  if getmetatable(self) ~= mt then
-    error(("bad argument #1 to '%s' (%s expected, got %s)")
-      :format(fname, mt.__name, type(self)), 3)
+-- Checks the receiver of the suspending method 'fname' and that a task
+-- runs it (whether or not it would wait, so that code that works when
+-- nothing is contended works under load too).
+local function check_wait(self, mt, fname)
+  check_self(self, mt, fname)
+  check_task(fname)
+end
+
+-- }====================================================================
+
+
+-- {====================================================================
+-- Permits: a lock holds one, a semaphore n.  'p.value' are free; a
+-- release that would free more than 'p.initial' raises 'p.overdone'
+-- when 'p.bounded'.
+
+local function new_permits(mt, n, bounded, overdone)
+  return setmetatable({ value = n, initial = n, bounded = bounded,
+                        overdone = overdone, waiters = new_waiters() }, mt)
+end
+
+local function release(p)
+  local next_waiter = pop(p.waiters)
+  if next_waiter then
+    next_waiter:set_result()  -- the permit goes to it
+    return
+  end
+  if p.bounded and p.value >= p.initial then raise(p.overdone) end
+  p.value = p.value + 1
+end
+
+local function acquire(p)
+  if p.value > 0 and not waiting(p.waiters) then
+    p.value = p.value - 1
+    return true
+  end
+  wait_on(push(p.waiters), function() release(p) end)
+  return true  -- handed over by release: 'value' stayed as it was
+end
+
+local function hold(p)
+  acquire(p)
+  return guard(release, p)
+end
+
+-- The methods of a kind of permits ('kind' as in 'lock:acquire').
+local function permit_methods(methods, mt, kind)
+  local function name(m) return kind .. ":" .. m end
+  function methods:acquire()
+    check_wait(self, mt, name("acquire"))
+    return acquire(self)
+  end
+  function methods:release()
+    check_self(self, mt, name("release"))
+    release(self)
+  end
+  function methods:hold()
+    check_wait(self, mt, name("hold"))
+    return hold(self)
   end
 end
 
@@ -88,44 +145,19 @@ end
 local lock_methods = {}
 local lock_mt = { __name = "loom.lock", __index = lock_methods }
 lock_mt.__tostring = function(l)
-  return ("loom.lock (%s)"):format(l.held and "locked" or "unlocked")
+  return ("loom.lock (%s)"):format(l.value == 0 and "locked" or "unlocked")
 end
+permit_methods(lock_methods, lock_mt, "lock")
 
 --- loom.lock()
 function M.lock()
-  return setmetatable({ held = false, waiters = new_waiters() }, lock_mt)
-end
-
-function lock_methods:acquire()
-  check(self, lock_mt, "acquire")
-  if not self.held and not waiting(self.waiters) then
-    self.held = true
-    return true
-  end
-  local f = push(self.waiters)
-  wait_on(f, function() self:release() end)
-  return true  -- handed over by release: 'held' stayed true
-end
-
-function lock_methods:release()
-  check(self, lock_mt, "release")
-  if not self.held then
-    error("loom.lock: release of a lock that is not locked", 2)
-  end
-  local next_waiter = pop(self.waiters)
-  if next_waiter then next_waiter:set_result()  -- the lock goes to it
-  else self.held = false end
+  return new_permits(lock_mt, 1, true,
+    "loom.lock: release of a lock that is not locked")
 end
 
 function lock_methods:locked()
-  check(self, lock_mt, "locked")
-  return self.held
-end
-
-function lock_methods:hold()
-  check(self, lock_mt, "hold")
-  self:acquire()
-  return guard(self.release, self)
+  check_self(self, lock_mt, "lock:locked")
+  return self.value == 0
 end
 
 -- }====================================================================
@@ -146,7 +178,7 @@ function M.event()
 end
 
 function event_methods:set()
-  check(self, event_mt, "set")
+  check_self(self, event_mt, "event:set")
   self.flag = true
   local f = pop(self.waiters)
   while f do
@@ -156,17 +188,17 @@ function event_methods:set()
 end
 
 function event_methods:clear()
-  check(self, event_mt, "clear")
+  check_self(self, event_mt, "event:clear")
   self.flag = false
 end
 
 function event_methods:is_set()
-  check(self, event_mt, "is_set")
+  check_self(self, event_mt, "event:is_set")
   return self.flag
 end
 
 function event_methods:wait()
-  check(self, event_mt, "wait")
+  check_wait(self, event_mt, "event:wait")
   if self.flag then return true end
   wait_on(push(self.waiters), function() end)
   return true
@@ -185,10 +217,7 @@ cond_mt.__tostring = function() return "loom.condition" end
 --- loom.condition([lock])
 function M.condition(lock)
   if lock == nil then lock = M.lock()
-  elseif getmetatable(lock) ~= lock_mt then
-    error(("bad argument #1 to 'loom.condition' (loom.lock expected, got %s)")
-      :format(type(lock)), 2)
-  end
+  else check_self(lock, lock_mt, "loom.condition") end
   return setmetatable({ lock = lock, waiters = new_waiters() }, cond_mt)
 end
 
@@ -196,9 +225,26 @@ end
 local function reacquire(lock)
   local err
   while true do
-    local ok, e = pcall(lock.acquire, lock)
+    local ok, e = pcall(acquire, lock)
     if ok then return err end
     err = err or e
+  end
+end
+
+-- Wakes up to 'n' waiters.
+local function notify(c, n)
+  while n > 0 do
+    local f = pop(c.waiters)
+    if not f then return end
+    f:set_result()
+    n = n - 1
+  end
+end
+
+-- Raises unless the condition's lock is held ('what' the call).
+local function check_held(c, what)
+  if c.lock.value ~= 0 then
+    raise(("loom.condition: %s without holding its lock"):format(what))
   end
 end
 
@@ -206,63 +252,49 @@ end
   the cancellation, or while getting the lock back): as asyncio does, it
   then notifies another waiter, so that no notification is lost; a
   spurious wake-up is allowed by the condition variable protocol. ]]
-function cond_methods:wait()
-  check(self, cond_mt, "wait")
-  if not self.lock.held then
-    error("loom.condition: wait without holding its lock", 2)
-  end
-  self.lock:release()
-  local f = push(self.waiters)
+local function cond_wait(c)
+  check_held(c, "wait")
+  release(c.lock)
+  local f = push(c.waiters)
   local ok, e = pcall(await, f)
   if not ok and not f:done() then f:cancel() end  -- leave the queue
-  local err = reacquire(self.lock)
+  local err = reacquire(c.lock)
   if ok and err == nil then return true end
-  self:_notify(1)
+  notify(c, 1)
   error(ok and err or e, 0)
 end
 
+function cond_methods:wait()
+  check_wait(self, cond_mt, "condition:wait")
+  return cond_wait(self)
+end
+
 function cond_methods:wait_for(pred)
-  check(self, cond_mt, "wait_for")
+  check_wait(self, cond_mt, "condition:wait_for")
+  check.callable(pred, 1, "condition:wait_for")
   local r = pred()
   while not r do
-    self:wait()
+    cond_wait(self)
     r = pred()
   end
   return r
 end
 
-function cond_methods:_notify(n)
-  while n > 0 do
-    local f = pop(self.waiters)
-    if not f then return end
-    f:set_result()
-    n = n - 1
-  end
-end
-
 function cond_methods:notify(n)
-  check(self, cond_mt, "notify")
-  if not self.lock.held then
-    error("loom.condition: notify without holding its lock", 2)
-  end
-  n = n == nil and 1 or n
-  if math.type(n) ~= "integer" or n < 0 then
-    error("bad argument #1 to 'notify' (non-negative integer expected)", 2)
-  end
-  self:_notify(n)
+  check_self(self, cond_mt, "condition:notify")
+  check_held(self, "notify")
+  notify(self, n == nil and 1 or check_count(n, 1, "condition:notify"))
 end
 
 function cond_methods:notify_all()
-  check(self, cond_mt, "notify_all")
-  if not self.lock.held then
-    error("loom.condition: notify_all without holding its lock", 2)
-  end
-  self:_notify(huge)
+  check_self(self, cond_mt, "condition:notify_all")
+  check_held(self, "notify_all")
+  notify(self, huge)
 end
 
 function cond_methods:hold()
-  check(self, cond_mt, "hold")
-  return self.lock:hold()
+  check_wait(self, cond_mt, "condition:hold")
+  return hold(self.lock)
 end
 
 -- }====================================================================
@@ -276,53 +308,19 @@ local sem_mt = { __name = "loom.semaphore", __index = sem_methods }
 sem_mt.__tostring = function(s)
   return ("loom.semaphore (%d of %d free)"):format(s.value, s.initial)
 end
+permit_methods(sem_methods, sem_mt, "semaphore")
 
 --- loom.semaphore(n [, {bounded = true}])
 function M.semaphore(n, opts)
-  if type(n) ~= "number" or n < 0 or n % 1 ~= 0 then
-    error(("bad argument #1 to 'loom.semaphore' (non-negative integer "
-      .. "expected, got %s)"):format(tostring(n)), 2)
-  end
-  if opts ~= nil and type(opts) ~= "table" then
-    error("bad argument #2 to 'loom.semaphore' (table expected)", 2)
-  end
-  return setmetatable({ value = n, initial = n,
-                        bounded = opts and opts.bounded or false,
-                        waiters = new_waiters() }, sem_mt)
-end
-
-function sem_methods:acquire()
-  check(self, sem_mt, "acquire")
-  if self.value > 0 and not waiting(self.waiters) then
-    self.value = self.value - 1
-    return true
-  end
-  wait_on(push(self.waiters), function() self:release() end)
-  return true  -- a permit was handed over
-end
-
-function sem_methods:release()
-  check(self, sem_mt, "release")
-  local next_waiter = pop(self.waiters)
-  if next_waiter then
-    next_waiter:set_result()  -- the permit goes to it
-    return
-  end
-  if self.bounded and self.value >= self.initial then
-    error("loom.semaphore: released more times than acquired", 2)
-  end
-  self.value = self.value + 1
+  n = check_count(n, 1, "loom.semaphore")
+  opts = check_opts(opts, 2, "loom.semaphore")
+  return new_permits(sem_mt, n, opts.bounded or false,
+    "loom.semaphore: released more times than acquired")
 end
 
 function sem_methods:available()
-  check(self, sem_mt, "available")
+  check_self(self, sem_mt, "semaphore:available")
   return self.value
-end
-
-function sem_methods:hold()
-  check(self, sem_mt, "hold")
-  self:acquire()
-  return guard(self.release, self)
 end
 
 -- }====================================================================
