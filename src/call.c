@@ -212,20 +212,14 @@ static void async_cb(uv_async_t *h) {
 ** =====================================================================
 */
 
-/* The task left before the outcome came (cancelled, timed out). */
-void loom__call_unwait(loom_host *H, loom_task *t) {
-  (void)H;
-  t->u.call->t = NULL;
-  t->in_call = 0;
-}
-
 /*
 ** The task was woken with its outcome but is raising a cancellation
-** instead of taking it: discard the outcome.
+** instead of taking it: discard the outcome.  (A task that leaves the
+** call before its outcome came is let go by the scheduler, through
+** 't->u.back', which points at the call's 't'.)
 */
-void loom__call_drop(loom_host *H, loom_task *t) {
-  loom_call *c = t->u.call;
-  (void)H;
+static void call_drop(loom_task *t) {
+  loom_call *c = container_of(t->u.back, loom_call, t);
   t->in_call = 0;
   c->t = NULL;
   if (c->push != NULL) c->push(NULL, c->ud);
@@ -250,7 +244,7 @@ LOOM_API loom_call *loom_call_new(lua_State *L) {
   c->mb->refs++;
   uv_mutex_unlock(&c->mb->mu);
   if (c->mb->ncalls++ == 0) uv_ref((uv_handle_t *)&c->mb->async);
-  t->u.call = c;
+  t->u.back = &c->t;
   t->wait = WAIT_CALL;
   t->in_call = 1;
   return c;
@@ -271,9 +265,9 @@ static int call_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   if (H == NULL) return luaL_error(L, "loom: the host is closed");
   t = H->current;
-  owned = t != NULL && t->in_call && t->u.call == c;
+  owned = t != NULL && t->in_call && t->u.back == &c->t;
   if (t != NULL && t->throwing) {
-    if (owned) loom__call_drop(H, t);
+    if (owned) call_drop(t);
     return loom__rethrow(L, H, t);
   }
   if (!owned)

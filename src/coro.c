@@ -193,94 +193,6 @@ static int co_wrap(lua_State *L) {
 }
 
 /*
-** Searches the table on top for the function at 'fidx'; pushes its key
-** ("name", or "prefix.name") and returns 1 when found.
-*/
-static int find_in(lua_State *L, int fidx, const char *prefix) {
-  lua_pushnil(L);
-  while (lua_next(L, -2)) {
-    if (lua_rawequal(L, -1, fidx) && lua_type(L, -2) == LUA_TSTRING) {
-      if (prefix == NULL) lua_pushvalue(L, -2);
-      else lua_pushfstring(L, "%s.%s", prefix, lua_tostring(L, -2));
-      lua_replace(L, -3);  /* over the key */
-      lua_pop(L, 1);  /* remove value */
-      return 1;
-    }
-    lua_pop(L, 1);
-  }
-  return 0;
-}
-
-/*
-** Pushes a name for the function at stack level 'ar': a global name,
-** else its name in a loaded module ("table.sort"), else what the call
-** site calls it.
-*/
-static void push_funcname(lua_State *L, lua_Debug *ar) {
-  int fidx, top = lua_gettop(L);
-  lua_getinfo(L, "f", ar);
-  fidx = lua_gettop(L);
-  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-  lua_getglobal(L, "_G");
-  if (lua_type(L, -1) == LUA_TTABLE && find_in(L, fidx, NULL)) goto found;
-  lua_pop(L, 1);  /* remove _G */
-  lua_pushnil(L);
-  while (lua_next(L, fidx + 1)) {
-    if (lua_type(L, -1) == LUA_TTABLE && lua_type(L, -2) == LUA_TSTRING
-        && find_in(L, fidx, lua_tostring(L, -2))) {
-      lua_remove(L, -2);  /* remove the module name */
-      goto found;
-    }
-    lua_pop(L, 1);
-  }
-  lua_settop(L, top);
-  lua_pushstring(L, ar->name ? ar->name : "?");
-  return;
-found:
-  lua_replace(L, top + 1);
-  lua_settop(L, top + 1);
-}
-
-/* C functions that let a task suspend through them. */
-static int transparent(lua_State *L, lua_Debug *ar) {
-  static const char *const names[] = {
-    "pcall", "xpcall", "dofile", NULL
-  };
-  int i, r = 0;
-  lua_getinfo(L, "f", ar);
-  if (lua_tocfunction(L, -1) == co_resume
-      || lua_tocfunction(L, -1) == auxwrap)
-    r = 1;
-  for (i = 0; !r && names[i] != NULL; i++) {
-    lua_getglobal(L, names[i]);
-    r = lua_rawequal(L, -1, -2);
-    lua_pop(L, 1);
-  }
-  lua_pop(L, 1);
-  return r;
-}
-
-/*
-** Raises the error for a suspending call 'name' made where Lua cannot
-** yield, naming the C function in the way ("table.sort", "load", ...).
-*/
-int loom__boundary_error(lua_State *L, const char *name) {
-  lua_Debug ar;
-  int level;
-  for (level = 1; lua_getstack(L, level, &ar); level++) {
-    lua_getinfo(L, "Sn", &ar);
-    if (*ar.what == 'C' && !transparent(L, &ar)) {
-      push_funcname(L, &ar);
-      return luaL_error(L, "loom: %s cannot suspend inside '%s' (Lua "
-                        "cannot yield across this C function)", name,
-                        lua_tostring(L, -1));
-    }
-  }
-  return luaL_error(L, "loom: %s cannot suspend here (attempt to yield "
-                    "across a C-call boundary)", name);
-}
-
-/*
 ** coroutine.running(), which also marks a task whose own coroutine it
 ** returns: that coroutine's identity is now known (a weak table may key
 ** on it), so it is not reused for another task.
@@ -310,4 +222,6 @@ void loom__coro_open(lua_State *L, loom_host *H) {
   lua_pushcclosure(L, co_running, 1);
   lua_setfield(L, -2, "running");
   lua_pop(L, 1);
+  loom__let_suspend(L, co_resume);
+  loom__let_suspend(L, auxwrap);
 }

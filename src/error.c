@@ -5,6 +5,7 @@
 ** "why"} with that metatable, so 'getmetatable(e) == loom.Cancelled'
 ** tells them apart and tostring(e) reads "loom.Cancelled: why".
 */
+#include <stdio.h>
 #include <string.h>
 
 #include "internal.h"
@@ -30,15 +31,163 @@ void loom__where(lua_State *L) {
   lua_pushliteral(L, "");
 }
 
+static char passkey;  /* registry: C functions a task may suspend through */
+
 /*
-** Raises the error Lua raises when its allocator fails, so that every
-** part of loom runs out of memory the same way: the message is Lua's
-** own, and it is an error, never an abort.
+** Lets a task suspend through the C function 'f' (a loom-aware
+** coroutine.resume): the boundary error does not name it.
 */
-int loom__nomem(lua_State *L) {
-  lua_pushliteral(L, "not enough memory");
-  return lua_error(L);
+void loom__let_suspend(lua_State *L, lua_CFunction f) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &passkey) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &passkey);
+  }
+  lua_pushboolean(L, 1);
+  lua_rawsetp(L, -2, *(void **)&f);
+  lua_pop(L, 1);
 }
+
+/*
+** Searches the table on top for the function at 'fidx'; pushes its key
+** ("name", or "prefix.name") and returns 1 when found.
+*/
+static int find_in(lua_State *L, int fidx, const char *prefix) {
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    if (lua_rawequal(L, -1, fidx) && lua_type(L, -2) == LUA_TSTRING) {
+      if (prefix == NULL) lua_pushvalue(L, -2);
+      else lua_pushfstring(L, "%s.%s", prefix, lua_tostring(L, -2));
+      lua_replace(L, -3);  /* over the key */
+      lua_pop(L, 1);  /* remove value */
+      return 1;
+    }
+    lua_pop(L, 1);
+  }
+  return 0;
+}
+
+/*
+** Pushes a name for the function at stack level 'ar': a global name,
+** else its name in a loaded module ("table.sort"), else what the call
+** site calls it.
+*/
+static void push_funcname(lua_State *L, lua_Debug *ar) {
+  int fidx, top = lua_gettop(L);
+  lua_getinfo(L, "f", ar);
+  fidx = lua_gettop(L);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_getglobal(L, "_G");
+  if (lua_type(L, -1) == LUA_TTABLE && find_in(L, fidx, NULL)) goto found;
+  lua_pop(L, 1);  /* remove _G */
+  lua_pushnil(L);
+  while (lua_next(L, fidx + 1)) {
+    if (lua_type(L, -1) == LUA_TTABLE && lua_type(L, -2) == LUA_TSTRING
+        && find_in(L, fidx, lua_tostring(L, -2))) {
+      lua_remove(L, -2);  /* remove the module name */
+      goto found;
+    }
+    lua_pop(L, 1);
+  }
+  lua_settop(L, top);
+  lua_pushstring(L, ar->name ? ar->name : "?");
+  return;
+found:
+  lua_replace(L, top + 1);
+  lua_settop(L, top + 1);
+}
+
+/* C functions that let a task suspend through them. */
+static int transparent(lua_State *L, lua_Debug *ar) {
+  static const char *const names[] = {
+    "pcall", "xpcall", "dofile", NULL
+  };
+  int i, r = 0;
+  lua_getinfo(L, "f", ar);
+  if (lua_tocfunction(L, -1) != NULL) {
+    lua_CFunction f = lua_tocfunction(L, -1);
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &passkey) == LUA_TTABLE) {
+      r = lua_rawgetp(L, -1, *(void **)&f) != LUA_TNIL;
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+  }
+  for (i = 0; !r && names[i] != NULL; i++) {
+    lua_getglobal(L, names[i]);
+    r = lua_rawequal(L, -1, -2);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return r;
+}
+
+/*
+** Raises the error for a suspending call 'name' made where Lua cannot
+** yield, naming the C function in the way ("table.sort", "load", ...).
+*/
+int loom__boundary_error(lua_State *L, const char *name) {
+  lua_Debug ar;
+  int level;
+  for (level = 1; lua_getstack(L, level, &ar); level++) {
+    lua_getinfo(L, "Sn", &ar);
+    if (*ar.what == 'C' && !transparent(L, &ar)) {
+      push_funcname(L, &ar);
+      return luaL_error(L, "loom: %s cannot suspend inside '%s' (Lua "
+                        "cannot yield across this C function)", name,
+                        lua_tostring(L, -1));
+    }
+  }
+  return luaL_error(L, "loom: %s cannot suspend here (attempt to yield "
+                    "across a C-call boundary)", name);
+}
+
+/*
+** {====================================================================
+** Failure values
+** =====================================================================
+*/
+
+/*
+** Pushes the failure value of an I/O call, nil, "<what> '<subject>':
+** <reason>", code, and returns 3.  The reason is libuv's message for
+** 'err' and the code its name ("EOF" at end of file).  Every failure
+** loom returns is built here, so that all read alike: the subject (a
+** path, a peer, a command) is always quoted, the reason always last.
+** A NULL 'subject' gives "<what>: <reason>".
+*/
+int loom__fail(lua_State *L, const char *what, const char *subject, int err) {
+  lua_pushnil(L);
+  if (subject != NULL)
+    lua_pushfstring(L, "%s '%s': %s", what, subject, uv_strerror(err));
+  else lua_pushfstring(L, "%s: %s", what, uv_strerror(err));
+  lua_pushstring(L, err == UV_EOF ? "EOF" : uv_err_name(err));
+  return 3;
+}
+
+/*
+** The same with the reason given as text and the code as a name: for
+** failures that are not a libuv error ("closed"), and for the Lua side.
+*/
+int loom__fail_reason(lua_State *L, const char *what, const char *subject,
+                      const char *reason, const char *code) {
+  lua_pushnil(L);
+  if (subject != NULL)
+    lua_pushfstring(L, "%s '%s': %s", what, subject, reason);
+  else lua_pushfstring(L, "%s: %s", what, reason);
+  lua_pushstring(L, code);
+  return 3;
+}
+
+/* core.fail(what, subject, reason, code): loom__fail_reason */
+static int l_fail(lua_State *L) {
+  return loom__fail_reason(L, luaL_checkstring(L, 1),
+                           luaL_optstring(L, 2, NULL),
+                           luaL_checkstring(L, 3), luaL_checkstring(L, 4));
+}
+
+/* }==================================================================== */
+
 
 static int err_tostring(lua_State *L) {
   luaL_getmetafield(L, 1, "__name");
@@ -150,7 +299,43 @@ const char *loom__tostring(lua_State *L, int idx) {
                          luaL_typename(L, idx));
 }
 
+/*
+** {====================================================================
+** Errors nobody caught
+** =====================================================================
+*/
+
+void loom__default_error_fn(loom_host *H, const char *msg,
+                             const char *traceback, void *ud) {
+  (void)H; (void)ud;
+  fprintf(stderr, "loom: %s\n%s\n", msg, traceback ? traceback : "");
+  fflush(stderr);
+}
+
+void loom__report(loom_host *H, const char *msg, const char *trace) {
+  H->failures++;
+  H->on_error(H, msg, trace, H->on_error_ud);
+}
+
+/* core.report(msg, traceback): an error nobody can catch, reported now */
+static int l_report(lua_State *L) {
+  loom_host *H = loom__host(L);
+  loom__report(H, luaL_checkstring(L, 1), luaL_optstring(L, 2, ""));
+  return 0;
+}
+
+LOOM_API void loom_set_error_fn(loom_host *H, loom_error_fn fn, void *ud) {
+  if (H->closed) return;
+  H->on_error = fn ? fn : loom__default_error_fn;
+  H->on_error_ud = fn ? ud : NULL;
+}
+
+/* }==================================================================== */
+
+
 static const luaL_Reg funcs[] = {
+  {"report", l_report},
+  {"fail", l_fail},
   {"is_cancelled", l_is_cancelled},
   {"is_timeout", l_is_timeout},
   {NULL, NULL}

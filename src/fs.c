@@ -37,10 +37,7 @@
 
 /* Pushes nil, "<what> '<path>': <message>", code; returns 3. */
 static int fail(lua_State *L, const char *what, const char *path, int err) {
-  lua_pushnil(L);
-  lua_pushfstring(L, "%s '%s': %s", what, path, uv_strerror(err));
-  lua_pushstring(L, uv_err_name(err));
-  return 3;
+  return loom__fail(L, what, path, err);
 }
 
 

@@ -75,6 +75,16 @@ loom_host *loom__host(lua_State *L) {
 
 
 /*
+** Raises the error Lua raises when its allocator fails, so that every
+** part of loom runs out of memory the same way: the message is Lua's
+** own, and it is an error, never an abort.
+*/
+int loom__nomem(lua_State *L) {
+  lua_pushliteral(L, "not enough memory");
+  return lua_error(L);
+}
+
+/*
 ** {====================================================================
 ** Handles
 ** =====================================================================

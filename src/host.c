@@ -17,145 +17,6 @@
 
 /*
 ** {====================================================================
-** Running ready tasks
-** =====================================================================
-*/
-
-/*
-** Runs every task that is ready now, once: a task that becomes ready
-** again while this round runs (loom.yield) waits for the next round,
-** so one busy task cannot starve the poll.
-*/
-static void run_ready(loom_host *H) {
-  size_t n = H->nready;
-  while (n-- > 0 && H->ready_head != NULL) {
-    loom_task *t = H->ready_head;
-    H->ready_head = t->next_ready;
-    if (H->ready_head == NULL) H->ready_tail = NULL;
-    H->nready--;
-    t->queued = 0;
-    loom__step(H, t);
-  }
-  if (H->nready == 0) uv_idle_stop(&H->idle);
-  /* the main task failed (or was cancelled) and the others have finished
-  ** their cleanup: the run is over, whatever handles are still open (a
-  ** listening server, a running child), as an uncaught error ends Node */
-  if (H->main_ended && H->ntasks == 0) uv_stop(H->loop);
-}
-
-static void idle_cb(uv_idle_t *h) {
-  (void)h;  /* exists only to make the poll non-blocking */
-}
-
-/*
-** libuv computes the poll timeout right after this phase from the loop
-** time cached when the iteration began; after a long round of tasks
-** that time is stale and the poll would wait too long (a timer due in
-** 1 s fired 0.2 s late after a round of 100,000 tasks).  Refresh it.
-*/
-static void prepare_cb(uv_prepare_t *h) {
-  loom_host *H = h->data;
-  if (H->nready > 0) {
-    run_ready(H);
-    uv_update_time(H->loop);
-  }
-  if (H->is_virtual && H->nready == 0) loom__timer_jump(H);
-}
-
-static void check_cb(uv_check_t *h) {
-  run_ready((loom_host *)h->data);
-}
-
-void loom__wake(loom_host *H, loom_task *t) {
-  t->wait = WAIT_NONE;
-  if (t->queued || t->closing || t->f.state != FUT_PENDING) return;
-  t->queued = 1;
-  t->next_ready = NULL;
-  if (H->ready_tail) H->ready_tail->next_ready = t;
-  else H->ready_head = t;
-  H->ready_tail = t;
-  if (H->nready++ == 0) uv_idle_start(&H->idle, idle_cb);
-}
-
-uint64_t loom__now(loom_host *H) {
-  return H->is_virtual ? H->vnow : uv_now(H->loop);
-}
-
-/*
-** Runs until no task, timer or handle is left.  Tasks still pending
-** when the loop has nothing left to wait for can never be woken (they
-** await a future nobody will set): they are cancelled so that their
-** cleanup runs, a few rounds at most in case they wait again.
-*/
-int loom__loop(loom_host *H) {
-  int rounds = 0;
-  int failures = H->failures;
-  H->running = 1;
-  H->stalled = 0;
-  H->main_ended = 0;
-  luaL_unref(H->L, LUA_REGISTRYINDEX, H->stall_ref);
-  H->stall_ref = LUA_NOREF;
-  for (;;) {
-    uv_run(H->loop, UV_RUN_DEFAULT);
-    if (H->ntasks == 0 || ++rounds > 3) break;
-    if (H->debug) loom__report_pending(H);
-    if (!H->stalled) {  /* keep where they waited, for loom.run's error */
-      loom__describe_pending(H->L, H);
-      H->stall_ref = luaL_ref(H->L, LUA_REGISTRYINDEX);
-    }
-    H->stalled = 1;
-    loom__cancel_all(H, "nothing left that could wake the task");
-  }
-  H->running = 0;
-  loom__report_unobserved(H);
-  return H->failures - failures;
-}
-
-/* }==================================================================== */
-
-
-/*
-** {====================================================================
-** Errors nobody caught
-** =====================================================================
-*/
-
-static void default_error_fn(loom_host *H, const char *msg,
-                             const char *traceback, void *ud) {
-  (void)H; (void)ud;
-  fprintf(stderr, "loom: %s\n%s\n", msg, traceback ? traceback : "");
-  fflush(stderr);
-}
-
-void loom__report(loom_host *H, const char *msg, const char *trace) {
-  H->failures++;
-  H->on_error(H, msg, trace, H->on_error_ud);
-}
-
-/* core.report(msg, traceback): an error nobody can catch, reported now */
-static int l_report(lua_State *L) {
-  loom_host *H = loom__host(L);
-  loom__report(H, luaL_checkstring(L, 1), luaL_optstring(L, 2, ""));
-  return 0;
-}
-
-void loom__host_register(lua_State *L, loom_host *H) {
-  loom__push_box(L);
-  lua_pushcclosure(L, l_report, 1);
-  lua_setfield(L, -2, "report");
-}
-
-LOOM_API void loom_set_error_fn(loom_host *H, loom_error_fn fn, void *ud) {
-  if (H->closed) return;
-  H->on_error = fn ? fn : default_error_fn;
-  H->on_error_ud = fn ? ud : NULL;
-}
-
-/* }==================================================================== */
-
-
-/*
-** {====================================================================
 ** Creation and teardown
 ** =====================================================================
 */
@@ -209,11 +70,7 @@ static void host_close(loom_host *H, int state_closing) {
   if (!state_closing)
     for (i = 0; i < sizeof refs / sizeof refs[0]; i++)
       luaL_unref(H->mainL, LUA_REGISTRYINDEX, refs[i]);
-  loom__timer_close(H);
-  uv_close((uv_handle_t *)&H->prepare, handle_closed);
-  uv_close((uv_handle_t *)&H->check, handle_closed);
-  uv_close((uv_handle_t *)&H->idle, handle_closed);
-  uv_close((uv_handle_t *)&H->timer, handle_closed);
+  loom__sched_close(H, handle_closed);
   H->loop = NULL;
   if (owns_loop) {
     uv_walk(loop, walk_close, NULL);
@@ -238,17 +95,12 @@ static int box_gc(lua_State *L) {
   return 0;
 }
 
-static void init_handle(uv_handle_t *h, loom_host *H) {
-  h->data = H;
-  H->handles_open++;
-}
-
 /*
 ** Creates the host of state 'L' on 'loop' (NULL: a loop of its own).
 ** The host is found again through the registry; a sentinel userdata
 ** closes it when the state closes.  Raises on memory errors.
 */
-static loom_host *host_create(lua_State *L, uv_loop_t *loop) {
+loom_host *loom__host_new(lua_State *L, uv_loop_t *loop) {
   loom_hostbox *box;
   loom_host *H = calloc(1, sizeof *H);
   if (H == NULL) luaL_error(L, "loom: not enough memory");
@@ -265,21 +117,10 @@ static loom_host *host_create(lua_State *L, uv_loop_t *loop) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
   H->mainL = H->L = lua_tothread(L, -1);
   lua_pop(L, 1);
-  H->on_error = default_error_fn;
+  H->on_error = loom__default_error_fn;
   H->main_ref = H->stall_ref = LUA_NOREF;
   H->debug = getenv("LOOM_DEBUG") != NULL && *getenv("LOOM_DEBUG") != '0';
-  uv_prepare_init(loop, &H->prepare);
-  uv_check_init(loop, &H->check);
-  uv_idle_init(loop, &H->idle);
-  uv_timer_init(loop, &H->timer);
-  init_handle((uv_handle_t *)&H->prepare, H);
-  init_handle((uv_handle_t *)&H->check, H);
-  init_handle((uv_handle_t *)&H->idle, H);
-  init_handle((uv_handle_t *)&H->timer, H);
-  uv_prepare_start(&H->prepare, prepare_cb);
-  uv_check_start(&H->check, check_cb);
-  uv_unref((uv_handle_t *)&H->prepare);  /* they keep nothing alive */
-  uv_unref((uv_handle_t *)&H->check);
+  loom__sched_open(H);
   H->live_ref = newref(L, NULL);
   H->pool_ref = newref(L, NULL);
   H->failed_ref = newref(L, "v");
@@ -295,7 +136,7 @@ static loom_host *host_create(lua_State *L, uv_loop_t *loop) {
 /* The host of state 'L', created on first use. */
 loom_host *loom__host_of(lua_State *L) {
   loom_host *H = loom__host_of_state(L);
-  return H != NULL ? H : host_create(L, NULL);
+  return H != NULL ? H : loom__host_new(L, NULL);
 }
 
 /* }==================================================================== */
@@ -306,50 +147,6 @@ loom_host *loom__host_of(lua_State *L) {
 ** Public API
 ** =====================================================================
 */
-
-typedef struct {
-  uv_loop_t *loop;
-  int global;  /* set the global 'loom' */
-} open_args;
-
-static int open_host(lua_State *L) {
-  open_args *a = lua_touserdata(L, 1);
-  loom_host *H;
-  if (loom__host_of_state(L) != NULL) return 0;  /* one host per state */
-  H = host_create(L, a->loop);
-  luaL_requiref(L, "loom", luaopen_loom, a->global);
-  lua_pushlightuserdata(L, H);
-  return 1;
-}
-
-LOOM_API loom_host *loom_new_with(uv_loop_t *loop, lua_State *L) {
-  open_args a;
-  loom_host *H;
-  int own = L == NULL;
-  if (own) {
-    L = luaL_newstate();
-    if (L == NULL) return NULL;
-    luaL_openlibs(L);
-  }
-  a.loop = loop;
-  a.global = own;
-  lua_pushcfunction(L, open_host);
-  lua_pushlightuserdata(L, &a);
-  if (lua_pcall(L, 1, 1, 0) != LUA_OK || !lua_touserdata(L, -1)) {
-    lua_pop(L, 1);
-    if (own) lua_close(L);
-    return NULL;
-  }
-  H = lua_touserdata(L, -1);
-  lua_pop(L, 1);  /* the host */
-  H->owns_state = (unsigned char)own;
-  H->api = 1;
-  return H;
-}
-
-LOOM_API loom_host *loom_new(void) {
-  return loom_new_with(NULL, NULL);
-}
 
 LOOM_API lua_State *loom_state(loom_host *H) {
   return H->closed ? NULL : H->mainL;

@@ -8,10 +8,28 @@
 ** coroutine.  A task that can run sits in the host's ready queue; the
 ** queue is drained by a prepare and a check handle, so the loop may be
 ** driven by 'uv_run' from anywhere.  Every timer (sleeps, deadlines)
-** lives in one binary heap driven by a single 'uv_timer_t'.  A task
+** sits in a list per duration behind a single 'uv_timer_t'.  A task
 ** suspends by yielding a private tag with a continuation; the
 ** continuation runs when the task is resumed and either raises a
-** pending cancellation or returns what the task waited for.
+** pending cancellation or returns what the task waited for.  Anything
+** else a host owns (a stream, a server, a process...) is a handle: one
+** list per host, closed with it.
+**
+** The files are layers; each uses only the layers above it (and files
+** before it in its own layer), never one below:
+**   1. loom.h, internal.h.
+**   2. The base: handle.c (the host box, the handle base, running out
+**      of memory), then error.c (loom's error values, failure values,
+**      messages that point at the user's line, uncaught errors).
+**   3. The scheduler: sched.c (the ready queue, timers, how a task
+**      runs, waits, is woken, cancelled and completes), then host.c (a
+**      host's creation, running, stepping and closing).
+**   4. The families, each the Lua API of one concept: task.c, time.c,
+**      coro.c, call.c, work.c, queue.c, signal.c, stream.c, then net.c
+**      and process.c (on streams; process.c also names signals), fs.c.
+**   5. module.c (luaopen_loom and the loom_new* constructors, which
+**      open the module in a state), then main.c, the binary, which
+**      uses loom.h alone.
 */
 #ifndef LOOM_INTERNAL_H
 #define LOOM_INTERNAL_H
@@ -32,6 +50,8 @@
 #define LOOM_SERVER_MT   "loom.server"
 #define LOOM_UDP_MT      "loom.udp"
 
+#define container_of(p, T, m) ((T *)((char *)(p) - offsetof(T, m)))
+
 /*
 ** User value 1 of a task or future: its start function, then its
 ** coroutine, then its result(s) or error.  A task spawned with
@@ -43,6 +63,8 @@
 enum { FUT_PENDING, FUT_OK, FUT_FAILED, FUT_CANCELLED };
 
 typedef struct loom_hostbox loom_hostbox;
+typedef struct loom_handle loom_handle;
+typedef struct loom_class loom_class;
 typedef struct loom_mailbox loom_mailbox;
 typedef struct loom_workpool loom_workpool;
 typedef struct loom_stream loom_stream;
@@ -51,23 +73,12 @@ typedef struct loom_task loom_task;
 typedef struct loom_timer loom_timer;
 typedef struct loom_tlist loom_tlist;
 
-/* A task's continuation after it is resumed: returns like a lua_CFunction. */
-typedef int (*loom_k)(lua_State *L, loom_host *H, loom_task *t);
 
-/* what a timer does when it fires (see timer.c, fire) */
-enum { TIMER_SLEEP, TIMER_DEADLINE };
-
-/* A timer: a node in the list of its duration (see timer.c). */
-struct loom_timer {
-  uint64_t due;      /* loop milliseconds (virtual time on that clock) */
-  loom_timer *prev, *next;  /* NULL when not queued */
-  uint32_t seq;      /* insertion order (wraps): equal deadlines FIFO */
-  uint32_t kind;     /* TIMER_* */
-};
-
-/* what a task waits on: how to take it out of that wait (task.c) */
-enum { WAIT_NONE, WAIT_SLEEP, WAIT_AWAIT, WAIT_DONE, WAIT_YIELD, WAIT_CALL,
-       WAIT_LIST };
+/*
+** {====================================================================
+** The host
+** =====================================================================
+*/
 
 /*
 ** The box of a Lua state's host: a userdata kept in the registry for
@@ -78,113 +89,6 @@ enum { WAIT_NONE, WAIT_SLEEP, WAIT_AWAIT, WAIT_DONE, WAIT_YIELD, WAIT_CALL,
 struct loom_hostbox {
   loom_host *H;
   uint32_t gen;
-};
-
-/*
-** {====================================================================
-** The handle base (handle.c)
-** =====================================================================
-*/
-
-typedef struct loom_handle loom_handle;
-typedef struct loom_class loom_class;
-
-/* why a handle's class is asked to close it */
-enum {
-  LOOM_CLOSE_USER,  /* its userdata let go: close(), __close or __gc */
-  LOOM_CLOSE_HOST   /* its host closes: nothing may stay open or linked */
-};
-
-/* A family of handles: one static descriptor per kind. */
-struct loom_class {
-  const char *name;          /* metatable name and __name: "loom.stream" */
-  const char *noun;          /* in messages ("UDP socket"); NULL: from name */
-  const luaL_Reg *methods;   /* __index; each gets the host box as upvalue 1 */
-  /* closes 'h' (its box already cleared); takes it off the host's list
-  ** with loom__handle_unlink once it is really closing */
-  void (*close)(loom_handle *h, int why);
-  const char *(*describe)(loom_handle *h);  /* for __tostring, or NULL */
-  const char *closed_as;     /* __tostring once closed; NULL: "closed" */
-};
-
-/* The first member of every host-owned thing. */
-struct loom_handle {
-  const loom_class *cls;
-  loom_hostbox *hb;          /* the box of its host, and the host's */
-  uint32_t gen;              /* generation: see loom__handle_host */
-  unsigned linked;           /* on the host's list */
-  loom_handle *next, *prev;  /* the host's list */
-  loom_handle **box;         /* its userdata's pointer to it, or NULL */
-};
-
-/* The host of 'h', or NULL once that host has closed. */
-static inline loom_host *loom__handle_host(const loom_handle *h) {
-  return h->gen == h->hb->gen ? h->hb->H : NULL;
-}
-
-loom_hostbox *loom__push_newbox(lua_State *L, lua_CFunction gc);
-void loom__push_box(lua_State *L);  /* upvalue 1 of every function */
-loom_host *loom__host_of_state(lua_State *L);  /* or NULL */
-loom_host *loom__host(lua_State *L);  /* host of upvalue 1, or raises */
-void loom__class_register(lua_State *L, const loom_class *cls);
-void loom__class_methods(lua_State *L, const loom_class *cls);  /* pushes */
-void *loom__handle_new(lua_State *L, loom_host *H, const loom_class *cls,
-                       size_t size, int nuv);  /* pushes its box; raises */
-void *loom__handle_alloc(loom_host *H, const loom_class *cls, size_t size);
-void loom__handle_unlink(loom_handle *h);
-void loom__handle_detach(loom_handle *h);  /* clears its userdata */
-loom_handle *loom__tohandle(lua_State *L, int idx, const loom_class *cls);
-void *loom__checkhandle(lua_State *L, int idx, const loom_class *cls);
-const char *loom__class_noun(const loom_class *cls);
-void loom__handles_close(loom_host *H);
-int loom__handle_close(lua_State *L);  /* :close() of every handle */
-
-/* }==================================================================== */
-
-struct loom_future {
-  loom_hostbox *hb;
-  loom_task *waiters;      /* tasks awaiting it: circular, oldest first */
-  uint32_t gen;            /* the host generation it belongs to */
-  unsigned nres : 22;      /* results stored in UV_VALUE (<= LUAI_MAXSTACK) */
-  unsigned is_task : 1;
-  unsigned state : 2;      /* FUT_* */
-  unsigned observed : 1;   /* someone retrieved the outcome */
-  unsigned reported : 1;   /* an unobserved failure was printed */
-  unsigned has_aux : 1;    /* it has a table in the host's aux table */
-};
-
-/*
-** A task.  It waits on one thing at a time, so the node of a sleep and
-** the links of an await share memory: a small struct matters when a
-** million tasks are alive.
-*/
-struct loom_task {
-  loom_future f;
-  lua_State *co;           /* the coroutine while started and not done */
-  loom_task *next_ready;
-  int ref;                 /* slot in the host's live table */
-  unsigned id;
-  unsigned short nargs;    /* start arguments in user values 2.. */
-  unsigned started : 1;
-  unsigned queued : 1;     /* in the ready queue */
-  unsigned throwing : 1;   /* an error waits in aux.throw */
-  unsigned in_call : 1;    /* waits for (or was woken by) a loom_call */
-  unsigned wait : 3;       /* WAIT_*: what it waits on */
-  unsigned closing : 1;    /* its to-be-closed variables are being closed */
-  unsigned escaped : 1;    /* coroutine.running() gave its coroutine out */
-  unsigned woken : 1;      /* WAIT_LIST: taken off its list by a waker */
-  union {
-    loom_call *call;       /* loom_call_await */
-    loom_timer sleep;      /* loom.sleep */
-    struct {
-      loom_task *next, *prev;  /* in the awaited future's waiters */
-      loom_future *on;         /* the awaited future */
-    } w;
-    struct {
-      loom_task *next, *prev;  /* in a list of waiting tasks */
-      loom_task **list;        /* the list's head */
-    } l;
-  } u;
 };
 
 struct loom_host {
@@ -234,69 +138,261 @@ struct loom_host {
   void *on_error_ud;
 };
 
+/* tag yielded by every loom suspension */
+extern char loom__tag;
+
+/* }==================================================================== */
+
+
+/*
+** {====================================================================
+** The base: handle.c, error.c
+** =====================================================================
+*/
+
+/* why a handle's class is asked to close it */
+enum {
+  LOOM_CLOSE_USER,  /* its userdata let go: close(), __close or __gc */
+  LOOM_CLOSE_HOST   /* its host closes: nothing may stay open or linked */
+};
+
+/* A family of handles: one static descriptor per kind. */
+struct loom_class {
+  const char *name;          /* metatable name and __name: "loom.stream" */
+  const char *noun;          /* in messages ("UDP socket"); NULL: from name */
+  const luaL_Reg *methods;   /* __index; each gets the host box as upvalue 1 */
+  /* closes 'h' (its box already cleared); takes it off the host's list
+  ** with loom__handle_unlink once it is really closing */
+  void (*close)(loom_handle *h, int why);
+  const char *(*describe)(loom_handle *h);  /* for __tostring, or NULL */
+  const char *closed_as;     /* __tostring once closed; NULL: "closed" */
+};
+
+/* The first member of every host-owned thing. */
+struct loom_handle {
+  const loom_class *cls;
+  loom_hostbox *hb;          /* the box of its host, and the host's */
+  uint32_t gen;              /* generation: see loom__handle_host */
+  unsigned linked;           /* on the host's list */
+  loom_handle *next, *prev;  /* the host's list */
+  loom_handle **box;         /* its userdata's pointer to it, or NULL */
+};
+
+/* The host of 'h', or NULL once that host has closed. */
+static inline loom_host *loom__handle_host(const loom_handle *h) {
+  return h->gen == h->hb->gen ? h->hb->H : NULL;
+}
+
+/* handle.c */
+loom_hostbox *loom__push_newbox(lua_State *L, lua_CFunction gc);
+void loom__push_box(lua_State *L);  /* upvalue 1 of every function */
+loom_host *loom__host_of_state(lua_State *L);  /* or NULL */
+loom_host *loom__host(lua_State *L);  /* host of upvalue 1, or raises */
+int loom__nomem(lua_State *L);  /* raises "not enough memory" */
+void loom__class_register(lua_State *L, const loom_class *cls);
+void loom__class_methods(lua_State *L, const loom_class *cls);  /* pushes */
+void *loom__handle_new(lua_State *L, loom_host *H, const loom_class *cls,
+                       size_t size, int nuv);  /* pushes its box; raises */
+void *loom__handle_alloc(loom_host *H, const loom_class *cls, size_t size);
+void loom__handle_unlink(loom_handle *h);
+void loom__handle_detach(loom_handle *h);  /* clears its userdata */
+loom_handle *loom__tohandle(lua_State *L, int idx, const loom_class *cls);
+void *loom__checkhandle(lua_State *L, int idx, const loom_class *cls);
+const char *loom__class_noun(const loom_class *cls);
+int loom__handle_close(lua_State *L);  /* :close() of every handle */
+void loom__handles_close(loom_host *H);
+
+/* error.c */
+void loom__error_open(lua_State *L, loom_host *H);  /* core.Cancelled... */
+void loom__new_cancelled(lua_State *L, loom_host *H, const char *msg);
+void loom__new_timeout(lua_State *L, loom_host *H, const char *msg);
+int loom__is_cancelled(lua_State *L, loom_host *H, int idx);
+int loom__fail(lua_State *L, const char *what, const char *subject,
+               int err);  /* nil, msg, code: every failure value */
+int loom__fail_reason(lua_State *L, const char *what, const char *subject,
+                      const char *reason, const char *code);
+const char *loom__tostring(lua_State *L, int idx);  /* never raises */
+void loom__where(lua_State *L);  /* "file:line: " of the user's call */
+void loom__let_suspend(lua_State *L, lua_CFunction f);
+int loom__boundary_error(lua_State *L, const char *name);
+void loom__report(loom_host *H, const char *msg, const char *trace);
+void loom__default_error_fn(loom_host *H, const char *msg,
+                            const char *traceback, void *ud);
+
+/* }==================================================================== */
+
+
+/*
+** {====================================================================
+** The scheduler: sched.c, host.c
+** =====================================================================
+*/
+
+/* A task's continuation after it is resumed: returns like a lua_CFunction. */
+typedef int (*loom_k)(lua_State *L, loom_host *H, loom_task *t);
+
+/* what a timer does when it fires (see sched.c, fire) */
+enum { TIMER_SLEEP, TIMER_DEADLINE };
+
+/* A timer: a node in the list of its duration (see sched.c). */
+struct loom_timer {
+  uint64_t due;      /* loop milliseconds (virtual time on that clock) */
+  loom_timer *prev, *next;  /* NULL when not queued */
+  uint32_t seq;      /* insertion order (wraps): equal deadlines FIFO */
+  uint32_t kind;     /* TIMER_* */
+};
+
+/*
+** A deadline: the scope of one loom.timeout.  While it is open, the
+** task that opened it gets a loom.Timeout at its current suspension
+** when the time is up (time.c opens and closes it, sched.c fires it).
+** User value 1 of its userdata keeps the task alive.
+*/
+typedef struct {
+  loom_timer tm;
+  loom_hostbox *hb;        /* NULL once closed */
+  uint32_t gen;
+  loom_task *t;
+  double s;
+  int fired;
+} loom_deadline;
+
+/* what a task waits on: how to take it out of that wait (sched.c) */
+enum { WAIT_NONE, WAIT_SLEEP, WAIT_AWAIT, WAIT_DONE, WAIT_YIELD, WAIT_CALL,
+       WAIT_LIST };
+
+
+struct loom_future {
+  loom_hostbox *hb;
+  loom_task *waiters;      /* tasks awaiting it: circular, oldest first */
+  uint32_t gen;            /* the host generation it belongs to */
+  unsigned nres : 22;      /* results stored in UV_VALUE (<= LUAI_MAXSTACK) */
+  unsigned is_task : 1;
+  unsigned state : 2;      /* FUT_* */
+  unsigned observed : 1;   /* someone retrieved the outcome */
+  unsigned reported : 1;   /* an unobserved failure was printed */
+  unsigned has_aux : 1;    /* it has a table in the host's aux table */
+};
+
 /* The host of 'f', or NULL when that host was closed. */
 static inline loom_host *loom__fhost(const loom_future *f) {
   return f->gen == f->hb->gen ? f->hb->H : NULL;
 }
 
-/* tag yielded by every loom suspension */
-extern char loom__tag;
+/*
+** A task.  It waits on one thing at a time, so the node of a sleep and
+** the links of an await share memory: a small struct matters when a
+** million tasks are alive.
+*/
+struct loom_task {
+  loom_future f;
+  lua_State *co;           /* the coroutine while started and not done */
+  loom_task *next_ready;
+  int ref;                 /* slot in the host's live table */
+  unsigned id;
+  unsigned short nargs;    /* start arguments in user values 2.. */
+  unsigned started : 1;
+  unsigned queued : 1;     /* in the ready queue */
+  unsigned throwing : 1;   /* an error waits in aux.throw */
+  unsigned in_call : 1;    /* waits for (or was woken by) a loom_call */
+  unsigned wait : 3;       /* WAIT_*: what it waits on */
+  unsigned closing : 1;    /* its to-be-closed variables are being closed */
+  unsigned escaped : 1;    /* coroutine.running() gave its coroutine out */
+  unsigned woken : 1;      /* WAIT_LIST: taken off its list by a waker */
+  union {
+    loom_task **back;      /* loom_call_await: the call's pointer to it */
+    loom_timer sleep;      /* loom.sleep */
+    struct {
+      loom_task *next, *prev;  /* in the awaited future's waiters */
+      loom_future *on;         /* the awaited future */
+    } w;
+    struct {
+      loom_task *next, *prev;  /* in a list of waiting tasks */
+      loom_task **list;        /* the list's head */
+    } l;
+  } u;
+};
 
-/* host.c */
-loom_host *loom__host_of(lua_State *L);  /* the state's host, created */
+/* sched.c: the loop */
+void loom__sched_open(loom_host *H);
+void loom__sched_close(loom_host *H, uv_close_cb cb);
+int loom__loop(loom_host *H);  /* runs the loop until all is done */
 uint64_t loom__now(loom_host *H);  /* loop ms, or virtual ms */
 void loom__wake(loom_host *H, loom_task *t);  /* task to ready queue */
-int loom__loop(loom_host *H);  /* runs the loop until all is done */
-void loom__report(loom_host *H, const char *msg, const char *trace);
-void loom__host_register(lua_State *L, loom_host *H);  /* core.report */
-
-/* task.c */
-void loom__task_open(lua_State *L, loom_host *H);  /* task & future API */
-loom_task *loom__spawn(lua_State *L, loom_host *H, int nargs);
 void loom__step(loom_host *H, loom_task *t);  /* resume one task */
+
+/* sched.c: timers */
+void loom__timer_add(loom_host *H, loom_timer *tm, uint64_t ms);
+void loom__timer_remove(loom_host *H, loom_timer *tm);
+void loom__timer_run(loom_host *H);  /* fires what is due */
+void loom__timer_close(loom_host *H);  /* frees the lists */
+int loom__timer_jump(loom_host *H);  /* virtual clock: skip idle time */
+
+/* sched.c: tasks and futures */
+loom_task *loom__spawn(lua_State *L, loom_host *H, int nargs);
+void loom__push_task(lua_State *L, loom_host *H, loom_task *t);
+void loom__set_main(lua_State *L, loom_host *H, int idx);  /* or 0: none */
+void loom__push_name(lua_State *L, int idx);  /* of the task at idx */
+int loom__get_aux(lua_State *L, int idx, const char *k);  /* pushes */
+void loom__set_aux(lua_State *L, int idx, const char *k);  /* pops */
+int loom__push_value(lua_State *L, loom_future *f, int idx);
+void loom__store_values(lua_State *L, int idx, lua_State *from, int n);
+void loom__observe(lua_State *L, loom_future *f, int idx);
+void loom__complete(lua_State *L, loom_host *H, loom_future *f, int idx);
+void loom__add_callback(lua_State *L, loom_future *f, int idx, int fidx,
+                        int quiet);
+int loom__results(lua_State *L, int idx);  /* loom_results */
+int loom__on_done(lua_State *L, int idx);  /* fn on top: task:on_done */
+
+/* sched.c: waiting */
 loom_task *loom__current(lua_State *L, loom_host *H, const char *name);
 loom_task *loom__enter(lua_State *L, loom_host *H, const char *name);
+int loom__suspend(lua_State *L, loom_k k);
+int loom__yield(lua_State *L, loom_host *H, const char *name);
+void loom__link_waiter(loom_future *f, loom_task *t);  /* WAIT_AWAIT... */
 void loom__unwait(loom_host *H, loom_task *t);  /* leaves its wait */
 void loom__list_wait(loom_task **list, loom_task *t);  /* WAIT_LIST */
 loom_task *loom__list_wake(loom_host *H, loom_task **list);  /* first */
 void loom__list_resume(loom_host *H, loom_task **list);  /* first, now */
 loom_task *loom__list_resumed(lua_State *L, loom_host *H);  /* checks */
-int loom__suspend(lua_State *L, loom_k k);
 int loom__rethrow(lua_State *L, loom_host *H, loom_task *t);
-int loom__results(lua_State *L, int idx);  /* loom_results */
-int loom__on_done(lua_State *L, int idx);  /* fn on top: task:on_done */
-int loom__yield(lua_State *L, loom_host *H, const char *name);
+
+/* sched.c: cancellation and reports */
 int loom__cancel(lua_State *L, loom_host *H, loom_task *t, int msgidx);
 void loom__throw(lua_State *L, loom_host *H, loom_task *t);
 void loom__cancel_all(loom_host *H, const char *why);  /* every task */
 void loom__report_unobserved(loom_host *H);
 void loom__report_pending(loom_host *H);  /* debug: tasks still waiting */
 void loom__describe_pending(lua_State *L, loom_host *H);  /* pushes it */
-void loom__push_task(lua_State *L, loom_host *H, loom_task *t);
-void loom__set_main(lua_State *L, loom_host *H, int idx);  /* or 0: none */
-void loom__push_results(lua_State *L, loom_future *f, int idx);
 
-/* timer.c */
+/* host.c */
+loom_host *loom__host_new(lua_State *L, uv_loop_t *loop);  /* raises */
+loom_host *loom__host_of(lua_State *L);  /* the state's host, created */
+
+/* }==================================================================== */
+
+
+/*
+** {====================================================================
+** The families
+** =====================================================================
+*/
+
+/* task.c, time.c, coro.c, work.c, queue.c: core functions */
+void loom__task_open(lua_State *L, loom_host *H);  /* task & future API */
 void loom__timer_open(lua_State *L, loom_host *H);  /* time API */
-void loom__timer_add(loom_host *H, loom_timer *tm, uint64_t ms);
-void loom__timer_remove(loom_host *H, loom_timer *tm);
-void loom__timer_run(loom_host *H);  /* fires what is due */
-void loom__timer_close(loom_host *H);  /* frees lists, closes alarms */
-int loom__timer_jump(loom_host *H);  /* virtual clock: skip idle time */
 double loom__checkduration(lua_State *L, int idx);
+void loom__coro_open(lua_State *L, loom_host *H);  /* wraps coroutine.* */
+void loom__work_register(lua_State *L, loom_host *H);  /* loom.work */
+void loom__queue_register(lua_State *L, loom_host *H);  /* loom.queue */
 
-/* error.c */
-void loom__error_open(lua_State *L, loom_host *H);  /* Cancelled, Timeout */
-void loom__new_cancelled(lua_State *L, loom_host *H, const char *msg);
-void loom__new_timeout(lua_State *L, loom_host *H, const char *msg);
-int loom__is_cancelled(lua_State *L, loom_host *H, int idx);
-const char *loom__tostring(lua_State *L, int idx);  /* never raises */
-void loom__where(lua_State *L);  /* "file:line: " of the user's call */
-int loom__nomem(lua_State *L);  /* raises "not enough memory" */
-
-/* call.c */
-void loom__call_drop(loom_host *H, loom_task *t);  /* cancelled after wake */
-void loom__call_unwait(loom_host *H, loom_task *t);  /* cancelled before */
+/* signal.c */
+void loom__signal_register(lua_State *L, loom_host *H);
+const char *loom__signal_name(int signum);  /* "SIGTERM", or NULL */
+/* the host's own handling of a signal no script watches (Ctrl-C) */
+typedef void (*loom_signal_fn)(loom_host *H, int signum, void *ud);
+int loom__signal_default(loom_host *H, int signum, loom_signal_fn fn,
+                         void *ud);
 
 /* stream.c */
 enum { LOOM_STREAM_TCP, LOOM_STREAM_PIPE };
@@ -330,31 +426,15 @@ void loom__stream_rename(loom_stream *s, const char *name);
 void loom__stream_close(loom_stream *s, int force);
 loom_stream *loom__tostream(lua_State *L, int idx);  /* NULL: closed */
 loom_stream *loom__checkstream(lua_State *L, int idx);
-int loom__fail(lua_State *L, const char *what, const char *name, int err);
-
-/* net.c */
-void loom__net_register(lua_State *L, loom_host *H);  /* core.net_* */
 int loom__push_sockaddr(lua_State *L, const struct sockaddr *sa, char *buf);
 
-/* fs.c, process.c, signal.c: register their core functions */
-void loom__fs_register(lua_State *L, loom_host *H);
-void loom__process_register(lua_State *L, loom_host *H);
-void loom__signal_register(lua_State *L, loom_host *H);
-const char *loom__signal_name(int signum);  /* "SIGTERM", or NULL */
-/* the host's own handling of a signal no script watches (Ctrl-C) */
-typedef void (*loom_signal_fn)(loom_host *H, int signum, void *ud);
-int loom__signal_default(loom_host *H, int signum, loom_signal_fn fn,
-                         void *ud);
+/* net.c, process.c, fs.c: register their core functions */
+void loom__net_register(lua_State *L, loom_host *H);  /* core.net */
+void loom__process_register(lua_State *L, loom_host *H);  /* core.proc */
+void loom__fs_register(lua_State *L, loom_host *H);  /* core.fs */
 
-/* queue.c */
-void loom__queue_register(lua_State *L, loom_host *H);  /* loom.queue */
+/* }==================================================================== */
 
-/* work.c */
-void loom__work_register(lua_State *L, loom_host *H);  /* loom.work */
-
-/* coro.c */
-void loom__coro_open(lua_State *L, loom_host *H);  /* wraps coroutine.* */
-int loom__boundary_error(lua_State *L, const char *name);
 
 /* module.c */
 int loom__open_lua(lua_State *L, const char *name);  /* embedded chunk */

@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <lualib.h>
+
 #include "internal.h"
 
 /* Generated from lua/ at build time (see meson.build). */
@@ -234,7 +236,6 @@ LOOM_API int luaopen_loom(lua_State *L) {
   loom__work_register(L, H);
   loom__queue_register(L, H);
   loom__net_register(L, H);
-  loom__host_register(L, H);
   loom__fs_register(L, H);
   loom__process_register(L, H);
   loom__signal_register(L, H);
@@ -274,3 +275,56 @@ static int open_submodule(lua_State *L, const char *name) {
     return open_submodule(L, "loom." #m); \
   }
 SUBMODULES(OPEN_SUBMODULE)
+
+
+/*
+** {====================================================================
+** Hosts with the module open
+** =====================================================================
+*/
+
+typedef struct {
+  uv_loop_t *loop;
+  int global;  /* set the global 'loom' */
+} open_args;
+
+static int open_host(lua_State *L) {
+  open_args *a = lua_touserdata(L, 1);
+  loom_host *H;
+  if (loom__host_of_state(L) != NULL) return 0;  /* one host per state */
+  H = loom__host_new(L, a->loop);
+  luaL_requiref(L, "loom", luaopen_loom, a->global);
+  lua_pushlightuserdata(L, H);
+  return 1;
+}
+
+LOOM_API loom_host *loom_new_with(uv_loop_t *loop, lua_State *L) {
+  open_args a;
+  loom_host *H;
+  int own = L == NULL;
+  if (own) {
+    L = luaL_newstate();
+    if (L == NULL) return NULL;
+    luaL_openlibs(L);
+  }
+  a.loop = loop;
+  a.global = own;
+  lua_pushcfunction(L, open_host);
+  lua_pushlightuserdata(L, &a);
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK || !lua_touserdata(L, -1)) {
+    lua_pop(L, 1);
+    if (own) lua_close(L);
+    return NULL;
+  }
+  H = lua_touserdata(L, -1);
+  lua_pop(L, 1);  /* the host */
+  H->owns_state = (unsigned char)own;
+  H->api = 1;
+  return H;
+}
+
+LOOM_API loom_host *loom_new(void) {
+  return loom_new_with(NULL, NULL);
+}
+
+/* }==================================================================== */

@@ -55,25 +55,6 @@ typedef struct loom_sock {
 ** Addresses
 ** ===================================================================== */
 
-/* Pushes host, port of 'sa'; returns 2 ('buf': INET6_ADDRSTRLEN chars). */
-int loom__push_sockaddr(lua_State *L, const struct sockaddr *sa, char *buf) {
-  int port = 0;
-  buf[0] = '\0';
-  if (sa->sa_family == AF_INET) {
-    const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-    uv_ip4_name(in, buf, INET6_ADDRSTRLEN);
-    port = ntohs(in->sin_port);
-  }
-  else if (sa->sa_family == AF_INET6) {
-    const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-    uv_ip6_name(in6, buf, INET6_ADDRSTRLEN);
-    port = ntohs(in6->sin6_port);
-  }
-  lua_pushstring(L, buf);
-  lua_pushinteger(L, port);
-  return 2;
-}
-
 /* Parses ip and port into 'ss'; returns 0 or UV_EINVAL. */
 static int parse_addr(const char *ip, lua_Integer port,
                       struct sockaddr_storage *ss) {
@@ -542,10 +523,7 @@ static int udp_recv_body(lua_State *L) {
   loom_sock *k = (loom_sock *)loom__tohandle(L, 1, &udp_class);
   char host[INET6_ADDRSTRLEN];
   if (k == NULL) {
-    lua_pushnil(L);
-    lua_pushliteral(L, "the UDP socket is closed");
-    lua_pushliteral(L, "ECANCELED");
-    return 3;
+    return loom__fail_reason(L, "UDP socket", NULL, "closed", "ECANCELED");
   }
   if (k->qhead != NULL) {
     dgram *d = k->qhead;
@@ -614,8 +592,8 @@ static int push_addrs(lua_State *L, void *ud) {
   int n = 0;
   if (L == NULL || g->status < 0) {
     int status = g->status;
-    char host[sizeof g->host + 2];
-    snprintf(host, sizeof host, "'%s'", g->host);
+    char host[sizeof g->host];
+    memcpy(host, g->host, sizeof host);
     if (g->res) uv_freeaddrinfo(g->res);
     free(g);
     if (L == NULL) return 0;
@@ -673,10 +651,9 @@ static int l_resolve(lua_State *L) {
   hints.ai_socktype = SOCK_STREAM;
   r = uv_getaddrinfo(H->loop, &g->req, gai_cb, host, NULL, &hints);
   if (r != 0) {
-    char quoted[sizeof g->host + 2];
-    snprintf(quoted, sizeof quoted, "'%s'", g->host);
+    int n = loom__fail(L, "resolve", g->host, r);
     free(g);
-    return loom__fail(L, "resolve", quoted, r);
+    return n;
   }
   g->call = loom_call_new(L);
   return loom_call_await(L, g->call);

@@ -31,7 +31,7 @@ struct loom_proc {
   int term_signal;            /* signal that ended it, or 0 */
   int pid;
   unsigned exited : 1;
-  char name[72];              /* "'cmd' (pid N)", for messages */
+  char name[72];              /* "cmd (pid N)", for messages */
 };
 
 typedef struct loom_proc loom_proc;
@@ -164,13 +164,11 @@ static void close_stdio(lua_State *L, int first) {
 
 static int spawn_failed(lua_State *L, loom_proc *p, const char *cmd,
                         const char *cwd, int err) {
-  char what[300];
   close_stdio(L, 10);
   proc_close(p);  /* uv_spawn set the handle up */
-  if (cwd != NULL) snprintf(what, sizeof what, "'%.128s' in '%.128s'",
-                            cmd, cwd);
-  else snprintf(what, sizeof what, "'%.256s'", cmd);
-  return loom__fail(L, "spawn", what, err);
+  if (cwd == NULL) return loom__fail(L, "spawn", cmd, err);
+  lua_pushfstring(L, "spawn '%s' in", cmd);
+  return loom__fail(L, lua_tostring(L, -1), cwd, err);
 }
 
 /*
@@ -202,7 +200,7 @@ static int l_spawn(lua_State *L) {
   else lua_pushnil(L);  /* 8 */
   p = loom__handle_new(L, H, &proc_class, sizeof *p, 0);  /* 9 */
   p->h.data = p;
-  snprintf(name, sizeof name, "'%.60s'", args[0]);
+  snprintf(name, sizeof name, "%.60s", args[0]);
   memset(stdio, 0, sizeof stdio);
   for (i = 0; i < 3; i++) set_stdio(L, H, &stdio[i], i, m[i], name);
   o.file = args[0];
@@ -253,12 +251,8 @@ static int wait_k(lua_State *L, int status, lua_KContext ctx);
 static int wait_body(lua_State *L) {
   loom_proc *p = *(loom_proc **)lua_touserdata(L, 1);
   loom_task *t;
-  if (p == NULL) {  /* closed while we waited */
-    lua_pushnil(L);
-    lua_pushliteral(L, "the process was closed");
-    lua_pushliteral(L, "ECANCELED");
-    return 3;
-  }
+  if (p == NULL)  /* closed while we waited */
+    return loom__fail_reason(L, "process", NULL, "closed", "ECANCELED");
   if (p->exited) return push_status(L, p);
   t = loom__enter(L, proc_host(p), "process:wait");
   loom__list_wait(&p->waiters, t);

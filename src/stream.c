@@ -120,6 +120,25 @@ void loom__stream_rename(loom_stream *s, const char *name) {
   snprintf(s->name, sizeof s->name, "%s", name);
 }
 
+/* Pushes host, port of 'sa'; returns 2 ('buf': INET6_ADDRSTRLEN chars). */
+int loom__push_sockaddr(lua_State *L, const struct sockaddr *sa, char *buf) {
+  int port = 0;
+  buf[0] = '\0';
+  if (sa->sa_family == AF_INET) {
+    const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+    uv_ip4_name(in, buf, INET6_ADDRSTRLEN);
+    port = ntohs(in->sin_port);
+  }
+  else if (sa->sa_family == AF_INET6) {
+    const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+    uv_ip6_name(in6, buf, INET6_ADDRSTRLEN);
+    port = ntohs(in6->sin6_port);
+  }
+  lua_pushstring(L, buf);
+  lua_pushinteger(L, port);
+  return 2;
+}
+
 /* The stream at 'idx', or NULL when it is closed. */
 loom_stream *loom__tostream(lua_State *L, int idx) {
   return (loom_stream *)loom__tohandle(L, idx, &stream_class);
@@ -136,21 +155,10 @@ static loom_host *shost(lua_State *L, loom_stream *s) {
   return H;
 }
 
-/* Pushes nil, "<what> <name>: <libuv message>", code; returns 3. */
-int loom__fail(lua_State *L, const char *what, const char *name, int err) {
-  lua_pushnil(L);
-  lua_pushfstring(L, "%s %s: %s", what, name, uv_strerror(err));
-  lua_pushstring(L, err == UV_EOF ? "EOF" : uv_err_name(err));
-  return 3;
-}
-
 /* 's' may be NULL: the stream was closed (and its userdata cleared). */
 static int fail_closed(lua_State *L, loom_stream *s) {
-  lua_pushnil(L);
-  if (s != NULL) lua_pushfstring(L, "stream %s is closed", s->name);
-  else lua_pushliteral(L, "the stream is closed");
-  lua_pushliteral(L, "ECANCELED");
-  return 3;
+  return loom__fail_reason(L, "stream", s != NULL ? s->name : NULL,
+                           "closed", "ECANCELED");
 }
 
 /* }==================================================================== */

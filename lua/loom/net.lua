@@ -12,7 +12,7 @@ local cnet = core.net
 local type, error, pcall, ipairs, tostring = type, error, pcall, ipairs,
   tostring
 local math_type = math.type
-local spawn, is_timeout = core.spawn, core.is_timeout
+local spawn, is_timeout, fail = core.spawn, core.is_timeout, core.fail
 
 local M = {}
 
@@ -49,7 +49,7 @@ local function connect_any(host, port)
   else
     addrs, err, code = cnet.resolve(host)
     if not addrs then
-      return nil, ("connect to %s: %s"):format(where(host, port), err), code
+      return fail("connect to", where(host, port), err, code)
     end
   end
   for _, ip in ipairs(addrs) do
@@ -58,8 +58,7 @@ local function connect_any(host, port)
     if s then return s end
   end
   if #addrs == 0 then
-    return nil, ("connect to %s: no address"):format(where(host, port)),
-      "EAI_NONAME"
+    return fail("connect to", where(host, port), "no address", "EAI_NONAME")
   end
   return nil, err, code
 end
@@ -80,8 +79,8 @@ function M.connect(host, port, opts)
     ok, s, err, code = pcall(loom.timeout, t, connect_any, host, port)
     if not ok then
       if is_timeout(s) then
-        return nil, ("connect to %s: timed out after %gs")
-          :format(where(host, port), t), "ETIMEDOUT"
+        return fail("connect to", where(host, port),
+          ("timed out after %gs"):format(t), "ETIMEDOUT")
       end
       error(s, 0)
     end

@@ -1,0 +1,202 @@
+/*
+** time.c: loom's time API: loom.sleep, loom.now, the deadlines under
+** loom.timeout and loom.wait_for, and alarms (real-time callbacks, for
+** the test helper's timeout).  The timers themselves are the
+** scheduler's (sched.c).
+*/
+#include <math.h>
+#include <stdlib.h>
+
+#include "internal.h"
+
+#define MAX_MS 4503599627370496.0  /* 2^52 ms: "forever" */
+
+/*
+** {====================================================================
+** Lua API
+** =====================================================================
+*/
+
+double loom__checkduration(lua_State *L, int idx) {
+  double s = luaL_checknumber(L, idx);
+  if (!(s >= 0))  /* also catches NaN */
+    luaL_argerror(L, idx, lua_pushfstring(L,
+                  "duration must be a non-negative number, got %f", s));
+  return s;
+}
+
+/*
+** Whole milliseconds, rounded up: a sleep never ends early.  The small
+** slack keeps a duration computed as a difference of loom.now() values
+** (0.1000000000002) from costing a whole extra millisecond.
+*/
+static uint64_t to_ms(double s) {
+  double ms = ceil(s * 1000.0 - 1e-6);
+  return ms > MAX_MS ? (uint64_t)MAX_MS : (uint64_t)ms;
+}
+
+static int sleep_k(lua_State *L, loom_host *H, loom_task *t) {
+  (void)L; (void)H; (void)t;
+  return 0;
+}
+
+
+static int l_sleep(lua_State *L) {
+  loom_host *H = loom__host(L);
+  double s = loom__checkduration(L, 1);
+  loom_task *t;
+  if (s == 0) return loom__yield(L, H, "loom.sleep");
+  t = loom__enter(L, H, "loom.sleep");
+  t->u.sleep.kind = TIMER_SLEEP;
+  loom__timer_add(H, &t->u.sleep, to_ms(s));
+  t->wait = WAIT_SLEEP;
+  return loom__suspend(L, sleep_k);
+}
+
+static int l_now(lua_State *L) {
+  loom_host *H = loom__host(L);
+  lua_pushnumber(L, (double)loom__now(H) / 1000.0);
+  return 1;
+}
+
+static int deadline_close(lua_State *L) {
+  loom_deadline *d = luaL_checkudata(L, 1, LOOM_DEADLINE_MT);
+  if (d->hb != NULL && d->hb->gen == d->gen && d->hb->H != NULL)
+    loom__timer_remove(d->hb->H, &d->tm);
+  d->hb = NULL;
+  return 0;
+}
+
+static int deadline_fired(lua_State *L) {
+  loom_deadline *d = luaL_checkudata(L, 1, LOOM_DEADLINE_MT);
+  lua_pushboolean(L, d->fired);
+  return 1;
+}
+
+/* core.deadline(s, name): opens a deadline for the running task */
+static int l_deadline(lua_State *L) {
+  loom_host *H = loom__host(L);
+  const char *name = luaL_optstring(L, 2, "loom.timeout");
+  double s = loom__checkduration(L, 1);
+  loom_deadline *d;
+  loom__current(L, H, name);
+  d = lua_newuserdatauv(L, sizeof *d, 1);
+  d->hb = H->box;
+  d->gen = H->box->gen;
+  d->t = H->current;
+  d->s = s;
+  d->fired = 0;
+  d->tm.next = d->tm.prev = NULL;
+  d->tm.kind = TIMER_DEADLINE;
+  luaL_setmetatable(L, LOOM_DEADLINE_MT);
+  loom__push_task(L, H, d->t);
+  lua_setiuservalue(L, -2, 1);
+  loom__timer_add(H, &d->tm, to_ms(s));
+  return 1;
+}
+
+/*
+** core.alarm(s, fn): calls fn() once after 's' seconds of real time,
+** outside any task, whatever the clock of the run.  Its uv timer is
+** unreferenced: it keeps nothing alive and does not stop the virtual
+** clock from jumping.  Returns a handle with :cancel() (also __gc).
+** The alarm is malloc'd (libuv owns it until its close callback) and on
+** its host's list, so that closing the host closes it too; the handle
+** userdata points to it until then.
+*/
+typedef struct loom_alarm {
+  loom_handle base;          /* linked until its timer closes */
+  uv_timer_t h;
+  int ref;                   /* registry ref of fn */
+} loom_alarm;
+
+static void alarm_closed(uv_handle_t *h) {
+  free(h->data);
+}
+
+/* Stops 'a' for good: off the list, fn let go, the handle cleared. */
+static void alarm_stop(loom_alarm *a) {
+  loom_host *H = loom__handle_host(&a->base);
+  if (!a->base.linked) return;
+  loom__handle_unlink(&a->base);
+  loom__handle_detach(&a->base);
+  luaL_unref(H->mainL, LUA_REGISTRYINDEX, a->ref);
+  uv_close((uv_handle_t *)&a->h, alarm_closed);
+}
+
+static void alarm_close_h(loom_handle *h, int why) {
+  (void)why;
+  alarm_stop((loom_alarm *)h);
+}
+
+static void alarm_cb(uv_timer_t *h) {
+  loom_alarm *a = h->data;
+  loom_host *H = loom__handle_host(&a->base);
+  lua_State *L = H->L;
+  int top = lua_gettop(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, a->ref);
+  alarm_stop(a);
+  if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
+    lua_pushfstring(L, "error in an alarm: %s", loom__tostring(L, -1));
+    loom__report(H, lua_tostring(L, -1), "");
+  }
+  lua_settop(L, top);
+}
+
+static const luaL_Reg alarm_methods[] = {
+  {"cancel", loom__handle_close},
+  {NULL, NULL}
+};
+
+static const loom_class alarm_class = {
+  .name = "loom.alarm",
+  .methods = alarm_methods,
+  .close = alarm_close_h,
+  .closed_as = "cancelled"
+};
+
+static int l_alarm(lua_State *L) {
+  loom_host *H = loom__host(L);
+  double s = loom__checkduration(L, 1);
+  loom_alarm *a;
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  a = loom__handle_new(L, H, &alarm_class, sizeof *a, 0);
+  uv_timer_init(H->loop, &a->h);
+  a->h.data = a;
+  lua_pushvalue(L, 2);
+  a->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  uv_timer_start(&a->h, alarm_cb, to_ms(s), 0);
+  uv_unref((uv_handle_t *)&a->h);
+  return 1;
+}
+
+static const luaL_Reg deadline_methods[] = {
+  {"close", deadline_close},
+  {"fired", deadline_fired},
+  {NULL, NULL}
+};
+
+static const luaL_Reg funcs[] = {
+  {"sleep", l_sleep},
+  {"now", l_now},
+  {"deadline", l_deadline},
+  {"alarm", l_alarm},
+  {NULL, NULL}
+};
+
+void loom__timer_open(lua_State *L, loom_host *H) {
+  H->timer.data = H;
+  loom__class_register(L, &alarm_class);
+  luaL_newmetatable(L, LOOM_DEADLINE_MT);
+  luaL_newlib(L, deadline_methods);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, deadline_close);
+  lua_setfield(L, -2, "__close");
+  lua_pushcfunction(L, deadline_close);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
+  loom__push_box(L);
+  luaL_setfuncs(L, funcs, 1);
+}
+
+/* }==================================================================== */
