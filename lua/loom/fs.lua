@@ -11,12 +11,23 @@ local cfs = core.fs
 local type, error, ipairs, tostring, select = type, error, ipairs, tostring,
   select
 local math_type = math.type
+local find = string.find
 
 local M = {}
 
 local check = core.check
-local argerror, check_path, check_opts, check_task =
+local argerror, check_string, check_opts, check_task =
   check.argerror, check.string, check.opts, check.task
+
+-- A path goes to C as a C string, which ends at the first NUL: one with
+-- a NUL inside would name another file ("x\0y" is "x"), so it is
+-- refused.
+local function check_path(v, n, fname)
+  check_string(v, n, fname)
+  if find(v, "\0", 1, true) then
+    argerror(n, fname, "string contains a NUL")
+  end
+end
 
 -- One-argument calls: checked, then straight to C.
 for _, name in ipairs { "read_file", "stat", "lstat", "list", "readlink",
@@ -28,13 +39,22 @@ for _, name in ipairs { "read_file", "stat", "lstat", "list", "readlink",
   end
 end
 
-for _, name in ipairs { "rename", "copy", "symlink", "write_file",
-                        "append_file" } do
+for _, name in ipairs { "rename", "copy", "symlink" } do
   local f = cfs[name]
   M[name] = function(a, b)
     check_path(a, 1, "fs." .. name)
     check_path(b, 2, "fs." .. name)
     return f(a, b)
+  end
+end
+
+-- A path and data (which may hold any byte).
+for _, name in ipairs { "write_file", "append_file" } do
+  local f = cfs[name]
+  M[name] = function(path, data)
+    check_path(path, 1, "fs." .. name)
+    check_string(data, 2, "fs." .. name)
+    return f(path, data)
   end
 end
 
