@@ -19,6 +19,7 @@ local cproc, csig = core.proc, core.sig
 local type, error, pcall, pairs, tostring, setmetatable, getmetatable =
   type, error, pcall, pairs, tostring, setmetatable, getmetatable
 local math_type = math.type
+local find = string.find
 
 local M = {}
 
@@ -30,6 +31,9 @@ local argerror, check_task = check.argerror, check.task
 
 -- The number and the name of signal 'sig' (a name or a number).
 local function signum(sig, n, fname)
+  if type(sig) == "string" and find(sig, "\0", 1, true) then
+    argerror(n, fname, "string contains a NUL")
+  end
   local num, name = csig.signum(sig)
   if not num then
     argerror(n, fname, "unknown signal '" .. tostring(sig) .. "'")
@@ -52,6 +56,8 @@ local function stdio_mode(v, key, default, fname)
 end
 
 -- The command and its arguments: the list part of 'opts', as strings.
+-- NOTE: C sees a string up to its first NUL, so a string with a NUL
+-- inside (argument, env entry, cwd) is refused rather than cut.
 local function command(opts, fname)
   local args = {}
   if type(opts[1]) ~= "string" or opts[1] == "" then
@@ -64,6 +70,9 @@ local function command(opts, fname)
     elseif t ~= "string" then
       argerror(1, fname, ("argument %d must be a string, got %s")
         :format(i, t))
+    end
+    if find(a, "\0", 1, true) then
+      argerror(1, fname, ("argument %d contains a NUL"):format(i))
     end
     args[i] = a
   end
@@ -87,7 +96,14 @@ local function environment(env, fname)
       argerror(1, fname, ("env value of %s must be a string, got %s")
         :format(k, t))
     end
-    list[#list + 1] = k .. "=" .. tostring(v)
+    if find(k, "\0", 1, true) then
+      argerror(1, fname, "env name contains a NUL")
+    end
+    v = tostring(v)
+    if find(v, "\0", 1, true) then
+      argerror(1, fname, ("env value of %s contains a NUL"):format(k))
+    end
+    list[#list + 1] = k .. "=" .. v
   end
   return list
 end
@@ -100,6 +116,9 @@ local function check_spawn(opts, fname, defaults)
   end
   if opts.cwd ~= nil and type(opts.cwd) ~= "string" then
     argerror(1, fname, "cwd must be a string, got " .. type(opts.cwd))
+  end
+  if opts.cwd ~= nil and find(opts.cwd, "\0", 1, true) then
+    argerror(1, fname, "cwd contains a NUL")
   end
   return {
     command(opts, fname), environment(opts.env, fname), opts.cwd,
