@@ -42,6 +42,12 @@ local function fails(code, path, v, msg, c)
     :format(tostring(msg), path))
 end
 
+-- The loom binary as an absolute path (for a shell that changes folder).
+local function bin_abs()
+  if h.loom_bin:sub(1, 1) == "/" then return h.loom_bin end
+  return os.getenv("PWD") .. "/" .. h.loom_bin
+end
+
 describe("loom.fs safety", function()
   describe("a path with a NUL inside is refused, never cut", function()
     -- Each call with the argument that is a path; 'd' is the test folder,
@@ -103,6 +109,154 @@ describe("loom.fs safety", function()
       assert.is_true(fs.write_file(d .. "/b", "a\0b"))
       assert.is_true(fs.append_file(d .. "/b", "\0c"))
       assert.are.equal("a\0b\0c", fs.read_file(d .. "/b"))
+    end))
+  end)
+
+  describe("write_file keeps what is at the path", function()
+    -- What is at 'p' without following a link: type, and target if a link.
+    local function what(p)
+      local st = assert(fs.lstat(p))
+      if st.type == "link" then return "link", assert(fs.readlink(p)) end
+      return st.type
+    end
+
+    local function names(d)
+      local t = {}
+      for _, e in ipairs(assert(fs.list(d))) do t[#t + 1] = e.name end
+      table.sort(t)
+      return t
+    end
+
+    it("a link to a file in another folder stays a link; the target changes, atomically there", in_dir(function(d)
+      assert.is_true(fs.mkdir(d .. "/real"))
+      assert.is_true(fs.mkdir(d .. "/links"))
+      assert.is_true(fs.write_file(d .. "/real/f", "old"))
+      local ino = fs.stat(d .. "/real/f").ino
+      assert.is_true(fs.symlink(d .. "/real/f", d .. "/links/l"))
+      assert.is_true(fs.write_file(d .. "/links/l", "new"))
+      assert.are.same({ "link", d .. "/real/f" }, { what(d .. "/links/l") })
+      assert.are.equal("new", fs.read_file(d .. "/real/f"))
+      -- replaced (a new inode), not rewritten in place: atomic
+      assert.are_not.equal(ino, fs.stat(d .. "/real/f").ino)
+      assert.are.same({ "l" }, names(d .. "/links"))  -- no temp file there
+      assert.are.same({ "f" }, names(d .. "/real"))
+    end))
+
+    it("a relative link target is relative to the link's folder", in_dir(function(d)
+      assert.is_true(fs.mkdir(d .. "/a"))
+      assert.is_true(fs.mkdir(d .. "/b"))
+      assert.is_true(fs.write_file(d .. "/b/f", "old"))
+      assert.is_true(fs.symlink("../b/f", d .. "/a/l"))
+      assert.is_true(fs.write_file(d .. "/a/l", "new"))
+      assert.are.same({ "link", "../b/f" }, { what(d .. "/a/l") })
+      assert.are.equal("new", fs.read_file(d .. "/b/f"))
+      assert.are.same({ "f" }, names(d .. "/b"))
+    end))
+
+    it("a chain of links: each stays, the last target changes", in_dir(function(d)
+      assert.is_true(fs.mkdir(d .. "/x"))
+      assert.is_true(fs.write_file(d .. "/x/f", "old"))
+      assert.is_true(fs.symlink("x/f", d .. "/l1"))        -- relative
+      assert.is_true(fs.symlink(d .. "/l1", d .. "/x/l2"))  -- absolute
+      assert.is_true(fs.symlink("l2", d .. "/x/l3"))       -- relative
+      assert.is_true(fs.write_file(d .. "/x/l3", "new"))
+      assert.are.same({ "link", "x/f" }, { what(d .. "/l1") })
+      assert.are.same({ "link", d .. "/l1" }, { what(d .. "/x/l2") })
+      assert.are.same({ "link", "l2" }, { what(d .. "/x/l3") })
+      assert.are.equal("new", fs.read_file(d .. "/x/f"))
+      assert.are.same({ "f", "l2", "l3" }, names(d .. "/x"))
+    end))
+
+    it("a dangling link gets its target made; a loop of links fails ELOOP", in_dir(function(d)
+      assert.is_true(fs.symlink("made", d .. "/l"))
+      assert.is_true(fs.write_file(d .. "/l", "hello"))
+      assert.are.same({ "link", "made" }, { what(d .. "/l") })
+      assert.are.equal("hello", fs.read_file(d .. "/made"))
+      assert.are.equal("file", what(d .. "/made"))
+      assert.is_true(fs.symlink("p", d .. "/q"))
+      assert.is_true(fs.symlink("q", d .. "/p"))
+      fails("ELOOP", d .. "/p", fs.write_file(d .. "/p", "x"))
+      assert.are.same({ "l", "made", "p", "q" }, names(d))
+    end))
+
+    it("a link relative to the current folder", in_dir(function(d)
+      -- a link given without a folder: its target is relative to '.'
+      local out, err, code = h.sh(("cd %s && printf old > f && ln -s f l && %s -e %s")
+        :format(h.quote(d), h.quote(bin_abs()),
+                h.quote([[assert(require("loom.fs").write_file("l", "new"))]])))
+      assert.are.equal(0, code, err)
+      assert.are.same({ "link", "f" }, { what(d .. "/l") })
+      assert.are.equal("new", fs.read_file(d .. "/f"))
+      assert.are.same({ "f", "l" }, names(d))
+    end))
+
+    -- NOTE: on a node of its own, never /dev/null itself: a write_file
+    -- that replaced it would break the machine's /dev/null for everyone.
+    it("a device (a node of /dev/null's device) is written in place, not replaced", in_dir(function(d)
+      local null = d .. "/null"
+      local _, err, code = h.sh("mknod -m 666 " .. h.quote(null) .. " c 1 3")
+      if code ~= 0 then return pending("mknod needs root: " .. err) end
+      local before = assert(fs.stat(null))
+      assert.is_true(fs.write_file(null, "into the void"))
+      local after = assert(fs.stat(null))
+      assert.are.equal("char", after.type)
+      assert.are.same({ before.ino, before.mode }, { after.ino, after.mode })
+      assert.are.equal("", fs.read_file(null))
+      assert.are.same({ "null" }, names(d))
+    end))
+
+    it("a FIFO with a reader is written in place; one without fails ENXIO", in_dir(function(d)
+      local fifo = d .. "/fifo"
+      local _, err, code = h.sh("mkfifo " .. h.quote(fifo))
+      assert.are.equal(0, code, err)
+      -- a reader: opened read-write, which does not wait for a writer
+      local reader = assert(io.open(fifo, "r+b"))
+      local msg = "through the pipe"  -- less than a pipe holds: no block
+      local ok = fs.write_file(fifo, msg)
+      if what(fifo) ~= "fifo" then reader:close() end  -- a read would block
+      assert.are.equal("fifo", what(fifo))
+      assert.is_true(ok)
+      assert.are.equal(msg, reader:read(#msg))
+      reader:close()
+      fails("ENXIO", fifo, fs.write_file(fifo, "nobody reads"))
+      assert.are.same({ "fifo" }, names(d))
+    end))
+
+    it("an existing file keeps its mode, set-id bits too", in_dir(function(d)
+      local p = d .. "/m"
+      for _, m in ipairs { "640", "755", "2750", "4711", "400" } do
+        assert.is_true(fs.write_file(p, "v1"))
+        assert.is_true(fs.chmod(p, tonumber(m, 8)))
+        assert.is_true(fs.write_file(p, "v2 " .. m))
+        assert.are.equal(tonumber(m, 8), fs.stat(p).mode, m)
+        assert.are.equal("v2 " .. m, fs.read_file(p))
+        assert.is_true(fs.chmod(p, tonumber("600", 8)))
+      end
+    end))
+
+    it("an existing file keeps its owner and group", in_dir(function(d)
+      local p = d .. "/owned"
+      assert.is_true(fs.write_file(p, "v1"))
+      local _, err, code = h.sh("chown 4321:4322 " .. h.quote(p))
+      if code ~= 0 then return pending("chown needs root: " .. err) end
+      assert.is_true(fs.chmod(p, tonumber("4755", 8)))
+      assert.is_true(fs.write_file(p, "v2"))
+      local st = fs.stat(p)
+      assert.are.same({ 4321, 4322, tonumber("4755", 8) },
+                      { st.uid, st.gid, st.mode })
+      assert.are.equal("v2", fs.read_file(p))
+    end))
+
+    it("a new file gets 0666 less the umask", in_dir(function(d)
+      for _, mask in ipairs { "022", "077", "002" } do
+        local p = d .. "/new" .. mask
+        local _, err, code = h.sh(("umask %s && %s -e %s"):format(mask,
+          h.quote(h.loom_bin), h.quote(("assert(require('loom.fs')"
+            .. ".write_file(%q, 'x'))"):format(p))))
+        assert.are.equal(0, code, err)
+        assert.are.equal(tonumber("666", 8) & ~tonumber(mask, 8),
+                         fs.stat(p).mode, mask)
+      end
     end))
   end)
 end)

@@ -476,40 +476,139 @@ static int write_fully(int fd, const char *p, size_t n) {
 }
 
 /*
-** write_file: a temporary file beside the target, written, synced and
-** renamed over it, so that a crash leaves the old file or the new one,
-** never half of one.  The new file gets the old one's mode (or 0666
-** less the umask).
+** The file a write to 'path' changes: 'path' itself or, when it is a
+** symbolic link, where its chain of links ends (a relative target is
+** relative to the link's folder), as open(2) would find it.  Returns a
+** malloc'd path, or NULL with '*err' set (UV_ELOOP, UV_ENOMEM, ...).
 */
-static void job_write_file(fsreq *r) {
+static char *final_target(const char *path, int *err) {
+  char *cur = strdup(path), *next, link[4096];
   struct stat st;
-  size_t n = strlen(r->path);
-  char *tmp = malloc(n + 16);
-  int fd, err = 0;
-  if (tmp == NULL) {
-    r->result = UV_ENOMEM;
-    return;
+  ssize_t n;
+  int hops;
+  for (hops = 0; cur != NULL && hops < 40; hops++) {
+    const char *slash;
+    if (lstat(cur, &st) != 0 || !S_ISLNK(st.st_mode)) return cur;
+    n = readlink(cur, link, sizeof link - 1);
+    if (n < 0) {
+      *err = uv_translate_sys_error(errno);
+      free(cur);
+      return NULL;
+    }
+    link[n] = '\0';
+    slash = strrchr(cur, '/');
+    if (link[0] == '/' || slash == NULL) next = strdup(link);
+    else {  /* "<the link's folder>/<target>" */
+      size_t dir = (size_t)(slash - cur) + 1;
+      next = malloc(dir + (size_t)n + 1);
+      if (next != NULL) {
+        memcpy(next, cur, dir);
+        memcpy(next + dir, link, (size_t)n + 1);
+      }
+    }
+    free(cur);
+    cur = next;
   }
-  snprintf(tmp, n + 16, "%s.tmp.XXXXXX", r->path);
-  fd = mkstemp(tmp);
+  *err = cur == NULL ? UV_ENOMEM : UV_ELOOP;
+  free(cur);
+  return NULL;
+}
+
+/*
+** A device, a FIFO or a socket is written where it is: there is no
+** file to replace.  A FIFO that nobody reads is a failure (ENXIO), not
+** a worker blocked for ever in open(2).
+*/
+static int write_in_place(const char *target, fsreq *r) {
+  int fd = open(target, O_WRONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+  int err, fl;
+  if (fd < 0) return uv_translate_sys_error(errno);
+  fl = fcntl(fd, F_GETFL);
+  if (fl >= 0) fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+  err = write_fully(fd, r->data, r->len);
+  if (close(fd) != 0 && err == 0) err = uv_translate_sys_error(errno);
+  return err;
+}
+
+/*
+** Creates "<target>.tmp.<random>" for writing, with 'mode' (less the
+** umask, as any new file).  Returns the fd and the name in 'tmp', or a
+** libuv error.
+*/
+static int open_temp(const char *target, char *tmp, size_t size, int mode) {
+  static const char abc[] = "abcdefghijklmnopqrstuvwxyz"
+                            "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+  unsigned char rnd[8];
+  int tries, fd, i;
+  for (tries = 0; tries < 100; tries++) {
+    if (uv_random(NULL, NULL, rnd, sizeof rnd, 0, NULL) != 0) {
+      uint64_t x = uv_hrtime() * 2654435761u + (uint64_t)tries;
+      memcpy(rnd, &x, sizeof rnd);
+    }
+    snprintf(tmp, size, "%s.tmp.", target);
+    for (i = 0; i < 8; i++) {
+      char c[2] = {abc[rnd[i] % (sizeof abc - 1)], '\0'};
+      strcat(tmp, c);
+    }
+    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+    if (fd >= 0) return fd;
+    if (errno != EEXIST) return uv_translate_sys_error(errno);
+  }
+  return UV_EEXIST;
+}
+
+/*
+** A regular file (or none yet) is replaced: a temporary file beside it
+** is written, synced and renamed over it, so that a crash leaves the
+** old file or the new one, never half of one.  The new file gets the
+** old one's owner (when we may give it: root may, others may fail and
+** go on) and then its mode, as chown(2) clears the set-id bits; a file
+** that did not exist gets 0666 less the umask.
+*/
+static int write_replacing(const char *target, const struct stat *st,
+                           fsreq *r) {
+  size_t n = strlen(target) + 16;
+  char *tmp = malloc(n);
+  int fd, err;
+  if (tmp == NULL) return UV_ENOMEM;
+  fd = open_temp(target, tmp, n, st != NULL ? 0600 : 0666);
   if (fd < 0) {
-    r->result = uv_translate_sys_error(errno);
     free(tmp);
-    return;
+    return fd;
   }
-  if (stat(r->path, &st) == 0) fchmod(fd, st.st_mode & 07777);
-  else {
-    mode_t mask = umask(0);
-    umask(mask);
-    fchmod(fd, 0666 & ~mask);
+  if (st != NULL) {
+    if (fchown(fd, st->st_uid, st->st_gid) != 0)
+      (void)!fchown(fd, (uid_t)-1, st->st_gid);  /* the group, at least */
+    (void)fchmod(fd, st->st_mode & 07777);
   }
   err = write_fully(fd, r->data, r->len);
   if (err == 0 && fsync(fd) != 0) err = uv_translate_sys_error(errno);
   if (close(fd) != 0 && err == 0) err = uv_translate_sys_error(errno);
-  if (err == 0 && rename(tmp, r->path) != 0)
+  if (err == 0 && rename(tmp, target) != 0)
     err = uv_translate_sys_error(errno);
   if (err != 0) unlink(tmp);
   free(tmp);
+  return err;
+}
+
+/*
+** write_file, on a worker.  A symbolic link stays a link: what it points
+** to is written (replaced in the target's own folder, so the rename
+** stays on one file system); a device or FIFO is written in place.
+*/
+static void job_write_file(fsreq *r) {
+  struct stat st;
+  int err = 0, have;
+  char *target = final_target(r->path, &err);
+  if (target == NULL) {
+    r->result = err;
+    return;
+  }
+  have = stat(target, &st) == 0;
+  if (have && S_ISDIR(st.st_mode)) err = UV_EISDIR;
+  else if (have && !S_ISREG(st.st_mode)) err = write_in_place(target, r);
+  else err = write_replacing(target, have ? &st : NULL, r);
+  free(target);
   r->result = err;
 }
 
