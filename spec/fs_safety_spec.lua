@@ -34,6 +34,13 @@ local function raised(fn, ...)
   return tostring(e)
 end
 
+-- Whether 'path' can be opened, asked of io (for use outside tasks).
+local function exists_plain(path)
+  local f = io.open(path, "r")
+  if f then f:close() end
+  return f ~= nil
+end
+
 -- Checks nil, message, code, the message naming 'path'.
 local function fails(code, path, v, msg, c)
   assert.is_nil(v, ("expected a failure %s, got %s"):format(code, tostring(v)))
@@ -257,6 +264,67 @@ describe("loom.fs safety", function()
         assert.are.equal(tonumber("666", 8) & ~tonumber(mask, 8),
                          fs.stat(p).mode, mask)
       end
+    end))
+  end)
+
+  describe("read_file of an endless or too large file", function()
+    it("a read_file that timed out or was cancelled stops: the process exits, small", function()
+      if not exists_plain("/usr/bin/time") then
+        return pending("no /usr/bin/time to measure the peak RSS")
+      end
+      local src = [[
+        local loom = require "loom"
+        local fs = require "loom.fs"
+        local t = loom.spawn(fs.read_file, "/dev/zero")  -- reads meanwhile
+        local ok, e = pcall(loom.timeout, 0.05, fs.read_file, "/dev/zero")
+        print(ok, loom.is_timeout(e))
+        t:cancel()
+        print(loom.is_cancelled(select(2, pcall(t.await, t))))
+      ]]
+      local script = h.script(src)
+      local stats = os.tmpname()
+      local out, err, code = h.sh(("/usr/bin/time -o %s -f '%%e %%M' timeout 20 %s %s")
+        :format(h.quote(stats), h.quote(h.loom_bin), h.quote(script)))
+      os.remove(script)
+      local f = assert(io.open(stats))
+      local secs, kib = f:read("a"):match("([%d.]+) (%d+)%s*$")
+      f:close()
+      os.remove(stats)
+      assert.are.equal(0, code, "the process did not exit: " .. err)
+      assert.are.equal("false\ttrue\ntrue\n", out)
+      assert.is_true(tonumber(secs) < 5, "took " .. tostring(secs) .. " s")
+      -- two jobs read for 0.05 s at most, a few hundred MiB at worst
+      assert.is_true(tonumber(kib) < 1024 * 1024,
+        ("peak RSS %d MiB"):format(tonumber(kib) // 1024))
+    end)
+
+    it("max: past it nil, msg, EFBIG (the message names the path)", in_dir(function(d)
+      fails("EFBIG", "/dev/zero", fs.read_file("/dev/zero", { max = 1000 }))
+      fails("EFBIG", "/dev/zero", fs.read_file("/dev/zero", { max = 0 }))
+      local p = d .. "/f"
+      assert.is_true(fs.write_file(p, ("x"):rep(5000)))
+      fails("EFBIG", p, fs.read_file(p, { max = 4999 }))
+      assert.are.equal(5000, #fs.read_file(p, { max = 5000 }))
+      assert.are.equal(5000, #fs.read_file(p, { max = 2^20 }))  -- a float
+      assert.are.equal(5000, #fs.read_file(p, { max = math.huge }))
+      assert.are.equal(5000, #fs.read_file(p, {}))
+      -- a file stat cannot size: counted as it is read
+      local status = assert(fs.read_file("/proc/self/status"))
+      fails("EFBIG", "/proc/self/status",
+            fs.read_file("/proc/self/status", { max = 10 }))
+      assert.is_true(#status > 10)
+      assert.is_true(fs.write_file(d .. "/empty", ""))
+      assert.are.equal("", fs.read_file(d .. "/empty", { max = 0 }))
+    end))
+
+    it("max must be a non-negative integer", async(function()
+      for _, bad in ipairs { -1, 1.5, 0 / 0, "10", true } do
+        local e = raised(fs.read_file, "/dev/null", { max = bad })
+        assert.is_true(has(e, "bad argument #2 to 'fs.read_file' (max must be "
+          .. "a non-negative integer"), e)
+      end
+      local e = raised(fs.read_file, "/dev/null", 5)
+      assert.is_true(has(e, "bad argument #2 to 'fs.read_file' (table expected"), e)
     end))
   end)
 end)

@@ -23,6 +23,8 @@
 */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -34,6 +36,7 @@
 #define LOOM_FILE_MT    "loom.file"
 #define LOOM_WATCHER_MT "loom.watcher"
 #define CHUNK (64 * 1024)
+#define READ_STEP (1024 * 1024)  /* read_file: most bytes of one read(2) */
 
 /* Pushes nil, "<what> '<path>': <message>", code; returns 3. */
 static int fail(lua_State *L, const char *what, const char *path, int err) {
@@ -90,6 +93,8 @@ typedef struct fsreq {
   size_t outlen;
   int mode, flags;
   int result;              /* job: 0 or a libuv error */
+  size_t max;              /* read_file: the most bytes taken */
+  atomic_int *stop;        /* read_file: set when nobody waits any more */
 } fsreq;
 
 static void req_free(fsreq *r) {
@@ -406,47 +411,63 @@ static int l_mkdtemp(lua_State *L) {
 /*
 ** read_file, on a worker: one buffer sized from fstat, read to the end
 ** (a file that grows or shrinks meanwhile, or one whose size fstat does
-** not know, such as those of /proc and /sys, is read as it is).
+** not know, such as those of /proc and /sys, is read as it is).  More
+** than 'max' bytes is EFBIG.  The reads go a step at a time, and before
+** each one the job looks at 'stop': a task that left (cancelled, timed
+** out) sets it, so an endless file (/dev/zero) is not read for ever.
+** On any failure what was read is freed here.
 */
 static void job_read_file(fsreq *r) {
   struct stat st;
-  size_t cap = CHUNK, len = 0;
+  size_t cap = CHUNK, len = 0, want;
   char *buf;
   ssize_t k;
-  int fd = open(r->path, O_RDONLY | O_CLOEXEC);
+  int err = 0, fd = open(r->path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     r->result = uv_translate_sys_error(errno);
     return;
   }
   if (fstat(fd, &st) == 0) {
-    if (S_ISDIR(st.st_mode)) {
-      close(fd);
-      r->result = UV_EISDIR;
-      return;
-    }
-    if (S_ISREG(st.st_mode) && st.st_size > 0) cap = (size_t)st.st_size + 1;
+    if (S_ISDIR(st.st_mode)) err = UV_EISDIR;
+    else if (S_ISREG(st.st_mode) && (uint64_t)st.st_size > r->max)
+      err = UV_EFBIG;
+    else if (S_ISREG(st.st_mode) && st.st_size > 0)
+      cap = (size_t)st.st_size + 1;
   }
-  buf = malloc(cap);
-  while (buf != NULL && (k = read(fd, buf + len, cap - len)) != 0) {
-    if (k < 0) {
-      if (errno == EINTR) continue;
-      r->result = uv_translate_sys_error(errno);
+  if (r->max < cap - 1) cap = r->max + 1;  /* one more tells "too big" */
+  buf = err == 0 ? malloc(cap) : NULL;
+  if (buf == NULL && err == 0) err = UV_ENOMEM;
+  while (err == 0) {
+    if (r->stop != NULL && atomic_load(r->stop)) {
+      err = UV_ECANCELED;
       break;
     }
+    want = cap - len < READ_STEP ? cap - len : READ_STEP;
+    if ((k = read(fd, buf + len, want)) == 0) break;
+    if (k < 0) {
+      if (errno != EINTR) err = uv_translate_sys_error(errno);
+      continue;
+    }
     len += (size_t)k;
-    if (len == cap) {
-      char *b = realloc(buf, cap *= 2);
-      if (b == NULL) {
-        free(buf);
-        buf = NULL;
+    if (len > r->max) err = UV_EFBIG;
+    else if (len == cap) {
+      size_t ncap = r->max < cap * 2 - 1 ? r->max + 1 : cap * 2;
+      char *b = realloc(buf, ncap);
+      if (b == NULL) err = UV_ENOMEM;
+      else {
+        buf = b;
+        cap = ncap;
       }
-      else buf = b;
     }
   }
-  if (buf == NULL) r->result = UV_ENOMEM;
+  close(fd);
+  if (err != 0) {
+    free(buf);
+    r->result = err;
+    return;
+  }
   r->out = buf;
   r->outlen = len;
-  close(fd);
 }
 
 static int push_bytes(lua_State *L, fsreq *r) {
@@ -454,12 +475,43 @@ static int push_bytes(lua_State *L, fsreq *r) {
   return 1;
 }
 
+/*
+** core.fs.read_file(path [, max [, stop]]): the bytes, or nil, msg,
+** code.  'max' (default: no limit) is the most bytes taken, else
+** EFBIG; 'stop' a flag from core.fs.stop_flag, which fs.lua raises when
+** the task leaves the call, to end the job at its next step.
+*/
 static int l_read_file(lua_State *L) {
+  lua_Integer max = luaL_optinteger(L, 2, -1);
+  atomic_int *stop = lua_isnoneornil(L, 3) ? NULL : lua_touserdata(L, 3);
   BEGIN("fs.read_file");
+  luaL_argcheck(L, lua_isnoneornil(L, 3) || stop != NULL, 3,
+                "stop flag expected");
   r = req_new(L, OP_JOB, "read_file", path);
   r->job = job_read_file;
   r->push = push_bytes;
+  r->max = max < 0 ? SIZE_MAX : (uint64_t)max > SIZE_MAX - 1 ? SIZE_MAX - 1
+                                                             : (size_t)max;
+  if (stop != NULL) {
+    r->stop = stop;
+    keep(L, H, r, 3);  /* the worker looks at it: it must stay */
+  }
   return await_job(L, H, r);
+}
+
+/* core.fs.stop_flag(): a new flag for read_file, not raised */
+static int l_stop_flag(lua_State *L) {
+  atomic_int *flag = lua_newuserdatauv(L, sizeof *flag, 0);
+  atomic_init(flag, 0);
+  return 1;
+}
+
+/* core.fs.stop(flag): raises it; the job sees it at its next step */
+static int l_stop(lua_State *L) {
+  atomic_int *flag = lua_touserdata(L, 1);
+  luaL_argcheck(L, flag != NULL, 1, "stop flag expected");
+  atomic_store(flag, 1);
+  return 0;
 }
 
 static int write_fully(int fd, const char *p, size_t n) {
@@ -1218,6 +1270,8 @@ static const luaL_Reg watcher_methods[] = {
 static const luaL_Reg funcs[] = {
   {"open", l_open},
   {"read_file", l_read_file},
+  {"stop_flag", l_stop_flag},
+  {"stop", l_stop},
   {"write_file", l_write_file},
   {"append_file", l_append_file},
   {"stat", l_stat},

@@ -10,7 +10,7 @@ local cfs = core.fs
 
 local type, error, ipairs, tostring, select = type, error, ipairs, tostring,
   select
-local math_type = math.type
+local math_type, tointeger, huge = math.type, math.tointeger, math.huge
 local find = string.find
 
 local M = {}
@@ -30,8 +30,8 @@ local function check_path(v, n, fname)
 end
 
 -- One-argument calls: checked, then straight to C.
-for _, name in ipairs { "read_file", "stat", "lstat", "list", "readlink",
-                        "realpath", "mkdtemp" } do
+for _, name in ipairs { "stat", "lstat", "list", "readlink", "realpath",
+                        "mkdtemp" } do
   local f = cfs[name]
   M[name] = function(path)
     check_path(path, 1, "fs." .. name)
@@ -56,6 +56,34 @@ for _, name in ipairs { "write_file", "append_file" } do
     check_string(data, 2, "fs." .. name)
     return f(path, data)
   end
+end
+
+--- fs.read_file(path [, {max = bytes}]): the whole file, or nil, msg,
+-- code; more than 'max' bytes (default: no limit) is "EFBIG".
+-- NOTE: the read runs on a worker.  A task that leaves it (cancelled,
+-- timed out) raises its stop flag, so the worker ends at its next step
+-- and frees what it read: loom.timeout(1, fs.read_file, "/dev/zero")
+-- stops, and the process can exit.
+local read_file, stop_flag, stop = cfs.read_file, cfs.stop_flag, cfs.stop
+
+function M.read_file(path, opts)
+  check_path(path, 1, "fs.read_file")
+  opts = check_opts(opts, 2, "fs.read_file")
+  local max = opts.max
+  if max ~= nil then
+    if type(max) ~= "number" or not (max >= 0)
+       or (max ~= huge and not tointeger(max)) then
+      argerror(2, "fs.read_file", "max must be a non-negative integer, "
+        .. "got " .. tostring(max))
+    end
+    max = max ~= huge and tointeger(max) or nil
+  end
+  check_task("fs.read_file")
+  local flag = stop_flag()
+  local ok, s, err, code = pcall(read_file, path, max, flag)
+  if ok then return s, err, code end
+  stop(flag)
+  error(s, 0)
 end
 
 local modes = { r = 1, w = 1, a = 1, ["r+"] = 1, ["w+"] = 1, ["a+"] = 1 }
