@@ -327,4 +327,74 @@ describe("loom.fs safety", function()
       assert.is_true(has(e, "bad argument #2 to 'fs.read_file' (table expected"), e)
     end))
   end)
+
+  describe("File", function()
+    it(":close() returns true, the second time too", in_dir(function(d)
+      local f = assert(fs.open(d .. "/c", "w"))
+      assert.is_true(f:write("x"))
+      assert.are.same({ true }, { f:close() })
+      assert.are.same({ true }, { f:close() })
+      assert.are.equal("x", fs.read_file(d .. "/c"))
+      local e = raised(f.write, f, "y")
+      assert.is_true(has(e, "attempt to use a closed file"), e)
+    end))
+
+    it(":close() while another task's read is in flight: nil, msg, EBUSY; then true", in_dir(function(d)
+      local fifo = d .. "/fifo"
+      local _, err, code = h.sh("mkfifo " .. h.quote(fifo))
+      assert.are.equal(0, code, err)
+      local f = assert(fs.open(fifo, "r+"))  -- read-write: no wait for a writer
+      local reader = loom.spawn(function() return f:read() end)
+      h.settle()  -- the reader is on a worker, waiting for data
+      local ok, msg, c = f:close()
+      assert.are.same({ nil, "EBUSY" }, { ok, c })
+      assert.is_true(has(msg, fifo), msg)
+      local w = assert(io.open(fifo, "w"))  -- a reader is there: no wait
+      w:write("data")
+      w:close()
+      assert.are.equal("data", reader:await())
+      assert.is_true(f:close())
+      assert.is_true(f:close())
+    end))
+
+    it(":read_line() has a Stream's limit, 64 KiB: longer lines fail ELINE and are dropped", in_dir(function(d)
+      local LIMIT = 64 * 1024
+      local p = d .. "/lines"
+      local exact = ("a"):rep(LIMIT)
+      local crlf = ("c"):rep(LIMIT)
+      assert.is_true(fs.write_file(p, table.concat {
+        "short\n",
+        exact, "\n",                          -- exactly the limit: fine
+        crlf, "\r\n",                          -- the \r does not count
+        ("b"):rep(LIMIT + 1), "\n",           -- one byte too many
+        ("z"):rep(10 * LIMIT), "\n",          -- far too long, many reads
+        "after\n",
+        ("t"):rep(LIMIT + 1),                 -- too long, at the very end
+      }))
+      local f <close> = assert(fs.open(p))
+      assert.are.equal("short", f:read_line())
+      assert.are.equal(exact, f:read_line())
+      assert.are.equal(crlf, f:read_line())
+      for _ = 1, 2 do
+        local v, msg, code = f:read_line()
+        assert.is_nil(v)
+        assert.are.equal("ELINE", code)
+        assert.are.equal(("read_line '%s': line longer than %d bytes")
+          :format(p, LIMIT), msg)
+      end
+      assert.are.equal("after", f:read_line())  -- the long ones are gone
+      local v, _, code = f:read_line()
+      assert.are.same({ nil, "ELINE" }, { v, code })
+      v, _, code = f:read_line()
+      assert.are.same({ nil, "EOF" }, { v, code })
+    end))
+
+    it(":read_line() of an endless line (/dev/zero) fails ELINE, not growing for ever", async(function()
+      local f <close> = assert(fs.open("/dev/zero"))
+      local v, msg, code = f:read_line()
+      assert.are.same({ nil, "ELINE" }, { v, code })
+      assert.is_true(has(msg, "/dev/zero"), msg)
+      -- (a next read_line would skip the rest of this line: for ever)
+    end, { timeout = 10 }))
+  end)
 end)

@@ -37,6 +37,7 @@
 #define LOOM_WATCHER_MT "loom.watcher"
 #define CHUNK (64 * 1024)
 #define READ_STEP (1024 * 1024)  /* read_file: most bytes of one read(2) */
+#define LINE_LIMIT (64 * 1024)   /* file:read_line, as a Stream's default */
 
 /* Pushes nil, "<what> '<path>': <message>", code; returns 3. */
 static int fail(lua_State *L, const char *what, const char *path, int err) {
@@ -58,6 +59,7 @@ typedef struct loom_file {
   size_t start, len, cap;
   unsigned readable : 1, writable : 1, append : 1, regular : 1;
   unsigned eof : 1;
+  unsigned skipline : 1;   /* the rest of an over-long line goes */
   unsigned busy : 1;       /* a request is in flight */
   unsigned no_nowait_write : 1;  /* the file system refused RWF_NOWAIT */
   char *path;              /* for messages (malloc'd) */
@@ -914,19 +916,57 @@ static int ready_read(lua_State *L, loom_file *f, lua_Integer n) {
   return -1;
 }
 
+/* Drops the first 'n' bytes of the buffer. */
+static void drop(loom_file *f, size_t n) {
+  f->start += n;
+  f->len -= n;
+  if (f->len == 0) f->start = 0;
+}
+
+/*
+** A line longer than LINE_LIMIT (as a Stream's read_line) fails ELINE
+** and is dropped: up to its end when that is here, else as it comes.
+*/
+static int line_too_long(lua_State *L, loom_file *f, const char *p) {
+  if (p != NULL) drop(f, (size_t)(p - (f->buf + f->start)) + 1);
+  else {
+    drop(f, f->len);
+    f->skipline = 1;
+  }
+  lua_pushnil(L);
+  lua_pushfstring(L, "read_line '%s': line longer than %d bytes", f->path,
+                  LINE_LIMIT);
+  lua_pushliteral(L, "ELINE");
+  return 3;
+}
+
 static int ready_line(lua_State *L, loom_file *f, lua_Integer unused) {
-  const char *p = f->len > 0 ? memchr(f->buf + f->start, '\n', f->len)
-                             : NULL;  /* buf may not exist yet */
+  const char *p;
   (void)unused;
+  if (f->skipline) {  /* what is left of an over-long line */
+    p = f->len > 0 ? memchr(f->buf + f->start, '\n', f->len) : NULL;
+    if (p == NULL) {
+      drop(f, f->len);
+      if (!f->eof) return -1;
+      f->skipline = 0;
+      return at_eof(L, f, "read_line");
+    }
+    drop(f, (size_t)(p - (f->buf + f->start)) + 1);
+    f->skipline = 0;
+  }
+  p = f->len > 0 ? memchr(f->buf + f->start, '\n', f->len)
+                 : NULL;  /* buf may not exist yet */
   if (p != NULL) {
     size_t n = (size_t)(p - (f->buf + f->start));
     size_t keep = n > 0 && p[-1] == '\r' ? n - 1 : n;
+    if (keep > LINE_LIMIT) return line_too_long(L, f, p);
     lua_pushlstring(L, f->buf + f->start, keep);
-    f->start += n + 1;
-    f->len -= n + 1;
-    if (f->len == 0) f->start = 0;
+    drop(f, n + 1);
     return 1;
   }
+  /* (one byte more may be the "\r" of a "\r\n" still to come) */
+  if (f->len > LINE_LIMIT + 1 || (f->eof && f->len > LINE_LIMIT))
+    return line_too_long(L, f, NULL);
   if (f->eof) {
     if (f->len > 0) {
       take(L, f, f->len);
@@ -1058,16 +1098,27 @@ static int f_stat(lua_State *L) {
   return 1;
 }
 
-/* file:close(), also __close and __gc; harmless the second time */
+/*
+** file:close(), also __close: true, the second time too.  While another
+** task's read or write is in flight the worker still uses the buffer:
+** nil, msg, "EBUSY", and the file closes when collected.
+*/
 static int f_close(lua_State *L) {
   loom_file *f = luaL_checkudata(L, 1, LOOM_FILE_MT);
-  if (f->fd >= 0 && !f->busy) {
+  if (f->fd >= 0 && f->busy) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "close '%s': another task is using it", f->path);
+    lua_pushliteral(L, "EBUSY");
+    return 3;
+  }
+  if (f->fd >= 0) {
     close(f->fd);
     f->fd = -1;
     free(f->buf);
     f->buf = NULL;
   }
-  return 0;
+  lua_pushboolean(L, 1);
+  return 1;
 }
 
 static void file_free(loom_file *f) {
