@@ -23,6 +23,8 @@
 */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -34,6 +36,8 @@
 #define LOOM_FILE_MT    "loom.file"
 #define LOOM_WATCHER_MT "loom.watcher"
 #define CHUNK (64 * 1024)
+#define READ_STEP (1024 * 1024)  /* read_file: most bytes of one read(2) */
+#define LINE_LIMIT (64 * 1024)   /* file:read_line, as a Stream's default */
 
 /* Pushes nil, "<what> '<path>': <message>", code; returns 3. */
 static int fail(lua_State *L, const char *what, const char *path, int err) {
@@ -52,6 +56,7 @@ typedef struct loom_file {
   size_t start, len, cap;
   unsigned readable : 1, writable : 1, append : 1, regular : 1;
   unsigned eof : 1;
+  unsigned skipline : 1;   /* the rest of an over-long line goes */
   unsigned busy : 1;       /* a request is in flight */
   unsigned no_nowait_write : 1;  /* the file system refused RWF_NOWAIT */
   char *path;              /* for messages (malloc'd) */
@@ -87,6 +92,8 @@ typedef struct fsreq {
   size_t outlen;
   int mode, flags;
   int result;              /* job: 0 or a libuv error */
+  size_t max;              /* read_file: the most bytes taken */
+  atomic_int *stop;        /* read_file: set when nobody waits any more */
 } fsreq;
 
 static void req_free(fsreq *r) {
@@ -403,47 +410,63 @@ static int l_mkdtemp(lua_State *L) {
 /*
 ** read_file, on a worker: one buffer sized from fstat, read to the end
 ** (a file that grows or shrinks meanwhile, or one whose size fstat does
-** not know, such as those of /proc and /sys, is read as it is).
+** not know, such as those of /proc and /sys, is read as it is).  More
+** than 'max' bytes is EFBIG.  The reads go a step at a time, and before
+** each one the job looks at 'stop': a task that left (cancelled, timed
+** out) sets it, so an endless file (/dev/zero) is not read for ever.
+** On any failure what was read is freed here.
 */
 static void job_read_file(fsreq *r) {
   struct stat st;
-  size_t cap = CHUNK, len = 0;
+  size_t cap = CHUNK, len = 0, want;
   char *buf;
   ssize_t k;
-  int fd = open(r->path, O_RDONLY | O_CLOEXEC);
+  int err = 0, fd = open(r->path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     r->result = uv_translate_sys_error(errno);
     return;
   }
   if (fstat(fd, &st) == 0) {
-    if (S_ISDIR(st.st_mode)) {
-      close(fd);
-      r->result = UV_EISDIR;
-      return;
-    }
-    if (S_ISREG(st.st_mode) && st.st_size > 0) cap = (size_t)st.st_size + 1;
+    if (S_ISDIR(st.st_mode)) err = UV_EISDIR;
+    else if (S_ISREG(st.st_mode) && (uint64_t)st.st_size > r->max)
+      err = UV_EFBIG;
+    else if (S_ISREG(st.st_mode) && st.st_size > 0)
+      cap = (size_t)st.st_size + 1;
   }
-  buf = malloc(cap);
-  while (buf != NULL && (k = read(fd, buf + len, cap - len)) != 0) {
-    if (k < 0) {
-      if (errno == EINTR) continue;
-      r->result = uv_translate_sys_error(errno);
+  if (r->max < cap - 1) cap = r->max + 1;  /* one more tells "too big" */
+  buf = err == 0 ? malloc(cap) : NULL;
+  if (buf == NULL && err == 0) err = UV_ENOMEM;
+  while (err == 0) {
+    if (r->stop != NULL && atomic_load(r->stop)) {
+      err = UV_ECANCELED;
       break;
     }
+    want = cap - len < READ_STEP ? cap - len : READ_STEP;
+    if ((k = read(fd, buf + len, want)) == 0) break;
+    if (k < 0) {
+      if (errno != EINTR) err = uv_translate_sys_error(errno);
+      continue;
+    }
     len += (size_t)k;
-    if (len == cap) {
-      char *b = realloc(buf, cap *= 2);
-      if (b == NULL) {
-        free(buf);
-        buf = NULL;
+    if (len > r->max) err = UV_EFBIG;
+    else if (len == cap) {
+      size_t ncap = r->max < cap * 2 - 1 ? r->max + 1 : cap * 2;
+      char *b = realloc(buf, ncap);
+      if (b == NULL) err = UV_ENOMEM;
+      else {
+        buf = b;
+        cap = ncap;
       }
-      else buf = b;
     }
   }
-  if (buf == NULL) r->result = UV_ENOMEM;
+  close(fd);
+  if (err != 0) {
+    free(buf);
+    r->result = err;
+    return;
+  }
   r->out = buf;
   r->outlen = len;
-  close(fd);
 }
 
 static int push_bytes(lua_State *L, fsreq *r) {
@@ -451,12 +474,43 @@ static int push_bytes(lua_State *L, fsreq *r) {
   return 1;
 }
 
+/*
+** core.fs.read_file(path [, max [, stop]]): the bytes, or nil, msg,
+** code.  'max' (default: no limit) is the most bytes taken, else
+** EFBIG; 'stop' a flag from core.fs.stop_flag, which fs.lua raises when
+** the task leaves the call, to end the job at its next step.
+*/
 static int l_read_file(lua_State *L) {
+  lua_Integer max = luaL_optinteger(L, 2, -1);
+  atomic_int *stop = lua_isnoneornil(L, 3) ? NULL : lua_touserdata(L, 3);
   BEGIN("fs.read_file");
+  luaL_argcheck(L, lua_isnoneornil(L, 3) || stop != NULL, 3,
+                "stop flag expected");
   r = req_new(L, OP_JOB, "read_file", path);
   r->job = job_read_file;
   r->push = push_bytes;
+  r->max = max < 0 ? SIZE_MAX : (uint64_t)max > SIZE_MAX - 1 ? SIZE_MAX - 1
+                                                             : (size_t)max;
+  if (stop != NULL) {
+    r->stop = stop;
+    keep(L, H, r, 3);  /* the worker looks at it: it must stay */
+  }
   return await_job(L, H, r);
+}
+
+/* core.fs.stop_flag(): a new flag for read_file, not raised */
+static int l_stop_flag(lua_State *L) {
+  atomic_int *flag = lua_newuserdatauv(L, sizeof *flag, 0);
+  atomic_init(flag, 0);
+  return 1;
+}
+
+/* core.fs.stop(flag): raises it; the job sees it at its next step */
+static int l_stop(lua_State *L) {
+  atomic_int *flag = lua_touserdata(L, 1);
+  luaL_argcheck(L, flag != NULL, 1, "stop flag expected");
+  atomic_store(flag, 1);
+  return 0;
 }
 
 static int write_fully(int fd, const char *p, size_t n) {
@@ -473,40 +527,139 @@ static int write_fully(int fd, const char *p, size_t n) {
 }
 
 /*
-** write_file: a temporary file beside the target, written, synced and
-** renamed over it, so that a crash leaves the old file or the new one,
-** never half of one.  The new file gets the old one's mode (or 0666
-** less the umask).
+** The file a write to 'path' changes: 'path' itself or, when it is a
+** symbolic link, where its chain of links ends (a relative target is
+** relative to the link's folder), as open(2) would find it.  Returns a
+** malloc'd path, or NULL with '*err' set (UV_ELOOP, UV_ENOMEM, ...).
 */
-static void job_write_file(fsreq *r) {
+static char *final_target(const char *path, int *err) {
+  char *cur = strdup(path), *next, link[4096];
   struct stat st;
-  size_t n = strlen(r->path);
-  char *tmp = malloc(n + 16);
-  int fd, err = 0;
-  if (tmp == NULL) {
-    r->result = UV_ENOMEM;
-    return;
+  ssize_t n;
+  int hops;
+  for (hops = 0; cur != NULL && hops < 40; hops++) {
+    const char *slash;
+    if (lstat(cur, &st) != 0 || !S_ISLNK(st.st_mode)) return cur;
+    n = readlink(cur, link, sizeof link - 1);
+    if (n < 0) {
+      *err = uv_translate_sys_error(errno);
+      free(cur);
+      return NULL;
+    }
+    link[n] = '\0';
+    slash = strrchr(cur, '/');
+    if (link[0] == '/' || slash == NULL) next = strdup(link);
+    else {  /* "<the link's folder>/<target>" */
+      size_t dir = (size_t)(slash - cur) + 1;
+      next = malloc(dir + (size_t)n + 1);
+      if (next != NULL) {
+        memcpy(next, cur, dir);
+        memcpy(next + dir, link, (size_t)n + 1);
+      }
+    }
+    free(cur);
+    cur = next;
   }
-  snprintf(tmp, n + 16, "%s.tmp.XXXXXX", r->path);
-  fd = mkstemp(tmp);
+  *err = cur == NULL ? UV_ENOMEM : UV_ELOOP;
+  free(cur);
+  return NULL;
+}
+
+/*
+** A device, a FIFO or a socket is written where it is: there is no
+** file to replace.  A FIFO that nobody reads is a failure (ENXIO), not
+** a worker blocked for ever in open(2).
+*/
+static int write_in_place(const char *target, fsreq *r) {
+  int fd = open(target, O_WRONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+  int err, fl;
+  if (fd < 0) return uv_translate_sys_error(errno);
+  fl = fcntl(fd, F_GETFL);
+  if (fl >= 0) fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+  err = write_fully(fd, r->data, r->len);
+  if (close(fd) != 0 && err == 0) err = uv_translate_sys_error(errno);
+  return err;
+}
+
+/*
+** Creates "<target>.tmp.<random>" for writing, with 'mode' (less the
+** umask, as any new file).  Returns the fd and the name in 'tmp', or a
+** libuv error.
+*/
+static int open_temp(const char *target, char *tmp, size_t size, int mode) {
+  static const char abc[] = "abcdefghijklmnopqrstuvwxyz"
+                            "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+  unsigned char rnd[8];
+  int tries, fd, i;
+  for (tries = 0; tries < 100; tries++) {
+    if (uv_random(NULL, NULL, rnd, sizeof rnd, 0, NULL) != 0) {
+      uint64_t x = uv_hrtime() * 2654435761u + (uint64_t)tries;
+      memcpy(rnd, &x, sizeof rnd);
+    }
+    snprintf(tmp, size, "%s.tmp.", target);
+    for (i = 0; i < 8; i++) {
+      char c[2] = {abc[rnd[i] % (sizeof abc - 1)], '\0'};
+      strcat(tmp, c);
+    }
+    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+    if (fd >= 0) return fd;
+    if (errno != EEXIST) return uv_translate_sys_error(errno);
+  }
+  return UV_EEXIST;
+}
+
+/*
+** A regular file (or none yet) is replaced: a temporary file beside it
+** is written, synced and renamed over it, so that a crash leaves the
+** old file or the new one, never half of one.  The new file gets the
+** old one's owner (when we may give it: root may, others may fail and
+** go on) and then its mode, as chown(2) clears the set-id bits; a file
+** that did not exist gets 0666 less the umask.
+*/
+static int write_replacing(const char *target, const struct stat *st,
+                           fsreq *r) {
+  size_t n = strlen(target) + 16;
+  char *tmp = malloc(n);
+  int fd, err;
+  if (tmp == NULL) return UV_ENOMEM;
+  fd = open_temp(target, tmp, n, st != NULL ? 0600 : 0666);
   if (fd < 0) {
-    r->result = uv_translate_sys_error(errno);
     free(tmp);
-    return;
+    return fd;
   }
-  if (stat(r->path, &st) == 0) fchmod(fd, st.st_mode & 07777);
-  else {
-    mode_t mask = umask(0);
-    umask(mask);
-    fchmod(fd, 0666 & ~mask);
+  if (st != NULL) {
+    if (fchown(fd, st->st_uid, st->st_gid) != 0)
+      (void)!fchown(fd, (uid_t)-1, st->st_gid);  /* the group, at least */
+    (void)fchmod(fd, st->st_mode & 07777);
   }
   err = write_fully(fd, r->data, r->len);
   if (err == 0 && fsync(fd) != 0) err = uv_translate_sys_error(errno);
   if (close(fd) != 0 && err == 0) err = uv_translate_sys_error(errno);
-  if (err == 0 && rename(tmp, r->path) != 0)
+  if (err == 0 && rename(tmp, target) != 0)
     err = uv_translate_sys_error(errno);
   if (err != 0) unlink(tmp);
   free(tmp);
+  return err;
+}
+
+/*
+** write_file, on a worker.  A symbolic link stays a link: what it points
+** to is written (replaced in the target's own folder, so the rename
+** stays on one file system); a device or FIFO is written in place.
+*/
+static void job_write_file(fsreq *r) {
+  struct stat st;
+  int err = 0, have;
+  char *target = final_target(r->path, &err);
+  if (target == NULL) {
+    r->result = err;
+    return;
+  }
+  have = stat(target, &st) == 0;
+  if (have && S_ISDIR(st.st_mode)) err = UV_EISDIR;
+  else if (have && !S_ISREG(st.st_mode)) err = write_in_place(target, r);
+  else err = write_replacing(target, have ? &st : NULL, r);
+  free(target);
   r->result = err;
 }
 
@@ -760,19 +913,57 @@ static int ready_read(lua_State *L, loom_file *f, lua_Integer n) {
   return -1;
 }
 
+/* Drops the first 'n' bytes of the buffer. */
+static void drop(loom_file *f, size_t n) {
+  f->start += n;
+  f->len -= n;
+  if (f->len == 0) f->start = 0;
+}
+
+/*
+** A line longer than LINE_LIMIT (as a Stream's read_line) fails ELINE
+** and is dropped: up to its end when that is here, else as it comes.
+*/
+static int line_too_long(lua_State *L, loom_file *f, const char *p) {
+  if (p != NULL) drop(f, (size_t)(p - (f->buf + f->start)) + 1);
+  else {
+    drop(f, f->len);
+    f->skipline = 1;
+  }
+  lua_pushnil(L);
+  lua_pushfstring(L, "read_line '%s': line longer than %d bytes", f->path,
+                  LINE_LIMIT);
+  lua_pushliteral(L, "ELINE");
+  return 3;
+}
+
 static int ready_line(lua_State *L, loom_file *f, lua_Integer unused) {
-  const char *p = f->len > 0 ? memchr(f->buf + f->start, '\n', f->len)
-                             : NULL;  /* buf may not exist yet */
+  const char *p;
   (void)unused;
+  if (f->skipline) {  /* what is left of an over-long line */
+    p = f->len > 0 ? memchr(f->buf + f->start, '\n', f->len) : NULL;
+    if (p == NULL) {
+      drop(f, f->len);
+      if (!f->eof) return -1;
+      f->skipline = 0;
+      return at_eof(L, f, "read_line");
+    }
+    drop(f, (size_t)(p - (f->buf + f->start)) + 1);
+    f->skipline = 0;
+  }
+  p = f->len > 0 ? memchr(f->buf + f->start, '\n', f->len)
+                 : NULL;  /* buf may not exist yet */
   if (p != NULL) {
     size_t n = (size_t)(p - (f->buf + f->start));
     size_t keep = n > 0 && p[-1] == '\r' ? n - 1 : n;
+    if (keep > LINE_LIMIT) return line_too_long(L, f, p);
     lua_pushlstring(L, f->buf + f->start, keep);
-    f->start += n + 1;
-    f->len -= n + 1;
-    if (f->len == 0) f->start = 0;
+    drop(f, n + 1);
     return 1;
   }
+  /* (one byte more may be the "\r" of a "\r\n" still to come) */
+  if (f->len > LINE_LIMIT + 1 || (f->eof && f->len > LINE_LIMIT))
+    return line_too_long(L, f, NULL);
   if (f->eof) {
     if (f->len > 0) {
       take(L, f, f->len);
@@ -904,16 +1095,27 @@ static int f_stat(lua_State *L) {
   return 1;
 }
 
-/* file:close(), also __close and __gc; harmless the second time */
+/*
+** file:close(), also __close: true, the second time too.  While another
+** task's read or write is in flight the worker still uses the buffer:
+** nil, msg, "EBUSY", and the file closes when collected.
+*/
 static int f_close(lua_State *L) {
   loom_file *f = luaL_checkudata(L, 1, LOOM_FILE_MT);
-  if (f->fd >= 0 && !f->busy) {
+  if (f->fd >= 0 && f->busy) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "close '%s': another task is using it", f->path);
+    lua_pushliteral(L, "EBUSY");
+    return 3;
+  }
+  if (f->fd >= 0) {
     close(f->fd);
     f->fd = -1;
     free(f->buf);
     f->buf = NULL;
   }
-  return 0;
+  lua_pushboolean(L, 1);
+  return 1;
 }
 
 static void file_free(loom_file *f) {
@@ -1116,6 +1318,8 @@ static const luaL_Reg watcher_methods[] = {
 static const luaL_Reg funcs[] = {
   {"open", l_open},
   {"read_file", l_read_file},
+  {"stop_flag", l_stop_flag},
+  {"stop", l_stop},
   {"write_file", l_write_file},
   {"append_file", l_append_file},
   {"stat", l_stat},

@@ -10,17 +10,28 @@ local cfs = core.fs
 
 local type, error, ipairs, tostring, select = type, error, ipairs, tostring,
   select
-local math_type = math.type
+local math_type, tointeger, huge = math.type, math.tointeger, math.huge
+local find = string.find
 
 local M = {}
 
 local check = core.check
-local argerror, check_path, check_opts, check_task =
+local argerror, check_string, check_opts, check_task =
   check.argerror, check.string, check.opts, check.task
 
+-- A path goes to C as a C string, which ends at the first NUL: one with
+-- a NUL inside would name another file ("x\0y" is "x"), so it is
+-- refused.
+local function check_path(v, n, fname)
+  check_string(v, n, fname)
+  if find(v, "\0", 1, true) then
+    argerror(n, fname, "string contains a NUL")
+  end
+end
+
 -- One-argument calls: checked, then straight to C.
-for _, name in ipairs { "read_file", "stat", "lstat", "list", "readlink",
-                        "realpath", "mkdtemp" } do
+for _, name in ipairs { "stat", "lstat", "list", "readlink", "realpath",
+                        "mkdtemp" } do
   local f = cfs[name]
   M[name] = function(path)
     check_path(path, 1, "fs." .. name)
@@ -28,14 +39,51 @@ for _, name in ipairs { "read_file", "stat", "lstat", "list", "readlink",
   end
 end
 
-for _, name in ipairs { "rename", "copy", "symlink", "write_file",
-                        "append_file" } do
+for _, name in ipairs { "rename", "copy", "symlink" } do
   local f = cfs[name]
   M[name] = function(a, b)
     check_path(a, 1, "fs." .. name)
     check_path(b, 2, "fs." .. name)
     return f(a, b)
   end
+end
+
+-- A path and data (which may hold any byte).
+for _, name in ipairs { "write_file", "append_file" } do
+  local f = cfs[name]
+  M[name] = function(path, data)
+    check_path(path, 1, "fs." .. name)
+    check_string(data, 2, "fs." .. name)
+    return f(path, data)
+  end
+end
+
+--- fs.read_file(path [, {max = bytes}]): the whole file, or nil, msg,
+-- code; more than 'max' bytes (default: no limit) is "EFBIG".
+-- NOTE: the read runs on a worker.  A task that leaves it (cancelled,
+-- timed out) raises its stop flag, so the worker ends at its next step
+-- and frees what it read: loom.timeout(1, fs.read_file, "/dev/zero")
+-- stops, and the process can exit.
+local read_file, stop_flag, stop = cfs.read_file, cfs.stop_flag, cfs.stop
+
+function M.read_file(path, opts)
+  check_path(path, 1, "fs.read_file")
+  opts = check_opts(opts, 2, "fs.read_file")
+  local max = opts.max
+  if max ~= nil then
+    if type(max) ~= "number" or not (max >= 0)
+       or (max ~= huge and not tointeger(max)) then
+      argerror(2, "fs.read_file", "max must be a non-negative integer, "
+        .. "got " .. tostring(max))
+    end
+    max = max ~= huge and tointeger(max) or nil
+  end
+  check_task("fs.read_file")
+  local flag = stop_flag()
+  local ok, s, err, code = pcall(read_file, path, max, flag)
+  if ok then return s, err, code end
+  stop(flag)
+  error(s, 0)
 end
 
 local modes = { r = 1, w = 1, a = 1, ["r+"] = 1, ["w+"] = 1, ["a+"] = 1 }

@@ -3,8 +3,10 @@
   process.spawn{cmd, arg1, ..., cwd=, env=, stdin=, stdout=, stderr=}
   starts a child and returns a Process: .pid, .stdin / .stdout / .stderr
   (Streams, where piped), :wait() (suspends) -> code, signal, :kill([sig])
-  and :close().  process.run{cmd, ..., input=, timeout=} runs one to the
-  end and captures its output.
+  and :close().  process.run{cmd, ..., input=, timeout=, kill_grace=}
+  runs one to the end and captures its output; cancelled or timed out,
+  it ends the child (SIGTERM, then SIGKILL) and reaps it.  A cancelled
+  p:wait() leaves the child running.
 
   The child and its handle are C (src/process.c); the stdio pipes are
   ordinary Streams (src/stream.c).  A child is reaped when it exits even
@@ -19,6 +21,7 @@ local cproc, csig = core.proc, core.sig
 local type, error, pcall, pairs, tostring, setmetatable, getmetatable =
   type, error, pcall, pairs, tostring, setmetatable, getmetatable
 local math_type = math.type
+local find = string.find
 
 local M = {}
 
@@ -30,6 +33,9 @@ local argerror, check_task = check.argerror, check.task
 
 -- The number and the name of signal 'sig' (a name or a number).
 local function signum(sig, n, fname)
+  if type(sig) == "string" and find(sig, "\0", 1, true) then
+    argerror(n, fname, "string contains a NUL")
+  end
   local num, name = csig.signum(sig)
   if not num then
     argerror(n, fname, "unknown signal '" .. tostring(sig) .. "'")
@@ -52,6 +58,8 @@ local function stdio_mode(v, key, default, fname)
 end
 
 -- The command and its arguments: the list part of 'opts', as strings.
+-- NOTE: C sees a string up to its first NUL, so a string with a NUL
+-- inside (argument, env entry, cwd) is refused rather than cut.
 local function command(opts, fname)
   local args = {}
   if type(opts[1]) ~= "string" or opts[1] == "" then
@@ -64,6 +72,9 @@ local function command(opts, fname)
     elseif t ~= "string" then
       argerror(1, fname, ("argument %d must be a string, got %s")
         :format(i, t))
+    end
+    if find(a, "\0", 1, true) then
+      argerror(1, fname, ("argument %d contains a NUL"):format(i))
     end
     args[i] = a
   end
@@ -87,7 +98,14 @@ local function environment(env, fname)
       argerror(1, fname, ("env value of %s must be a string, got %s")
         :format(k, t))
     end
-    list[#list + 1] = k .. "=" .. tostring(v)
+    if find(k, "\0", 1, true) then
+      argerror(1, fname, "env name contains a NUL")
+    end
+    v = tostring(v)
+    if find(v, "\0", 1, true) then
+      argerror(1, fname, ("env value of %s contains a NUL"):format(k))
+    end
+    list[#list + 1] = k .. "=" .. v
   end
   return list
 end
@@ -100,6 +118,9 @@ local function check_spawn(opts, fname, defaults)
   end
   if opts.cwd ~= nil and type(opts.cwd) ~= "string" then
     argerror(1, fname, "cwd must be a string, got " .. type(opts.cwd))
+  end
+  if opts.cwd ~= nil and find(opts.cwd, "\0", 1, true) then
+    argerror(1, fname, "cwd contains a NUL")
   end
   return {
     command(opts, fname), environment(opts.env, fname), opts.cwd,
@@ -221,18 +242,50 @@ local function call(_, f, ...)
   return f(...)
 end
 
---- process.run{cmd, ..., input=, cwd=, env=, timeout=} (suspends):
--- {code=, signal=, stdout=, stderr=}; or nil, msg, code when the child
--- cannot start.  On timeout the child is killed and loom.Timeout raised.
+-- RATIONALE: as trio's run_process, a run that is cancelled or times
+-- out ends its child, politely first: SIGTERM, then SIGKILL once
+-- 'kill_grace' seconds went by without the child exiting (trio's 5 s
+-- by default; 0 is SIGKILL at once).  The child is reaped before the
+-- error goes on, so a loom interrupted with Ctrl-C leaves no orphans.
+-- A bare p:wait() that is cancelled leaves its child alone, as asyncio
+-- does: who spawned it decides.
+local KILL_GRACE = 5
+
+-- Ends the child of a run that failed; returns a cancellation that
+-- came meanwhile (it cuts the grace short: SIGKILL at once), or nil.
+local function terminate(p, grace)
+  local again
+  if grace > 0 and p:kill("SIGTERM") then
+    local ok, e = pcall(loom.timeout, grace, p.wait, p)
+    if ok then return nil end
+    if loom.is_cancelled(e) then again = e end
+  end
+  if p:kill("SIGKILL") then
+    local ok, e = pcall(p.wait, p)
+    if not ok and loom.is_cancelled(e) then again = again or e end
+  end
+  return again
+end
+
+local function check_seconds(v, what)
+  if v ~= nil and (type(v) ~= "number" or not (v >= 0)) then
+    argerror(1, "process.run", what .. " must be a non-negative number")
+  end
+end
+
+--- process.run{cmd, ..., input=, cwd=, env=, timeout=, kill_grace=}
+-- (suspends): {code=, signal=, stdout=, stderr=}; or nil, msg, code when
+-- the child cannot start.  On timeout or cancellation the child is
+-- ended (SIGTERM, SIGKILL after 'kill_grace' s, default 5) and reaped,
+-- and the loom.Timeout or the cancellation goes on.
 function M.run(opts)
   local a = check_spawn(opts, "process.run", { "null", "pipe", "pipe" })
-  local input, timeout = opts.input, opts.timeout
+  local input, timeout, grace = opts.input, opts.timeout, opts.kill_grace
   if input ~= nil and type(input) ~= "string" then
     argerror(1, "process.run", "input must be a string, got " .. type(input))
   end
-  if timeout ~= nil and (type(timeout) ~= "number" or not (timeout >= 0)) then
-    argerror(1, "process.run", "timeout must be a non-negative number")
-  end
+  check_seconds(timeout, "timeout")
+  check_seconds(grace, "kill_grace")
   check_task("process.run")
   if input ~= nil then a[4] = "pipe" end
   local p, err, code = start(a)
@@ -240,11 +293,9 @@ function M.run(opts)
   local ok, r = pcall(timeout and loom.timeout or call, timeout, collect, p,
                       input)
   if not ok then
-    -- timed out or cancelled: the child goes too, and is reaped before
-    -- the error goes on (unless this task is cancelled again meanwhile)
-    if p:kill("SIGKILL") then pcall(p.wait, p) end
+    local again = terminate(p, grace or KILL_GRACE)
     p:close()
-    error(r, 0)
+    error(again or r, 0)
   end
   p:close()
   return r
