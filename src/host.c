@@ -58,7 +58,7 @@ static void host_close(loom_host *H, int state_closing) {
   int owns_loop = H->owns_loop;
   int refs[] = {H->live_ref, H->pool_ref, H->failed_ref, H->aux_ref,
                 H->task_mt_ref, H->future_mt_ref, H->cancelled_ref,
-                H->timeout_ref, H->main_ref, H->stall_ref};
+                H->timeout_ref, H->main_ref};
   size_t i;
   if (H->closed) return;
   H->closed = 1;
@@ -118,7 +118,7 @@ loom_host *loom__host_new(lua_State *L, uv_loop_t *loop) {
   H->mainL = H->L = lua_tothread(L, -1);
   lua_pop(L, 1);
   H->on_error = loom__default_error_fn;
-  H->main_ref = H->stall_ref = LUA_NOREF;
+  H->main_ref = LUA_NOREF;
   H->debug = getenv("LOOM_DEBUG") != NULL && *getenv("LOOM_DEBUG") != '0';
   loom__sched_open(H);
   H->live_ref = newref(L, NULL);
@@ -163,7 +163,7 @@ static int spawn_loaded(loom_host *H, int status, int nargs) {
   lua_insert(L, -(nargs + 1));  /* chunk (or message) below arguments */
   if (status != LUA_OK) {
     lua_pop(L, nargs);
-    return status;
+    return LOOM_ELOAD;
   }
   t = loom__spawn(L, H, nargs);
   if (H->main == NULL) loom__set_main(L, H, lua_gettop(L));
@@ -219,9 +219,7 @@ LOOM_API int loom_step(loom_host *H) {
   uv_run(H->loop, UV_RUN_NOWAIT);
   alive = uv_loop_alive(H->loop) && !(H->main_ended && H->ntasks == 0);
   if (!alive && H->ntasks > 0) {  /* nothing can wake them: cancel */
-    if (H->debug) loom__report_pending(H);
-    H->stalled = 1;
-    loom__cancel_all(H, "nothing left that could wake the task");
+    loom__stall(H);
     alive = 1;
   }
   H->running = 0;
@@ -267,6 +265,43 @@ LOOM_API int loom_on_done(loom_host *H, int idx, loom_done_fn fn, void *ud) {
 LOOM_API int loom_results(loom_host *H, int idx) {
   if (H->closed) return LOOM_ECLOSED;
   return loom__results(H->mainL, idx);
+}
+
+LOOM_API int loom_task_state(loom_host *H, int idx) {
+  loom_future *f;
+  if (H->closed) return LOOM_ECLOSED;
+  f = loom__tofuture(H->mainL, idx);
+  return f != NULL ? loom__state(f) : LOOM_EINVAL;
+}
+
+LOOM_API int loom_push_main(loom_host *H) {
+  if (H->closed) return LOOM_ECLOSED;
+  if (H->main == NULL) return LOOM_EINVAL;
+  lua_rawgeti(H->mainL, LUA_REGISTRYINDEX, H->main_ref);  /* done or not */
+  return LOOM_OK;
+}
+
+LOOM_API int loom_set_main(loom_host *H, int idx) {
+  lua_State *L;
+  if (H->closed) return LOOM_ECLOSED;
+  L = H->mainL;
+  if (luaL_testudata(L, idx, LOOM_TASK_MT) == NULL) return LOOM_EINVAL;
+  loom__set_main(L, H, lua_absindex(L, idx));
+  return LOOM_OK;
+}
+
+LOOM_API int loom_cancel(loom_host *H, int idx, const char *msg) {
+  lua_State *L;
+  loom_task *t;
+  int r;
+  if (H->closed) return LOOM_ECLOSED;
+  L = H->mainL;
+  t = luaL_testudata(L, idx, LOOM_TASK_MT);
+  if (t == NULL) return LOOM_EINVAL;
+  if (msg != NULL) lua_pushstring(L, msg);
+  r = loom__cancel(L, H, t, msg != NULL ? lua_gettop(L) : 0);
+  if (msg != NULL) lua_pop(L, 1);
+  return r;
 }
 
 LOOM_API int loom_close(loom_host *H) {

@@ -116,7 +116,6 @@ struct loom_host {
   loom_task *current;      /* the running task, or NULL */
   loom_task *main;         /* the task of loom.run / the script */
   int main_ref;            /* registry: keeps 'main' alive */
-  int stall_ref;           /* registry: what waited when the run stalled */
   loom_tlist **heap;       /* lists of timers, by their first deadline */
   size_t nheap, heapcap;
   loom_tlist **buckets;    /* lists of timers, by duration */
@@ -299,6 +298,7 @@ struct loom_task {
   unsigned closing : 1;    /* its to-be-closed variables are being closed */
   unsigned escaped : 1;    /* coroutine.running() gave its coroutine out */
   unsigned woken : 1;      /* WAIT_LIST: taken off its list by a waker */
+  unsigned stalled : 1;    /* cancelled because nothing could wake it */
   union {
     loom_task **back;      /* loom_call_await: the call's pointer to it */
     loom_timer sleep;      /* loom.sleep */
@@ -361,6 +361,9 @@ int loom__rethrow(lua_State *L, loom_host *H, loom_task *t);
 int loom__cancel(lua_State *L, loom_host *H, loom_task *t, int msgidx);
 void loom__throw(lua_State *L, loom_host *H, loom_task *t);
 void loom__cancel_all(loom_host *H, const char *why);  /* every task */
+void loom__stall(loom_host *H);  /* cancels what nothing can wake */
+int loom__state(const loom_future *f);  /* LOOM_TASK_* */
+loom_future *loom__tofuture(lua_State *L, int idx);  /* or NULL */
 void loom__report_unobserved(loom_host *H);
 void loom__report_pending(loom_host *H);  /* debug: tasks still waiting */
 void loom__describe_pending(lua_State *L, loom_host *H);  /* pushes it */
@@ -389,10 +392,6 @@ void loom__queue_register(lua_State *L, loom_host *H);  /* loom.queue */
 /* signal.c */
 void loom__signal_register(lua_State *L, loom_host *H);
 const char *loom__signal_name(int signum);  /* "SIGTERM", or NULL */
-/* the host's own handling of a signal no script watches (Ctrl-C) */
-typedef void (*loom_signal_fn)(loom_host *H, int signum, void *ud);
-int loom__signal_default(loom_host *H, int signum, loom_signal_fn fn,
-                         void *ud);
 
 /* stream.c */
 enum { LOOM_STREAM_TCP, LOOM_STREAM_PIPE };

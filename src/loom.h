@@ -37,6 +37,16 @@
 #define LOOM_EINVAL   (-5)  /* an argument is not what the function takes */
 #define LOOM_EFAILED  (-6)  /* the task failed: its error is on the stack */
 #define LOOM_ENOMEM   (-7)  /* out of memory */
+#define LOOM_ELOAD    (-8)  /* a chunk did not load: its message is pushed */
+
+/* How a task stands (loom_task_state) */
+#define LOOM_TASK_PENDING   0  /* not done: not started, running or waiting */
+#define LOOM_TASK_OK        1  /* returned: loom_results pushes its values */
+#define LOOM_TASK_FAILED    2  /* raised: loom_results pushes its error */
+#define LOOM_TASK_CANCELLED 3  /* cancelled: its error is a loom.Cancelled */
+#define LOOM_TASK_STALLED   4  /* cancelled by loom, as nothing could ever
+                                  wake it; the main task's Cancelled says
+                                  where every task waited */
 
 typedef struct loom_host loom_host;
 typedef struct loom_call loom_call;
@@ -99,7 +109,7 @@ LOOM_API void loom_free(loom_host *H);
 ** a task with the 'nargs' values on top of the stack as its arguments.
 ** On success pushes the Task (in place of the arguments) and returns
 ** LOOM_OK; the first file spawned becomes the main task.  Otherwise
-** pushes the message and returns LUA_ERRFILE or LUA_ERRSYNTAX.  The
+** pops the arguments, pushes the message and returns LOOM_ELOAD.  The
 ** task runs when the loop runs.
 */
 LOOM_API int loom_spawn_file(loom_host *H, const char *path, int nargs);
@@ -166,6 +176,33 @@ LOOM_API int loom_on_done(loom_host *H, int idx, loom_done_fn fn, void *ud);
 ** LOOM_EPENDING / LOOM_EINVAL with nothing pushed.
 */
 LOOM_API int loom_results(loom_host *H, int idx);
+
+/*
+** How the Task or Future at 'idx' stands: one of LOOM_TASK_*, or
+** LOOM_EINVAL when it is neither.  Does not count as observing an
+** error (loom_results does).
+*/
+LOOM_API int loom_task_state(loom_host *H, int idx);
+
+/*
+** The main task: the first file or string spawned, the function of
+** loom.run while it runs, or the task made main by loom_set_main.  When
+** it fails or is cancelled, every other task is cancelled and the run
+** ends once they have finished, as asyncio.run does.  loom_push_main
+** pushes it and returns LOOM_OK, or returns LOOM_EINVAL when there is
+** none; loom_set_main makes the Task at 'idx' the main task (LOOM_OK,
+** or LOOM_EINVAL when it is not a Task).
+*/
+LOOM_API int loom_push_main(loom_host *H);
+LOOM_API int loom_set_main(loom_host *H, int idx);
+
+/*
+** Cancels the Task at 'idx' as task:cancel(msg) does ('msg' NULL: the
+** default message): returns 1, or 0 when it is done already, or
+** LOOM_EINVAL.  It may be called from a libuv callback on the loop
+** thread (a signal handler of the embedder's, say).
+*/
+LOOM_API int loom_cancel(loom_host *H, int idx, const char *msg);
 
 /* }===================================================================== */
 
@@ -243,6 +280,19 @@ typedef void (*loom_error_fn)(loom_host *H, const char *msg,
 
 /* Replaces the error hook; 'fn' NULL restores the default (stderr). */
 LOOM_API void loom_set_error_fn(loom_host *H, loom_error_fn fn, void *ud);
+
+/*
+** The host's own handling of signal 'signum': 'fn' runs on the loop
+** thread at each delivery that no script watches (with signal.on or
+** signal.wait), so that a script may take the signal over, as a
+** "SIGINT" listener does in Node.  It keeps the loop alive no more than
+** the script's watchers do and goes with the host.  'fn' NULL removes
+** it.  Returns LOOM_OK, LOOM_EINVAL for a signal that cannot be caught,
+** or LOOM_ENOMEM.  The loom binary's Ctrl-C is built on it.
+*/
+typedef void (*loom_signal_fn)(loom_host *H, int signum, void *ud);
+LOOM_API int loom_set_signal_fn(loom_host *H, int signum, loom_signal_fn fn,
+                                void *ud);
 
 /* The module entry point for require "loom". */
 LOOM_API int luaopen_loom(lua_State *L);

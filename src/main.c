@@ -11,7 +11,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include <lauxlib.h>
+#include <lualib.h>
+
+#include "loom.h"
 
 static const char *progname = "loom";
 
@@ -192,13 +195,14 @@ static int spawn_main(lua_State *L, loom_host *H, char **argv, int argc,
     for (i = 0; i < nargs; i++) lua_pushstring(L, argv[script + 1 + i]);
   }
   else {
-    if (loom__open_lua(L, "loom.cli") != LUA_OK) return report_load_error(L);
-    lua_call(L, 0, 1);  /* the runner */
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "loom.cli");
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK) return report_load_error(L);
     if (!build_steps(L, argv, argc, script, from_stdin)) return 0;
     nargs = 1;
   }
-  loom__spawn(L, H, nargs);
-  loom__set_main(L, H, lua_gettop(L));
+  if (loom_spawn(H, nargs) != LOOM_OK) return report_load_error(L);
+  loom_set_main(H, -1);
   lua_pop(L, 1);
   return 1;
 }
@@ -223,18 +227,44 @@ static int sigint_count;
 ** exits at once with the status a shell gives to SIGINT.
 */
 static void sigint_cb(loom_host *H, int signum, void *ud) {
+  lua_State *L = loom_state(H);
+  int cancelled = 0;
   (void)signum; (void)ud;
-  if (sigint_count++ == 0 && H->main != NULL
-      && H->main->f.state == FUT_PENDING) {
-    loom__cancel(H->L, H, H->main, 0);
-    return;
+  if (sigint_count++ == 0 && loom_push_main(H) == LOOM_OK) {
+    cancelled = loom_cancel(H, -1, "interrupted") == 1;
+    lua_pop(L, 1);
   }
+  if (cancelled) return;
   fflush(stdout);
   _exit(130);
 }
 
 /* }==================================================================== */
 
+
+/*
+** The exit status once the run is over ('status': 0, or 1 when an
+** error was reported).  After Ctrl-C it is 130 however the main task
+** ended (a script that catches the cancellation and returns was still
+** interrupted, as asyncio re-raises KeyboardInterrupt).  A main task
+** that nothing could ever wake was cancelled: say where it waited.
+*/
+static int exit_status(loom_host *H, int status) {
+  lua_State *L = loom_state(H);
+  int state;
+  if (sigint_count > 0) return 130;
+  if (loom_push_main(H) != LOOM_OK) return status;
+  state = loom_task_state(H, -1);
+  if (state == LOOM_TASK_STALLED && loom_results(H, -1) == LOOM_EFAILED) {
+    lua_getfield(L, -1, "message");
+    fprintf(stderr, "%s: %s\n", progname,
+            lua_isstring(L, -1) ? lua_tostring(L, -1) : "?");
+    lua_pop(L, 2);  /* remove message and error */
+    status = 1;
+  }
+  lua_pop(L, 1);  /* remove the main task */
+  return status;
+}
 
 int main(int argc, char **argv) {
   int flags = 0, bad = 0, from_stdin = 0, script, status;
@@ -272,17 +302,9 @@ int main(int argc, char **argv) {
     loom_free(H);
     return 1;
   }
-  loom__signal_default(H, SIGINT, sigint_cb, NULL);
+  loom_set_signal_fn(H, SIGINT, sigint_cb, NULL);
   status = loom_run(H) > 0 ? 1 : 0;
-  if (sigint_count > 0 && H->main->f.state == FUT_CANCELLED) status = 130;
-  else if (H->stalled && H->main->f.state == FUT_CANCELLED) {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, H->stall_ref);
-    fprintf(stderr, "%s: the main task never finished (it waits for "
-                    "something nothing will do); tasks waiting:%s\n",
-            progname, lua_isstring(L, -1) ? lua_tostring(L, -1) : "");
-    lua_pop(L, 1);
-    status = 1;
-  }
+  status = exit_status(H, status);
   /*
   ** Like Node, and like lua's own os.exit, the binary leaves without
   ** tearing the state down: freeing every object one by one only delays

@@ -102,12 +102,12 @@ static int run_main(lua_State *L, const char *fname, int fidx,
   loom__set_main(L, H, 0);
   H->is_virtual = 0;
   H->debug = saved_debug;
-  if (t->f.state == FUT_PENDING
-      || (H->stalled && t->f.state == FUT_CANCELLED)) {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, H->stall_ref);
-    return luaL_error(L, "loom.run: the main task never finished (it waits "
-                         "for something nothing will do); tasks waiting:%s",
-                      lua_isstring(L, -1) ? lua_tostring(L, -1) : "");
+  if (t->f.state == FUT_PENDING)
+    return luaL_error(L, "loom.run: the main task never finished");
+  if (loom__state(&t->f) == LOOM_TASK_STALLED) {  /* where each waited */
+    lua_getiuservalue(L, fidx, UV_VALUE);
+    lua_getfield(L, -1, "message");
+    return luaL_error(L, "loom.run: %s", lua_tostring(L, -1));
   }
   lua_settop(L, fidx);  /* nothing a callback left behind */
   lua_getfield(L, fidx, "result");

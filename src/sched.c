@@ -184,18 +184,10 @@ int loom__loop(loom_host *H) {
   H->running = 1;
   H->stalled = 0;
   H->main_ended = 0;
-  luaL_unref(H->L, LUA_REGISTRYINDEX, H->stall_ref);
-  H->stall_ref = LUA_NOREF;
   for (;;) {
     uv_run(H->loop, UV_RUN_DEFAULT);
     if (H->ntasks == 0 || ++rounds > 3) break;
-    if (H->debug) loom__report_pending(H);
-    if (!H->stalled) {  /* keep where they waited, for loom.run's error */
-      loom__describe_pending(H->L, H);
-      H->stall_ref = luaL_ref(H->L, LUA_REGISTRYINDEX);
-    }
-    H->stalled = 1;
-    loom__cancel_all(H, "nothing left that could wake the task");
+    loom__stall(H);
   }
   H->running = 0;
   loom__report_unobserved(H);
@@ -449,12 +441,6 @@ static void fire(loom_host *H, loom_timer *tm) {
 ** Helpers
 ** =====================================================================
 */
-
-/* The Task or Future at 'idx', or NULL. */
-static loom_future *tofuture(lua_State *L, int idx) {
-  loom_future *f = luaL_testudata(L, idx, LOOM_TASK_MT);
-  return f != NULL ? f : luaL_testudata(L, idx, LOOM_FUTURE_MT);
-}
 
 /*
 ** Pushes the aux table of the future at 'idx' (creating it if 'create',
@@ -1101,19 +1087,67 @@ int loom__cancel(lua_State *L, loom_host *H, loom_task *t, int msgidx) {
   return 1;
 }
 
-void loom__cancel_all(loom_host *H, const char *why) {
+/* Cancels every pending task; 'stall': because nothing could wake it. */
+static void cancel_all(loom_host *H, const char *why, int stall) {
   lua_State *L = H->L;
   lua_rawgeti(L, LUA_REGISTRYINDEX, H->live_ref);
   lua_pushnil(L);
   while (lua_next(L, -2)) {
     loom_task *t = luaL_testudata(L, -1, LOOM_TASK_MT);
-    if (t != NULL && t->f.state == FUT_PENDING) {
+    if (t != NULL && t->f.state == FUT_PENDING && !t->throwing) {
+      t->stalled = (unsigned)stall;
       loom__new_cancelled(L, H, why);
       loom__throw(L, H, t);
     }
     lua_pop(L, 1);
   }
   lua_pop(L, 1);
+}
+
+void loom__cancel_all(loom_host *H, const char *why) {
+  cancel_all(H, why, 0);
+}
+
+/*
+** Nothing left can wake the tasks still pending (they await a future
+** nobody will set): they are cancelled, so that their cleanup runs.
+** The main task's cancellation says where every task waited: that is
+** what loom.run raises and the binary prints.
+*/
+void loom__stall(loom_host *H) {
+  lua_State *L = H->L;
+  loom_task *m = H->main;
+  if (H->debug) loom__report_pending(H);
+  H->stalled = 1;
+  if (m != NULL && m->f.state == FUT_PENDING && !m->throwing) {
+    loom__describe_pending(L, H);
+    lua_pushfstring(L, "the main task never finished (it waits for "
+                       "something nothing will do); tasks waiting:%s",
+                    lua_tostring(L, -1));
+    loom__new_cancelled(L, H, lua_tostring(L, -1));
+    m->stalled = 1;
+    loom__throw(L, H, m);
+    lua_pop(L, 2);  /* remove the messages */
+  }
+  cancel_all(H, "nothing left that could wake the task", 1);
+}
+
+/* How the task or future 'f' stands: LOOM_TASK_* */
+int loom__state(const loom_future *f) {
+  switch (f->state) {
+    case FUT_OK: return LOOM_TASK_OK;
+    case FUT_FAILED: return LOOM_TASK_FAILED;
+    case FUT_CANCELLED:
+      return f->is_task && ((const loom_task *)f)->stalled
+             ? LOOM_TASK_STALLED : LOOM_TASK_CANCELLED;
+    default: return LOOM_TASK_PENDING;
+  }
+}
+
+/* The Task or Future at 'idx', or NULL. */
+loom_future *loom__tofuture(lua_State *L, int idx) {
+  loom_future *f = luaL_testudata(L, idx, LOOM_TASK_MT);
+  return f != NULL ? f : luaL_testudata(L, idx, LOOM_FUTURE_MT);
 }
 
 /* }==================================================================== */
@@ -1291,7 +1325,7 @@ static int on_done_p(lua_State *L) {
 
 /* loom_results: the outcome of the done future at 'idx', pushed. */
 int loom__results(lua_State *L, int idx) {
-  loom_future *f = tofuture(L, idx);
+  loom_future *f = loom__tofuture(L, idx);
   idx = lua_absindex(L, idx);
   if (f == NULL) return LOOM_EINVAL;
   if (f->state == FUT_PENDING) return LOOM_EPENDING;
@@ -1308,7 +1342,7 @@ int loom__results(lua_State *L, int idx) {
 int loom__on_done(lua_State *L, int idx) {
   loom_future *f;
   idx = lua_absindex(L, idx);
-  f = tofuture(L, idx);
+  f = loom__tofuture(L, idx);
   if (f == NULL || loom__fhost(f) == NULL) {
     lua_pop(L, 1);
     return LOOM_EINVAL;

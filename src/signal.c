@@ -16,7 +16,7 @@
 ** unreferenced unless a watcher asks to keep the loop alive: only
 ** 'signal.wait' does.
 **
-** The host's own *default* (loom__signal_default, the binary's Ctrl-C)
+** The host's own *default* (loom_set_signal_fn, the binary's Ctrl-C)
 ** runs only when no script watcher is open: a script that listens for
 ** SIGINT takes Ctrl-C over, as a 'SIGINT' listener does in Node.
 */
@@ -291,19 +291,19 @@ static loom_sigslot *slot_of(loom_host *H, int signum, int *err) {
   return s;
 }
 
-/*
-** The host's own handling of 'signum' (the binary's Ctrl-C): 'fn' runs
-** on each delivery that no script watcher takes.  It keeps nothing
-** alive, and goes with the host.  Returns 0 or a libuv error.
-*/
-int loom__signal_default(loom_host *H, int signum, loom_signal_fn fn,
-                         void *ud) {
+/* See loom.h.  The default lives on the signal's slot. */
+LOOM_API int loom_set_signal_fn(loom_host *H, int signum, loom_signal_fn fn,
+                                void *ud) {
   int err;
-  loom_sigslot *s = slot_of(H, signum, &err);
-  if (s == NULL) return err;
+  loom_sigslot *s;
+  if (H->closed) return LOOM_ECLOSED;
+  if (loom__signal_name(signum) == NULL) return LOOM_EINVAL;
+  s = slot_of(H, signum, &err);
+  if (s == NULL) return err == UV_ENOMEM ? LOOM_ENOMEM : LOOM_EINVAL;
   s->cfn = fn;
-  s->ud = ud;
-  return 0;
+  s->ud = fn != NULL ? ud : NULL;
+  slot_update(s);
+  return LOOM_OK;
 }
 
 /* }==================================================================== */

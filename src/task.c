@@ -16,12 +16,6 @@
 ** =====================================================================
 */
 
-/* The Task or Future at 'idx', or NULL. */
-static loom_future *tofuture(lua_State *L, int idx) {
-  loom_future *f = luaL_testudata(L, idx, LOOM_TASK_MT);
-  return f != NULL ? f : luaL_testudata(L, idx, LOOM_FUTURE_MT);
-}
-
 /*
 ** The same for the functions that hold the host box as upvalue 1 (every
 ** method and core function here): the metatable is compared with the
@@ -32,7 +26,7 @@ static loom_future *tofuture_up(lua_State *L, int idx) {
   loom_host *H = ((loom_hostbox *)lua_touserdata(L, lua_upvalueindex(1)))->H;
   loom_future *f = lua_touserdata(L, idx);
   int ok;
-  if (H == NULL) return tofuture(L, idx);
+  if (H == NULL) return loom__tofuture(L, idx);
   if (f == NULL || !lua_getmetatable(L, idx)) return NULL;
   lua_rawgeti(L, LUA_REGISTRYINDEX, H->task_mt_ref);
   ok = lua_rawequal(L, -1, -2);

@@ -163,7 +163,7 @@ static void t_spawn_file(void) {
   CHECK(lua_tointeger(L, -1) == 5);
   lua_settop(L, 0);
   unlink(path);
-  CHECK(loom_spawn_file(H, "/nonexistent/x.lua", 0) == LUA_ERRFILE);
+  CHECK(loom_spawn_file(H, "/nonexistent/x.lua", 0) == LOOM_ELOAD);
   CHECK(strstr(lua_tostring(L, -1), "cannot open") != NULL);
   lua_settop(L, 0);
   loom_free(H);
@@ -172,7 +172,7 @@ static void t_spawn_file(void) {
 static void t_spawn_string(void) {
   loom_host *H = loom_new();
   lua_State *L = loom_state(H);
-  CHECK(loom_spawn_string(H, "return 1 +", "=bad", 0) == LUA_ERRSYNTAX);
+  CHECK(loom_spawn_string(H, "return 1 +", "=bad", 0) == LOOM_ELOAD);
   CHECK(strstr(lua_tostring(L, -1), "bad:1:") != NULL);
   lua_settop(L, 0);
   lua_pushstring(L, "x");
@@ -572,6 +572,93 @@ static void t_resume_after_close(void) {
 
 
 /* {====================================================================
+** The main task and how tasks end
+** ===================================================================== */
+
+static int sig_calls;
+
+static void on_signal(loom_host *H, int signum, void *ud) {
+  (void)ud;
+  sig_calls++;
+  CHECK(signum == SIGUSR1);
+  CHECK(loom_push_main(H) == LOOM_OK);
+  CHECK(loom_cancel(H, -1, "stop now") == 1);
+  lua_pop(loom_state(H), 1);
+}
+
+static void t_main_task(void) {
+  loom_host *H = loom_new();
+  lua_State *L = loom_state(H);
+  CHECK(loom_push_main(H) == LOOM_EINVAL);  /* none yet */
+  /* a value */
+  CHECK(loom_spawn_string(H, "loom.sleep(0) return 7", "=ok", 0) == LOOM_OK);
+  CHECK(loom_task_state(H, -1) == LOOM_TASK_PENDING);
+  lua_pop(L, 1);
+  CHECK(loom_run(H) == 0);
+  CHECK(loom_push_main(H) == LOOM_OK);
+  CHECK(loom_task_state(H, -1) == LOOM_TASK_OK);
+  CHECK(loom_results(H, -1) == 1 && lua_tointeger(L, -1) == 7);
+  lua_settop(L, 0);
+  /* an error, seen through loom_results: nothing is reported */
+  CHECK(luaL_dostring(L, "return function() loom.sleep(0) error('boom', 0) "
+                         "end") == LUA_OK);
+  CHECK(loom_spawn(H, 0) == LOOM_OK);
+  CHECK(loom_set_main(H, -1) == LOOM_OK);
+  CHECK(loom_run(H) == 1);  /* nobody observed it during the run */
+  CHECK(loom_push_main(H) == LOOM_OK);
+  CHECK(loom_task_state(H, -1) == LOOM_TASK_FAILED);
+  CHECK(loom_results(H, -1) == LOOM_EFAILED);
+  CHECK(strcmp(lua_tostring(L, -1), "boom") == 0);
+  lua_settop(L, 0);
+  /* cancelled from C, in a libuv callback: the embedder's signal handler */
+  CHECK(loom_set_signal_fn(H, SIGUSR1, on_signal, NULL) == LOOM_OK);
+  CHECK(loom_spawn_string(H, "loom.sleep(0) "
+                          "require('loom.process').kill(require('loom."
+                          "process').pid, 'SIGUSR1') loom.sleep(30)",
+                          "=cancelled", 0) == LOOM_OK);
+  CHECK(loom_set_main(H, -1) == LOOM_OK);
+  lua_settop(L, 0);
+  CHECK(loom_run(H) == 0);
+  CHECK(sig_calls == 1);
+  CHECK(loom_push_main(H) == LOOM_OK);
+  CHECK(loom_task_state(H, -1) == LOOM_TASK_CANCELLED);
+  CHECK(loom_results(H, -1) == LOOM_EFAILED);
+  lua_getfield(L, -1, "message");
+  CHECK(strcmp(lua_tostring(L, -1), "stop now") == 0);
+  CHECK(loom_cancel(H, -3, NULL) == 0);  /* done already */
+  lua_settop(L, 0);
+  CHECK(loom_set_signal_fn(H, SIGUSR1, NULL, NULL) == LOOM_OK);
+  CHECK(loom_set_signal_fn(H, 0, on_signal, NULL) == LOOM_EINVAL);
+  /* stalled: it waits for a future nobody can set */
+  CHECK(loom_spawn_string(H, "loom.future():await()", "=stuck", 0)
+        == LOOM_OK);
+  CHECK(loom_set_main(H, -1) == LOOM_OK);
+  lua_settop(L, 0);
+  CHECK(loom_run(H) == 0);
+  CHECK(loom_push_main(H) == LOOM_OK);
+  CHECK(loom_task_state(H, -1) == LOOM_TASK_STALLED);
+  CHECK(loom_results(H, -1) == LOOM_EFAILED);
+  lua_getfield(L, -1, "message");
+  CHECK(strstr(lua_tostring(L, -1), "never finished") != NULL);
+  CHECK(strstr(lua_tostring(L, -1), "stuck:1") != NULL);  /* where */
+  lua_settop(L, 0);
+  /* misuse */
+  lua_pushinteger(L, 1);
+  CHECK(loom_task_state(H, -1) == LOOM_EINVAL);
+  CHECK(loom_set_main(H, -1) == LOOM_EINVAL);
+  CHECK(loom_cancel(H, -1, NULL) == LOOM_EINVAL);
+  lua_settop(L, 0);
+  CHECK(loom_close(H) == LOOM_OK);
+  CHECK(loom_push_main(H) == LOOM_ECLOSED);
+  CHECK(loom_task_state(H, 1) == LOOM_ECLOSED);
+  CHECK(loom_set_signal_fn(H, SIGUSR1, on_signal, NULL) == LOOM_ECLOSED);
+  loom_free(H);
+}
+
+/* }==================================================================== */
+
+
+/* {====================================================================
 ** Closing a host that owns one of everything
 ** ===================================================================== */
 
@@ -669,6 +756,7 @@ static const struct {
   {"call_released", t_call_released},
   {"resume_after_close", t_resume_after_close},
   {"close_with_handles", t_close_with_handles},
+  {"main_task", t_main_task},
   {NULL, NULL}
 };
 
