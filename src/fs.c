@@ -39,10 +39,6 @@
 #define READ_STEP (1024 * 1024)  /* read_file: most bytes of one read(2) */
 #define LINE_LIMIT (64 * 1024)   /* file:read_line, as a Stream's default */
 
-/* Pushes nil, "<what> '<path>': <message>", code; returns 3. */
-static int fail(lua_State *L, const char *what, const char *path, int err) {
-  return loom__fail(L, what, path, err);
-}
 
 
 /* {====================================================================
@@ -61,6 +57,8 @@ typedef struct loom_file {
   unsigned no_nowait_write : 1;  /* the file system refused RWF_NOWAIT */
   char *path;              /* for messages (malloc'd) */
 } loom_file;
+
+static const loom_class file_class;
 
 enum {
   OP_TRUE,       /* true */
@@ -194,13 +192,13 @@ static int push_result(lua_State *L, void *ud) {
     return 0;
   }
   if (r->op == OP_JOB) {
-    n = r->result < 0 ? fail(L, r->what, r->path, r->result) : r->push(L, r);
+    n = r->result < 0 ? loom__fail(L, r->what, r->path, r->result) : r->push(L, r);
     req_free(r);
     return n;
   }
   if (res < 0) {
     if (r->file != NULL) r->file->busy = 0;
-    n = fail(L, r->what, r->path, (int)res);
+    n = loom__fail(L, r->what, r->path, (int)res);
     req_free(r);
     return n;
   }
@@ -241,7 +239,7 @@ static void fs_cb(uv_fs_t *req) {
 /* After uv_fs_X(loop, &r->req, ..., fs_cb) returned 'err': wait. */
 static int await_req(lua_State *L, fsreq *r, int err) {
   if (err < 0) {
-    int n = fail(L, r->what, r->path, err);
+    int n = loom__fail(L, r->what, r->path, err);
     if (r->file != NULL) r->file->busy = 0;
     req_free(r);
     return n;
@@ -266,7 +264,7 @@ static void job_after(uv_work_t *w, int status) {
 static int await_job(lua_State *L, loom_host *H, fsreq *r) {
   int err = uv_queue_work(H->loop, &r->work, job_work, job_after);
   if (err < 0) {
-    int n = fail(L, r->what, r->path, err);
+    int n = loom__fail(L, r->what, r->path, err);
     req_free(r);
     return n;
   }
@@ -714,7 +712,7 @@ static int l_append_file(lua_State *L) {
 
 /* The open File at 1 (its errors name the user's line: see loom__where) */
 static loom_file *checkfile(lua_State *L) {
-  loom_file *f = luaL_checkudata(L, 1, LOOM_FILE_MT);
+  loom_file *f = loom__checkobject(L, 1, &file_class);
   if (f->fd < 0 || f->busy) {
     loom__where(L);
     if (f->fd < 0) lua_pushliteral(L, "attempt to use a closed file");
@@ -727,11 +725,8 @@ static loom_file *checkfile(lua_State *L) {
 
 
 static int push_file(lua_State *L, fsreq *r) {
-  loom_file *f = lua_newuserdatauv(L, sizeof *f, 0);
+  loom_file *f = loom__object_new(L, &file_class, sizeof *f, 0);
   struct stat st;
-  memset(f, 0, sizeof *f);
-  f->fd = -1;
-  luaL_setmetatable(L, LOOM_FILE_MT);  /* so __gc closes it, come what may */
   f->fd = (int)r->req.result;
   f->readable = (r->flags & O_ACCMODE) != O_WRONLY;
   f->writable = (r->flags & O_ACCMODE) != O_RDONLY;
@@ -834,7 +829,7 @@ static int fill(lua_State *L, loom_host *H, loom_file *f, size_t want,
       return 0;
     }
     if (errno != EAGAIN && errno != EOPNOTSUPP && errno != ENOSYS)
-      return fail(L, "read", f->path, uv_translate_sys_error(errno));
+      return loom__fail(L, "read", f->path, uv_translate_sys_error(errno));
   }
   r = req_new(L, OP_READ, "read", f->path);
   r->file = f;
@@ -847,7 +842,7 @@ static int fill(lua_State *L, loom_host *H, loom_file *f, size_t want,
   if (err < 0) {
     f->busy = 0;
     req_free(r);
-    return fail(L, "read", f->path, err);
+    return loom__fail(L, "read", f->path, err);
   }
   r->call = loom_call_new(L);
   return loom_call_await(L, r->call);
@@ -863,7 +858,7 @@ static void take(lua_State *L, loom_file *f, size_t n) {
 /* The file at 1, and why it cannot be read (pushes nil, msg, code). */
 static int not_readable(lua_State *L, loom_file *f) {
   if (f->readable) return 0;
-  return fail(L, "read", f->path, UV_EBADF);
+  return loom__fail(L, "read", f->path, UV_EBADF);
 }
 
 /*
@@ -897,7 +892,7 @@ static int read_some(lua_State *L, ready_fn ready) {
 */
 static int at_eof(lua_State *L, loom_file *f, const char *what) {
   f->eof = 0;
-  return fail(L, what, f->path, UV_EOF);
+  return loom__fail(L, what, f->path, UV_EOF);
 }
 
 static int ready_read(lua_State *L, loom_file *f, lua_Integer n) {
@@ -930,11 +925,9 @@ static int line_too_long(lua_State *L, loom_file *f, const char *p) {
     drop(f, f->len);
     f->skipline = 1;
   }
-  lua_pushnil(L);
-  lua_pushfstring(L, "read_line '%s': line longer than %d bytes", f->path,
-                  LINE_LIMIT);
-  lua_pushliteral(L, "ELINE");
-  return 3;
+  lua_pushfstring(L, "line longer than %d bytes", LINE_LIMIT);
+  return loom__fail_reason(L, "read_line", f->path, lua_tostring(L, -1),
+                           "ELINE");
 }
 
 static int ready_line(lua_State *L, loom_file *f, lua_Integer unused) {
@@ -1015,7 +1008,7 @@ static int f_write(lua_State *L) {
   uv_buf_t b;
   int err;
   loom__enter(L, H, "file:write");
-  if (!f->writable) return fail(L, "write", f->path, UV_EBADF);
+  if (!f->writable) return loom__fail(L, "write", f->path, UV_EBADF);
   if (f->len > 0) {  /* unread buffered data: write where the reader is */
     f->pos -= (int64_t)f->len;
     f->len = f->start = 0;
@@ -1037,7 +1030,7 @@ static int f_write(lua_State *L) {
     if (errno == EOPNOTSUPP || errno == ENOSYS)
       f->no_nowait_write = 1;  /* ext4 refuses it for buffered writes */
     else if (errno != EAGAIN)
-      return fail(L, "write", f->path, uv_translate_sys_error(errno));
+      return loom__fail(L, "write", f->path, uv_translate_sys_error(errno));
   }
   r = req_new(L, OP_WRITE, "write", f->path);
   r->file = f;
@@ -1062,10 +1055,10 @@ static int f_seek(lua_State *L) {
   else {
     struct stat st;
     if (fstat(f->fd, &st) != 0)
-      return fail(L, "seek", f->path, uv_translate_sys_error(errno));
+      return loom__fail(L, "seek", f->path, uv_translate_sys_error(errno));
     to = (int64_t)st.st_size + off;
   }
-  if (to < 0) return fail(L, "seek", f->path, UV_EINVAL);
+  if (to < 0) return loom__fail(L, "seek", f->path, UV_EINVAL);
   f->pos = to;
   f->len = f->start = 0;
   f->eof = 0;
@@ -1088,7 +1081,7 @@ static int f_stat(lua_State *L) {
   int err = uv_fs_fstat(NULL, &req, f->fd, NULL);  /* no disk access */
   if (err < 0) {
     uv_fs_req_cleanup(&req);
-    return fail(L, "stat", f->path, err);
+    return loom__fail(L, "stat", f->path, err);
   }
   push_stat(L, &req.statbuf);
   uv_fs_req_cleanup(&req);
@@ -1101,12 +1094,10 @@ static int f_stat(lua_State *L) {
 ** nil, msg, "EBUSY", and the file closes when collected.
 */
 static int f_close(lua_State *L) {
-  loom_file *f = luaL_checkudata(L, 1, LOOM_FILE_MT);
+  loom_file *f = loom__checkobject(L, 1, &file_class);
   if (f->fd >= 0 && f->busy) {
-    lua_pushnil(L);
-    lua_pushfstring(L, "close '%s': another task is using it", f->path);
-    lua_pushliteral(L, "EBUSY");
-    return 3;
+    return loom__fail_reason(L, "close", f->path,
+                             "another task is using it", "EBUSY");
   }
   if (f->fd >= 0) {
     close(f->fd);
@@ -1128,12 +1119,12 @@ static void file_free(loom_file *f) {
 
 /* No request can be in flight: a request keeps its File alive. */
 static int f_gc(lua_State *L) {
-  file_free(luaL_checkudata(L, 1, LOOM_FILE_MT));
+  file_free(lua_touserdata(L, 1));
   return 0;
 }
 
 static int f_tostring(lua_State *L) {
-  loom_file *f = luaL_checkudata(L, 1, LOOM_FILE_MT);
+  loom_file *f = loom__checkobject(L, 1, &file_class);
   lua_pushfstring(L, "loom.file '%s'%s", f->path ? f->path : "?",
                   f->fd < 0 ? " (closed)" : "");
   return 1;
@@ -1225,7 +1216,7 @@ static int w_add(lua_State *L) {
   err = uv_fs_event_start(&wa->h, event_cb, path, 0);
   if (err < 0) {
     uv_close((uv_handle_t *)&wa->h, watch_closed);
-    return fail(L, "watch", path, err);
+    return loom__fail(L, "watch", path, err);
   }
   wa->next = w->watches;
   w->watches = wa;
@@ -1257,7 +1248,7 @@ static int w_next(lua_State *L) {
     free(e);
     return 2;
   }
-  if (w->err) return fail(L, "watch", w->watches ? w->watches->dir : "?",
+  if (w->err) return loom__fail(L, "watch", w->watches ? w->watches->dir : "?",
                           w->err);
   loom__list_wait(&w->waiters, loom__enter(L, loom__handle_host(&w->base),
                                            "watcher:events"));
@@ -1339,21 +1330,18 @@ static const luaL_Reg funcs[] = {
   {NULL, NULL}
 };
 
-static void new_mt(lua_State *L, loom_host *H, const char *name,
-                   const luaL_Reg *methods, lua_CFunction close,
-                   lua_CFunction gc) {
-  if (luaL_newmetatable(L, name)) {
-    lua_newtable(L);
-    loom__push_box(L);
-    luaL_setfuncs(L, methods, 1);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, close);
-    lua_setfield(L, -2, "__close");
-    lua_pushcfunction(L, gc);
-    lua_setfield(L, -2, "__gc");
-  }
-  lua_pop(L, 1);
-}
+static const luaL_Reg file_meta[] = {
+  {"__close", f_close},
+  {"__gc", f_gc},
+  {"__tostring", f_tostring},
+  {NULL, NULL}
+};
+
+static const loom_class file_class = {
+  .name = LOOM_FILE_MT,
+  .methods = file_methods,
+  .meta = file_meta
+};
 
 static const loom_class watcher_class = {
   .name = LOOM_WATCHER_MT,
@@ -1363,19 +1351,13 @@ static const loom_class watcher_class = {
 };
 
 void loom__fs_register(lua_State *L, loom_host *H) {
-  new_mt(L, H, LOOM_FILE_MT, file_methods, f_close, f_gc);
-  luaL_getmetatable(L, LOOM_FILE_MT);
-  lua_pushcfunction(L, f_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_pop(L, 1);
+  loom__class_register(L, &file_class);
   loom__class_register(L, &watcher_class);
   lua_createtable(L, 0, 20);
   loom__push_box(L);
   luaL_setfuncs(L, funcs, 1);
-  luaL_getmetatable(L, LOOM_FILE_MT);
-  lua_getfield(L, -1, "__index");
-  lua_setfield(L, -3, "file_methods");
-  lua_pop(L, 1);
+  loom__class_methods(L, &file_class);
+  lua_setfield(L, -2, "file_methods");
   loom__class_methods(L, &watcher_class);
   lua_setfield(L, -2, "watcher_methods");
   lua_setfield(L, -2, "fs");

@@ -14,6 +14,10 @@
 ** list and closes them all by walking it, the way 'uv_walk' and
 ** 'uv_close' close a loop; a family never needs a hook in host.c.
 **
+** Objects that own no libuv handle and die with their userdata (a
+** file, a queue, a deadline, a task) use the same class descriptor,
+** without 'close': one registration and one checked cast for all.
+**
 ** A handle that a script holds is reached through a box userdata (a
 ** pointer to the handle, NULL once closed), because libuv may use the
 ** handle's memory until its close callback, after the userdata is
@@ -224,8 +228,10 @@ static int handle_tostring(lua_State *L) {
 /*
 ** Makes the metatable of class 'cls' in state 'L' (once per state):
 ** kept in the registry under the class's address, and under its name
-** as luaL_newmetatable does.  A class without a 'close' method gets the
-** common one.
+** as luaL_newmetatable does.  '__index' holds the methods; a handle
+** class (one with 'close') gets the common 'close' method when it has
+** none, '__close', '__gc' and '__tostring'; 'meta' adds metamethods
+** (or replaces those).  Every function gets the host box as upvalue 1.
 */
 void loom__class_register(lua_State *L, const loom_class *cls) {
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, cls) == LUA_TTABLE) {
@@ -235,24 +241,63 @@ void loom__class_register(lua_State *L, const loom_class *cls) {
   lua_pop(L, 1);
   luaL_newmetatable(L, cls->name);
   lua_newtable(L);
-  loom__push_box(L);
-  luaL_setfuncs(L, cls->methods, 1);
-  if (lua_getfield(L, -1, "close") == LUA_TNIL) {
+  if (cls->methods != NULL) {
+    loom__push_box(L);
+    luaL_setfuncs(L, cls->methods, 1);
+  }
+  if (cls->close != NULL && lua_getfield(L, -1, "close") == LUA_TNIL) {
     lua_pushcfunction(L, loom__handle_close);
     lua_setfield(L, -3, "close");
   }
-  lua_pop(L, 1);
+  if (cls->close != NULL) lua_pop(L, 1);
   lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, loom__handle_close);
-  lua_setfield(L, -2, "__close");
-  lua_pushcfunction(L, handle_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pushlightuserdata(L, (void *)cls);
-  lua_pushcclosure(L, handle_tostring, 1);
-  lua_setfield(L, -2, "__tostring");
+  if (cls->close != NULL) {
+    lua_pushcfunction(L, loom__handle_close);
+    lua_setfield(L, -2, "__close");
+    lua_pushcfunction(L, handle_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushlightuserdata(L, (void *)cls);
+    lua_pushcclosure(L, handle_tostring, 1);
+    lua_setfield(L, -2, "__tostring");
+  }
+  if (cls->meta != NULL) {
+    loom__push_box(L);
+    luaL_setfuncs(L, cls->meta, 1);
+  }
   lua_pushvalue(L, -1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, cls);
   lua_pop(L, 1);
+}
+
+/*
+** The object of class 'cls' at 'idx' (a plain userdata, not a box), or
+** NULL when it is something else.  The one checked cast of objects.
+*/
+void *loom__toobject(lua_State *L, int idx, const loom_class *cls) {
+  void *p = lua_touserdata(L, idx);
+  int ok;
+  if (p == NULL || !lua_getmetatable(L, idx)) return NULL;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, cls);
+  ok = lua_rawequal(L, -1, -2);
+  lua_pop(L, 2);
+  return ok ? p : NULL;
+}
+
+/* The same, raising an argument error naming the class. */
+void *loom__checkobject(lua_State *L, int idx, const loom_class *cls) {
+  void *p = loom__toobject(L, idx, cls);
+  if (p == NULL) luaL_typeerror(L, idx, cls->name);
+  return p;
+}
+
+/* Pushes a new object of class 'cls' ('size' bytes, zeroed). */
+void *loom__object_new(lua_State *L, const loom_class *cls, size_t size,
+                       int nuv) {
+  void *p = lua_newuserdatauv(L, size, nuv);
+  memset(p, 0, size);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, cls);
+  lua_setmetatable(L, -2);
+  return p;
 }
 
 /* Pushes the __index table (the methods) of class 'cls'. */

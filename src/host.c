@@ -285,7 +285,7 @@ LOOM_API int loom_set_main(loom_host *H, int idx) {
   lua_State *L;
   if (H->closed) return LOOM_ECLOSED;
   L = H->mainL;
-  if (luaL_testudata(L, idx, LOOM_TASK_MT) == NULL) return LOOM_EINVAL;
+  if (loom__totask(L, idx) == NULL) return LOOM_EINVAL;
   loom__set_main(L, H, lua_absindex(L, idx));
   return LOOM_OK;
 }
@@ -296,7 +296,7 @@ LOOM_API int loom_cancel(loom_host *H, int idx, const char *msg) {
   int r;
   if (H->closed) return LOOM_ECLOSED;
   L = H->mainL;
-  t = luaL_testudata(L, idx, LOOM_TASK_MT);
+  t = loom__totask(L, idx);
   if (t == NULL) return LOOM_EINVAL;
   if (msg != NULL) lua_pushstring(L, msg);
   r = loom__cancel(L, H, t, msg != NULL ? lua_gettop(L) : 0);

@@ -137,6 +137,15 @@ struct loom_host {
   void *on_error_ud;
 };
 
+/*
+** The host of something made for the host of generation 'gen' (a
+** future, a handle, a queue): NULL when that host has closed.
+*/
+static inline loom_host *loom__gen_host(const loom_hostbox *hb,
+                                        uint32_t gen) {
+  return gen == hb->gen ? hb->H : NULL;
+}
+
 /* tag yielded by every loom suspension */
 extern char loom__tag;
 
@@ -155,7 +164,10 @@ enum {
   LOOM_CLOSE_HOST   /* its host closes: nothing may stay open or linked */
 };
 
-/* A family of handles: one static descriptor per kind. */
+/*
+** A family of handles (or of plain objects, with no 'close'): one
+** static descriptor per kind.
+*/
 struct loom_class {
   const char *name;          /* metatable name and __name: "loom.stream" */
   const char *noun;          /* in messages ("UDP socket"); NULL: from name */
@@ -165,6 +177,7 @@ struct loom_class {
   void (*close)(loom_handle *h, int why);
   const char *(*describe)(loom_handle *h);  /* for __tostring, or NULL */
   const char *closed_as;     /* __tostring once closed; NULL: "closed" */
+  const luaL_Reg *meta;      /* more metamethods, or NULL */
 };
 
 /* The first member of every host-owned thing. */
@@ -179,7 +192,7 @@ struct loom_handle {
 
 /* The host of 'h', or NULL once that host has closed. */
 static inline loom_host *loom__handle_host(const loom_handle *h) {
-  return h->gen == h->hb->gen ? h->hb->H : NULL;
+  return loom__gen_host(h->hb, h->gen);
 }
 
 /* handle.c */
@@ -199,6 +212,10 @@ loom_handle *loom__tohandle(lua_State *L, int idx, const loom_class *cls);
 void *loom__checkhandle(lua_State *L, int idx, const loom_class *cls);
 const char *loom__class_noun(const loom_class *cls);
 int loom__handle_close(lua_State *L);  /* :close() of every handle */
+void *loom__object_new(lua_State *L, const loom_class *cls, size_t size,
+                       int nuv);  /* pushes it */
+void *loom__toobject(lua_State *L, int idx, const loom_class *cls);
+void *loom__checkobject(lua_State *L, int idx, const loom_class *cls);
 void loom__handles_close(loom_host *H);
 
 /* error.c */
@@ -275,7 +292,7 @@ struct loom_future {
 
 /* The host of 'f', or NULL when that host was closed. */
 static inline loom_host *loom__fhost(const loom_future *f) {
-  return f->gen == f->hb->gen ? f->hb->H : NULL;
+  return loom__gen_host(f->hb, f->gen);
 }
 
 /*
@@ -322,7 +339,7 @@ void loom__wake(loom_host *H, loom_task *t);  /* task to ready queue */
 void loom__step(loom_host *H, loom_task *t);  /* resume one task */
 
 /* sched.c: timers */
-void loom__timer_add(loom_host *H, loom_timer *tm, uint64_t ms);
+int loom__timer_add(loom_host *H, loom_timer *tm, uint64_t ms);
 void loom__timer_remove(loom_host *H, loom_timer *tm);
 void loom__timer_run(loom_host *H);  /* fires what is due */
 void loom__timer_close(loom_host *H);  /* frees the lists */
@@ -364,6 +381,7 @@ void loom__cancel_all(loom_host *H, const char *why);  /* every task */
 void loom__stall(loom_host *H);  /* cancels what nothing can wake */
 int loom__state(const loom_future *f);  /* LOOM_TASK_* */
 loom_future *loom__tofuture(lua_State *L, int idx);  /* or NULL */
+loom_task *loom__totask(lua_State *L, int idx);  /* or NULL */
 void loom__report_unobserved(loom_host *H);
 void loom__report_pending(loom_host *H);  /* debug: tasks still waiting */
 void loom__describe_pending(lua_State *L, loom_host *H);  /* pushes it */

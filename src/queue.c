@@ -28,10 +28,7 @@ typedef struct {
   uint64_t seq;
 } qkey;
 
-static const char queue_tag = 0;  /* its address marks a queue */
-
 typedef struct {
-  const char *tag;         /* &queue_tag */
   loom_hostbox *hb;
   uint32_t gen;
   int order;
@@ -47,7 +44,7 @@ typedef struct {
 } loom_queue;
 
 static loom_host *qhost(lua_State *L, loom_queue *q) {
-  loom_host *H = q->gen == q->hb->gen ? q->hb->H : NULL;
+  loom_host *H = loom__gen_host(q->hb, q->gen);
   if (H == NULL) luaL_error(L, "loom: the host of this queue is closed");
   return H;
 }
@@ -61,15 +58,12 @@ static int q_argerror(lua_State *L, int narg, const char *fname,
   return lua_error(L);
 }
 
-/*
-** The queue at 1.  A queue method runs for every item, so this is not
-** luaL_checkudata's lookup of the metatable by name: a queue is a
-** userdata of the queue's size whose first field holds the address of
-** 'queue_tag', which no Lua code can forge.
-*/
+static const loom_class queue_class;
+
+/* The queue at 1 (the metatable is found by address, not by name). */
 static loom_queue *checkqueue(lua_State *L, const char *method) {
-  loom_queue *q = lua_touserdata(L, 1);
-  if (q == NULL || lua_rawlen(L, 1) != sizeof *q || q->tag != &queue_tag)
+  loom_queue *q = loom__toobject(L, 1, &queue_class);
+  if (q == NULL)
     q_argerror(L, 1, method, lua_pushfstring(L, "loom.queue expected, got "
                                              "%s", luaL_typename(L, 1)));
   return q;
@@ -214,7 +208,7 @@ static int wait_on(lua_State *L, loom_queue *q, loom_task **list,
 */
 static void resumed(lua_State *L, loom_queue *q, loom_task **list,
                     int still_holds) {
-  loom_host *H = q->gen == q->hb->gen ? q->hb->H : NULL;
+  loom_host *H = loom__gen_host(q->hb, q->gen);
   loom_task *t;
   if (H == NULL) luaL_error(L, "loom: the host is closed");
   t = H->current;
@@ -456,14 +450,11 @@ static int l_queue(lua_State *L) {
                           o ? o : luaL_typename(L, -1)));
     }
   }
-  q = lua_newuserdatauv(L, sizeof *q, 1);
-  memset(q, 0, sizeof *q);
-  q->tag = &queue_tag;
+  q = loom__object_new(L, &queue_class, sizeof *q, 1);
   q->hb = H->box;
   q->gen = H->box->gen;
   q->order = order;
   q->maxsize = maxsize;
-  luaL_setmetatable(L, LOOM_QUEUE_MT);
   lua_newtable(L);
   lua_setiuservalue(L, -2, 1);
   return 1;
@@ -484,19 +475,20 @@ static const luaL_Reg methods[] = {
   {NULL, NULL}
 };
 
+static const luaL_Reg meta[] = {
+  {"__tostring", q_tostring},
+  {"__gc", q_gc},
+  {NULL, NULL}
+};
+
+static const loom_class queue_class = {
+  .name = LOOM_QUEUE_MT,
+  .methods = methods,
+  .meta = meta
+};
+
 void loom__queue_register(lua_State *L, loom_host *H) {
-  if (luaL_newmetatable(L, LOOM_QUEUE_MT)) {
-    lua_newtable(L);
-    lua_pushvalue(L, -2);
-    luaL_setfuncs(L, methods, 1);  /* upvalue: the metatable */
-    lua_setfield(L, -2, "__index");
-    lua_pushvalue(L, -1);
-    lua_pushcclosure(L, q_tostring, 1);
-    lua_setfield(L, -2, "__tostring");
-    lua_pushcfunction(L, q_gc);
-    lua_setfield(L, -2, "__gc");
-  }
-  lua_pop(L, 1);
+  loom__class_register(L, &queue_class);
   loom__push_box(L);
   lua_pushcclosure(L, l_queue, 1);
   lua_setfield(L, -2, "queue");

@@ -238,14 +238,19 @@ static void sift_down(loom_host *H, size_t i) {
   heap_set(H, i, l);
 }
 
-static void heap_push(loom_host *H, loom_tlist *l) {
+/* Makes room for one more list in the heap; 0, or UV_ENOMEM. */
+static int heap_reserve(loom_host *H) {
   if (H->nheap == H->heapcap) {
     size_t cap = H->heapcap ? 2 * H->heapcap : 16;
     loom_tlist **heap = realloc(H->heap, cap * sizeof *heap);
-    if (heap == NULL) abort();  /* as libuv does on lack of memory */
+    if (heap == NULL) return UV_ENOMEM;
     H->heap = heap;
     H->heapcap = cap;
   }
+  return 0;
+}
+
+static void heap_push(loom_host *H, loom_tlist *l) {  /* room reserved */
   H->heap[H->nheap] = l;
   sift_up(H, H->nheap++);
 }
@@ -263,18 +268,19 @@ static void drop_top(loom_host *H) {
   free(l);
 }
 
-/* The list of duration 'ms', created empty if there is none. */
+/* The list of duration 'ms', created empty if there is none; NULL
+** when memory runs out. */
 static loom_tlist *list_for(loom_host *H, uint64_t ms) {
   loom_tlist *l, **bucket;
   if (H->buckets == NULL) {
     H->buckets = calloc(NBUCKETS, sizeof *H->buckets);
-    if (H->buckets == NULL) abort();
+    if (H->buckets == NULL) return NULL;
   }
   bucket = &H->buckets[ms % NBUCKETS];
   for (l = *bucket; l != NULL; l = l->chain)
     if (l->ms == ms) return l;
   l = calloc(1, sizeof *l);
-  if (l == NULL) abort();
+  if (l == NULL) return NULL;
   l->ms = ms;
   l->head.next = l->head.prev = &l->head;
   l->chain = *bucket;
@@ -333,9 +339,13 @@ static void arm(loom_host *H) {
   H->armed = due;
 }
 
-/* Queues 'tm' to fire 'ms' milliseconds from now. */
-void loom__timer_add(loom_host *H, loom_timer *tm, uint64_t ms) {
+/*
+** Queues 'tm' to fire 'ms' milliseconds from now.  Returns 0, or
+** UV_ENOMEM with nothing queued: all that can fail comes first.
+*/
+int loom__timer_add(loom_host *H, loom_timer *tm, uint64_t ms) {
   loom_tlist *l = list_for(H, ms);
+  if (l == NULL || (l->idx == 0 && heap_reserve(H) != 0)) return UV_ENOMEM;
   tm->due = loom__now(H) + ms;
   tm->seq = H->seq++;
   tm->next = &l->head;
@@ -357,6 +367,7 @@ void loom__timer_add(loom_host *H, loom_timer *tm, uint64_t ms) {
   }
   if (!uv_is_active((uv_handle_t *)&H->timer) || tm->due < H->armed)
     arm(H);
+  return 0;
 }
 
 /*
@@ -441,6 +452,17 @@ static void fire(loom_host *H, loom_timer *tm) {
 ** Helpers
 ** =====================================================================
 */
+
+/* The userdata at 'idx' when its metatable is the one at 'ref'. */
+static void *has_mt(lua_State *L, int idx, int ref) {
+  void *p = lua_touserdata(L, idx);
+  int ok;
+  if (p == NULL || !lua_getmetatable(L, idx)) return NULL;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+  ok = lua_rawequal(L, -1, -2);
+  lua_pop(L, 2);
+  return ok ? p : NULL;
+}
 
 /*
 ** Pushes the aux table of the future at 'idx' (creating it if 'create',
@@ -557,7 +579,6 @@ void loom__store_values(lua_State *L, int idx, lua_State *from, int n) {
 
 static void report_failure(lua_State *L, loom_host *H, int idx);
 
-#define LOOM_WATCH_MT "loom.failure_watch"
 
 /*
 ** A failure watch reports the failure of its future when the future is
@@ -576,18 +597,24 @@ static int watch_gc(lua_State *L) {
   return 0;
 }
 
+static const luaL_Reg watch_meta[] = {
+  {"__gc", watch_gc},
+  {NULL, NULL}
+};
+
+static const loom_class watch_class = {
+  .name = "loom.failure_watch",
+  .meta = watch_meta
+};
+
 static void set_failed(lua_State *L, loom_host *H, loom_future *f,
                        int idx) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, H->failed_ref);
   lua_pushvalue(L, idx);
   lua_rawsetp(L, -2, f);
   lua_pop(L, 1);
-  lua_newuserdatauv(L, 1, 1);
-  if (luaL_newmetatable(L, LOOM_WATCH_MT)) {
-    lua_pushcfunction(L, watch_gc);
-    lua_setfield(L, -2, "__gc");
-  }
-  lua_setmetatable(L, -2);
+  loom__class_register(L, &watch_class);
+  loom__object_new(L, &watch_class, 1, 1);
   lua_pushvalue(L, idx);
   lua_setiuservalue(L, -2, 1);
   loom__set_aux(L, idx, "watch");
@@ -1093,7 +1120,7 @@ static void cancel_all(loom_host *H, const char *why, int stall) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, H->live_ref);
   lua_pushnil(L);
   while (lua_next(L, -2)) {
-    loom_task *t = luaL_testudata(L, -1, LOOM_TASK_MT);
+    loom_task *t = has_mt(L, -1, H->task_mt_ref);
     if (t != NULL && t->f.state == FUT_PENDING && !t->throwing) {
       t->stalled = (unsigned)stall;
       loom__new_cancelled(L, H, why);
@@ -1144,10 +1171,19 @@ int loom__state(const loom_future *f) {
   }
 }
 
+/* The Task at 'idx' of the state's host, or NULL. */
+loom_task *loom__totask(lua_State *L, int idx) {
+  loom_host *H = loom__host_of_state(L);
+  return H != NULL ? has_mt(L, idx, H->task_mt_ref) : NULL;
+}
+
 /* The Task or Future at 'idx', or NULL. */
 loom_future *loom__tofuture(lua_State *L, int idx) {
-  loom_future *f = luaL_testudata(L, idx, LOOM_TASK_MT);
-  return f != NULL ? f : luaL_testudata(L, idx, LOOM_FUTURE_MT);
+  loom_host *H = loom__host_of_state(L);
+  loom_future *f;
+  if (H == NULL) return NULL;
+  f = has_mt(L, idx, H->task_mt_ref);
+  return f != NULL ? f : has_mt(L, idx, H->future_mt_ref);
 }
 
 /* }==================================================================== */
@@ -1209,7 +1245,7 @@ void loom__describe_pending(lua_State *L, loom_host *H) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, H->live_ref);
   lua_pushnil(L);
   while (lua_next(L, -2)) {
-    loom_task *t = luaL_testudata(L, -1, LOOM_TASK_MT);
+    loom_task *t = has_mt(L, -1, H->task_mt_ref);
     if (t != NULL) {
       loom__push_name(L, -1);
       if (t->co != NULL) luaL_traceback(L, t->co, NULL, 0);

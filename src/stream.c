@@ -409,11 +409,9 @@ too_long:
     drop(s, s->len);
     s->skipline = 1;
   }
-  lua_pushnil(L);
-  lua_pushfstring(L, "read_line from %s: line longer than %d bytes",
-                  s->name, (int)s->line_limit);
-  lua_pushliteral(L, "ELINE");
-  return 3;
+  lua_pushfstring(L, "line longer than %d bytes", (int)s->line_limit);
+  return loom__fail_reason(L, "read_line from", s->name,
+                           lua_tostring(L, -1), "ELINE");
 }
 
 static int until_k(lua_State *L, int status, lua_KContext ctx) {
@@ -689,12 +687,7 @@ typedef struct {
 static int push_shutdown(lua_State *L, void *ud) {
   intptr_t status = (intptr_t)ud;
   if (L == NULL) return 0;
-  if (status < 0) {
-    lua_pushnil(L);
-    lua_pushfstring(L, "shutdown: %s", uv_strerror((int)status));
-    lua_pushstring(L, uv_err_name((int)status));
-    return 3;
-  }
+  if (status < 0) return loom__fail(L, "shutdown", NULL, (int)status);
   lua_pushboolean(L, 1);
   return 1;
 }

@@ -16,27 +16,12 @@
 ** =====================================================================
 */
 
-/*
-** The same for the functions that hold the host box as upvalue 1 (every
-** method and core function here): the metatable is compared with the
-** host's by registry index, where luaL_testudata would look its name up
-** as a string, and await runs this for every task.
-*/
+static const loom_class task_class, future_class;
+
+/* The Task or Future at 'idx', or NULL (await runs this for every task). */
 static loom_future *tofuture_up(lua_State *L, int idx) {
-  loom_host *H = ((loom_hostbox *)lua_touserdata(L, lua_upvalueindex(1)))->H;
-  loom_future *f = lua_touserdata(L, idx);
-  int ok;
-  if (H == NULL) return loom__tofuture(L, idx);
-  if (f == NULL || !lua_getmetatable(L, idx)) return NULL;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, H->task_mt_ref);
-  ok = lua_rawequal(L, -1, -2);
-  if (!ok) {
-    lua_pop(L, 1);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, H->future_mt_ref);
-    ok = lua_rawequal(L, -1, -2);
-  }
-  lua_pop(L, 2);
-  return ok ? f : NULL;
+  loom_future *f = loom__toobject(L, idx, &task_class);
+  return f != NULL ? f : loom__toobject(L, idx, &future_class);
 }
 
 static loom_future *checkfuture(lua_State *L, int idx, const char *what) {
@@ -53,7 +38,7 @@ static loom_future *checkfuture(lua_State *L, int idx, const char *what) {
 }
 
 static loom_task *checktask(lua_State *L, int idx) {
-  loom_task *t = luaL_checkudata(L, idx, LOOM_TASK_MT);
+  loom_task *t = loom__checkobject(L, idx, &task_class);
   if (loom__fhost(&t->f) == NULL)
     luaL_error(L, "loom: the host of this task is closed");
   return t;
@@ -310,7 +295,7 @@ static const char *const state_names[] = {
 };
 
 static int t_tostring(lua_State *L) {
-  loom_task *t = luaL_checkudata(L, 1, LOOM_TASK_MT);
+  loom_task *t = loom__checkobject(L, 1, &task_class);
   loom__push_name(L, 1);
   lua_pushfstring(L, "loom.task '%s' (%s)", lua_tostring(L, -1),
                   state_names[t->f.state]);
@@ -318,7 +303,7 @@ static int t_tostring(lua_State *L) {
 }
 
 static int f_tostring(lua_State *L) {
-  loom_future *f = luaL_checkudata(L, 1, LOOM_FUTURE_MT);
+  loom_future *f = loom__checkobject(L, 1, &future_class);
   lua_pushfstring(L, "loom.future (%s): %p", state_names[f->state], f);
   return 1;
 }
@@ -386,26 +371,47 @@ static const luaL_Reg funcs[] = {
   {NULL, NULL}
 };
 
-/* Registers the metatables and puts the functions in the table on top. */
+static const luaL_Reg task_meta[] = {
+  {"__newindex", t_newindex},
+  {"__tostring", t_tostring},
+  {NULL, NULL}
+};
+
+static const luaL_Reg future_meta[] = {
+  {"__tostring", f_tostring},
+  {NULL, NULL}
+};
+
+static const loom_class task_class = {
+  .name = LOOM_TASK_MT,
+  .methods = task_methods,
+  .meta = task_meta
+};
+
+static const loom_class future_class = {
+  .name = LOOM_FUTURE_MT,
+  .methods = future_methods,
+  .meta = future_meta
+};
+
+/*
+** Registers the classes and puts the functions in the table on top.
+** A task's __index is a function ('name' is a field, the rest methods),
+** over the methods table; the scheduler finds both metatables through
+** the host's refs.
+*/
 void loom__task_open(lua_State *L, loom_host *H) {
-  luaL_newmetatable(L, LOOM_TASK_MT);
-  lua_newtable(L);
-  loom__push_box(L);
-  luaL_setfuncs(L, task_methods, 1);
-  lua_pushcclosure(L, t_index, 1);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, t_newindex);
-  lua_setfield(L, -2, "__newindex");
-  lua_pushcfunction(L, t_tostring);
-  lua_setfield(L, -2, "__tostring");
+  loom__class_register(L, &task_class);
+  loom__class_register(L, &future_class);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &task_class);
+  lua_getfield(L, -1, "__index");
+  if (lua_istable(L, -1)) {
+    lua_pushcclosure(L, t_index, 1);
+    lua_setfield(L, -2, "__index");
+  }
+  else lua_pop(L, 1);
   H->task_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  luaL_newmetatable(L, LOOM_FUTURE_MT);
-  lua_newtable(L);
-  loom__push_box(L);
-  luaL_setfuncs(L, future_methods, 1);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, f_tostring);
-  lua_setfield(L, -2, "__tostring");
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &future_class);
   H->future_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   loom__push_box(L);
   luaL_setfuncs(L, funcs, 1);

@@ -48,7 +48,7 @@ static int l_sleep(lua_State *L) {
   if (s == 0) return loom__yield(L, H, "loom.sleep");
   t = loom__enter(L, H, "loom.sleep");
   t->u.sleep.kind = TIMER_SLEEP;
-  loom__timer_add(H, &t->u.sleep, to_ms(s));
+  if (loom__timer_add(H, &t->u.sleep, to_ms(s)) != 0) return loom__nomem(L);
   t->wait = WAIT_SLEEP;
   return loom__suspend(L, sleep_k);
 }
@@ -59,16 +59,19 @@ static int l_now(lua_State *L) {
   return 1;
 }
 
+static const loom_class deadline_class;
+
+/* deadline:close(), also __close and __gc */
 static int deadline_close(lua_State *L) {
-  loom_deadline *d = luaL_checkudata(L, 1, LOOM_DEADLINE_MT);
-  if (d->hb != NULL && d->hb->gen == d->gen && d->hb->H != NULL)
-    loom__timer_remove(d->hb->H, &d->tm);
+  loom_deadline *d = loom__checkobject(L, 1, &deadline_class);
+  loom_host *H = d->hb != NULL ? loom__gen_host(d->hb, d->gen) : NULL;
+  if (H != NULL) loom__timer_remove(H, &d->tm);
   d->hb = NULL;
   return 0;
 }
 
 static int deadline_fired(lua_State *L) {
-  loom_deadline *d = luaL_checkudata(L, 1, LOOM_DEADLINE_MT);
+  loom_deadline *d = loom__checkobject(L, 1, &deadline_class);
   lua_pushboolean(L, d->fired);
   return 1;
 }
@@ -80,18 +83,15 @@ static int l_deadline(lua_State *L) {
   double s = loom__checkduration(L, 1);
   loom_deadline *d;
   loom__current(L, H, name);
-  d = lua_newuserdatauv(L, sizeof *d, 1);
+  d = loom__object_new(L, &deadline_class, sizeof *d, 1);
   d->hb = H->box;
   d->gen = H->box->gen;
   d->t = H->current;
   d->s = s;
-  d->fired = 0;
-  d->tm.next = d->tm.prev = NULL;
   d->tm.kind = TIMER_DEADLINE;
-  luaL_setmetatable(L, LOOM_DEADLINE_MT);
   loom__push_task(L, H, d->t);
   lua_setiuservalue(L, -2, 1);
-  loom__timer_add(H, &d->tm, to_ms(s));
+  if (loom__timer_add(H, &d->tm, to_ms(s)) != 0) return loom__nomem(L);
   return 1;
 }
 
@@ -176,6 +176,18 @@ static const luaL_Reg deadline_methods[] = {
   {NULL, NULL}
 };
 
+static const luaL_Reg deadline_meta[] = {
+  {"__close", deadline_close},
+  {"__gc", deadline_close},
+  {NULL, NULL}
+};
+
+static const loom_class deadline_class = {
+  .name = LOOM_DEADLINE_MT,
+  .methods = deadline_methods,
+  .meta = deadline_meta
+};
+
 static const luaL_Reg funcs[] = {
   {"sleep", l_sleep},
   {"now", l_now},
@@ -187,14 +199,7 @@ static const luaL_Reg funcs[] = {
 void loom__timer_open(lua_State *L, loom_host *H) {
   H->timer.data = H;
   loom__class_register(L, &alarm_class);
-  luaL_newmetatable(L, LOOM_DEADLINE_MT);
-  luaL_newlib(L, deadline_methods);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, deadline_close);
-  lua_setfield(L, -2, "__close");
-  lua_pushcfunction(L, deadline_close);
-  lua_setfield(L, -2, "__gc");
-  lua_pop(L, 1);
+  loom__class_register(L, &deadline_class);
   loom__push_box(L);
   luaL_setfuncs(L, funcs, 1);
 }

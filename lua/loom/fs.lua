@@ -145,7 +145,7 @@ function M.mkdir(path, opts)
   local st, err, code = cfs.stat(path)
   if not st then return nil, err, code end
   if st.type ~= "directory" then
-    return nil, ("mkdir '%s': file already exists"):format(path), "EEXIST"
+    return core.fail("mkdir", path, "file already exists", "EEXIST")
   end
   return true
 end
