@@ -120,9 +120,8 @@ loom_host *loom__host_new(lua_State *L, uv_loop_t *loop) {
   H->on_error = loom__default_error_fn;
   H->main_ref = LUA_NOREF;
   H->debug = getenv("LOOM_DEBUG") != NULL && *getenv("LOOM_DEBUG") != '0';
-  loom__sched_open(H);
+  loom__sched_open(L, H);
   H->live_ref = newref(L, NULL);
-  H->pool_ref = newref(L, NULL);
   H->failed_ref = newref(L, "v");
   H->aux_ref = newref(L, "k");
   box = loom__push_newbox(L, box_gc);

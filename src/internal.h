@@ -331,7 +331,7 @@ struct loom_task {
 };
 
 /* sched.c: the loop */
-void loom__sched_open(loom_host *H);
+void loom__sched_open(lua_State *L, loom_host *H);  /* raises */
 void loom__sched_close(loom_host *H, uv_close_cb cb);
 int loom__loop(loom_host *H);  /* runs the loop until all is done */
 uint64_t loom__now(loom_host *H);  /* loop ms, or virtual ms */

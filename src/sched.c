@@ -123,8 +123,11 @@ static void check_cb(uv_check_t *h) {
   run_ready((loom_host *)h->data);
 }
 
-/* Sets the scheduler's own handles up on the host's loop. */
-void loom__sched_open(loom_host *H) {
+/*
+** Sets the scheduler's own handles up on the host's loop, and its pool
+** of idle coroutines, sized so that giving one back never allocates.
+*/
+void loom__sched_open(lua_State *L, loom_host *H) {
   uv_handle_t *hs[4];
   int i;
   uv_prepare_init(H->loop, &H->prepare);
@@ -139,6 +142,8 @@ void loom__sched_open(loom_host *H) {
     hs[i]->data = H;
     H->handles_open++;
   }
+  lua_createtable(L, POOL_MAX, 0);
+  H->pool_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   uv_prepare_start(&H->prepare, prepare_cb);
   uv_check_start(&H->check, check_cb);
   uv_unref(hs[0]);  /* they keep nothing alive */
@@ -888,6 +893,125 @@ static int start(loom_host *H, loom_task *t, int *narg) {
   return 1;
 }
 
+/*
+** {====================================================================
+** Out of memory
+**
+** Starting and finishing a task happen outside the task, in a libuv
+** callback where no protected call is open: a memory error there would
+** be a panic.  The common paths allocate nothing (a pooled coroutine
+** and a few arguments to start; at most one result and no aux table to
+** finish).  The others run under lua_pcall, and when memory runs out
+** there the task fails with Lua's own memory error by 'fail_bare',
+** which allocates nothing at all.
+** =====================================================================
+*/
+
+#define FAST_NARGS 16  /* start arguments that fit a pooled stack */
+
+typedef struct {
+  loom_host *H;
+  loom_task *t;
+  int status, nres, narg, ok;
+} stepargs;
+
+static void wake_waiters(loom_host *H, loom_future *f) {
+  loom_task *w;
+  while ((w = f->waiters) != NULL) {
+    if (w->wait == WAIT_AWAIT) f->observed = 1;
+    unlink_waiter(f, w);
+    loom__wake(H, w);
+  }
+}
+
+/*
+** Memory ran out while the scheduler started or finished 't' (not in
+** the task itself: that is an ordinary error, its outcome).  't' fails
+** with the memory error whatever of that work was done, its waiters
+** wake with it, and the failure is reported: the message is the string
+** Lua keeps for this error, the report goes out as C strings.
+*/
+static void fail_bare(loom_host *H, loom_task *t, int top) {
+  lua_State *L = H->L;
+  lua_settop(L, top);
+  H->current = NULL;
+  t->closing = 1;
+  t->started = 1;
+  if (t->ref != LUA_NOREF) {
+    if (t->f.state == FUT_PENDING) {
+      loom__push_task(L, H, t);
+      lua_pushliteral(L, "not enough memory");  /* interned: no allocation */
+      lua_setiuservalue(L, -2, UV_VALUE);
+      lua_pop(L, 1);
+      t->f.state = FUT_FAILED;
+      t->f.nres = 1;
+    }
+    loom__unwait(H, t);
+    if (t->co != NULL) lua_settop(t->co, 0);
+    release(H, t);  /* the coroutine is dropped, not pooled */
+  }
+  wake_waiters(H, &t->f);
+  if (t->f.state == FUT_FAILED && !t->f.observed && !t->f.reported) {
+    t->f.reported = 1;
+    loom__report(H, "not enough memory",
+                 "(no memory was left for a traceback)");
+  }
+  if (t == H->main && t->f.state != FUT_OK) H->main_ended = 1;
+}
+
+static int start_p(lua_State *L) {
+  stepargs *a = lua_touserdata(L, 1);
+  a->ok = start(a->H, a->t, &a->narg);
+  return 0;
+}
+
+/* start(), protected unless it cannot allocate. */
+static int start_safe(loom_host *H, loom_task *t, int *narg) {
+  lua_State *L = H->L;
+  stepargs a;
+  int top = lua_gettop(L);
+  if (!t->throwing && H->npool > 0 && t->nargs < FAST_NARGS)
+    return start(H, t, narg);
+  a.H = H;
+  a.t = t;
+  a.narg = a.ok = 0;
+  lua_pushcfunction(L, start_p);
+  lua_pushlightuserdata(L, &a);
+  if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+    fail_bare(H, t, top);
+    return 0;
+  }
+  *narg = a.narg;
+  return a.ok;
+}
+
+static int finish_p(lua_State *L) {
+  stepargs *a = lua_touserdata(L, 1);
+  finish(a->H, a->t, a->status, a->nres);
+  return 0;
+}
+
+/* finish(), protected unless it cannot allocate. */
+static void finish_safe(loom_host *H, loom_task *t, int status, int nres) {
+  lua_State *L = H->L;
+  stepargs a;
+  int top = lua_gettop(L);
+  if (status == LUA_OK && nres <= 1 && !t->f.has_aux && t != H->main) {
+    finish(H, t, status, nres);
+    return;
+  }
+  a.H = H;
+  a.t = t;
+  a.status = status;
+  a.nres = nres;
+  lua_pushcfunction(L, finish_p);
+  lua_pushlightuserdata(L, &a);
+  if (lua_pcall(L, 1, 0, 0) != LUA_OK) fail_bare(H, t, top);
+}
+
+/* }==================================================================== */
+
+
 static void warn_slow(loom_host *H, loom_task *t, uint64_t ns) {
   lua_State *L = H->L;
   loom__push_task(L, H, t);
@@ -907,7 +1031,7 @@ static void warn_slow(loom_host *H, loom_task *t, uint64_t ns) {
 void loom__step(loom_host *H, loom_task *t) {
   int status, nres, narg = 0;
   uint64_t t0 = 0;
-  if (!t->started && !start(H, t, &narg)) return;
+  if (!t->started && !start_safe(H, t, &narg)) return;
   if (H->debug) t0 = uv_hrtime();
   H->current = t;
   status = lua_resume(t->co, H->L, narg, &nres);
@@ -921,7 +1045,7 @@ void loom__step(loom_host *H, loom_task *t) {
     lua_pop(t->co, nres);
     return;
   }
-  finish(H, t, status, nres);
+  finish_safe(H, t, status, nres);
 }
 
 /* }==================================================================== */
