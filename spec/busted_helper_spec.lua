@@ -130,6 +130,92 @@ end)
     assert.matches("^ok %d+", virtual)
   end)
 
+  describe("failures nobody observed", function()
+    it("fail the test that started the task, with message and traceback", function()
+      local out, err = run_busted([[
+local loom = require "loom"
+local net = require "loom.net"
+local async = require("loom.busted").async
+describe("lost", function()
+  it("unawaited task", async(function()
+    local t = loom.spawn(function()
+      local function child_fails_here()
+        assert.are.equal("child-expected", "child-actual")
+      end
+      child_fails_here()
+    end)
+    t.name = "unawaited-child"
+    loom.sleep(0.01)
+  end))
+  it("server handler", async(function()
+    local srv = assert(net.listen("127.0.0.1", 0, function(s)
+      local function handler_fails_here() error("handler-boom", 0) end
+      s:read_line()
+      handler_fails_here()
+    end))
+    local _, port = srv:address()
+    local c = assert(net.connect("127.0.0.1", port))
+    c:write("x\n")
+    c:read()  -- until the handler's stream closes
+    loom.event():wait()  -- a failing handler ends the test at once
+  end, { timeout = 30 }))
+  it("awaited failure", async(function()
+    local t = loom.spawn(error, "seen-later", 0)
+    loom.sleep(0.01)
+    assert.is_false(pcall(loom.await, t))
+  end))
+  it("error read afterwards", async(function()
+    local t = loom.spawn(error, "read-later", 0)
+    loom.sleep(0.01)
+    assert.are.equal("read-later", t:error())
+  end))
+  it("cancelled task", async(function()
+    local t = loom.spawn(loom.sleep, 10)
+    loom.yield()
+    t:cancel()
+    loom.yield()
+  end))
+  it("next test is clean", async(function() loom.sleep(0.01) end))
+end)
+]])
+      local lost = tap_block(out, "lost unawaited task")
+      assert.is_not_nil(lost, "no TAP line for 'unawaited task' in:\n" .. out .. err)
+      assert.matches("^not ok %d+", lost)
+      assert.matches("error in task 'unawaited%-child'", lost)
+      assert.matches("child%-expected", lost)
+      assert.matches("child_fails_here", lost)
+      local handler = tap_block(out, "lost server handler")
+      assert.is_not_nil(handler, "no TAP line for 'server handler' in:\n" .. out .. err)
+      assert.matches("^not ok %d+", handler)
+      assert.matches("error in task 'conn [^']*': handler%-boom", handler)
+      assert.matches("handler_fails_here", handler)
+      assert.is_nil(handler:find("timed out", 1, true), handler)
+      for _, name in ipairs { "awaited failure", "error read afterwards",
+                              "cancelled task", "next test is clean" } do
+        local b = tap_block(out, "lost " .. name)
+        assert.is_not_nil(b, "no TAP line for '" .. name .. "' in:\n" .. out .. err)
+        assert.matches("^ok %d+", b)
+      end
+      -- what the test reports is not reported again on stderr
+      assert.is_nil(err:find("child-expected", 1, true), err)
+      assert.is_nil(err:find("handler-boom", 1, true), err)
+    end)
+
+    it("raise from the test function itself", function()
+      local ok, e = pcall(async(function()
+        loom.spawn(error, "nobody-awaits-me", 0).name = "lost"
+        loom.yield()
+      end))
+      assert.is_false(ok)
+      assert.matches("^error in task 'lost': nobody%-awaits%-me", tostring(e))
+      assert.matches("stack traceback", tostring(e))
+      assert.is_true(pcall(async(function()
+        local t = loom.spawn(error, "awaited", 0)
+        assert.are.equal("awaited", select(2, pcall(loom.await, t)))
+      end)))
+    end)
+  end)
+
   describe("timeout", function()
     it("fails a stuck test with the pending tasks and where each waits", function()
       local cleaned = false
