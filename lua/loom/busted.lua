@@ -119,26 +119,38 @@ local function detached_for(failures, main)
 end
 -- }==================================================================
 
--- The servers and sockets a test opens stay open after a failure, and
--- would keep the loop (and busted) running: they are closed when the
--- body ends.  Returns the function that closes them and puts the
--- net functions back.
-local function track_sockets()
-  local net = loom.net
-  local opened = setmetatable({}, { __mode = "k" })
-  local saved = {}
-  for _, name in ipairs { "listen", "listen_unix", "udp" } do
-    local open = net[name]
-    saved[name] = open
-    net[name] = function(...)
-      local s, e, code = open(...)
-      if s then opened[s] = true end
-      return s, e, code
+-- What a test opens stays open when it fails, and would keep the loop
+-- (and busted) running: servers and UDP sockets are closed when the
+-- body ends, and children still running are killed and reaped.
+local function close_socket(s) pcall(s.close, s) end
+
+local function end_process(p)
+  if p:kill("SIGKILL") then pcall(p.wait, p) end
+  pcall(p.close, p)
+end
+
+local tracked = {
+  { "net", "listen", close_socket }, { "net", "listen_unix", close_socket },
+  { "net", "udp", close_socket }, { "process", "spawn", end_process },
+}
+
+-- Starts following what the test opens; returns the function that
+-- ends what is left and puts the module functions back.
+local function track_handles()
+  local opened, saved = setmetatable({}, { __mode = "k" }), {}
+  for i, x in ipairs(tracked) do
+    local mod, name, finish = loom[x[1]], x[2], x[3]
+    local open = mod[name]
+    saved[i] = open
+    mod[name] = function(...)
+      local h, e, code = open(...)
+      if h then opened[h] = finish end
+      return h, e, code
     end
   end
   return function()
-    for name, f in pairs(saved) do net[name] = f end
-    for s in pairs(opened) do pcall(s.close, s) end
+    for i, x in ipairs(tracked) do loom[x[1]][x[2]] = saved[i] end
+    for h, finish in pairs(opened) do finish(h) end
   end
 end
 
@@ -166,7 +178,7 @@ function M.async(fn, opts)
       main.name = "test"
       if failed_slot == nil then find_failed_slot() end
       core.detached = detached_for(failures, main)
-      local untrack = track_sockets()
+      local untrack = track_handles()
       local report
       local alarm = core.alarm(timeout, function()
         report = describe_tasks()
