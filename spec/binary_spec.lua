@@ -17,21 +17,13 @@ end
 
 local function escape(s) return (s:gsub("%p", "%%%0")) end
 
--- A fresh temporary directory; returns its path.
-local function tmpdir()
-  local path = os.tmpname()
-  os.remove(path)
-  assert(os.execute("mkdir " .. q(path)))
-  return path
-end
+local tmpdir, rmtree = helper.tmpdir, helper.rmtree
 
 local function write(path, text)
   local f = assert(io.open(path, "wb"))
   f:write(text)
   f:close()
 end
-
-local function rmtree(path) os.execute("rm -rf " .. q(path)) end
 
 -- The binary by an absolute path, for commands run in another directory.
 local function abs_bin()

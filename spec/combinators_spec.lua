@@ -4,7 +4,7 @@ local async = require("loom.busted").async
 local failing, until_cancelled = h.failing, h.until_cancelled
 
 local pack = table.pack
-local V = { clock = "virtual" }
+local V = h.VIRTUAL
 local SRC = debug.getinfo(1, "S").short_src
 
 -- A function that sleeps 's' seconds, appends 'name' to 'log' (if any)
@@ -18,28 +18,8 @@ local function after(s, log, name, ...)
   end
 end
 
-local function near(expected, got)
-  assert(math.abs(got - expected) < 0.01,
-    ("expected about %s s, got %s s"):format(expected, got))
-end
-
--- The elapsed virtual time since 't0'.
-local function since(t0) return loom.now() - t0 end
-
-local function assert_cancelled(e)
-  assert.is_true(loom.is_cancelled(e), "not a loom.Cancelled: " .. tostring(e))
-end
-
--- Runs 'src' in a stock lua5.4 with the module under test, stopped after
--- 'limit' seconds; returns stdout, stderr and the exit status.
-local function lua_src(src, limit)
-  local path = h.script(("package.cpath = %q .. package.cpath\n%s")
-    :format(h.build .. "/lua/?.so;", src))
-  local out, err, code = h.sh(("timeout %d lua5.4 %s"):format(limit or 10,
-    h.quote(path)))
-  os.remove(path)
-  return out, err, code
-end
+local near, since, assert_cancelled = h.near, h.since, h.assert_cancelled
+local lua_src = h.lua_src
 
 describe("loom combinators", function()
   describe("gather", function()

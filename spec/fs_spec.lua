@@ -14,9 +14,7 @@ local h = require "spec.helper"
 local KiB, MiB = 1024, 1024 * 1024
 local PREFIX = "/tmp/loom-fs-spec-"
 
-local function has(hay, needle)
-  return type(hay) == "string" and hay:find(needle, 1, true) ~= nil
-end
+local has, raised = h.has, h.raised
 
 -- Checks that the values are nil, message, code with the message naming
 -- 'path' (when given); returns the message.
@@ -29,13 +27,6 @@ local function fails(code, path, v, msg, c)
       ("message %q does not name %q"):format(msg, path))
   end
   return msg
-end
-
--- The message of the error raised by fn(...), or nil if it returned.
-local function raised(fn, ...)
-  local ok, e = pcall(fn, ...)
-  if ok then return nil end
-  return tostring(e)
 end
 
 -- A test body (run as a task) given a fresh temporary folder, which is

@@ -12,9 +12,7 @@ local h = require "spec.helper"
 
 local KiB, MiB = 1024, 1024 * 1024
 
-local function has(hay, needle)
-  return type(hay) == "string" and hay:find(needle, 1, true) ~= nil
-end
+local has, raised, tmpdir, rmdir = h.has, h.raised, h.tmpdir, h.rmtree
 
 -- A server on 'host' (default 127.0.0.1), port 0; returns it and its port.
 local function listen(handler, host)
@@ -54,29 +52,11 @@ end
 -- The values given, packed, with 'n' (to count a 4th value).
 local function pack(...) return table.pack(...) end
 
--- The message of the error raised by fn(...), or nil if it returned.
-local function raised(fn, ...)
-  local ok, e = pcall(fn, ...)
-  if ok then return nil end
-  return tostring(e)
-end
-
 -- A port that nobody listens on: one the system gave, then released.
 local function free_port()
   local srv, port = listen(function() end)
   srv:close()
   return port
-end
-
-local function tmpdir()
-  local path = os.tmpname()
-  os.remove(path)
-  assert(os.execute("mkdir -m 700 " .. h.quote(path)))
-  return path
-end
-
-local function rmdir(path)
-  os.execute("rm -rf " .. h.quote(path))
 end
 
 -- Whether binding ::1 works on this machine (checked once, in a task).

@@ -1,35 +1,18 @@
 local loom = require "loom"
+local h = require "spec.helper"
 local async = require("loom.busted").async
 
--- Wall-clock seconds with sub-millisecond resolution (for checks that a
--- run did not wait on the real clock); falls back to os.time().
-local function wall()
-  local p = io.popen("date +%s.%N 2>/dev/null")
-  local s = p and p:read("n")
-  if p then p:close() end
-  return s or os.time()
-end
+local wall, assert_timeout = h.clock, h.assert_timeout
 
 local function virtual(fn, ...)
-  return loom.run_with({ clock = "virtual" }, fn, ...)
+  return loom.run_with(h.VIRTUAL, fn, ...)
 end
 
 -- Virtual time is the loop's real time plus the jumps, so a reading taken
 -- after a wake-up may carry a millisecond of real time on a busy machine:
 -- 'near' allows 2 ms unless told otherwise.
 local function near(expected, actual, eps)
-  eps = eps or 0.002
-  assert(math.abs(expected - actual) <= eps,
-    ("expected %.9f, got %.9f"):format(expected, actual))
-end
-
-local function assert_timeout(e)
-  assert.are.equal("table", type(e))
-  assert.are.equal(loom.Timeout, getmetatable(e))
-  assert.is_true(loom.is_timeout(e))
-  assert.is_false(loom.is_cancelled(e))
-  assert.are.equal("ETIMEDOUT", e.code)
-  assert.matches("timed out", tostring(e))
+  h.near(expected, actual, eps or 0.002)
 end
 
 describe("loom time", function()
