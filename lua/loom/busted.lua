@@ -125,7 +125,8 @@ end
 local function close_socket(s) pcall(s.close, s) end
 
 local function end_process(p)
-  if p:kill("SIGKILL") then pcall(p.wait, p) end
+  local ok, sent = pcall(p.kill, p, "SIGKILL")
+  if ok and sent then pcall(p.wait, p) end
   pcall(p.close, p)
 end
 
