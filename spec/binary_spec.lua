@@ -443,10 +443,10 @@ describe("loom binary", function()
         local a = loom.spawn(fail, "A")
         print(pcall(a.await, a))
         local b = loom.spawn(fail, "B")
-        loom.sleep(0.05)            -- b has failed before anyone looks
+        repeat loom.yield() until b:done()  -- b fails before anyone looks
         print(b:error())
         local c = loom.spawn(fail, "C")
-        loom.sleep(0.05)
+        repeat loom.yield() until c:done()
         print(pcall(c.result, c))
         local d = loom.spawn(fail, "D")
         d:on_done(function(t) print("on_done", t:error()) end)
