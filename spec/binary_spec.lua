@@ -64,14 +64,7 @@ local function interrupt(src, marker, more)
   local report = sh("sh " .. q(runner))
   os.remove(runner)
   os.remove(script)
-  local function slurp(p)
-    local f = assert(io.open(p, "rb"))
-    local s = f:read("a")
-    f:close()
-    os.remove(p)
-    return s
-  end
-  local stdout, stderr = slurp(out), slurp(err)
+  local stdout, stderr = helper.slurp(out), helper.slurp(err)
   local rc, ms = report:match("^(%d+) (%d+)")
   assert(rc, "the SIGINT runner failed: " .. report)
   return stdout, stderr, tonumber(rc), tonumber(ms) / 1000

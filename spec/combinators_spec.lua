@@ -21,6 +21,16 @@ end
 local near, since, assert_cancelled = h.near, h.since, h.assert_cancelled
 local lua_src = h.lua_src
 
+-- Tasks a, b, c and future f, done in the order b (0.1 s), c and f
+-- (0.2 s: c sets f), a (0.3 s), with results "a", "b", "f" and none.
+local function three_and_a_future()
+  local a = loom.spawn(after(0.3, nil, nil, "a"))
+  local b = loom.spawn(after(0.1, nil, nil, "b"))
+  local f = loom.future()
+  local c = loom.spawn(function() loom.sleep(0.2); f:set_result("f") end)
+  return a, b, f, c
+end
+
 describe("loom combinators", function()
   describe("gather", function()
     it("returns the results in argument order, whatever the finishing order", async(function()
@@ -343,10 +353,7 @@ describe("loom combinators", function()
   describe("wait", function()
     it("waits for all by default; done in list order", async(function()
       local t0 = loom.now()
-      local a = loom.spawn(after(0.3, nil, nil, "a"))
-      local b = loom.spawn(after(0.1, nil, nil, "b"))
-      local f = loom.future()
-      local c = loom.spawn(function() loom.sleep(0.2); f:set_result("f") end)
+      local a, b, f, c = three_and_a_future()
       local done, pending = loom.wait({ a, b, f, c })
       assert.are.same({ a, b, f, c }, done)
       assert.are.equal(a, done[1])
@@ -519,10 +526,7 @@ describe("loom combinators", function()
   describe("as_completed", function()
     it("yields each task as it finishes, and ends after the last", async(function()
       local t0 = loom.now()
-      local a = loom.spawn(after(0.3, nil, nil, "a"))
-      local b = loom.spawn(after(0.1, nil, nil, "b"))
-      local f = loom.future()
-      local c = loom.spawn(function() loom.sleep(0.2); f:set_result("f") end)
+      local a, b, f, c = three_and_a_future()
       local seen, at = {}, {}
       for t in loom.as_completed({ a, b, f }) do
         assert.is_true(t:done())

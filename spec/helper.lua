@@ -29,7 +29,8 @@ function M.lines(s)
   return t
 end
 
-local function slurp(path)
+--- The contents of the file 'path', which is then removed.
+function M.slurp(path)
   local f = assert(io.open(path, "rb"))
   local s = f:read("a")
   f:close()
@@ -67,7 +68,7 @@ function M.sh(cmdline, stdin, limit)
     :format(limit, quote(cmdline), quote(input), quote(out), quote(err)))
   if stdin then os.remove(input) end
   if how == "signal" then code = 128 + code end
-  local o, e = slurp(out), slurp(err)
+  local o, e = M.slurp(out), M.slurp(err)
   if code == 124 or code == 137 then
     e = e .. ("\n(killed: still running after %g s: %s)\n"):format(limit,
       cmdline)

@@ -70,6 +70,15 @@ local function have_ipv6()
   return ipv6_ok
 end
 
+-- Calls fn(...) when binding ::1 works here; else the test is pending.
+local function if_ipv6(fn, ...)
+  if not have_ipv6() then
+    pending("binding ::1 fails on this machine")
+    return
+  end
+  return fn(...)
+end
+
 describe("loom.net", function()
 
   -- {================================================================
@@ -108,11 +117,7 @@ describe("loom.net", function()
     end))
 
     it("echoes over ::1", async(function()
-      if not have_ipv6() then
-        pending("binding ::1 fails on this machine")
-        return
-      end
-      echo_round_trip("::1")
+      if_ipv6(echo_round_trip, "::1")
     end))
 
     it("listens on '*' (every IPv4 address), reachable over 127.0.0.1", async(function()
@@ -1220,11 +1225,7 @@ describe("loom.net", function()
     end))
 
     it("UDP round trip over ::1", async(function()
-      if not have_ipv6() then
-        pending("binding ::1 fails on this machine")
-        return
-      end
-      udp_round_trip("::1")
+      if_ipv6(udp_round_trip, "::1")
     end))
 
     it("a UDP socket queues at most 256 datagrams nobody received; later ones are dropped", async(function()
