@@ -121,7 +121,9 @@ end
 
 -- What a test opens stays open when it fails, and would keep the loop
 -- (and busted) running: servers and UDP sockets are closed when the
--- body ends, and children still running are killed and reaped.
+-- body ends, and children still running are killed and reaped.  A
+-- signal handler left behind would run in the next test: it is
+-- cancelled.
 local function close_socket(s) pcall(s.close, s) end
 
 local function end_process(p)
@@ -130,9 +132,12 @@ local function end_process(p)
   pcall(p.close, p)
 end
 
+local function cancel_handler(h) pcall(h.cancel, h) end
+
 local tracked = {
   { "net", "listen", close_socket }, { "net", "listen_unix", close_socket },
   { "net", "udp", close_socket }, { "process", "spawn", end_process },
+  { "signal", "on", cancel_handler },
 }
 
 -- Starts following what the test opens; returns the function that
