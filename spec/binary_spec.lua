@@ -17,21 +17,13 @@ end
 
 local function escape(s) return (s:gsub("%p", "%%%0")) end
 
--- A fresh temporary directory; returns its path.
-local function tmpdir()
-  local path = os.tmpname()
-  os.remove(path)
-  assert(os.execute("mkdir " .. q(path)))
-  return path
-end
+local tmpdir, rmtree = helper.tmpdir, helper.rmtree
 
 local function write(path, text)
   local f = assert(io.open(path, "wb"))
   f:write(text)
   f:close()
 end
-
-local function rmtree(path) os.execute("rm -rf " .. q(path)) end
 
 -- The binary by an absolute path, for commands run in another directory.
 local function abs_bin()
@@ -72,14 +64,7 @@ local function interrupt(src, marker, more)
   local report = sh("sh " .. q(runner))
   os.remove(runner)
   os.remove(script)
-  local function slurp(p)
-    local f = assert(io.open(p, "rb"))
-    local s = f:read("a")
-    f:close()
-    os.remove(p)
-    return s
-  end
-  local stdout, stderr = slurp(out), slurp(err)
+  local stdout, stderr = helper.slurp(out), helper.slurp(err)
   local rc, ms = report:match("^(%d+) (%d+)")
   assert(rc, "the SIGINT runner failed: " .. report)
   return stdout, stderr, tonumber(rc), tonumber(ms) / 1000
@@ -451,10 +436,10 @@ describe("loom binary", function()
         local a = loom.spawn(fail, "A")
         print(pcall(a.await, a))
         local b = loom.spawn(fail, "B")
-        loom.sleep(0.05)            -- b has failed before anyone looks
+        repeat loom.yield() until b:done()  -- b fails before anyone looks
         print(b:error())
         local c = loom.spawn(fail, "C")
-        loom.sleep(0.05)
+        repeat loom.yield() until c:done()
         print(pcall(c.result, c))
         local d = loom.spawn(fail, "D")
         d:on_done(function(t) print("on_done", t:error()) end)

@@ -4,7 +4,7 @@ local async = require("loom.busted").async
 local failing, until_cancelled = h.failing, h.until_cancelled
 
 local pack = table.pack
-local V = { clock = "virtual" }
+local V = h.VIRTUAL
 local SRC = debug.getinfo(1, "S").short_src
 
 -- A function that sleeps 's' seconds, appends 'name' to 'log' (if any)
@@ -18,27 +18,17 @@ local function after(s, log, name, ...)
   end
 end
 
-local function near(expected, got)
-  assert(math.abs(got - expected) < 0.01,
-    ("expected about %s s, got %s s"):format(expected, got))
-end
+local near, since, assert_cancelled = h.near, h.since, h.assert_cancelled
+local lua_src = h.lua_src
 
--- The elapsed virtual time since 't0'.
-local function since(t0) return loom.now() - t0 end
-
-local function assert_cancelled(e)
-  assert.is_true(loom.is_cancelled(e), "not a loom.Cancelled: " .. tostring(e))
-end
-
--- Runs 'src' in a stock lua5.4 with the module under test, stopped after
--- 'limit' seconds; returns stdout, stderr and the exit status.
-local function lua_src(src, limit)
-  local path = h.script(("package.cpath = %q .. package.cpath\n%s")
-    :format(h.build .. "/lua/?.so;", src))
-  local out, err, code = h.sh(("timeout %d lua5.4 %s"):format(limit or 10,
-    h.quote(path)))
-  os.remove(path)
-  return out, err, code
+-- Tasks a, b, c and future f, done in the order b (0.1 s), c and f
+-- (0.2 s: c sets f), a (0.3 s), with results "a", "b", "f" and none.
+local function three_and_a_future()
+  local a = loom.spawn(after(0.3, nil, nil, "a"))
+  local b = loom.spawn(after(0.1, nil, nil, "b"))
+  local f = loom.future()
+  local c = loom.spawn(function() loom.sleep(0.2); f:set_result("f") end)
+  return a, b, f, c
 end
 
 describe("loom combinators", function()
@@ -363,10 +353,7 @@ describe("loom combinators", function()
   describe("wait", function()
     it("waits for all by default; done in list order", async(function()
       local t0 = loom.now()
-      local a = loom.spawn(after(0.3, nil, nil, "a"))
-      local b = loom.spawn(after(0.1, nil, nil, "b"))
-      local f = loom.future()
-      local c = loom.spawn(function() loom.sleep(0.2); f:set_result("f") end)
+      local a, b, f, c = three_and_a_future()
       local done, pending = loom.wait({ a, b, f, c })
       assert.are.same({ a, b, f, c }, done)
       assert.are.equal(a, done[1])
@@ -539,10 +526,7 @@ describe("loom combinators", function()
   describe("as_completed", function()
     it("yields each task as it finishes, and ends after the last", async(function()
       local t0 = loom.now()
-      local a = loom.spawn(after(0.3, nil, nil, "a"))
-      local b = loom.spawn(after(0.1, nil, nil, "b"))
-      local f = loom.future()
-      local c = loom.spawn(function() loom.sleep(0.2); f:set_result("f") end)
+      local a, b, f, c = three_and_a_future()
       local seen, at = {}, {}
       for t in loom.as_completed({ a, b, f }) do
         assert.is_true(t:done())

@@ -2,15 +2,7 @@ local loom = require "loom"
 local h = require "spec.helper"
 local async = require("loom.busted").async
 
--- Runs 'src' in a stock lua5.4 with the module under test; returns
--- stdout, stderr and the exit status.
-local function lua_src(src)
-  local path = h.script(("package.cpath = %q .. package.cpath\n%s")
-    :format(h.build .. "/lua/?.so;", src))
-  local out, err, code = h.sh("lua5.4 " .. h.quote(path))
-  os.remove(path)
-  return out, err, code
-end
+local lua_src = h.lua_src
 
 describe("loom errors", function()
   it("cross any number of awaits unchanged", async(function()

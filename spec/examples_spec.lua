@@ -41,13 +41,14 @@ describe("examples", function()
     assert.matches("%] gamma done after 0%.2s$", l[2])
     assert.matches("%] alpha done after 0%.3s$", l[3])
     assert.matches("%] awaited: ALPHA BETA GAMMA$", l[4])
-    assert.is_true(stamps[4] >= 0.28 and stamps[4] < 0.5,
+    -- one after the other they would take 0.6 s
+    assert.is_true(stamps[4] >= 0.28 and stamps[4] < 0.55,
       "three sleeps of at most 0.3 s took " .. stamps[4] .. " s")
 
     -- 2. the timeout interrupts the 10 s sleep after 0.1 s
     assert.matches("%] slow call: ok=false, loom%.Timeout", l[5])
     local dt = stamps[5] - stamps[4]
-    assert.is_true(dt >= 0.09 and dt < 0.5, "the 0.1 s timeout took " .. dt .. " s")
+    assert.is_true(dt >= 0.09 and dt < 5, "the 0.1 s timeout took " .. dt .. " s")
 
     -- 3. cancelling the holder releases its connection before the await returns
     local opened = find_line(l, "connection opened, waiting...", true)
@@ -62,8 +63,8 @@ describe("examples", function()
     -- 5. main is the last task alive
     assert.matches("%] main done; 1 task%(s%) alive$", l[10])
 
-    assert.is_true(stamps[10] < 1, "the demo's loop time: " .. stamps[10] .. " s")
-    assert.is_true(secs < 3, "the demo took " .. secs .. " s")
+    assert.is_true(stamps[10] < 5, "the demo's loop time: " .. stamps[10] .. " s")
+    assert.is_true(secs < 8, "the demo took " .. secs .. " s")
   end)
 
   it("sleepers.lua: hello after ~1 s, world after ~2 s, all in ~2 s not 3", function()
@@ -76,18 +77,20 @@ describe("examples", function()
     local t_world = tonumber(l[2]:match("^([%d.]+) world$"))
     assert.is_truthy(t_hello, out)  -- "hello" comes first ...
     assert.is_truthy(t_world, out)  -- ... then "world"
-    assert.is_true(t_hello >= 0.9 and t_hello < 1.6, "hello at " .. t_hello)
-    assert.is_true(t_world >= 1.9 and t_world < 2.6, "world at " .. t_world)
+    -- loop time; one sleep after the other, world would come at 3 s
+    assert.is_true(t_hello >= 0.9 and t_hello < 1.8, "hello at " .. t_hello)
+    assert.is_true(t_world >= 1.9 and t_world < 2.8, "world at " .. t_world)
 
     local total = tonumber(l[3]:match("^finished in ([%d.]+) s$"))
     assert.is_truthy(total, out)
-    assert.is_true(total >= 1.9 and total < 2.6, "finished in " .. total .. " s")
+    assert.is_true(total >= 1.9 and total < 2.8, "finished in " .. total .. " s")
 
-    -- the process itself: about 2 s of wall time, not 3
+    -- the process itself: at least its 2 s of sleeping (the bound above
+    -- is on loop time; wall time adds the start, slow in a sanitizer build)
     if coarse then
-      assert.is_true(secs >= 1 and secs <= 3, "wall time " .. secs .. " s")
+      assert.is_true(secs >= 1 and secs <= 6, "wall time " .. secs .. " s")
     else
-      assert.is_true(secs >= 1.9 and secs < 2.6, "wall time " .. secs .. " s")
+      assert.is_true(secs >= 1.9 and secs < 6, "wall time " .. secs .. " s")
     end
   end)
 
@@ -148,7 +151,8 @@ describe("examples", function()
     assert.are.equal(ha + 1, find_line(l, "^hello, brian$"))
     assert.are.equal(ha + 2, find_line(l, "^hello, carla$"))
     local secs = tonumber(out:match("all three in ([%d.]+) s"))
-    assert.truthy(secs and secs >= 0.25 and secs < 0.6, out)
+    -- loop time, to a tenth: one after the other they would take 0.6 s
+    assert.truthy(secs and secs >= 0.25 and secs <= 0.5, out)
   end)
 
   it("producer_consumer.lua: a bounded queue, two consumers, join", function()
@@ -306,16 +310,17 @@ describe("examples: processes and signals", function()
     assert.truthy(port)
     local busy = assert(loom.net.connect("127.0.0.1", port))
     local idle = assert(loom.net.connect("127.0.0.1", port))
-    busy:write("work 0.05\n")
+    -- both lines in one write: once "done 0.05" is sent, the server
+    -- takes the next job from what it has buffered, without waiting, and
+    -- so holds it when it next looks at the signal
+    busy:write("work 0.05\nwork 1\n")
     assert.are.equal("done 0.05", busy:read_line())  -- it serves
-    busy:write("work 0.5\n")
-    loom.sleep(0.1)  -- the job is in flight
     p:kill("SIGTERM")
     assert.are.equal("SIGTERM: stopped accepting; 1 job(s) in flight", p.stdout:read_line())
     local s, _, code = loom.net.connect("127.0.0.1", port)
     assert.is_nil(s)
     assert.are.equal("ECONNREFUSED", code)
-    assert.are.equal("done 0.5", busy:read_line())  -- the job finished
+    assert.are.equal("done 1", busy:read_line())  -- the job finished
     assert.is_nil(busy:read_line())  -- then the connection closed
     assert.is_nil(idle:read_line())  -- the idle one was closed at once
     assert.are.equal("bye\n", p.stdout:read_all())

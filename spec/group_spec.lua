@@ -3,18 +3,9 @@ local h = require "spec.helper"
 local async = require("loom.busted").async
 local until_cancelled, failing = h.until_cancelled, h.failing
 
-local V = { clock = "virtual" }
+local V = h.VIRTUAL
 
-local function near(expected, got)
-  assert(math.abs(got - expected) < 0.01,
-    ("expected about %s s, got %s s"):format(expected, got))
-end
-
-local function since(t0) return loom.now() - t0 end
-
-local function assert_cancelled(e)
-  assert.is_true(loom.is_cancelled(e), "not a loom.Cancelled: " .. tostring(e))
-end
+local near, since, assert_cancelled = h.near, h.since, h.assert_cancelled
 
 describe("loom.group", function()
   it("returns when fn and every child are done", async(function()

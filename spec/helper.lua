@@ -3,7 +3,9 @@
   Gives the specs the build under test: LOOM_BUILD (default build/)
   holds lua/loom.so, which 'require "loom"' finds, and the binary
   'loom', which spec.helper.loom_bin names.  'run_bin' runs the binary
-  as a subprocess and returns its stdout, stderr and exit status.
+  as a subprocess and returns its stdout, stderr and exit status.  Every
+  command a spec runs here is killed when it outlives its time limit,
+  so a hang fails its test instead of stopping the suite.
 ]]
 local build = os.getenv("LOOM_BUILD") or "build"
 
@@ -27,7 +29,8 @@ function M.lines(s)
   return t
 end
 
-local function slurp(path)
+--- The contents of the file 'path', which is then removed.
+function M.slurp(path)
   local f = assert(io.open(path, "rb"))
   local s = f:read("a")
   f:close()
@@ -49,39 +52,111 @@ function M.script(src)
   return path
 end
 
---- Runs a shell command line; returns stdout, stderr, exit status.
-function M.sh(cmdline, stdin)
+-- How long a command that a spec runs may take, in seconds, unless the
+-- spec says otherwise: generous, for the sanitizer builds.
+M.LIMIT = tonumber(os.getenv("LOOM_SPEC_LIMIT")) or 60
+
+--- Runs a shell command line, killed (with everything it started) after
+-- 'limit' seconds (default M.LIMIT); returns stdout, stderr and the exit
+-- status, 124 when it ran out of time.
+function M.sh(cmdline, stdin, limit)
   local out, err = os.tmpname(), os.tmpname()
   local input = "/dev/null"
   if stdin then input = M.script(stdin) end
-  local ok, how, code = os.execute(("%s <%s >%s 2>%s"):format(
-    cmdline, quote(input), quote(out), quote(err)))
+  limit = limit or M.LIMIT
+  local ok, how, code = os.execute(("timeout -k 5 %g sh -c %s <%s >%s 2>%s")
+    :format(limit, quote(cmdline), quote(input), quote(out), quote(err)))
   if stdin then os.remove(input) end
   if how == "signal" then code = 128 + code end
-  return slurp(out), slurp(err), code
+  local o, e = M.slurp(out), M.slurp(err)
+  if code == 124 or code == 137 then
+    e = e .. ("\n(killed: still running after %g s: %s)\n"):format(limit,
+      cmdline)
+  end
+  return o, e, code
 end
 
---- Runs the loom binary with the given arguments (strings, quoted).
-function M.run_bin(args, stdin)
+--- Runs the loom binary with the given arguments (strings, quoted), for
+-- at most 'limit' seconds (see sh).
+function M.run_bin(args, stdin, limit)
   local parts = { quote(M.loom_bin) }
   for _, a in ipairs(args or {}) do parts[#parts + 1] = quote(a) end
-  return M.sh(table.concat(parts, " "), stdin)
+  return M.sh(table.concat(parts, " "), stdin, limit)
 end
 
---- Runs the source 'src' as a script with the binary.
-function M.run_src(src, args, stdin)
+--- Runs the source 'src' as a script with the binary (see run_bin).
+function M.run_src(src, args, stdin, limit)
   local path = M.script(src)
   local all = { path }
   for _, a in ipairs(args or {}) do all[#all + 1] = a end
-  local out, err, code = M.run_bin(all, stdin)
+  local out, err, code = M.run_bin(all, stdin, limit)
   os.remove(path)
   return out, err, code, path
+end
+
+--- Runs 'src' in a stock lua5.4 with the module under test (see sh for
+-- 'limit'); returns stdout, stderr and the exit status.
+function M.lua_src(src, limit)
+  local path = M.script(("package.cpath = %q .. package.cpath\n%s")
+    :format(build .. "/lua/?.so;", src))
+  local out, err, code = M.sh("lua5.4 " .. quote(path), nil, limit)
+  os.remove(path)
+  return out, err, code
+end
+
+--- A fresh temporary folder (mode 700); rmtree removes it.
+function M.tmpdir()
+  local path = os.tmpname()
+  os.remove(path)
+  assert(os.execute("mkdir -m 700 " .. quote(path)))
+  return path
+end
+
+function M.rmtree(path) os.execute("rm -rf " .. quote(path)) end
+
+--- Whether the string 'hay' holds 'needle' (plain text).
+function M.has(hay, needle)
+  return type(hay) == "string" and hay:find(needle, 1, true) ~= nil
+end
+
+--- The message of the error raised by fn(...), or nil if it returned.
+function M.raised(fn, ...)
+  local ok, e = pcall(fn, ...)
+  if ok then return nil end
+  return tostring(e)
 end
 
 -- {==================================================================
 -- Task helpers for specs that run inside a loop (loom.busted's async)
 
 M.VIRTUAL = { clock = "virtual" }
+
+--- Asserts that 'got' seconds are 'expected' give or take 'eps'
+-- (default 10 ms).
+function M.near(expected, got, eps)
+  eps = eps or 0.01
+  assert(math.abs(got - expected) <= eps,
+    ("expected about %.9f s, got %.9f s"):format(expected, got))
+end
+
+--- The seconds on the loop's clock since 't0'.
+function M.since(t0) return require("loom").now() - t0 end
+
+--- Asserts that 'e' is a loom.Cancelled.
+function M.assert_cancelled(e)
+  assert(require("loom").is_cancelled(e),
+    "not a loom.Cancelled: " .. tostring(e))
+end
+
+--- Asserts that 'e' is a loom.Timeout.
+function M.assert_timeout(e)
+  local loom = require "loom"
+  assert(type(e) == "table" and getmetatable(e) == loom.Timeout,
+    "not a loom.Timeout: " .. tostring(e))
+  assert(loom.is_timeout(e) and not loom.is_cancelled(e))
+  assert(e.code == "ETIMEDOUT", "code " .. tostring(e.code))
+  assert(tostring(e):find("timed out", 1, true), tostring(e))
+end
 
 --- Lets every ready task run until it suspends again (a few rounds).
 function M.settle(rounds)

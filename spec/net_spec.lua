@@ -12,9 +12,7 @@ local h = require "spec.helper"
 
 local KiB, MiB = 1024, 1024 * 1024
 
-local function has(hay, needle)
-  return type(hay) == "string" and hay:find(needle, 1, true) ~= nil
-end
+local has, raised, tmpdir, rmdir = h.has, h.raised, h.tmpdir, h.rmtree
 
 -- A server on 'host' (default 127.0.0.1), port 0; returns it and its port.
 local function listen(handler, host)
@@ -54,29 +52,11 @@ end
 -- The values given, packed, with 'n' (to count a 4th value).
 local function pack(...) return table.pack(...) end
 
--- The message of the error raised by fn(...), or nil if it returned.
-local function raised(fn, ...)
-  local ok, e = pcall(fn, ...)
-  if ok then return nil end
-  return tostring(e)
-end
-
 -- A port that nobody listens on: one the system gave, then released.
 local function free_port()
   local srv, port = listen(function() end)
   srv:close()
   return port
-end
-
-local function tmpdir()
-  local path = os.tmpname()
-  os.remove(path)
-  assert(os.execute("mkdir -m 700 " .. h.quote(path)))
-  return path
-end
-
-local function rmdir(path)
-  os.execute("rm -rf " .. h.quote(path))
 end
 
 -- Whether binding ::1 works on this machine (checked once, in a task).
@@ -88,6 +68,15 @@ local function have_ipv6()
     if srv then srv:close() end
   end
   return ipv6_ok
+end
+
+-- Calls fn(...) when binding ::1 works here; else the test is pending.
+local function if_ipv6(fn, ...)
+  if not have_ipv6() then
+    pending("binding ::1 fails on this machine")
+    return
+  end
+  return fn(...)
 end
 
 describe("loom.net", function()
@@ -128,12 +117,91 @@ describe("loom.net", function()
     end))
 
     it("echoes over ::1", async(function()
-      if not have_ipv6() then
-        pending("binding ::1 fails on this machine")
+      if_ipv6(echo_round_trip, "::1")
+    end))
+
+    it("listens on '*' (every IPv4 address), reachable over 127.0.0.1", async(function()
+      local srv <close> = assert(net.listen("*", 0, echo))
+      local host, port = srv:address()
+      assert.are.equal("0.0.0.0", host)
+      assert.is_true(port > 0)
+      local c <close> = assert(net.connect("127.0.0.1", port))
+      c:write("star")
+      assert.are.equal("star", c:read_exactly(4))
+    end))
+
+    it("connections have nodelay on unless opts.nodelay is false", async(function()
+      -- Each round writes twice, then waits for the answer to both: with
+      -- Nagle's algorithm the second write waits for the ACK of the first,
+      -- which the peer delays, so rounds take tens of milliseconds.
+      local function rounds(opts)
+        local srv <close>, port = listen(function(s)
+          s:nodelay(true)
+          while s:read_exactly(2) do s:write("k") end
+        end)
+        local c <close> = assert(net.connect("127.0.0.1", port, opts))
+        local t0 = loom.now()
+        for _ = 1, 10 do
+          c:write("a")
+          c:write("b")
+          assert.are.equal("k", c:read_exactly(1))
+        end
+        return loom.now() - t0
+      end
+      local nagle = rounds { nodelay = false }
+      if nagle < 0.1 then
+        pending("no delayed ACK on this machine's loopback")
         return
       end
-      echo_round_trip("::1")
-    end))
+      local default, on = rounds(), rounds { nodelay = true }
+      assert.is_true(default < nagle / 4, ("default %g s, Nagle %g s"):format(default, nagle))
+      assert.is_true(on < nagle / 4, ("nodelay %g s, Nagle %g s"):format(on, nagle))
+    end, { timeout = 20 }))
+
+    it("connect tries each address of a name until one answers", function()
+      -- A name for both ::1 and 127.0.0.1 needs a hosts file of its own:
+      -- the binary runs in a mount namespace where one is bound over
+      -- /etc/hosts.
+      local dir = h.tmpdir()
+      local hosts = dir .. "/hosts"
+      local f = assert(io.open(hosts, "w"))
+      f:write("::1 both.test\n127.0.0.1 both.test\n")
+      f:close()
+      local script = h.script([[
+        local net = loom.net
+        local addrs = assert(net.resolve("both.test"))
+        print(table.concat(addrs, " "))
+        for _, host in ipairs { "127.0.0.1", "::1" } do
+          local srv = assert(net.listen(host, 0, function(s)
+            s:write(host, "\n")
+          end))
+          local port = select(2, srv:address())
+          local c = assert(net.connect("both.test", port))
+          print(host, c:read_line(), (c:peer()))
+          c:close()
+          srv:close()
+        end
+        local srv = assert(net.listen("127.0.0.1", 0, function() end))
+        local port = select(2, srv:address())
+        srv:close()
+        print(select(3, net.connect("both.test", port)))
+      ]])
+      local out, err, code = h.sh(("unshare -m sh -c %s"):format(h.quote(
+        ("mount --bind %s /etc/hosts && exec %s %s"):format(h.quote(hosts),
+          h.quote(h.loom_bin), h.quote(script)))))
+      os.remove(script)
+      h.rmtree(dir)
+      if code ~= 0 and not has(out, "both.test") and (has(err, "unshare")
+          or has(err, "mount")) then
+        pending("no mount namespace here: " .. err)
+        return
+      end
+      local l = h.lines(out)
+      assert.are.equal(0, code, err)
+      assert.are.equal("::1 127.0.0.1", l[1], out .. err)
+      assert.are.same({ "127.0.0.1\t127.0.0.1\t127.0.0.1", "::1\t::1\t::1",
+                        "ECONNREFUSED" }, { l[2], l[3], l[4] })
+    end)
 
     it("connects by name (localhost) and listens on 'localhost'", async(function()
       local srv <close>, port = listen(echo, "localhost")
@@ -193,17 +261,17 @@ describe("loom.net", function()
   -- {================================================================
   describe("reading", function()
     it("read(n) gives up to n bytes, whatever is buffered, without waiting for more", async(function()
-      local go = loom.event()
+      local go, one_read, done = loom.event(), loom.event(), loom.event()
       local srv <close>, port = listen(function(s)
         s:nodelay(true)
         s:write("abcdef")
         go:wait()
         s:write("xyz")
-        loom.sleep(0.05)
+        s:read_exactly(1)   -- the client has read "xyz"
         s:write("1")
-        loom.sleep(0.1)
+        one_read:wait()     -- "2" only once "1" came back alone
         s:write("2")
-        s:read()  -- until the client closes
+        done:wait()
       end)
       local c <close> = assert(net.connect("127.0.0.1", port))
       assert.are.equal("ab", c:read(2))
@@ -213,10 +281,12 @@ describe("loom.net", function()
       assert.is_false(t:done())   -- nothing buffered: it waits
       go:set()
       assert.are.equal("xyz", t:await())
-      local t0 = loom.now()
-      assert.are.equal("1", c:read(100))     -- does not wait to fill 100
-      assert.is_true(loom.now() - t0 < 0.09)
+      c:write("k")
+      -- does not wait to fill 100: waiting would never end
+      assert.are.equal("1", c:read(100))
+      one_read:set()
       assert.are.equal("2", c:read(100))
+      done:set()
     end))
 
     it("read_exactly gives exactly n bytes, across packets", async(function()
@@ -243,6 +313,54 @@ describe("loom.net", function()
       assert.is_nil(r2[1])
       assert.are.equal("EOF", r2[3])
       assert.is_nil(r2[4])
+    end))
+
+    it("read_exactly at EOF with a 1-byte tail gives that byte, once", async(function()
+      local srv <close>, port = listen(function(s)
+        s:write("abc")
+      end)
+      local c <close> = assert(net.connect("127.0.0.1", port))
+      assert.are.equal("ab", c:read_exactly(2))
+      local r = pack(c:read_exactly(2))
+      assert.are.same({ n = 4, nil, r[2], "EOF", "c" }, r)
+      assert.are.equal("string", type(r[2]))
+      local r2 = pack(c:read_exactly(1))
+      assert.are.equal(3, r2.n)
+      assert.are.equal("EOF", r2[3])
+      -- a 1-byte tail after a longer read is the same
+      local srv2 <close>, port2 = listen(function(s) s:write("xyz") end)
+      local c2 <close> = assert(net.connect("127.0.0.1", port2))
+      local r3 = pack(c2:read_exactly(4))
+      assert.are.equal("EOF", r3[3])
+      assert.are.equal("xyz", r3[4])
+    end))
+
+    it("lines() ends at EOF but raises on other failures", async(function()
+      local srv <close>, port = listen(function(s)
+        s:write("one\ntwo\n", string.rep("x", 200), "\n")
+        s:read()
+      end)
+      local c <close> = assert(net.connect("127.0.0.1", port))
+      c:limits { line = 100 }
+      local got = {}
+      local ok, e = pcall(function()
+        for line in c:lines() do got[#got + 1] = line end
+      end)
+      assert.are.same({ "one", "two" }, got)
+      assert.is_false(ok)
+      assert.matches("^spec/net_spec%.lua:%d+: read_line from 127%.0%.0%.1:%d+: "
+        .. "line longer than 100 bytes$", tostring(e))
+      -- a closed stream raises too, naming the failure
+      c:close()
+      local ok2, e2 = pcall(function() for _ in c:lines() do end end)
+      assert.is_false(ok2)
+      assert.matches("net_spec%.lua:%d+: the stream is closed$", tostring(e2))
+      -- and EOF simply ends the loop
+      local srv2 <close>, port2 = listen(function(s) s:write("a\nb") end)
+      local c2 <close> = assert(net.connect("127.0.0.1", port2))
+      local all = {}
+      for line in c2:lines() do all[#all + 1] = line end
+      assert.are.same({ "a", "b" }, all)
     end))
 
     it("read_exactly of more than the 1 MiB read buffer", async(function()
@@ -378,6 +496,35 @@ describe("loom.net", function()
 
   -- {================================================================
   describe("writing", function()
+    it("a write timed out or cancelled while it waits leaves the stream usable", async(function()
+      local size = 4 * MiB
+      local go, received = loom.event(), loom.future()
+      local srv <close>, port = listen(function(s)
+        go:wait()
+        received:set_result(s:read_all())
+      end)
+      local c <close> = assert(net.connect("127.0.0.1", port))
+      -- the peer reads nothing yet: the write waits for the queue to drain
+      local ok, e = pcall(loom.timeout, 0.1, c.write, c, string.rep("a", size))
+      assert.is_false(ok)
+      h.assert_timeout(e)
+      local t = loom.spawn(c.write, c, string.rep("b", size))
+      h.settle()
+      assert.is_false(t:done())
+      t:cancel()
+      h.assert_cancelled(h.error_of(t))
+      go:set()
+      -- what they queued is sent, in order, and the stream goes on
+      assert.is_true(c:write("tail"))
+      assert.is_true(c:flush())
+      assert.is_true(c:shutdown())
+      local got = received:await()
+      assert.are.equal(2 * size + 4, #got)
+      assert.is_true(got:sub(1, size) == string.rep("a", size))
+      assert.is_true(got:sub(size + 1, 2 * size) == string.rep("b", size))
+      assert.are.equal("tail", got:sub(-4))
+    end, { timeout = 20 }))
+
     it("a 64 MiB write to a slow reader suspends the writer and keeps memory bounded", async(function()
       local total, chunk = 64 * MiB, 1 * MiB
       local read_bytes, reads, max_mem = 0, 0, 0
@@ -746,6 +893,46 @@ describe("loom.net", function()
 
   -- {================================================================
   describe("timeouts", function()
+    -- A server in a child process that never accepts: its main chunk
+    -- blocks before the loop runs, so once its accept queue is full the
+    -- kernel drops new connection requests and connects hang.
+    local function full_server()
+      local path = h.script([[
+        local srv = assert(loom.net.listen("127.0.0.1", 0, function() end,
+                                           { backlog = 1 }))
+        print(select(2, srv:address()))
+        io.stdout:flush()
+        io.read("a")   -- until the parent closes our stdin
+        srv:close()
+      ]])
+      local p = assert(loom.process.spawn { h.loom_bin, path })
+      local port = assert(math.tointeger(tonumber(p.stdout:read_line())))
+      os.remove(path)
+      local held = {}
+      for _ = 1, 8 do
+        local ok, c = pcall(loom.timeout, 0.5, net.connect, "127.0.0.1", port)
+        if not (ok and c) then break end
+        held[#held + 1] = c
+      end
+      assert.is_true(#held < 8, "the accept queue never filled")
+      return p, port, held
+    end
+
+    it("opts.timeout on connect gives nil, msg, ETIMEDOUT when nothing answers", async(function()
+      local p, port, held = full_server()
+      local t0 = loom.now()
+      local ok, c, msg, code = pcall(loom.timeout, 5, net.connect, "127.0.0.1",
+                                     port, { timeout = 0.1 })
+      assert.is_true(ok, "net.connect waited past its timeout: " .. tostring(c))
+      assert.is_nil(c)
+      assert.are.equal("ETIMEDOUT", code)
+      assert.are.equal("connect to 127.0.0.1:" .. port .. ": timed out after 0.1s", msg)
+      assert.is_true(loom.now() - t0 >= 0.09)
+      for _, x in ipairs(held) do x:close() end
+      p.stdin:close()
+      assert.are.equal(0, (p:wait()))
+    end, { timeout = 30 }))
+
     it("opts.timeout on connect: it connects, or gives ETIMEDOUT naming the address", async(function()
       local srv <close>, port = listen(echo)
       for _, t in ipairs { 0, 1e-6, 0.001, 5 } do
@@ -1038,11 +1225,35 @@ describe("loom.net", function()
     end))
 
     it("UDP round trip over ::1", async(function()
-      if not have_ipv6() then
-        pending("binding ::1 fails on this machine")
-        return
+      if_ipv6(udp_round_trip, "::1")
+    end))
+
+    it("a UDP socket queues at most 256 datagrams nobody received; later ones are dropped", async(function()
+      local a <close> = assert(net.udp("127.0.0.1", 0))
+      local b <close> = assert(net.udp("127.0.0.1", 0))
+      local _, aport = a:address()
+      -- a receives once, so that it keeps reading from the kernel
+      local first = loom.spawn(a.recv, a)
+      h.settle()
+      b:send("first", "127.0.0.1", aport)
+      assert.are.equal("first", first:await())
+      -- small bursts, each read into the queue before the next is sent:
+      -- a probe on another socket comes back only after the loop has read
+      -- what was ready, and a's burst was ready before it
+      local c <close> = assert(net.udp("127.0.0.1", 0))
+      local d <close> = assert(net.udp("127.0.0.1", 0))
+      local _, dport = d:address()
+      for i = 1, 400, 16 do
+        for j = i, math.min(i + 15, 400) do b:send(tostring(j), "127.0.0.1", aport) end
+        c:send("probe", "127.0.0.1", dport)
+        assert.are.equal("probe", (d:recv()))
       end
-      udp_round_trip("::1")
+      local got = {}
+      for i = 1, 256 do got[i] = a:recv() end
+      for i = 1, 256 do assert.are.equal(tostring(i), got[i]) end
+      -- the queue is empty now: what comes next is what is sent next
+      b:send("last", "127.0.0.1", aport)
+      assert.are.equal("last", (a:recv()))
     end))
 
     it("a UDP receiver waiting when the socket closes gets nil, msg, 'ECANCELED'", async(function()

@@ -20,9 +20,10 @@ local function proc_state(pid)
   return s:match("^%d+ %b() (%a)")
 end
 
--- Waits (at most 'secs') until 'pid' is gone; returns its last state.
+-- Waits (at most 'secs', default 10) until 'pid' is gone; returns its
+-- last state.
 local function gone(pid, secs)
-  local deadline = loom.now() + (secs or 2)
+  local deadline = loom.now() + (secs or 10)
   while proc_state(pid) and loom.now() < deadline do loom.sleep(0.01) end
   return proc_state(pid)
 end
@@ -169,10 +170,9 @@ describe("loom.process", function()
     it("a child that exits before wait is reaped; wait then returns at once", async(function()
       local p <close> = assert(process.spawn(sh("exit 7", { stdin = "null" })))
       assert.is_nil(gone(p.pid))  -- reaped with nobody waiting
-      local t0 = loom.now()
-      assert.are.equal(7, p:wait())
-      assert.is_true(loom.now() - t0 < 0.05)
-      assert.are.equal(7, p:wait())  -- and again
+      -- the exit is past: a wait that did not return at once never would
+      assert.are.equal(7, loom.timeout(5, p.wait, p))
+      assert.are.equal(7, loom.timeout(5, p.wait, p))  -- and again
     end))
 
     it("several tasks may wait; a cancelled wait leaves the child running", async(function()
@@ -180,7 +180,8 @@ describe("loom.process", function()
       local a = loom.spawn(function() return p:wait() end)
       local b = loom.spawn(function() return p:wait() end)
       local c = loom.spawn(function() return p:wait() end)
-      loom.sleep(0.05)
+      helper.settle()
+      assert.is_false(a:done() or b:done() or c:done())
       c:cancel()
       assert.is_true(loom.is_cancelled(helper.error_of(c)))
       assert.is_nil(p:status())
@@ -224,7 +225,8 @@ describe("loom.process", function()
     it("close while a task waits: the wait ends with ECANCELED", async(function()
       local p = assert(process.spawn{"sleep", "30"})
       local t = loom.spawn(function() return p:wait() end)
-      loom.sleep(0.02)
+      helper.settle()
+      assert.is_false(t:done())
       p:close()
       local ok, msg, code = t:await()
       assert.is_nil(ok)
@@ -238,17 +240,20 @@ describe("loom.process", function()
   describe("lifetime", function()
     it("a Process collected while its child runs: the child is still reaped", async(function()
       local seen = setmetatable({}, { __mode = "k" })
-      local pid
+      local pid, stdin
       do
-        local p = assert(process.spawn{"sleep", "0.2", stdin = "null",
-                                       stdout = "null"})
-        pid = p.pid
+        -- the child lives until its stdin ends
+        local p = assert(process.spawn{"sh", "-c", "read x", stdout = "null"})
+        pid, stdin = p.pid, p.stdin
         seen[p] = true
       end
       collectgarbage()
       collectgarbage()
       assert.is_nil(next(seen), "the Process was not collected")
-      assert.is_truthy(proc_state(pid))  -- still running
+      local st = proc_state(pid)
+      assert.is_true(st ~= nil and st ~= "Z", "child " .. pid .. " is not running: "
+        .. tostring(st))
+      stdin:close()
       local last = gone(pid)
       assert.is_nil(last, "child " .. pid .. " left in state " .. tostring(last))
     end))

@@ -30,25 +30,40 @@ describe("regressions", function()
   end))
 
   it("a stale await on a collected future is no use after free", async(function()
-    local gen = coroutine.wrap(function() loom.future():await() end)
+    local main = loom.current()
+    local gone = setmetatable({}, { __mode = "k" })
+    local f = loom.future()
+    gone[f] = true
+    local gen = coroutine.wrap(function() f:await() end)
     pcall(table.sort, { 3, 2, 1 }, function(a, b) gen() return a < b end)
-    gen = nil
+    f, gen = nil, nil
     collectgarbage(); collectgarbage()
+    assert.is_nil(next(gone), "the future was not collected")
     loom.sleep(0.001)
+    -- the task goes on as itself, and waits and wakes as before
+    assert.are.equal(main, loom.current())
+    local t = loom.spawn(function() loom.sleep(0.001) return "after" end)
+    assert.are.equal("after", t:await())
+    assert.are.same({ main }, loom.tasks())
   end))
 
   it("a __close handler cancelling its own failing task does not requeue it", async(function()
+    local runs, cancelled_itself = 0, nil
     local t = loom.spawn(function()
+      runs = runs + 1
       local _ <close> = setmetatable({}, { __close = function()
-        for _, x in ipairs(loom.tasks()) do
-          if x ~= loom.current() or true then x:cancel("shutdown") end
-        end
+        cancelled_itself = loom.current():cancel("shutdown")
       end })
       error("boom", 0)
     end)
     local ok, e = pcall(loom.await, t)
     assert.is_false(ok)
     assert.are.equal("boom", e)
+    h.settle()
+    assert.are.equal(1, runs)               -- not resumed again
+    assert.is_false(cancelled_itself)       -- too late: it was failing
+    assert.is_false(t:cancelled())
+    assert.are.same({ loom.current() }, loom.tasks())
   end))
 
   it("inside the __close handler of a failing task, loom.current() is that task", async(function()

@@ -64,7 +64,8 @@ describe("loom.signal", function()
     assert.is_false(ok)
     assert.is_true(loom.is_timeout(e))
     local t = loom.spawn(signal.wait, "SIGUSR1")
-    loom.sleep(0.01)
+    helper.settle()
+    assert.is_false(t:done())
     t:cancel()
     assert.is_true(loom.is_cancelled(helper.error_of(t)))
     -- both waits have let go of the signal; a new one still works
@@ -79,13 +80,13 @@ describe("loom.signal", function()
       tasks[#tasks + 1] = loom.current()
     end)
     -- a second watcher keeps the signal caught once 'h' is cancelled
-    local other = 0
-    local h2 = signal.on("USR1", function() other = other + 1 end)
-    for i = 1, 3 do
+    local other = loom.queue()
+    local h2 = signal.on("USR1", function(name) other:put(name) end)
+    for _ = 1, 3 do
       send("USR1")
-      while other < i do loom.sleep(0.01) end
+      assert.are.equal("SIGUSR1", other:get())
     end
-    loom.sleep(0.02)
+    helper.settle()  -- the handler tasks of each delivery have run
     assert.are.same({ "SIGUSR1", "SIGUSR1", "SIGUSR1" }, got)
     assert.are.equal(3, #tasks)
     assert.are_not.equal(tasks[1], tasks[2])
@@ -93,7 +94,8 @@ describe("loom.signal", function()
     h:cancel()
     h:cancel()  -- harmless twice
     send("USR1")
-    while other < 4 do loom.sleep(0.01) end
+    assert.are.equal("SIGUSR1", other:get())
+    helper.settle()
     assert.are.equal(3, #got)
     h2:cancel()
     assert.matches("cancelled", tostring(h2))
@@ -106,9 +108,10 @@ describe("loom.signal", function()
     local a, b
     a = csig.watch(usr1, function() log[#log + 1] = "a"; b:close() end)
     b = csig.watch(usr1, function() log[#log + 1] = "b"; a:close() end)
-    local keep = signal.on("SIGUSR1", function() end)
+    local delivered = loom.event()
+    local keep = signal.on("SIGUSR1", function() delivered:set() end)
     send("USR1")
-    loom.sleep(0.05)
+    delivered:wait()  -- its task is spawned once the watchers have run
     -- newest first: b runs, closes a, which is skipped
     assert.are.same({ "b" }, log)
     assert.is_false(a:active())
@@ -236,7 +239,7 @@ describe("loom.signal", function()
     it("a cancelled wait lets the signal go back to its default", async(function()
       local p = start([[
         local t = loom.spawn(loom.signal.wait, "SIGUSR1")
-        loom.sleep(0.01)
+        loom.yield()  -- it watches from here on
         t:cancel()
         pcall(t.await, t)
         print("ready") io.stdout:flush()

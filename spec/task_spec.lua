@@ -1,5 +1,6 @@
 local loom = require "loom"
 local async = require("loom.busted").async
+local h = require "spec.helper"
 
 describe("loom tasks", function()
   describe("spawn", function()
@@ -157,11 +158,34 @@ describe("loom tasks", function()
         local function waiting_here() loom.sleep(1) end
         waiting_here()
       end)
-      loom.sleep(0.01)
+      h.settle()
       local tb = t:traceback()
       assert.matches("waiting_here", tb)
       assert.matches("sleep", tb)
       t:cancel()
+    end))
+
+    it("keeps the traceback of where a failed task raised", async(function()
+      local t = loom.spawn(function()
+        local function failing_here() error("traceback-boom") end
+        failing_here()
+      end)
+      t.name = "failer"
+      assert.is_false(pcall(loom.await, t))
+      local tb = t:traceback()
+      assert.matches("^stack traceback of task 'failer':\n", tb)
+      assert.matches("in function 'error'", tb)
+      assert.matches("task_spec%.lua:%d+: in %a+ 'failing_here'", tb)
+      assert.are.equal(tb, t:traceback())  -- the same each time
+    end))
+
+    it("says a task that ended well or has not started has no stack", async(function()
+      local done = loom.spawn(function() return 1 end)
+      done:await()
+      assert.are.equal("stack traceback:\n\t(finished)", done:traceback())
+      local later = loom.spawn(function() end)
+      assert.are.equal("stack traceback:\n\t(not started)", later:traceback())
+      later:await()
     end))
   end)
 

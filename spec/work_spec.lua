@@ -2,6 +2,55 @@ local loom = require "loom"
 local async = require("loom.busted").async
 local helper = require "spec.helper"
 
+-- Job 'i' in folder 'dir': creates dir/started<i>, spins until dir/go<i>
+-- or dir/go exists (or 30 s went by), creates dir/ended<i> and returns
+-- "released" (or "gave up").  Workers share nothing with the loop but
+-- the file system.
+local function until_file(dir, i)
+  local function exists(p)
+    local f = io.open(p)
+    if f then f:close() end
+    return f ~= nil
+  end
+  assert(io.open(dir .. "/started" .. i, "w")):close()
+  local c, r = os.clock(), "gave up"
+  while os.clock() - c < 30 do
+    if exists(dir .. "/go" .. i) or exists(dir .. "/go") then
+      r = "released"
+      break
+    end
+  end
+  assert(io.open(dir .. "/ended" .. i, "w")):close()
+  return r
+end
+
+local function touch(path) assert(io.open(path, "w")):close() end
+
+local function exists(path)
+  local f = io.open(path)
+  if f then f:close() end
+  return f ~= nil
+end
+
+-- Waits (polling the loop, at most 30 s) until pred() holds.
+local function wait_until(pred)
+  for _ = 1, 3000 do
+    if pred() then return end
+    loom.sleep(0.01)
+  end
+  error("waited 30 s in vain", 2)
+end
+
+-- Releases the jobs 1..n of 'dir', waits until they ended, removes 'dir'.
+local function release_all(dir, n)
+  touch(dir .. "/go")
+  wait_until(function()
+    for i = 1, n do if not exists(dir .. "/ended" .. i) then return false end end
+    return true
+  end)
+  helper.rmtree(dir)
+end
+
 -- Spins for 's' seconds of CPU time in the worker (no upvalues).
 local function spin(s)
   local c = os.clock()
@@ -131,35 +180,33 @@ describe("loom.work", function()
     end))
 
     it("keeps working across calls that set globals (states are reused)", async(function()
+      local total = 0
       for i = 1, 30 do
         local r, seen = loom.work(function(x)
           CALLS = (CALLS or 0) + 1
           return x * 10, CALLS
         end, i)
         assert.are.equal(i * 10, r)
-        assert.is_true(math.type(seen) == "integer" and seen >= 1)
+        assert.are.equal("integer", math.type(seen))
+        assert.is_true(seen >= 1 and seen <= i)
+        if seen == 1 then total = total + 1 end
       end
+      -- a fresh state sees 1; the other calls ran in a state used before
+      assert.is_true(total < 30, "no state was reused")
     end))
   end)
 
   describe("threads", function()
     it("runs on another thread while the loop goes on", async(function()
-      local ticks = 0
+      -- the job ends only when a task of the loop has run meanwhile
+      local dir = helper.tmpdir()
       local ticker = loom.spawn(function()
-        while true do loom.sleep(0.01); ticks = ticks + 1 end
+        for _ = 1, 3 do loom.sleep(0.01) end
+        touch(dir .. "/go1")
       end)
-      local t0 = helper.clock()
-      local n = loom.work(function()
-        local c = os.clock()
-        local n = 0
-        while os.clock() - c < 0.1 do n = n + 1 end
-        return n
-      end)
-      local elapsed = helper.clock() - t0
-      ticker:cancel()
-      assert.is_true(n > 0)
-      if not helper.coarse then assert.is_true(elapsed >= 0.09) end
-      assert.is_true(ticks >= 4, "the ticker ticked only " .. ticks .. " times")
+      assert.are.equal("released", loom.work(until_file, dir, 1))
+      assert.is_true(ticker:done())
+      release_all(dir, 1)
     end))
 
     it("completes a thousand concurrent calls with the right results", async(function()
@@ -281,13 +328,42 @@ describe("loom.work", function()
   end)
 
   describe("cancellation", function()
+    it("runs at most as many jobs at once as the thread pool has threads", async(function()
+      local size = tonumber(os.getenv("UV_THREADPOOL_SIZE")) or 4
+      local dir = helper.tmpdir()
+      local n = size + 3
+      local ts = {}
+      for i = 1, n do
+        ts[i] = loom.spawn(loom.work, until_file, dir, i)
+      end
+      local function started()
+        local k = 0
+        for i = 1, n do if exists(dir .. "/started" .. i) then k = k + 1 end end
+        return k
+      end
+      wait_until(function() return started() >= size end)
+      assert.are.equal(size, started())
+      -- each job released lets exactly one more start
+      for more = 1, n - size do
+        for i = 1, n do
+          if exists(dir .. "/started" .. i) and not exists(dir .. "/go" .. i) then
+            touch(dir .. "/go" .. i)
+            assert.are.equal("released", ts[i]:await())
+            break
+          end
+        end
+        wait_until(function() return started() >= size + more end)
+        assert.are.equal(size + more, started())
+      end
+      touch(dir .. "/go")
+      for i = 1, n do assert.are.equal("released", ts[i]:await()) end
+      release_all(dir, n)
+    end, { timeout = 60 }))
+
     it("the caller cancelled while the job runs gets loom.Cancelled", async(function()
-      local t = loom.spawn(loom.work, function()
-        local c = os.clock()
-        while os.clock() - c < 0.05 do end
-        return "finished"
-      end)
-      loom.sleep(0.01)
+      local dir = helper.tmpdir()
+      local t = loom.spawn(loom.work, until_file, dir, 1)
+      wait_until(function() return exists(dir .. "/started1") end)
       assert.is_false(t:done())
       assert.is_true(t:cancel())
       local ok, e = pcall(loom.await, t)
@@ -295,6 +371,9 @@ describe("loom.work", function()
       assert.is_true(loom.is_cancelled(e))
       assert.are.equal("ECANCELED", e.code)
       assert.is_true(t:cancelled())
+      -- at once: the job itself still runs, until it is released
+      assert.is_false(exists(dir .. "/ended1"))
+      release_all(dir, 1)
       -- the next call works
       assert.are.equal(5, loom.work(function(a) return a end, 5))
     end))
@@ -302,21 +381,17 @@ describe("loom.work", function()
     it("many cancels leak no worker state: many calls after them still work", async(function()
       local cancelled = 0
       for round = 1, 4 do
+        local dir = helper.tmpdir()
         local ts = {}
-        for i = 1, 4 do
-          ts[i] = loom.spawn(loom.work, function(s)
-            local c = os.clock()
-            while os.clock() - c < s do end
-            return "late"
-          end, 0.02)
-        end
-        loom.sleep(0.005)
-        for i = 1, 4 do ts[i]:cancel() end
+        for i = 1, 4 do ts[i] = loom.spawn(loom.work, until_file, dir, i) end
+        helper.settle()
+        for i = 1, 4 do assert.is_true(ts[i]:cancel()) end
         for i = 1, 4 do
           local ok, e = pcall(loom.await, ts[i])
           if not ok and loom.is_cancelled(e) then cancelled = cancelled + 1 end
         end
-        assert.is_true(round >= 1)
+        assert.are.equal(4 * round, cancelled)
+        release_all(dir, 4)
       end
       assert.are.equal(16, cancelled)
       local ts = {}

@@ -6,15 +6,22 @@
   The body runs as a task on a fresh loop, on the virtual clock when
   asked.  The timeout is real time on either clock: a test still running
   after 'timeout' seconds fails with the list of the tasks still pending
-  and where each one waits.  Tasks the body leaves behind are cancelled
-  when it returns, so that one test cannot leak into the next.
+  and where each one waits.  A task started during the test that fails
+  with nobody observing its error fails the test with that error and its
+  traceback: a connection's or a signal's handler at once (the test is
+  cancelled), a task nobody awaited when the body returns.  Tasks the
+  body leaves behind are cancelled when it returns, so that one test
+  cannot leak into the next.
 ]]
 local loom = require "loom"
 local core = loom._core
 
-local pcall, error, type, tostring, select = pcall, error, type, tostring,
-  select
+local pcall, xpcall, error, type, tostring = pcall, xpcall, error, type,
+  tostring
 local concat, pack, unpack = table.concat, table.pack, table.unpack
+local traceback = debug.traceback
+local is_cancelled, is_future, state = core.is_cancelled, core.is_future,
+  core.state
 
 local M = {}
 
@@ -40,6 +47,119 @@ local function cancel_others(skip)
   for _, t in ipairs(left) do pcall(loom.await, t) end
 end
 
+-- {==================================================================
+-- Failures nobody observed
+
+--[[ NOTE: the core keeps the failed futures that nobody has observed
+  yet in a weak table of the registry, and reports them on stderr when
+  they are collected or the loop ends.  A task that fails on purpose,
+  unawaited, shows which registry slot holds that table: the one that
+  holds the task until its failure is observed (future:error()).  So
+  a failure read there is the test's to report, and the core forgets
+  it. ]]
+local failed_slot
+
+local function holds(t, x)
+  for _, v in pairs(t) do
+    if rawequal(v, x) then return true end
+  end
+  return false
+end
+
+local function find_failed_slot()
+  local probe = core.spawn(error, "loom.busted probe", 0)
+  loom.yield()
+  local reg, slots = debug.getregistry(), {}
+  for k, v in pairs(reg) do
+    if type(v) == "table" and holds(v, probe) then slots[#slots + 1] = k end
+  end
+  probe:error()
+  failed_slot = false
+  for _, k in ipairs(slots) do
+    if not holds(reg[k], probe) then failed_slot = k end
+  end
+end
+
+-- The failures nobody observed, as "error in task ..." texts; each is
+-- observed now.
+local function take_unobserved(out)
+  local list = failed_slot and debug.getregistry()[failed_slot]
+  if type(list) ~= "table" then return out end
+  local futures = {}
+  for _, f in pairs(list) do
+    if is_future(f) and state(f) == "failed" then futures[#futures + 1] = f end
+  end
+  for _, f in ipairs(futures) do
+    local e = tostring(f:error())
+    if f.traceback then
+      out[#out + 1] = ("error in task '%s': %s\n%s"):format(f.name, e,
+        f:traceback())
+    else
+      out[#out + 1] = "error in a future nobody awaited: " .. e
+    end
+  end
+  return out
+end
+
+-- The body of a handler's task (core.detached) while a test runs: its
+-- failure is the test's, and ends it at once.
+local function detached_for(failures, main)
+  return function(fn, ...)
+    local ok, e = xpcall(fn, function(e)
+      if is_cancelled(e) then return e end
+      local t = loom.current()
+      failures[#failures + 1] = ("error in task '%s': %s\n%s"):format(
+        t and t.name or "?", tostring(e),
+        traceback(nil, 2))
+      main:cancel("a task of the test failed")
+      return e
+    end, ...)
+    if not ok and is_cancelled(e) then error(e, 0) end
+  end
+end
+-- }==================================================================
+
+-- What a test opens stays open when it fails, and would keep the loop
+-- (and busted) running: servers and UDP sockets are closed when the
+-- body ends, and children still running are killed and reaped.  A
+-- signal handler left behind would run in the next test: it is
+-- cancelled.
+local function close_socket(s) pcall(s.close, s) end
+
+local function end_process(p)
+  local ok, sent = pcall(p.kill, p, "SIGKILL")
+  if ok and sent then pcall(p.wait, p) end
+  pcall(p.close, p)
+end
+
+local function cancel_handler(h) pcall(h.cancel, h) end
+
+local tracked = {
+  { "net", "listen", close_socket }, { "net", "listen_unix", close_socket },
+  { "net", "udp", close_socket }, { "process", "spawn", end_process },
+  { "signal", "on", cancel_handler },
+}
+
+-- Starts following what the test opens; returns the function that
+-- ends what is left and puts the module functions back.
+local function track_handles()
+  local opened, saved = setmetatable({}, { __mode = "k" }), {}
+  for i, x in ipairs(tracked) do
+    local mod, name, finish = loom[x[1]], x[2], x[3]
+    local open = mod[name]
+    saved[i] = open
+    mod[name] = function(...)
+      local h, e, code = open(...)
+      if h then opened[h] = finish end
+      return h, e, code
+    end
+  end
+  return function()
+    for i, x in ipairs(tracked) do loom[x[1]][x[2]] = saved[i] end
+    for h, finish in pairs(opened) do finish(h) end
+  end
+end
+
 --- async(fn [, opts]): a busted test body that runs 'fn' as a task.
 function M.async(fn, opts)
   if type(fn) ~= "function" then
@@ -57,9 +177,14 @@ function M.async(fn, opts)
   local clock = opts.clock or "real"
   return function(...)
     local args = pack(...)
-    loom.run_with({ clock = clock }, function()
+    local failures = {}
+    local saved_detached = core.detached
+    local ok, e = pcall(loom.run_with, { clock = clock }, function()
       local main = loom.current()
       main.name = "test"
+      if failed_slot == nil then find_failed_slot() end
+      core.detached = detached_for(failures, main)
+      local untrack = track_handles()
       local report
       local alarm = core.alarm(timeout, function()
         report = describe_tasks()
@@ -68,12 +193,23 @@ function M.async(fn, opts)
       local ok, e = pcall(fn, unpack(args, 1, args.n))
       alarm:cancel()
       cancel_others(main)
+      untrack()
+      take_unobserved(failures)
       if report then
-        error(("test timed out after %s s; pending tasks:\n%s")
-          :format(tostring(timeout), report), 0)
+        error(("test timed out after %s s; pending tasks:\n%s%s")
+          :format(tostring(timeout), report, #failures > 0
+            and "\nand tasks failed:\n" .. concat(failures, "\n") or ""), 0)
+      end
+      if #failures > 0 then
+        if not ok and not is_cancelled(e) then
+          failures[#failures + 1] = "and the test itself: " .. tostring(e)
+        end
+        error(concat(failures, "\n"), 0)
       end
       if not ok then error(e, 0) end
     end)
+    core.detached = saved_detached
+    if not ok then error(e, 0) end
   end
 end
 
