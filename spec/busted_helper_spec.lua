@@ -201,6 +201,41 @@ end)
       assert.is_nil(err:find("handler-boom", 1, true), err)
     end)
 
+    it("a failure collected during the test, and an on_done callback's error, fail it", function()
+      local out, err = run_busted([[
+local loom = require "loom"
+local async = require("loom.busted").async
+describe("reported", function()
+  it("collected unobserved", async(function()
+    do
+      local t = loom.spawn(error, "collected-boom", 0)
+      t.name = "dropped"
+      loom.yield()
+    end
+    collectgarbage()
+    collectgarbage()
+    loom.sleep(0.01)
+  end))
+  it("callback error", async(function()
+    local t = loom.spawn(function() return 1 end)
+    t:on_done(function() error("callback-boom", 0) end)
+    t:await()
+  end))
+  it("clean", async(function() loom.sleep(0.01) end))
+end)
+]])
+      local gc = tap_block(out, "reported collected unobserved")
+      assert.is_not_nil(gc, out .. err)
+      assert.matches("^not ok %d+", gc)
+      assert.matches("error in task 'dropped': collected%-boom", gc)
+      local cb = tap_block(out, "reported callback error")
+      assert.is_not_nil(cb, out .. err)
+      assert.matches("^not ok %d+", cb)
+      assert.matches("error in an on_done callback: callback%-boom", cb)
+      assert.matches("^ok %d+", tap_block(out, "reported clean"))
+      assert.is_nil(err:find("boom", 1, true), err)
+    end)
+
     it("raise from the test function itself", function()
       local ok, e = pcall(async(function()
         loom.spawn(error, "nobody-awaits-me", 0).name = "lost"

@@ -348,7 +348,7 @@ describe("loom.net", function()
       end)
       assert.are.same({ "one", "two" }, got)
       assert.is_false(ok)
-      assert.matches("^spec/net_spec%.lua:%d+: read_line from 127%.0%.0%.1:%d+: "
+      assert.matches("^spec/net_spec%.lua:%d+: read_line from '127%.0%.0%.1:%d+': "
         .. "line longer than 100 bytes$", tostring(e))
       -- a closed stream raises too, naming the failure
       c:close()
@@ -926,7 +926,7 @@ describe("loom.net", function()
       assert.is_true(ok, "net.connect waited past its timeout: " .. tostring(c))
       assert.is_nil(c)
       assert.are.equal("ETIMEDOUT", code)
-      assert.are.equal("connect to 127.0.0.1:" .. port .. ": timed out after 0.1s", msg)
+      assert.are.equal("connect to '127.0.0.1:" .. port .. "': timed out after 0.1s", msg)
       assert.is_true(loom.now() - t0 >= 0.09)
       for _, x in ipairs(held) do x:close() end
       p.stdin:close()

@@ -168,11 +168,13 @@ int loom__fail(lua_State *L, const char *what, const char *subject, int err) {
 /*
 ** The same with the reason given as text and the code as a name: for
 ** failures that are not a libuv error ("closed"), and for the Lua side.
+** A NULL 'what' leaves the reason alone ("the stream is closed").
 */
 int loom__fail_reason(lua_State *L, const char *what, const char *subject,
                       const char *reason, const char *code) {
   lua_pushnil(L);
-  if (subject != NULL)
+  if (what == NULL) lua_pushstring(L, reason);
+  else if (subject != NULL)
     lua_pushfstring(L, "%s '%s': %s", what, subject, reason);
   else lua_pushfstring(L, "%s: %s", what, reason);
   lua_pushstring(L, code);
@@ -312,15 +314,60 @@ void loom__default_error_fn(loom_host *H, const char *msg,
   fflush(stderr);
 }
 
-void loom__report(loom_host *H, const char *msg, const char *trace) {
+/* report_p(fn, msg, trace): the Lua report function, protected */
+static int report_p(lua_State *L) {
+  lua_pushvalue(L, 1);
+  lua_pushstring(L, lua_touserdata(L, 2));
+  lua_pushstring(L, lua_touserdata(L, 3));
+  lua_call(L, 2, 0);
+  return 0;
+}
+
+/*
+** Reports an error nobody can catch any more: to the function set by
+** core.set_report when there is one (loom.busted fails the test with
+** it), else to the error hook.  A report function that fails (out of
+** memory, say) passes the report on to the hook.
+*/
+void loom__report(lua_State *L, loom_host *H, const char *msg,
+                  const char *trace) {
   H->failures++;
+  if (H->report_ref != LUA_NOREF && L != NULL) {
+    int top = lua_gettop(L);
+    lua_pushcfunction(L, report_p);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, H->report_ref);
+    lua_pushlightuserdata(L, (void *)msg);
+    lua_pushlightuserdata(L, (void *)(trace ? trace : ""));
+    if (lua_pcall(L, 3, 0, 0) == LUA_OK) return;
+    lua_settop(L, top);
+  }
   H->on_error(H, msg, trace, H->on_error_ud);
+}
+
+/*
+** core.set_report(fn | nil): reports go to fn(msg, traceback) instead
+** of the error hook; returns the function set before (or nil).
+*/
+static int l_set_report(lua_State *L) {
+  loom_host *H = loom__host(L);
+  if (!lua_isnoneornil(L, 1)) luaL_checktype(L, 1, LUA_TFUNCTION);
+  lua_settop(L, 1);
+  if (H->report_ref != LUA_NOREF)
+    lua_rawgeti(L, LUA_REGISTRYINDEX, H->report_ref);
+  else lua_pushnil(L);
+  luaL_unref(L, LUA_REGISTRYINDEX, H->report_ref);
+  H->report_ref = LUA_NOREF;
+  if (!lua_isnil(L, 1)) {
+    lua_pushvalue(L, 1);
+    H->report_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  return 1;
 }
 
 /* core.report(msg, traceback): an error nobody can catch, reported now */
 static int l_report(lua_State *L) {
   loom_host *H = loom__host(L);
-  loom__report(H, luaL_checkstring(L, 1), luaL_optstring(L, 2, ""));
+  loom__report(L, H, luaL_checkstring(L, 1), luaL_optstring(L, 2, ""));
   return 0;
 }
 
@@ -335,6 +382,7 @@ LOOM_API void loom_set_error_fn(loom_host *H, loom_error_fn fn, void *ud) {
 
 static const luaL_Reg funcs[] = {
   {"report", l_report},
+  {"set_report", l_set_report},
   {"fail", l_fail},
   {"is_cancelled", l_is_cancelled},
   {"is_timeout", l_is_timeout},

@@ -58,7 +58,7 @@ static void host_close(loom_host *H, int state_closing) {
   int owns_loop = H->owns_loop;
   int refs[] = {H->live_ref, H->pool_ref, H->failed_ref, H->aux_ref,
                 H->task_mt_ref, H->future_mt_ref, H->cancelled_ref,
-                H->timeout_ref, H->main_ref};
+                H->timeout_ref, H->main_ref, H->report_ref};
   size_t i;
   if (H->closed) return;
   H->closed = 1;
@@ -118,7 +118,7 @@ loom_host *loom__host_new(lua_State *L, uv_loop_t *loop) {
   H->mainL = H->L = lua_tothread(L, -1);
   lua_pop(L, 1);
   H->on_error = loom__default_error_fn;
-  H->main_ref = LUA_NOREF;
+  H->main_ref = H->report_ref = LUA_NOREF;
   H->debug = getenv("LOOM_DEBUG") != NULL && *getenv("LOOM_DEBUG") != '0';
   loom__sched_open(L, H);
   H->live_ref = newref(L, NULL);
@@ -222,7 +222,7 @@ LOOM_API int loom_step(loom_host *H) {
     alive = 1;
   }
   H->running = 0;
-  if (!alive) loom__report_unobserved(H);
+  if (!alive) loom__report_unobserved(H->L, H);
   return alive;
 }
 

@@ -133,6 +133,7 @@ struct loom_host {
   int ntasks;              /* live tasks */
   unsigned next_id;
   int failures;            /* failures reported */
+  int report_ref;          /* registry: core.set_report's function */
   loom_error_fn on_error;
   void *on_error_ud;
 };
@@ -231,7 +232,8 @@ const char *loom__tostring(lua_State *L, int idx);  /* never raises */
 void loom__where(lua_State *L);  /* "file:line: " of the user's call */
 void loom__let_suspend(lua_State *L, lua_CFunction f);
 int loom__boundary_error(lua_State *L, const char *name);
-void loom__report(loom_host *H, const char *msg, const char *trace);
+void loom__report(lua_State *L, loom_host *H, const char *msg,
+                  const char *trace);  /* to the hook or core.set_report */
 void loom__default_error_fn(loom_host *H, const char *msg,
                             const char *traceback, void *ud);
 
@@ -382,7 +384,7 @@ void loom__stall(loom_host *H);  /* cancels what nothing can wake */
 int loom__state(const loom_future *f);  /* LOOM_TASK_* */
 loom_future *loom__tofuture(lua_State *L, int idx);  /* or NULL */
 loom_task *loom__totask(lua_State *L, int idx);  /* or NULL */
-void loom__report_unobserved(loom_host *H);
+void loom__report_unobserved(lua_State *L, loom_host *H);
 void loom__report_pending(loom_host *H);  /* debug: tasks still waiting */
 void loom__describe_pending(lua_State *L, loom_host *H);  /* pushes it */
 

@@ -278,7 +278,7 @@ static void connection_cb(uv_stream_t *server, int status) {
   if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
     lua_pushfstring(L, "error accepting on %s: %s", k->name,
                     loom__tostring(L, -1));
-    loom__report(H, lua_tostring(L, -1), "");
+    loom__report(L, H, lua_tostring(L, -1), "");
   }
   lua_settop(L, top);
 }
@@ -523,7 +523,8 @@ static int udp_recv_body(lua_State *L) {
   loom_sock *k = (loom_sock *)loom__tohandle(L, 1, &udp_class);
   char host[INET6_ADDRSTRLEN];
   if (k == NULL) {
-    return loom__fail_reason(L, "UDP socket", NULL, "closed", "ECANCELED");
+    return loom__fail_reason(L, NULL, NULL, "the UDP socket is closed",
+                             "ECANCELED");
   }
   if (k->qhead != NULL) {
     dgram *d = k->qhead;

@@ -252,7 +252,8 @@ static int wait_body(lua_State *L) {
   loom_proc *p = *(loom_proc **)lua_touserdata(L, 1);
   loom_task *t;
   if (p == NULL)  /* closed while we waited */
-    return loom__fail_reason(L, "process", NULL, "closed", "ECANCELED");
+    return loom__fail_reason(L, NULL, NULL, "the process was closed",
+                             "ECANCELED");
   if (p->exited) return push_status(L, p);
   t = loom__enter(L, proc_host(p), "process:wait");
   loom__list_wait(&p->waiters, t);

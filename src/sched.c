@@ -195,7 +195,7 @@ int loom__loop(loom_host *H) {
     loom__stall(H);
   }
   H->running = 0;
-  loom__report_unobserved(H);
+  loom__report_unobserved(H->L, H);
   return H->failures - failures;
 }
 
@@ -662,7 +662,7 @@ static void run_callbacks(lua_State *L, loom_host *H, int idx) {
       const char *s = lua_tostring(L, -1);
       lua_pushfstring(L, "error in an on_done callback: %s",
                       s ? s : "?");
-      loom__report(H, lua_tostring(L, -1), "");
+      loom__report(L, H, lua_tostring(L, -1), "");
       lua_pop(L, 2);  /* remove messages */
     }
     lua_pop(L, 1);  /* remove msghandler */
@@ -953,7 +953,7 @@ static void fail_bare(loom_host *H, loom_task *t, int top) {
   wake_waiters(H, &t->f);
   if (t->f.state == FUT_FAILED && !t->f.observed && !t->f.reported) {
     t->f.reported = 1;
-    loom__report(H, "not enough memory",
+    loom__report(L, H, "not enough memory",
                  "(no memory was left for a traceback)");
   }
   if (t == H->main && t->f.state != FUT_OK) H->main_ended = 1;
@@ -1337,12 +1337,11 @@ static void report_failure(lua_State *L, loom_host *H, int idx) {
     lua_pop(L, 1);
     lua_pushliteral(L, "");
   }
-  loom__report(H, lua_tostring(L, -2), lua_tostring(L, -1));
+  loom__report(L, H, lua_tostring(L, -2), lua_tostring(L, -1));
   lua_settop(L, top);
 }
 
-void loom__report_unobserved(loom_host *H) {
-  lua_State *L = H->L;
+void loom__report_unobserved(lua_State *L, loom_host *H) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, H->failed_ref);
   lua_pushnil(L);
   while (lua_next(L, -2)) {

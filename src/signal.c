@@ -237,7 +237,7 @@ static void call_script(loom_host *H, loom_sigwatch *w, int signum) {
   if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
     lua_pushfstring(L, "error in a %s watcher: %s",
                     loom__signal_name(signum), loom__tostring(L, -1));
-    loom__report(H, lua_tostring(L, -1), "");
+    loom__report(L, H, lua_tostring(L, -1), "");
   }
   lua_settop(L, top);
 }

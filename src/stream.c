@@ -157,8 +157,9 @@ static loom_host *shost(lua_State *L, loom_stream *s) {
 
 /* 's' may be NULL: the stream was closed (and its userdata cleared). */
 static int fail_closed(lua_State *L, loom_stream *s) {
-  return loom__fail_reason(L, "stream", s != NULL ? s->name : NULL,
-                           "closed", "ECANCELED");
+  (void)s;
+  return loom__fail_reason(L, NULL, NULL, "the stream is closed",
+                           "ECANCELED");
 }
 
 /* }==================================================================== */

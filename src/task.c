@@ -357,8 +357,15 @@ static const luaL_Reg task_methods[] = {
   {NULL, NULL}
 };
 
+/* core.report_unobserved(): reports now every failure nobody observed */
+static int l_report_unobserved(lua_State *L) {
+  loom__report_unobserved(L, loom__host(L));
+  return 0;
+}
+
 static const luaL_Reg funcs[] = {
   {"spawn", l_spawn},
+  {"report_unobserved", l_report_unobserved},
   {"await", l_await},
   {"future", l_future},
   {"current", l_current},

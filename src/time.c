@@ -138,7 +138,7 @@ static void alarm_cb(uv_timer_t *h) {
   alarm_stop(a);
   if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
     lua_pushfstring(L, "error in an alarm: %s", loom__tostring(L, -1));
-    loom__report(H, lua_tostring(L, -1), "");
+    loom__report(L, H, lua_tostring(L, -1), "");
   }
   lua_settop(L, top);
 }

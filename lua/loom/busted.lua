@@ -20,8 +20,7 @@ local pcall, xpcall, error, type, tostring = pcall, xpcall, error, type,
   tostring
 local concat, pack, unpack = table.concat, table.pack, table.unpack
 local traceback = debug.traceback
-local is_cancelled, is_future, state = core.is_cancelled, core.is_future,
-  core.state
+local is_cancelled = core.is_cancelled
 
 local M = {}
 
@@ -50,55 +49,15 @@ end
 -- {==================================================================
 -- Failures nobody observed
 
---[[ NOTE: the core keeps the failed futures that nobody has observed
-  yet in a weak table of the registry, and reports them on stderr when
-  they are collected or the loop ends.  A task that fails on purpose,
-  unawaited, shows which registry slot holds that table: the one that
-  holds the task until its failure is observed (future:error()).  So
-  a failure read there is the test's to report, and the core forgets
-  it. ]]
-local failed_slot
-
-local function holds(t, x)
-  for _, v in pairs(t) do
-    if rawequal(v, x) then return true end
-  end
-  return false
-end
-
-local function find_failed_slot()
-  local probe = core.spawn(error, "loom.busted probe", 0)
-  loom.yield()
-  local reg, slots = debug.getregistry(), {}
-  for k, v in pairs(reg) do
-    if type(v) == "table" and holds(v, probe) then slots[#slots + 1] = k end
-  end
-  probe:error()
-  failed_slot = false
-  for _, k in ipairs(slots) do
-    if not holds(reg[k], probe) then failed_slot = k end
-  end
-end
-
--- The failures nobody observed, as "error in task ..." texts; each is
--- observed now.
-local function take_unobserved(out)
-  local list = failed_slot and debug.getregistry()[failed_slot]
-  if type(list) ~= "table" then return out end
-  local futures = {}
-  for _, f in pairs(list) do
-    if is_future(f) and state(f) == "failed" then futures[#futures + 1] = f end
-  end
-  for _, f in ipairs(futures) do
-    local e = tostring(f:error())
-    if f.traceback then
-      out[#out + 1] = ("error in task '%s': %s\n%s"):format(f.name, e,
-        f:traceback())
-    else
-      out[#out + 1] = "error in a future nobody awaited: " .. e
-    end
-  end
-  return out
+-- NOTE: every error the core cannot hand to anyone (a failure nobody
+-- observed, reported when the loop ends, when its task is collected or
+-- at core.report_unobserved(); an error in an on_done callback or an
+-- alarm) goes through core.set_report's function while a test runs: it
+-- is the test's failure, with its traceback, not a line on stderr.
+local function collect_reports(failures)
+  return core.set_report(function(msg, trace)
+    failures[#failures + 1] = trace ~= "" and msg .. "\n" .. trace or msg
+  end)
 end
 
 -- The body of a handler's task (core.detached) while a test runs: its
@@ -179,10 +138,10 @@ function M.async(fn, opts)
     local args = pack(...)
     local failures = {}
     local saved_detached = core.detached
+    local saved_report = collect_reports(failures)
     local ok, e = pcall(loom.run_with, { clock = clock }, function()
       local main = loom.current()
       main.name = "test"
-      if failed_slot == nil then find_failed_slot() end
       core.detached = detached_for(failures, main)
       local untrack = track_handles()
       local report
@@ -194,7 +153,7 @@ function M.async(fn, opts)
       alarm:cancel()
       cancel_others(main)
       untrack()
-      take_unobserved(failures)
+      core.report_unobserved()
       if report then
         error(("test timed out after %s s; pending tasks:\n%s%s")
           :format(tostring(timeout), report, #failures > 0
@@ -209,6 +168,10 @@ function M.async(fn, opts)
       if not ok then error(e, 0) end
     end)
     core.detached = saved_detached
+    core.set_report(saved_report)
+    if ok and #failures > 0 then  -- reported as the loop ended
+      error(concat(failures, "\n"), 0)
+    end
     if not ok then error(e, 0) end
   end
 end
