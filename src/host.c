@@ -63,6 +63,7 @@ static void host_close(loom_host *H, int state_closing) {
   if (H->closed) return;
   H->closed = 1;
   H->state_closing = (unsigned char)state_closing;
+  if (state_closing) loom__report_unrun(H->mainL, H);
   loom__handles_close(H);
   /* every task and future of this host now sees it closed */
   H->box->H = NULL;

@@ -1341,6 +1341,28 @@ static void report_failure(lua_State *L, loom_host *H, int idx) {
   lua_settop(L, top);
 }
 
+/*
+** The state closes with tasks that never ran (spawned by a script that
+** ran no loom.run after): each is reported, as a failure nobody saw
+** would be.
+*/
+void loom__report_unrun(lua_State *L, loom_host *H) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, H->live_ref);
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    loom_task *t = has_mt(L, -1, H->task_mt_ref);
+    if (t != NULL && !t->started) {
+      loom__push_name(L, -1);
+      lua_pushfstring(L, "task '%s' never ran: the state closed with no "
+                         "loom.run after loom.spawn", lua_tostring(L, -1));
+      loom__report(L, H, lua_tostring(L, -1), "");
+      lua_pop(L, 2);
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+}
+
 void loom__report_unobserved(lua_State *L, loom_host *H) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, H->failed_ref);
   lua_pushnil(L);

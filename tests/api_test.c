@@ -659,6 +659,80 @@ static void t_main_task(void) {
 
 
 /* {====================================================================
+** Out of memory
+** ===================================================================== */
+
+static size_t mem_used, mem_limit = (size_t)-1;
+
+/* Lua's allocator, refusing to go past 'mem_limit' bytes in use. */
+static void *limited_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  size_t old = ptr != NULL ? osize : 0;
+  void *p;
+  (void)ud;
+  if (nsize == 0) {
+    free(ptr);
+    mem_used -= old;
+    return NULL;
+  }
+  if (nsize > old && mem_used + (nsize - old) > mem_limit) return NULL;
+  p = realloc(ptr, nsize);
+  if (p != NULL) mem_used = mem_used - old + nsize;
+  return p;
+}
+
+static int oom_reports;
+static char oom_msg[128];
+
+static void oom_hook(loom_host *H, const char *msg, const char *tb,
+                     void *ud) {
+  (void)H; (void)tb; (void)ud;
+  oom_reports++;
+  snprintf(oom_msg, sizeof oom_msg, "%s", msg);
+}
+
+/*
+** A task fills the memory up to the allocator's limit and fails while
+** what it filled is still held by its stack, so the scheduler itself
+** finds no memory for the traceback: the task fails with the memory
+** error, its awaiter gets it, the host and the other tasks go on, and
+** a failure nobody awaits is reported.
+*/
+static void t_out_of_memory(void) {
+  lua_State *L = lua_newstate(limited_alloc, NULL);
+  loom_host *H;
+  luaL_openlibs(L);
+  H = loom_new_with(NULL, L);
+  CHECK(H != NULL);
+  loom_set_error_fn(H, oom_hook, NULL);
+  CHECK(luaL_dostring(L, "fill = function() local big = {} "
+                         "for i = 1, math.huge do big[i] = {} end end")
+        == LUA_OK);
+  CHECK(loom_spawn_string(H,
+    "local loom = require 'loom'\n"
+    "local t = loom.spawn(fill)\n"
+    "local ok, e = pcall(t.await, t)\n"
+    "result = tostring(ok) .. ' ' .. tostring(e)\n"
+    "loom.spawn(fill)\n"  /* nobody awaits this one */
+    "loom.sleep(0.01)\n"
+    "other = loom.spawn(function() return 'other ok' end):await()\n",
+    "=oom", 0) == LOOM_OK);
+  lua_settop(L, 0);
+  lua_gc(L, LUA_GCCOLLECT);
+  mem_limit = mem_used + 2 * 1024 * 1024;
+  CHECK(loom_run(H) == 1);  /* the unawaited failure */
+  mem_limit = (size_t)-1;
+  CHECK(strcmp(eval(H, "return result"), "false not enough memory") == 0);
+  CHECK(strcmp(eval(H, "return other"), "other ok") == 0);
+  CHECK(oom_reports == 1);
+  CHECK(strstr(oom_msg, "not enough memory") != NULL);
+  loom_free(H);
+  lua_close(L);
+}
+
+/* }==================================================================== */
+
+
+/* {====================================================================
 ** Closing a host that owns one of everything
 ** ===================================================================== */
 
@@ -757,6 +831,7 @@ static const struct {
   {"resume_after_close", t_resume_after_close},
   {"close_with_handles", t_close_with_handles},
   {"main_task", t_main_task},
+  {"out_of_memory", t_out_of_memory},
   {NULL, NULL}
 };
 
