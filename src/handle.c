@@ -159,14 +159,8 @@ void *loom__handle_new(lua_State *L, loom_host *H, const loom_class *cls,
 ** metatable is found by its address, not by name.
 */
 loom_handle *loom__tohandle(lua_State *L, int idx, const loom_class *cls) {
-  loom_handle **box = lua_touserdata(L, idx);
-  int ok;
-  if (box == NULL || !lua_getmetatable(L, idx))
-    return luaL_typeerror(L, idx, cls->name), NULL;
-  lua_rawgetp(L, LUA_REGISTRYINDEX, cls);
-  ok = lua_rawequal(L, -1, -2);
-  lua_pop(L, 2);
-  if (!ok) luaL_typeerror(L, idx, cls->name);
+  loom_handle **box = loom__toobject(L, idx, cls);
+  if (box == NULL) luaL_typeerror(L, idx, cls->name);
   return *box;
 }
 
@@ -270,17 +264,28 @@ void loom__class_register(lua_State *L, const loom_class *cls) {
 }
 
 /*
+** The userdata at 'idx' when its metatable is the table on top (which
+** is popped), else NULL: the one comparison behind every checked cast.
+*/
+void *loom__udata_is(lua_State *L, int idx) {
+  void *p = lua_touserdata(L, idx);
+  int ok = p != NULL && lua_getmetatable(L, idx);
+  if (ok) {
+    ok = lua_rawequal(L, -1, -2);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return ok ? p : NULL;
+}
+
+/*
 ** The object of class 'cls' at 'idx' (a plain userdata, not a box), or
 ** NULL when it is something else.  The one checked cast of objects.
 */
 void *loom__toobject(lua_State *L, int idx, const loom_class *cls) {
-  void *p = lua_touserdata(L, idx);
-  int ok;
-  if (p == NULL || !lua_getmetatable(L, idx)) return NULL;
+  idx = lua_absindex(L, idx);
   lua_rawgetp(L, LUA_REGISTRYINDEX, cls);
-  ok = lua_rawequal(L, -1, -2);
-  lua_pop(L, 2);
-  return ok ? p : NULL;
+  return loom__udata_is(L, idx);
 }
 
 /* The same, raising an argument error naming the class. */

@@ -215,6 +215,7 @@ const char *loom__class_noun(const loom_class *cls);
 int loom__handle_close(lua_State *L);  /* :close() of every handle */
 void *loom__object_new(lua_State *L, const loom_class *cls, size_t size,
                        int nuv);  /* pushes it */
+void *loom__udata_is(lua_State *L, int idx);  /* metatable on top: pops */
 void *loom__toobject(lua_State *L, int idx, const loom_class *cls);
 void *loom__checkobject(lua_State *L, int idx, const loom_class *cls);
 void loom__handles_close(loom_host *H);

@@ -159,6 +159,29 @@ static char savedkey;  /* registry: what luaopen_loom replaced */
 static void module_restore(lua_State *L);
 
 /*
+** Copies coroutine.resume, .wrap, .running and require between the
+** globals and the table on top: into it when 'save', back otherwise.
+*/
+static void swap_globals(lua_State *L, int save) {
+  static const char *const names[] = {"resume", "wrap", "running", NULL};
+  int i;
+  if (lua_getglobal(L, "coroutine") == LUA_TTABLE)
+    for (i = 0; names[i] != NULL; i++) {
+      lua_getfield(L, save ? -1 : -2, names[i]);
+      lua_setfield(L, save ? -3 : -2, names[i]);
+    }
+  lua_pop(L, 1);
+  if (save) {
+    lua_getglobal(L, "require");
+    lua_setfield(L, -2, "require");
+  }
+  else {
+    lua_getfield(L, -1, "require");
+    lua_setglobal(L, "require");
+  }
+}
+
+/*
 ** The module is a handle of its host: when the host closes on a state
 ** that lives on (an embedder's), what luaopen_loom replaced comes back.
 */
@@ -187,18 +210,8 @@ static void save_originals(lua_State *L, loom_host *H) {
   if (loom__handle_alloc(H, &module_class, sizeof(loom_handle)) == NULL)
     loom__nomem(L);
   lua_pop(L, 1);
-  lua_createtable(L, 0, 3);
-  if (lua_getglobal(L, "coroutine") == LUA_TTABLE) {
-    lua_getfield(L, -1, "resume");
-    lua_setfield(L, -3, "resume");
-    lua_getfield(L, -1, "wrap");
-    lua_setfield(L, -3, "wrap");
-    lua_getfield(L, -1, "running");
-    lua_setfield(L, -3, "running");
-  }
-  lua_pop(L, 1);
-  lua_getglobal(L, "require");
-  lua_setfield(L, -2, "require");
+  lua_createtable(L, 0, 4);
+  swap_globals(L, 1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &savedkey);
 }
 
@@ -207,17 +220,7 @@ static void module_restore(lua_State *L) {
     lua_pop(L, 1);
     return;
   }
-  if (lua_getglobal(L, "coroutine") == LUA_TTABLE) {
-    lua_getfield(L, -2, "resume");
-    lua_setfield(L, -2, "resume");
-    lua_getfield(L, -2, "wrap");
-    lua_setfield(L, -2, "wrap");
-    lua_getfield(L, -2, "running");
-    lua_setfield(L, -2, "running");
-  }
-  lua_pop(L, 1);
-  lua_getfield(L, -1, "require");
-  lua_setglobal(L, "require");
+  swap_globals(L, 0);
   lua_pop(L, 1);
   lua_pushnil(L);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &savedkey);

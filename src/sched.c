@@ -460,13 +460,9 @@ static void fire(loom_host *H, loom_timer *tm) {
 
 /* The userdata at 'idx' when its metatable is the one at 'ref'. */
 static void *has_mt(lua_State *L, int idx, int ref) {
-  void *p = lua_touserdata(L, idx);
-  int ok;
-  if (p == NULL || !lua_getmetatable(L, idx)) return NULL;
+  idx = lua_absindex(L, idx);
   lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
-  ok = lua_rawequal(L, -1, -2);
-  lua_pop(L, 2);
-  return ok ? p : NULL;
+  return loom__udata_is(L, idx);
 }
 
 /*
