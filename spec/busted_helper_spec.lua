@@ -430,7 +430,7 @@ end)
         "bad argument #1 to 'async' (function expected, got number)")
       assert.has_error(function() async() end)
       assert.has_error(function() async(fn, "fast") end,
-        "bad argument #2 to 'async' (table expected)")
+        "bad argument #2 to 'async' (table expected, got string)")
       for _, t in ipairs { 0, -1, "5", 0 / 0, true } do
         assert.has_error(function() async(fn, { timeout = t }) end,
           "bad argument #2 to 'async' (timeout must be a positive number)")

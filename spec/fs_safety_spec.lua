@@ -14,25 +14,10 @@ local h = require "spec.helper"
 
 local PREFIX = "/tmp/loom-fs-safety-"
 
-local function has(hay, needle)
-  return type(hay) == "string" and hay:find(needle, 1, true) ~= nil
-end
+local has, raised = h.has, h.raised
 
-local function in_dir(fn, opts)
-  return async(function()
-    local d = assert(fs.mkdtemp(PREFIX))
-    local ok, e = pcall(fn, d)
-    fs.remove(d, { recursive = true })
-    if not ok then error(e, 0) end
-  end, opts)
-end
+local function in_dir(fn, opts) return h.in_dir(PREFIX, fn, opts) end
 
--- The message of the error raised by fn(...), or nil if it returned.
-local function raised(fn, ...)
-  local ok, e = pcall(fn, ...)
-  if ok then return nil end
-  return tostring(e)
-end
 
 -- Whether 'path' can be opened, asked of io (for use outside tasks).
 local function exists_plain(path)

@@ -31,14 +31,7 @@ end
 
 -- A test body (run as a task) given a fresh temporary folder, which is
 -- removed afterwards whatever happens.
-local function in_dir(fn, opts)
-  return async(function()
-    local d = assert(fs.mkdtemp(PREFIX))
-    local ok, e = pcall(fn, d)
-    fs.remove(d, { recursive = true })
-    if not ok then error(e, 0) end
-  end, opts)
-end
+local function in_dir(fn, opts) return h.in_dir(PREFIX, fn, opts) end
 
 -- Where two strings first differ (nil when equal): for big strings that
 -- must not be printed.

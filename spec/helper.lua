@@ -119,6 +119,18 @@ function M.has(hay, needle)
   return type(hay) == "string" and hay:find(needle, 1, true) ~= nil
 end
 
+--- A test body (run as a task) given a fresh folder made under 'prefix'
+-- (a path prefix for fs.mkdtemp), removed afterwards whatever happens.
+function M.in_dir(prefix, fn, opts)
+  local fs = require "loom.fs"
+  return require("loom.busted").async(function()
+    local d = assert(fs.mkdtemp(prefix))
+    local ok, e = pcall(fn, d)
+    fs.remove(d, { recursive = true })
+    if not ok then error(e, 0) end
+  end, opts)
+end
+
 --- The message of the error raised by fn(...), or nil if it returned.
 function M.raised(fn, ...)
   local ok, e = pcall(fn, ...)

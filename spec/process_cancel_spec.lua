@@ -11,16 +11,8 @@ local process = require "loom.process"
 local async = require("loom.busted").async
 local h = require "spec.helper"
 
-local function has(hay, needle)
-  return type(hay) == "string" and hay:find(needle, 1, true) ~= nil
-end
+local has, raised = h.has, h.raised
 
--- The message of the error raised by fn(...), or nil if it returned.
-local function raised(fn, ...)
-  local ok, e = pcall(fn, ...)
-  if ok then return nil end
-  return tostring(e)
-end
 
 describe("loom.process safety", function()
   describe("a string with a NUL inside is refused, never cut", function()

@@ -15,6 +15,7 @@
 ]]
 local loom = require "loom"
 local core = loom._core
+local check = core.check
 
 local pcall, xpcall, error, type, tostring = pcall, xpcall, error, type,
   tostring
@@ -121,17 +122,11 @@ end
 
 --- async(fn [, opts]): a busted test body that runs 'fn' as a task.
 function M.async(fn, opts)
-  if type(fn) ~= "function" then
-    error(("bad argument #1 to 'async' (function expected, got %s)")
-      :format(type(fn)), 2)
-  end
-  opts = opts or {}
-  if type(opts) ~= "table" then
-    error("bad argument #2 to 'async' (table expected)", 2)
-  end
+  check.callable(fn, 1, "async")
+  opts = check.opts(opts, 2, "async")
   local timeout = opts.timeout or 5
   if type(timeout) ~= "number" or not (timeout > 0) then
-    error("bad argument #2 to 'async' (timeout must be a positive number)", 2)
+    check.argerror(2, "async", "timeout must be a positive number")
   end
   local clock = opts.clock or "real"
   return function(...)
