@@ -258,19 +258,16 @@ LOOM_API loom_call *loom_call_new(lua_State *L) {
 static int call_k(lua_State *L, int status, lua_KContext ctx) {
   loom_call *c = (loom_call *)ctx;
   loom_host *H = loom__host_of_state(L);
-  loom_task *t;
-  int owned;
+  loom_task *t = loom__resumed(L, H);
+  int owned = t->in_call && t->u.back == &c->t;
   loom_push_fn push;
   void *ud;
   (void)status;
-  if (H == NULL) return luaL_error(L, "loom: the host is closed");
-  t = H->current;
-  owned = t != NULL && t->in_call && t->u.back == &c->t;
-  if (t != NULL && t->throwing) {
+  if (t->throwing) {
     if (owned) call_drop(t);
     return loom__rethrow(L, H, t);
   }
-  if (!owned)
+  if (!owned)  /* not the task that waits in 'c' */
     return luaL_error(L, "loom: a coroutine suspended in a loom call was "
                          "resumed outside its task");
   push = c->push;
@@ -281,8 +278,7 @@ static int call_k(lua_State *L, int status, lua_KContext ctx) {
 }
 
 LOOM_API int loom_call_await(lua_State *L, loom_call *c) {
-  lua_pushlightuserdata(L, &loom__tag);
-  return lua_yieldk(L, 1, (lua_KContext)c, call_k);
+  return loom__wait(L, call_k, (lua_KContext)c);
 }
 
 /* }==================================================================== */

@@ -367,7 +367,9 @@ int loom__on_done(lua_State *L, int idx);  /* fn on top: task:on_done */
 /* sched.c: waiting */
 loom_task *loom__current(lua_State *L, loom_host *H, const char *name);
 loom_task *loom__enter(lua_State *L, loom_host *H, const char *name);
-int loom__suspend(lua_State *L, loom_k k);
+int loom__wait(lua_State *L, lua_KFunction k, lua_KContext ctx);  /* yields */
+int loom__suspend(lua_State *L, loom_k k);  /* loom__wait with H and t */
+loom_task *loom__resumed(lua_State *L, loom_host *H);  /* checks, or raises */
 int loom__yield(lua_State *L, loom_host *H, const char *name);
 void loom__link_waiter(loom_future *f, loom_task *t);  /* WAIT_AWAIT... */
 void loom__unwait(loom_host *H, loom_task *t);  /* leaves its wait */

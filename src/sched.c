@@ -1139,16 +1139,37 @@ void loom__list_resume(loom_host *H, loom_task **list) {
 ** the task, its 'woken' flag cleared.  'H' may be NULL (looked up).
 */
 loom_task *loom__list_resumed(lua_State *L, loom_host *H) {
-  loom_task *t;
+  loom_task *t = loom__resumed(L, H);
+  t->woken = 0;
+  if (t->throwing) loom__rethrow(L, H != NULL ? H : loom__host_of_state(L),
+                                 t);
+  return t;
+}
+
+/*
+** The task a continuation runs in; raises when its host has closed or
+** when the coroutine was resumed by someone else than its task (a
+** coroutine.resume of a coroutine that waits in a loom call).  'H' may
+** be NULL (looked up).  The one check of every continuation.
+*/
+loom_task *loom__resumed(lua_State *L, loom_host *H) {
   if (H == NULL) H = loom__host_of_state(L);
   if (H == NULL) luaL_error(L, "loom: the host is closed");
-  t = H->current;
-  if (t == NULL)
+  if (H->current == NULL)
     luaL_error(L, "loom: a coroutine suspended in a loom call was resumed "
                   "outside its task");
-  t->woken = 0;
-  if (t->throwing) loom__rethrow(L, H, t);
-  return t;
+  return H->current;
+}
+
+/*
+** Suspends the running task with continuation 'k' and context 'ctx':
+** the one place that yields loom's tag.  Use as 'return loom__wait(L,
+** k, ctx);' once the task is in its wait (loom__enter, then a list, a
+** timer, a call...).
+*/
+int loom__wait(lua_State *L, lua_KFunction k, lua_KContext ctx) {
+  lua_pushlightuserdata(L, &loom__tag);
+  return lua_yieldk(L, 1, ctx, k);
 }
 
 /* Wakes the first task of 'list' (marked 'woken'); returns it or NULL. */
@@ -1179,20 +1200,15 @@ void loom__unwait(loom_host *H, loom_task *t) {
 
 static int suspend_k(lua_State *L, int status, lua_KContext ctx) {
   loom_host *H = ((loom_hostbox *)lua_touserdata(L, lua_upvalueindex(1)))->H;
-  loom_task *t;
+  loom_task *t = loom__resumed(L, H);
   (void)status;
-  if (H == NULL) return luaL_error(L, "loom: the host is closed");
-  t = H->current;
-  if (t == NULL)
-    return luaL_error(L, "loom: a coroutine suspended in a loom call was "
-                         "resumed outside its task");
   if (t->throwing) return loom__rethrow(L, H, t);
   return ((loom_k)ctx)(L, H, t);
 }
 
+/* Suspends with a continuation that is given the host and the task. */
 int loom__suspend(lua_State *L, loom_k k) {
-  lua_pushlightuserdata(L, &loom__tag);
-  return lua_yieldk(L, 1, (lua_KContext)k, suspend_k);
+  return loom__wait(L, suspend_k, (lua_KContext)k);
 }
 
 /*
