@@ -25,8 +25,10 @@
 **      runs, waits, is woken, cancelled and completes), then host.c (a
 **      host's creation, running, stepping and closing).
 **   4. The families, each the Lua API of one concept: task.c, time.c,
-**      coro.c, call.c, work.c, queue.c, signal.c, stream.c, then net.c
-**      and process.c (on streams; process.c also names signals), fs.c.
+**      coro.c, call.c, then work.c, queue.c, signal.c, stream.c, fs.c,
+**      then net.c and process.c, built on streams (process.c also names
+**      signals).  Those after call.c wait for libuv requests through
+**      its loom_call_* functions, as an embedder's C code would.
 **   5. module.c (luaopen_loom and the loom_new* constructors, which
 **      open the module in a state), then main.c, the binary, which
 **      uses loom.h alone.
