@@ -427,7 +427,7 @@ loom_host *loom__host_of(lua_State *L);  /* the state's host, created */
 /* task.c, time.c, coro.c, work.c, queue.c: core functions */
 void loom__task_open(lua_State *L, loom_host *H);  /* task & future API */
 void loom__timer_open(lua_State *L, loom_host *H);  /* time API */
-double loom__checkduration(lua_State *L, int idx);
+double loom__checkduration(lua_State *L, int idx, const char *fname);
 void loom__coro_open(lua_State *L, loom_host *H);  /* wraps coroutine.* */
 void loom__work_register(lua_State *L, loom_host *H);  /* loom.work */
 void loom__queue_register(lua_State *L, loom_host *H);  /* loom.queue */
