@@ -75,6 +75,17 @@ describe("messages", function()
   end)
 end)
 
+describe("loom.work's copy errors", function()
+  it("name the user's line and loom.work's own argument", async(function()
+    raises("bad argument #3 to 'loom.work' (a function cannot be copied to "
+      .. "another Lua state)",
+      function() loom.work(function() end, 1, print) end)
+    raises("bad argument #2 to 'loom.work' (.cfg.cb: a function cannot be "
+      .. "copied to another Lua state)",
+      function() loom.work(function() end, { cfg = { cb = print } }) end)
+  end))
+end)
+
 describe("math.huge", function()
   local function virtual(fn)
     return loom.run_with({ clock = "virtual" }, fn)
