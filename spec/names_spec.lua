@@ -86,6 +86,51 @@ describe("loom.work's copy errors", function()
   end))
 end)
 
+describe("stream:limits", function()
+  it("refuses limits that are not positive integers", async(function()
+    local p = cat()
+    local s = p.stdout
+    local hwm, line = s:limits()
+    raises("bad argument #1 to 'stream:limits' (high_water must be a "
+      .. "positive integer, got -1)",
+      function() s:limits { high_water = -1 } end)
+    raises("bad argument #1 to 'stream:limits' (line must be a positive "
+      .. "integer, got -1)", function() s:limits { line = -1 } end)
+    raises("bad argument #1 to 'stream:limits' (line must be a positive "
+      .. "integer, got 0)", function() s:limits { line = 0 } end)
+    raises("bad argument #1 to 'stream:limits' (high_water must be a "
+      .. "positive integer, got 1.5)",
+      function() s:limits { high_water = 1.5 } end)
+    raises("bad argument #1 to 'stream:limits' (line must be a positive "
+      .. "integer, got string)", function() s:limits { line = "10" } end)
+    raises("bad argument #1 to 'stream:limits' (table expected, got number)",
+      function() s:limits(5) end)
+    -- a refused call changes nothing, not even its valid half
+    raises("bad argument #1 to 'stream:limits' (line must be a positive "
+      .. "integer, got 0)",
+      function() s:limits { high_water = 10, line = 0 } end)
+    local h2, l2 = s:limits()
+    assert.are.equal(hwm, h2)
+    assert.are.equal(line, l2)
+    assert.are.same({ 10, 20 }, { s:limits { high_water = 10, line = 20 } })
+    finish(p)
+  end))
+end)
+
+describe("stream:read(0)", function()
+  it("returns \"\" at once, as read_exactly(0) does", async(function()
+    local p = cat()
+    local s = p.stdout
+    assert.are.equal("", loom.timeout(5, s.read, s, 0))
+    assert.are.equal("", loom.timeout(5, s.read_exactly, s, 0))
+    assert(p.stdin:write("data"))
+    assert.are.equal("da", s:read_exactly(2))
+    assert.are.equal("", s:read(0))  -- buffered data stays
+    assert.are.equal("ta", s:read_exactly(2))
+    finish(p)
+  end))
+end)
+
 describe("math.huge", function()
   local function virtual(fn)
     return loom.run_with({ clock = "virtual" }, fn)
