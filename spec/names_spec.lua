@@ -75,6 +75,15 @@ describe("messages", function()
   end)
 end)
 
+describe("loom's Lua wrappers", function()
+  it("leave the user's line in C's messages", async(function()
+    local u = assert(net.udp("127.0.0.1", 0))
+    raises("bad argument #1 to 'net.resolve' (bad host name)",
+      function() net.resolve(("x"):rep(300)) end)
+    u:close()
+  end))
+end)
+
 describe("loom.work's copy errors", function()
   it("name the user's line and loom.work's own argument", async(function()
     raises("bad argument #3 to 'loom.work' (a function cannot be copied to "
@@ -84,6 +93,39 @@ describe("loom.work's copy errors", function()
       .. "copied to another Lua state)",
       function() loom.work(function() end, { cfg = { cb = print } }) end)
   end))
+end)
+
+describe("strings with a NUL", function()
+  it("are refused as host names", function()
+    raises("bad argument #1 to 'net.connect' (string contains a NUL)",
+      function() net.connect("local\0host", 80) end)
+    raises("bad argument #1 to 'net.resolve' (string contains a NUL)",
+      function() net.resolve("local\0host") end)
+    raises("bad argument #1 to 'net.listen' (string contains a NUL)",
+      function() net.listen("127.0.0.1\0x", 0, print) end)
+    raises("bad argument #1 to 'net.udp' (string contains a NUL)",
+      function() net.udp("127.0.0.1\0x", 0) end)
+    local u = assert(net.udp())
+    raises("bad argument #2 to 'udp:send' (string contains a NUL)",
+      function() u:send("x", "127.0.0.1\0x", 9) end)
+    u:close()
+  end)
+
+  it("are refused as socket paths", function()
+    raises("bad argument #1 to 'net.connect_unix' (string contains a NUL)",
+      function() net.connect_unix("/tmp/x\0y") end)
+    raises("bad argument #1 to 'net.listen_unix' (string contains a NUL)",
+      function() net.listen_unix("/tmp/x\0y", print) end)
+  end)
+
+  it("are refused as signal names", function()
+    raises("bad argument #1 to 'signal.wait' (string contains a NUL)",
+      function() signal.wait("SIGINT\0x") end)
+    raises("bad argument #2 to 'signal.wait' (string contains a NUL)",
+      function() signal.wait("SIGTERM", "SIGHUP\0x") end)
+    raises("bad argument #1 to 'signal.on' (string contains a NUL)",
+      function() signal.on("SIGINT\0x", print) end)
+  end)
 end)
 
 describe("stream:limits", function()
