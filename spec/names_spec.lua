@@ -64,6 +64,113 @@ local function pair()
   return c, loom.await(got), srv
 end
 
+describe("function names", function()
+  it("are the names the user calls: core functions", async(function()
+    raises("bad argument #1 to 'loom.sleep' (number expected, got string)",
+      function() loom.sleep("x") end)
+    raises("bad argument #1 to 'loom.spawn' (function expected, got number)",
+      function() loom.spawn(42) end)
+    raises("bad argument #1 to 'loom.await' (Task or Future expected, got "
+      .. "number)", function() loom.await(42) end)
+    raises("bad argument #1 to 'loom.work' (function expected, got number)",
+      function() loom.work(42) end)
+  end))
+
+  it("are the names the user calls: task and future methods",
+    async(function()
+    local t = loom.spawn(function() end)
+    local f = loom.future()
+    raises("bad argument #1 to 'task:await' (Task or Future expected, got "
+      .. "number)", function() t.await(42) end)
+    raises("bad argument #1 to 'task:cancel' (string expected, got table)",
+      function() t:cancel({}) end)
+    raises("bad argument #1 to 'future:set_result' (loom.future expected, "
+      .. "got loom.task)", function() f.set_result(t) end)
+    raises("bad argument #1 to 'future:on_done' (function expected, got "
+      .. "number)", function() f:on_done(1) end)
+    raises("future:set_result: the future is already done",
+      function() f:set_result(1); f:set_result(2) end)
+    loom.await(t)
+  end))
+
+  it("task.name takes strings, and says so", async(function()
+    local t = loom.spawn(function() end)
+    raises("task.name: string expected, got number",
+      function() t.name = 42 end)
+    raises("loom.task: cannot set field 'nam' (only 'name')",
+      function() t.nam = "x" end)
+    t.name = "fine"
+    assert.are.equal("fine", t.name)
+    loom.await(t)
+  end))
+
+  it("are the names the user calls: streams", async(function()
+    local p = cat()
+    local s = p.stdout
+    raises("bad argument #1 to 'stream:read' (loom.stream expected, got "
+      .. "number)", function() s.read(42) end)
+    raises("bad argument #1 to 'stream:read' (integer expected, got string)",
+      function() s:read("x") end)
+    raises("bad argument #1 to 'stream:read' (integer expected, got 1.5)",
+      function() s:read(1.5) end)
+    raises("bad argument #2 to 'stream:write' (string expected, got table)",
+      function() p.stdin:write("a", {}) end)
+    raises("bad argument #1 to 'stream:read_until' (separator must not be "
+      .. "empty)", function() s:read_until("") end)
+    raises("stream:nodelay: not a TCP stream", function() s:nodelay(true) end)
+    finish(p)
+  end))
+
+  it("are the names the user calls: servers, UDP, resolve",
+    async(function()
+    local srv = assert(net.listen("127.0.0.1", 0, function() end))
+    local u = assert(net.udp("127.0.0.1", 0))
+    raises("bad argument #1 to 'server:address' (loom.server expected, got "
+      .. "number)", function() srv.address(42) end)
+    raises("bad argument #1 to 'udp:send' (loom.udp expected, got "
+      .. "loom.server)", function() u.send(srv, "x", "127.0.0.1", 9) end)
+    raises("bad argument #3 to 'udp:send' (integer expected, got string)",
+      function() u:send("x", "127.0.0.1", "nine") end)
+    raises("bad argument #3 to 'udp:send' (port out of range)",
+      function() u:send("x", "127.0.0.1", 70000) end)
+    -- the check of the name is in C, behind loom.net's wrapper
+    raises("bad argument #1 to 'net.resolve' (bad host name)",
+      function() net.resolve("") end)
+    u:close()
+    srv:close()
+  end))
+
+  it("are the names the user calls: files and watchers", async(function()
+    local dir = assert(fs.mkdtemp(os.tmpname():gsub("[^/]*$", "") ..
+      "names-"))
+    local f = assert(fs.open(dir .. "/f", "w+"))
+    raises("bad argument #1 to 'file:read' (loom.file expected, got number)",
+      function() f.read(42) end)
+    raises("bad argument #1 to 'file:seek' (invalid option 'bogus')",
+      function() f:seek("bogus") end)
+    raises("bad argument #2 to 'file:seek' (integer expected, got string)",
+      function() f:seek("set", "x") end)
+    local w = assert(fs.watch(dir))
+    local step = w:events()
+    raises("bad argument #1 to 'watcher:events' (loom.watcher expected, got "
+      .. "loom.file)", function() w.events(f)() end)
+    assert.is_function(step)
+    w:close()
+    assert.is_nil(step())
+    f:close()
+    assert(fs.remove(dir, { recursive = true }))
+  end))
+
+  it("are the names the user calls: processes", async(function()
+    local p = cat()
+    raises("bad argument #1 to 'process:wait' (loom.process expected, got "
+      .. "number)", function() p.wait(42) end)
+    raises("bad argument #1 to 'process:kill' (unknown signal 'SIGBOGUS')",
+      function() p:kill("SIGBOGUS") end)
+    finish(p)
+  end))
+end)
+
 describe("messages", function()
   it("show numbers as the user wrote them", function()
     raises("bad argument #1 to 'loom.sleep' (duration must be a "
@@ -81,6 +188,65 @@ describe("loom's Lua wrappers", function()
     raises("bad argument #1 to 'net.resolve' (bad host name)",
       function() net.resolve(("x"):rep(300)) end)
     u:close()
+  end))
+end)
+
+describe("suspending calls outside a task", function()
+  it("stream reads, writes, flush and shutdown raise even with data "
+    .. "buffered", async(function()
+    local c, s, srv = pair()
+    assert(s:write("hello"))
+    assert.are.equal("h", c:read_exactly(1))
+    raises_outside(outside("stream:read"), function() local _ = c:read() end)
+    raises_outside(outside("stream:read_line"),
+      function() local _ = c:read_line() end)
+    raises_outside(outside("stream:write"),
+      function() local _ = c:write("x") end)
+    raises_outside(outside("stream:flush"), function() local _ = c:flush() end)
+    raises_outside(outside("stream:shutdown"),
+      function() local _ = c:shutdown() end)
+    assert.are.equal("ello", c:read_exactly(4))
+    c:close()
+    srv:close()
+    s:close()
+  end))
+
+  it("udp:recv raises with a datagram queued, udp:send too",
+    async(function()
+    local u = assert(net.udp("127.0.0.1", 0))
+    local v = assert(net.udp("127.0.0.1", 0))
+    local _, port = u:address()
+    assert(v:send("a", "127.0.0.1", port))
+    assert(v:send("b", "127.0.0.1", port))
+    assert.are.equal("a", (u:recv()))  -- "b" came in the same read
+    raises_outside(outside("udp:recv"), function() local _ = u:recv() end)
+    raises_outside(outside("udp:send"),
+      function() local _ = v:send("c", "127.0.0.1", port) end)
+    assert.are.equal("b", (u:recv()))
+    u:close()
+    v:close()
+  end))
+
+  it("the watcher's events and a file's methods raise", async(function()
+    local u = assert(net.udp("127.0.0.1", 0))  -- keeps the loop alive
+    assert(u:send("x", "127.0.0.1", (select(2, u:address()))))
+    assert(u:recv())
+    local dir = assert(fs.mkdtemp(os.tmpname():gsub("[^/]*$", "") ..
+      "names-"))
+    local f = assert(fs.open(dir .. "/f", "w+"))
+    local w = assert(fs.watch(dir))
+    raises_outside(outside("watcher:events"),
+      function() local _ = w:events() end)
+    local step = w:events()
+    raises_outside(outside("watcher:events"), function() local _ = step() end)
+    raises_outside(outside("file:seek"),
+      function() local _ = f:seek("set", 0) end)
+    raises_outside(outside("file:write"), function() local _ = f:write() end)
+    raises_outside(outside("file:read"), function() local _ = f:read(1) end)
+    w:close()
+    f:close()
+    u:close()
+    assert(fs.remove(dir, { recursive = true }))
   end))
 end)
 
