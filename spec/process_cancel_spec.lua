@@ -43,7 +43,7 @@ describe("loom.process safety", function()
       local p <close> = assert(process.spawn{"sleep", "30", stdin = "null",
                                              stdout = "null"})
       local e = raised(p.kill, p, "SIGTERM\0x")
-      assert.is_true(has(e, "bad argument #1 to 'kill' (string contains a NUL)"), e)
+      assert.is_true(has(e, "bad argument #1 to 'process:kill' (string contains a NUL)"), e)
       e = raised(process.kill, p.pid, "SIGTERM\0x")
       assert.is_true(has(e, "bad argument #2 to 'process.kill' (string "
         .. "contains a NUL)"), e)

@@ -91,7 +91,7 @@ static int auxresume(lua_State *L, lua_State *co, int narg) {
 
 static lua_State *getco(lua_State *L) {
   lua_State *co = lua_tothread(L, 1);
-  luaL_argexpected(L, co, 1, "coroutine");
+  if (co == NULL) loom__typeerror(L, 1, "coroutine.resume", "coroutine");
   return co;
 }
 
@@ -114,8 +114,8 @@ static int propagate(lua_State *L, lua_KFunction k, lua_KContext ctx) {
 /* Refuses to resume a coroutine that waits in a loom call for its task. */
 static void check_resumable(lua_State *L, lua_State *co) {
   if (is_suspended(L, co))
-    luaL_error(L, "cannot resume a coroutine that waits in a loom call "
-                  "(its task resumes it)");
+    loom__errorf(L, "cannot resume a coroutine that waits in a loom call "
+                    "(its task resumes it)");
 }
 
 static int resume_k(lua_State *L, int status, lua_KContext ctx);
@@ -183,7 +183,7 @@ static int auxwrap(lua_State *L) {
 
 static int co_wrap(lua_State *L) {
   lua_State *co;
-  luaL_checktype(L, 1, LUA_TFUNCTION);
+  loom__checktype(L, 1, "coroutine.wrap", LUA_TFUNCTION);
   lua_pushvalue(L, lua_upvalueindex(1));  /* keep the host upvalue */
   co = lua_newthread(L);
   lua_pushvalue(L, 1);

@@ -3,8 +3,11 @@
 ** 'loom.Timeout' are metatables that double as constructors:
 ** loom.Cancelled("why") makes a table {code = "ECANCELED", message =
 ** "why"} with that metatable, so 'getmetatable(e) == loom.Cancelled'
-** tells them apart and tostring(e) reads "loom.Cancelled: why".
+** tells them apart and tostring(e) reads "loom.Cancelled: why".  Also
+** the argument checks of loom's C functions, whose errors name the
+** function as the user calls it and the user's line.
 */
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -30,6 +33,157 @@ void loom__where(lua_State *L) {
   }
   lua_pushliteral(L, "");
 }
+
+/*
+** {====================================================================
+** Argument errors
+** =====================================================================
+*/
+
+/*
+** Raises "bad argument #narg to 'fname' (msg)" at the user's line.
+** 'fname' is the name as the user calls it: 'loom.sleep',
+** 'stream:read', 'net.resolve'.  Every argument check of loom's C
+** functions ends here, so that all name their function alike (Lua's own
+** luaL_argerror names the call site instead: 'read', 'sleep').
+** 'narg' is the stack index.  A method, named with ':', counts its
+** arguments after the receiver as the user writes them (s:read(n): n
+** is #1), as Lua does; a bad receiver is #1, as in s.read(42).
+*/
+int loom__argerror(lua_State *L, int narg, const char *fname,
+                   const char *msg) {
+  if (narg > 1 && strchr(fname, ':') != NULL) narg--;
+  loom__where(L);
+  lua_pushfstring(L, "bad argument #%d to '%s' (%s)", narg, fname, msg);
+  lua_concat(L, 2);
+  return lua_error(L);
+}
+
+/* "<tname> expected, got <type>" */
+int loom__typeerror(lua_State *L, int narg, const char *fname,
+                    const char *tname) {
+  const char *got = luaL_typename(L, narg);
+  if (luaL_getmetafield(L, narg, "__name") == LUA_TSTRING)
+    got = lua_tostring(L, -1);
+  return loom__argerror(L, narg, fname, lua_pushfstring(L,
+                        "%s expected, got %s", tname, got));
+}
+
+/* Raises the message made of 'fmt' at the user's line. */
+int loom__errorf(lua_State *L, const char *fmt, ...) {
+  va_list ap;
+  loom__where(L);
+  va_start(ap, fmt);
+  lua_pushvfstring(L, fmt, ap);
+  va_end(ap);
+  lua_concat(L, 2);
+  return lua_error(L);
+}
+
+/* A number as the user would write it: 1, 0.5, -1, nan, inf. */
+const char *loom__shownumber(lua_State *L, int idx) {
+  lua_Number n = lua_tonumber(L, idx);
+  if (n != n) return lua_pushliteral(L, "nan");
+  lua_pushvalue(L, idx);
+  return luaL_tolstring(L, -1, NULL);
+}
+
+void loom__checktype(lua_State *L, int narg, const char *fname, int t) {
+  if (lua_type(L, narg) != t) loom__typeerror(L, narg, fname,
+                                              lua_typename(L, t));
+}
+
+void loom__checkany(lua_State *L, int narg, const char *fname) {
+  if (lua_type(L, narg) == LUA_TNONE)
+    loom__argerror(L, narg, fname, "value expected");
+}
+
+lua_Number loom__checknumber(lua_State *L, int narg, const char *fname) {
+  int isnum;
+  lua_Number n = lua_tonumberx(L, narg, &isnum);
+  if (!isnum) loom__typeerror(L, narg, fname, "number");
+  return n;
+}
+
+lua_Integer loom__checkinteger(lua_State *L, int narg, const char *fname) {
+  int isnum;
+  lua_Integer n = lua_tointegerx(L, narg, &isnum);
+  if (!isnum) {
+    if (lua_isnumber(L, narg))
+      loom__argerror(L, narg, fname, lua_pushfstring(L,
+                     "integer expected, got %s", loom__shownumber(L, narg)));
+    loom__typeerror(L, narg, fname, "integer");
+  }
+  return n;
+}
+
+lua_Integer loom__optinteger(lua_State *L, int narg, const char *fname,
+                             lua_Integer def) {
+  return lua_isnoneornil(L, narg) ? def : loom__checkinteger(L, narg, fname);
+}
+
+const char *loom__checklstring(lua_State *L, int narg, const char *fname,
+                               size_t *len) {
+  const char *s = lua_tolstring(L, narg, len);
+  if (s == NULL) loom__typeerror(L, narg, fname, "string");
+  return s;
+}
+
+const char *loom__optlstring(lua_State *L, int narg, const char *fname,
+                             const char *def, size_t *len) {
+  if (lua_isnoneornil(L, narg)) {
+    if (len != NULL) *len = def != NULL ? strlen(def) : 0;
+    return def;
+  }
+  return loom__checklstring(L, narg, fname, len);
+}
+
+/*
+** A string that goes to C as a C string: one with a NUL inside would
+** mean another ("local\0host" is "local"), so it is refused.
+*/
+const char *loom__checkcstring(lua_State *L, int narg, const char *fname) {
+  size_t len;
+  const char *s = loom__checklstring(L, narg, fname, &len);
+  if (strlen(s) != len)
+    loom__argerror(L, narg, fname, "string contains a NUL");
+  return s;
+}
+
+int loom__checkoption(lua_State *L, int narg, const char *fname,
+                      const char *def, const char *const list[]) {
+  const char *name = def != NULL && lua_isnoneornil(L, narg) ? def
+                     : loom__checklstring(L, narg, fname, NULL);
+  int i;
+  for (i = 0; list[i] != NULL; i++)
+    if (strcmp(list[i], name) == 0) return i;
+  return loom__argerror(L, narg, fname, lua_pushfstring(L,
+                        "invalid option '%s'", name));
+}
+
+/*
+** The object of class 'cls' at 'narg' (for a method, its receiver):
+** raises "bad argument #1 to 'stream:read' (loom.stream expected, got
+** number)" when it is something else.
+*/
+void *loom__checkobject_as(lua_State *L, int narg, const loom_class *cls,
+                           const char *fname) {
+  void *p = loom__toobject(L, narg, cls);
+  if (p == NULL) loom__typeerror(L, narg, fname, cls->name);
+  return p;
+}
+
+/* The same for a handle: the open handle; raises when it is closed. */
+void *loom__checkhandle_as(lua_State *L, int narg, const loom_class *cls,
+                           const char *fname) {
+  loom_handle **box = loom__checkobject_as(L, narg, cls, fname);
+  if (*box == NULL)
+    loom__errorf(L, "attempt to use a closed %s", loom__class_noun(cls));
+  return *box;
+}
+
+/* }==================================================================== */
+
 
 static char passkey;  /* registry: C functions a task may suspend through */
 

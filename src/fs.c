@@ -110,7 +110,7 @@ static fsreq *req_new(lua_State *L, int op, const char *what,
   fsreq *r = calloc(1, sizeof *r);
   if (r == NULL || (path != NULL && (r->path = strdup(path)) == NULL)) {
     free(r);
-    luaL_error(L, "loom: not enough memory");
+    loom__nomem(L);
   }
   r->op = op;
   r->what = what;
@@ -297,7 +297,7 @@ static void keep_file(lua_State *L, loom_host *H, fsreq *r) {
 
 #define BEGIN(name) \
   loom_host *H = loom__host(L); \
-  const char *path = luaL_checkstring(L, 1); \
+  const char *path = loom__checkcstring(L, 1, name); \
   fsreq *r; \
   loom__enter(L, H, name)
 
@@ -320,7 +320,7 @@ static int l_scandir(lua_State *L) {
 }
 
 static int l_mkdir(lua_State *L) {
-  int mode = (int)luaL_optinteger(L, 2, 0777);
+  int mode = (int)loom__optinteger(L, 2, "fs.mkdir", 0777);
   BEGIN("fs.mkdir");
   r = req_new(L, OP_TRUE, "mkdir", path);
   return await_req(L, r, uv_fs_mkdir(H->loop, &r->req, path, mode, fs_cb));
@@ -339,14 +339,14 @@ static int l_unlink(lua_State *L) {
 }
 
 static int l_rename(lua_State *L) {
-  const char *to = luaL_checkstring(L, 2);
+  const char *to = loom__checkcstring(L, 2, "fs.rename");
   BEGIN("fs.rename");
   r = req_new(L, OP_TRUE, "rename", path);
   return await_req(L, r, uv_fs_rename(H->loop, &r->req, path, to, fs_cb));
 }
 
 static int l_copy(lua_State *L) {
-  const char *to = luaL_checkstring(L, 2);
+  const char *to = loom__checkcstring(L, 2, "fs.copy");
   BEGIN("fs.copy");
   r = req_new(L, OP_TRUE, "copy", path);
   return await_req(L, r, uv_fs_copyfile(H->loop, &r->req, path, to, 0,
@@ -356,8 +356,8 @@ static int l_copy(lua_State *L) {
 /* fs.symlink(target, path): 'path' is the link made */
 static int l_symlink(lua_State *L) {
   loom_host *H = loom__host(L);
-  const char *target = luaL_checkstring(L, 1);
-  const char *path = luaL_checkstring(L, 2);
+  const char *target = loom__checkcstring(L, 1, "fs.symlink");
+  const char *path = loom__checkcstring(L, 2, "fs.symlink");
   fsreq *r;
   loom__enter(L, H, "fs.symlink");
   r = req_new(L, OP_TRUE, "symlink", path);
@@ -378,9 +378,10 @@ static int l_realpath(lua_State *L) {
 }
 
 static int l_chmod(lua_State *L) {
-  lua_Integer mode = luaL_checkinteger(L, 2);
+  lua_Integer mode = loom__checkinteger(L, 2, "fs.chmod");
   BEGIN("fs.chmod");
-  luaL_argcheck(L, mode >= 0 && mode <= 07777, 2, "mode out of range");
+  if (mode < 0 || mode > 07777)
+    loom__argerror(L, 2, "fs.chmod", "mode out of range");
   r = req_new(L, OP_TRUE, "chmod", path);
   return await_req(L, r, uv_fs_chmod(H->loop, &r->req, path, (int)mode,
                                      fs_cb));
@@ -389,7 +390,7 @@ static int l_chmod(lua_State *L) {
 /* fs.mkdtemp(prefix): a new folder "<prefix>XXXXXX" */
 static int l_mkdtemp(lua_State *L) {
   loom_host *H = loom__host(L);
-  const char *prefix = luaL_checkstring(L, 1);
+  const char *prefix = loom__checkcstring(L, 1, "fs.mkdtemp");
   const char *tpl;
   fsreq *r;
   loom__enter(L, H, "fs.mkdtemp");
@@ -479,11 +480,11 @@ static int push_bytes(lua_State *L, fsreq *r) {
 ** the task leaves the call, to end the job at its next step.
 */
 static int l_read_file(lua_State *L) {
-  lua_Integer max = luaL_optinteger(L, 2, -1);
+  lua_Integer max = loom__optinteger(L, 2, "fs.read_file", -1);
   atomic_int *stop = lua_isnoneornil(L, 3) ? NULL : lua_touserdata(L, 3);
   BEGIN("fs.read_file");
-  luaL_argcheck(L, lua_isnoneornil(L, 3) || stop != NULL, 3,
-                "stop flag expected");
+  if (!lua_isnoneornil(L, 3) && stop == NULL)
+    loom__argerror(L, 3, "fs.read_file", "stop flag expected");
   r = req_new(L, OP_JOB, "read_file", path);
   r->job = job_read_file;
   r->push = push_bytes;
@@ -506,7 +507,7 @@ static int l_stop_flag(lua_State *L) {
 /* core.fs.stop(flag): raises it; the job sees it at its next step */
 static int l_stop(lua_State *L) {
   atomic_int *flag = lua_touserdata(L, 1);
-  luaL_argcheck(L, flag != NULL, 1, "stop flag expected");
+  if (flag == NULL) loom__argerror(L, 1, "fs.stop", "stop flag expected");
   atomic_store(flag, 1);
   return 0;
 }
@@ -684,7 +685,7 @@ static int data_job(lua_State *L, const char *name, const char *what,
   size_t len;
   const char *data;
   BEGIN(name);
-  data = luaL_checklstring(L, 2, &len);
+  data = loom__checklstring(L, 2, name, &len);
   r = req_new(L, OP_JOB, what, path);
   r->job = job;
   r->push = push_true;
@@ -710,16 +711,16 @@ static int l_append_file(lua_State *L) {
 ** ===================================================================== */
 
 
-/* The open File at 1 (its errors name the user's line: see loom__where) */
-static loom_file *checkfile(lua_State *L) {
-  loom_file *f = loom__checkobject(L, 1, &file_class);
-  if (f->fd < 0 || f->busy) {
-    loom__where(L);
-    if (f->fd < 0) lua_pushliteral(L, "attempt to use a closed file");
-    else lua_pushfstring(L, "file '%s': another task is using it", f->path);
-    lua_concat(L, 2);
-    lua_error(L);
-  }
+/*
+** The open File at 1, for method 'fname' (which suspends, so raises
+** outside a task).  Its errors name the user's line: see loom__where.
+*/
+static loom_file *checkfile(lua_State *L, const char *fname) {
+  loom_file *f = loom__checkobject_as(L, 1, &file_class, fname);
+  loom__current(L, loom__host(L), fname);
+  if (f->fd < 0) loom__errorf(L, "attempt to use a closed file");
+  if (f->busy)
+    loom__errorf(L, "file '%s': another task is using it", f->path);
   return f;
 }
 
@@ -752,7 +753,7 @@ static const struct {
 
 /* fs.open(path [, mode]) (suspends): modes as io.open */
 static int l_open(lua_State *L) {
-  const char *mode = luaL_optstring(L, 2, "r");
+  const char *mode = loom__optlstring(L, 2, "fs.open", "r", NULL);
   char m[3] = {0, 0, 0};
   size_t i, j = 0;
   int flags = -1;
@@ -761,8 +762,9 @@ static int l_open(lua_State *L) {
     if (mode[i] != 'b') m[j++] = mode[i];
   for (i = 0; modes[i].mode != NULL && j < 3; i++)
     if (strcmp(m, modes[i].mode) == 0) flags = modes[i].flags;
-  luaL_argcheck(L, flags >= 0, 2, lua_pushfstring(L, "invalid mode '%s'",
-                                                  mode));
+  if (flags < 0)
+    loom__argerror(L, 2, "fs.open", lua_pushfstring(L, "invalid mode '%s'",
+                                                    mode));
   r = req_new(L, OP_OPEN, "open", path);
   r->flags = flags;
   return await_req(L, r, uv_fs_open(H->loop, &r->req, path,
@@ -814,7 +816,7 @@ static int fill(lua_State *L, loom_host *H, loom_file *f, size_t want,
   fsreq *r;
   int err;
   if (want < CHUNK) want = CHUNK;
-  if (!buf_room(f, want)) luaL_error(L, "loom: not enough memory");
+  if (!buf_room(f, want)) loom__nomem(L);
   *done = 0;
   if (f->regular) {  /* the page cache may have it: no thread needed */
     struct iovec iov;
@@ -870,12 +872,12 @@ static int not_readable(lua_State *L, loom_file *f) {
 */
 typedef int (*ready_fn)(lua_State *L, loom_file *f, lua_Integer arg);
 
-static int read_some(lua_State *L, ready_fn ready) {
+static int read_some(lua_State *L, ready_fn ready, const char *fname) {
   loom_host *H = loom__host(L);
-  loom_file *f = checkfile(L);
-  lua_Integer arg = luaL_optinteger(L, 2, -1);
+  loom_file *f = checkfile(L, fname);
+  lua_Integer arg = loom__optinteger(L, 2, fname, -1);
   int n, done, r;
-  loom__enter(L, H, "file:read");  /* a read may suspend: in a task */
+  loom__enter(L, H, fname);
   if ((n = not_readable(L, f)) != 0) return n;
   for (;;) {
     n = ready(L, f, arg);
@@ -978,9 +980,17 @@ static int ready_all(lua_State *L, loom_file *f, lua_Integer unused) {
 }
 
 /* core.file_read(f [, n]), file_read_line(f), file_read_all(f): one try */
-static int f_read(lua_State *L) { return read_some(L, ready_read); }
-static int f_read_line(lua_State *L) { return read_some(L, ready_line); }
-static int f_read_all(lua_State *L) { return read_some(L, ready_all); }
+static int f_read(lua_State *L) {
+  return read_some(L, ready_read, "file:read");
+}
+
+static int f_read_line(lua_State *L) {
+  return read_some(L, ready_line, "file:read_line");
+}
+
+static int f_read_all(lua_State *L) {
+  return read_some(L, ready_all, "file:read_all");
+}
 
 static int push_write(lua_State *L, fsreq *r) {
   loom_file *f = r->file;
@@ -1000,9 +1010,9 @@ static int push_write(lua_State *L, fsreq *r) {
 */
 static int f_write(lua_State *L) {
   loom_host *H = loom__host(L);
-  loom_file *f = checkfile(L);
+  loom_file *f = checkfile(L, "file:write");
   size_t len;
-  const char *data = luaL_checklstring(L, 2, &len);
+  const char *data = loom__checklstring(L, 2, "file:write", &len);
   int64_t at;
   fsreq *r;
   uv_buf_t b;
@@ -1046,9 +1056,9 @@ static int f_write(lua_State *L) {
 /* core.file_seek(f, whence, offset): the new position */
 static int f_seek(lua_State *L) {
   static const char *const whences[] = {"set", "cur", "end", NULL};
-  loom_file *f = checkfile(L);
-  int whence = luaL_checkoption(L, 2, "cur", whences);
-  lua_Integer off = luaL_optinteger(L, 3, 0);
+  loom_file *f = checkfile(L, "file:seek");
+  int whence = loom__checkoption(L, 2, "file:seek", "cur", whences);
+  lua_Integer off = loom__optinteger(L, 3, "file:seek", 0);
   int64_t here = f->pos - (int64_t)f->len, to;
   if (whence == 0) to = off;
   else if (whence == 1) to = here + off;
@@ -1068,7 +1078,7 @@ static int f_seek(lua_State *L) {
 
 static int f_sync(lua_State *L) {
   loom_host *H = loom__host(L);
-  loom_file *f = checkfile(L);
+  loom_file *f = checkfile(L, "file:sync");
   fsreq *r;
   loom__enter(L, H, "file:sync");
   r = req_new(L, OP_TRUE, "sync", f->path);
@@ -1076,7 +1086,7 @@ static int f_sync(lua_State *L) {
 }
 
 static int f_stat(lua_State *L) {
-  loom_file *f = checkfile(L);
+  loom_file *f = checkfile(L, "file:stat");
   uv_fs_t req;
   int err = uv_fs_fstat(NULL, &req, f->fd, NULL);  /* no disk access */
   if (err < 0) {
@@ -1094,7 +1104,7 @@ static int f_stat(lua_State *L) {
 ** nil, msg, "EBUSY", and the file closes when collected.
 */
 static int f_close(lua_State *L) {
-  loom_file *f = loom__checkobject(L, 1, &file_class);
+  loom_file *f = loom__checkobject_as(L, 1, &file_class, "file:close");
   if (f->fd >= 0 && f->busy) {
     return loom__fail_reason(L, "close", f->path,
                              "another task is using it", "EBUSY");
@@ -1192,18 +1202,14 @@ static void event_cb(uv_fs_event_t *h, const char *filename, int events,
     loom__list_wake(loom__handle_host(&w->base), &w->waiters);
 }
 
-static loom_watcher *checkwatcher(lua_State *L) {
-  return loom__checkhandle(L, 1, &watcher_class);
-}
-
 /* core.watch_add(w, path): watches one more path; true or nil, msg, code */
 static int w_add(lua_State *L) {
-  loom_watcher *w = checkwatcher(L);
-  const char *path = luaL_checkstring(L, 2);
+  loom_watcher *w = loom__checkhandle_as(L, 1, &watcher_class, "fs.watch");
+  const char *path = loom__checkcstring(L, 2, "fs.watch");
   size_t len = strlen(path);
   loom_watch *wa = malloc(sizeof *wa + len);
   int err;
-  if (wa == NULL) return luaL_error(L, "loom: not enough memory");
+  if (wa == NULL) return loom__nomem(L);
   memcpy(wa->dir, path, len + 1);
   while (len > 1 && wa->dir[len - 1] == '/') wa->dir[--len] = '\0';
   {
@@ -1233,10 +1239,16 @@ static int l_watcher(lua_State *L) {
 
 static int w_next_k(lua_State *L, int status, lua_KContext ctx);
 
-/* core.watch_next(w) (suspends): path, change, or nil when closed */
+/*
+** core.watch_next(w) (suspends): path, change, or nil when closed; the
+** step of watcher:events(), a task's call even with an event waiting.
+*/
 static int w_next(lua_State *L) {
-  loom_watcher *w = (loom_watcher *)loom__tohandle(L, 1, &watcher_class);
+  loom_watcher **box = loom__checkobject_as(L, 1, &watcher_class,
+                                            "watcher:events");
+  loom_watcher *w = *box;
   wevent *e;
+  loom__current(L, loom__host(L), "watcher:events");
   if (w == NULL) return 0;  /* closed */
   e = w->head;
   if (e != NULL) {

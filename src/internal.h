@@ -20,7 +20,8 @@
 **   1. loom.h, internal.h.
 **   2. The base: handle.c (the host box, the handle base, running out
 **      of memory), then error.c (loom's error values, failure values,
-**      messages that point at the user's line, uncaught errors).
+**      argument checks and messages that point at the user's line,
+**      uncaught errors).
 **   3. The scheduler: sched.c (the ready queue, timers, how a task
 **      runs, waits, is woken, cancelled and completes), then host.c (a
 **      host's creation, running, stepping and closing).
@@ -232,6 +233,30 @@ int loom__fail(lua_State *L, const char *what, const char *subject,
 int loom__fail_reason(lua_State *L, const char *what, const char *subject,
                       const char *reason, const char *code);
 const char *loom__tostring(lua_State *L, int idx);  /* never raises */
+int loom__argerror(lua_State *L, int narg, const char *fname,
+                   const char *msg);  /* at the user's line */
+int loom__typeerror(lua_State *L, int narg, const char *fname,
+                    const char *tname);
+int loom__errorf(lua_State *L, const char *fmt, ...);  /* at the user's */
+const char *loom__shownumber(lua_State *L, int idx);  /* pushes: "nan" */
+void loom__checktype(lua_State *L, int narg, const char *fname, int t);
+void loom__checkany(lua_State *L, int narg, const char *fname);
+lua_Number loom__checknumber(lua_State *L, int narg, const char *fname);
+lua_Integer loom__checkinteger(lua_State *L, int narg, const char *fname);
+lua_Integer loom__optinteger(lua_State *L, int narg, const char *fname,
+                             lua_Integer def);
+const char *loom__checklstring(lua_State *L, int narg, const char *fname,
+                               size_t *len);
+const char *loom__optlstring(lua_State *L, int narg, const char *fname,
+                             const char *def, size_t *len);
+const char *loom__checkcstring(lua_State *L, int narg,
+                               const char *fname);  /* no NUL inside */
+int loom__checkoption(lua_State *L, int narg, const char *fname,
+                      const char *def, const char *const list[]);
+void *loom__checkobject_as(lua_State *L, int narg, const loom_class *cls,
+                           const char *fname);
+void *loom__checkhandle_as(lua_State *L, int narg, const loom_class *cls,
+                           const char *fname);  /* open: raises if closed */
 void loom__where(lua_State *L);  /* "file:line: " of the user's call */
 void loom__let_suspend(lua_State *L, lua_CFunction f);
 int loom__boundary_error(lua_State *L, const char *name);
@@ -410,7 +435,7 @@ loom_host *loom__host_of(lua_State *L);  /* the state's host, created */
 /* task.c, time.c, coro.c, work.c, queue.c: core functions */
 void loom__task_open(lua_State *L, loom_host *H);  /* task & future API */
 void loom__timer_open(lua_State *L, loom_host *H);  /* time API */
-double loom__checkduration(lua_State *L, int idx);
+double loom__checkduration(lua_State *L, int idx, const char *fname);
 void loom__coro_open(lua_State *L, loom_host *H);  /* wraps coroutine.* */
 void loom__work_register(lua_State *L, loom_host *H);  /* loom.work */
 void loom__queue_register(lua_State *L, loom_host *H);  /* loom.queue */

@@ -131,8 +131,8 @@ static int start_connect(lua_State *L, loom_stream *s, connect_req *c,
 /* core.tcp_connect(ip, port) (suspends): a Stream, or nil, msg, code */
 static int l_tcp_connect(lua_State *L) {
   loom_host *H = loom__host(L);
-  const char *ip = luaL_checkstring(L, 1);
-  lua_Integer port = luaL_checkinteger(L, 2);
+  const char *ip = loom__checkcstring(L, 1, "net.connect");
+  lua_Integer port = loom__checkinteger(L, 2, "net.connect");
   struct sockaddr_storage ss;
   char name[72];
   loom_stream *s;
@@ -146,7 +146,7 @@ static int l_tcp_connect(lua_State *L) {
   c = malloc(sizeof *c);
   if (c == NULL) {
     loom__stream_close(s, 1);
-    return luaL_error(L, "loom: not enough memory");
+    return loom__nomem(L);
   }
   return start_connect(L, s, c, uv_tcp_connect(&c->req, &s->u.tcp,
                                                (struct sockaddr *)&ss,
@@ -156,7 +156,7 @@ static int l_tcp_connect(lua_State *L) {
 /* core.pipe_connect(path) (suspends) */
 static int l_pipe_connect(lua_State *L) {
   loom_host *H = loom__host(L);
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = loom__checkcstring(L, 1, "net.connect_unix");
   loom_stream *s;
   connect_req *c;
   loom__enter(L, H, "net.connect_unix");
@@ -165,7 +165,7 @@ static int l_pipe_connect(lua_State *L) {
   c = malloc(sizeof *c);
   if (c == NULL) {
     loom__stream_close(s, 1);
-    return luaL_error(L, "loom: not enough memory");
+    return loom__nomem(L);
   }
   uv_pipe_connect(&c->req, &s->u.pipe, path, connect_cb);
   return start_connect(L, s, c, 0);
@@ -304,15 +304,15 @@ static int set_reuseport(uv_handle_t *h) {
 */
 static int l_tcp_listen(lua_State *L) {
   loom_host *H = loom__host(L);
-  const char *ip = luaL_checkstring(L, 1);
-  lua_Integer port = luaL_checkinteger(L, 2);
-  int backlog = (int)luaL_optinteger(L, 3, 511);
+  const char *ip = loom__checkcstring(L, 1, "net.listen");
+  lua_Integer port = loom__checkinteger(L, 2, "net.listen");
+  int backlog = (int)loom__optinteger(L, 3, "net.listen", 511);
   int reuseport = lua_toboolean(L, 4);
   struct sockaddr_storage ss;
   char name[72];
   loom_sock *k;
   int r;
-  luaL_checktype(L, 5, LUA_TFUNCTION);
+  loom__checktype(L, 5, "net.listen", LUA_TFUNCTION);
   addr_name(name, sizeof name, ip, port);
   if (parse_addr(ip, port, &ss) != 0)
     return loom__fail(L, "listen on", name, UV_EINVAL);
@@ -346,11 +346,11 @@ static int l_tcp_listen(lua_State *L) {
 /* core.pipe_listen(path, backlog, on_conn) */
 static int l_pipe_listen(lua_State *L) {
   loom_host *H = loom__host(L);
-  const char *path = luaL_checkstring(L, 1);
-  int backlog = (int)luaL_optinteger(L, 2, 511);
+  const char *path = loom__checkcstring(L, 1, "net.listen_unix");
+  int backlog = (int)loom__optinteger(L, 2, "net.listen_unix", 511);
   loom_sock *k;
   int r;
-  luaL_checktype(L, 3, LUA_TFUNCTION);
+  loom__checktype(L, 3, "net.listen_unix", LUA_TFUNCTION);
   k = sock_new(L, H, SOCK_PIPE_SERVER, &server_class);
   uv_pipe_init(H->loop, &k->u.pipe, 0);
   k->u.h.data = k;
@@ -370,7 +370,7 @@ static int l_pipe_listen(lua_State *L) {
 
 /* server:address(): host, port (or the path of a Unix socket) */
 static int srv_address(lua_State *L) {
-  loom_sock *k = loom__checkhandle(L, 1, &server_class);
+  loom_sock *k = loom__checkhandle_as(L, 1, &server_class, "server:address");
   struct sockaddr_storage ss;
   int len = sizeof ss, r;
   char host[INET6_ADDRSTRLEN];
@@ -431,8 +431,8 @@ static int l_udp(lua_State *L) {
   char name[72] = "udp";
   struct sockaddr_storage ss;
   if (!lua_isnoneornil(L, 1)) {
-    const char *ip = luaL_checkstring(L, 1);
-    lua_Integer port = luaL_optinteger(L, 2, 0);
+    const char *ip = loom__checkcstring(L, 1, "net.udp");
+    lua_Integer port = loom__optinteger(L, 2, "net.udp", 0);
     addr_name(name, sizeof name, ip, port);
     if (parse_addr(ip, port, &ss) != 0)
       return loom__fail(L, "bind", name, UV_EINVAL);
@@ -477,19 +477,24 @@ static void udp_send_cb(uv_udp_send_t *req, int status) {
   loom_call_release(call);
 }
 
-/* udp:send(data, ip, port) (suspends only when the socket is busy) */
+/*
+** udp:send(data, ip, port) (suspends, though only when the socket is
+** busy: it is a task's call all the same)
+*/
 static int udp_send(lua_State *L) {
-  loom_sock *k = loom__checkhandle(L, 1, &udp_class);
+  loom_sock *k = loom__checkhandle_as(L, 1, &udp_class, "udp:send");
   size_t len;
-  const char *data = luaL_checklstring(L, 2, &len);
-  const char *ip = luaL_checkstring(L, 3);
-  lua_Integer port = luaL_checkinteger(L, 4);
+  const char *data = loom__checklstring(L, 2, "udp:send", &len);
+  const char *ip = loom__checkcstring(L, 3, "udp:send");
+  lua_Integer port = loom__checkinteger(L, 4, "udp:send");
   struct sockaddr_storage ss;
   uv_buf_t buf = uv_buf_init((char *)data, (unsigned)len);
-  luaL_argcheck(L, port >= 0 && port <= 65535, 4, "port out of range");
   char name[72];
   send_req *r;
   int err;
+  if (port < 0 || port > 65535)
+    loom__argerror(L, 4, "udp:send", "port out of range");
+  loom__current(L, loom__host(L), "udp:send");
   addr_name(name, sizeof name, ip, port);
   if (parse_addr(ip, port, &ss) != 0)
     return loom__fail(L, "send to", name, UV_EINVAL);
@@ -501,7 +506,7 @@ static int udp_send(lua_State *L) {
   if (err != UV_EAGAIN) return loom__fail(L, "send to", name, err);
   loom__enter(L, sock_host(k), "udp:send");
   r = malloc(sizeof *r);
-  if (r == NULL) return luaL_error(L, "loom: not enough memory");
+  if (r == NULL) return loom__nomem(L);
   r->L = sock_host(k)->mainL;
   lua_pushvalue(L, 2);
   lua_xmove(L, r->L, 1);
@@ -555,14 +560,15 @@ static int udp_recv_k(lua_State *L, int status, lua_KContext ctx) {
 
 /* udp:recv() (suspends): data, host, port */
 static int udp_recv(lua_State *L) {
-  loom__checkhandle(L, 1, &udp_class);
+  loom__checkhandle_as(L, 1, &udp_class, "udp:recv");
+  loom__current(L, loom__host(L), "udp:recv");
   lua_settop(L, 1);
   return udp_recv_body(L);
 }
 
 /* udp:address(): host, port */
 static int udp_address(lua_State *L) {
-  loom_sock *k = loom__checkhandle(L, 1, &udp_class);
+  loom_sock *k = loom__checkhandle_as(L, 1, &udp_class, "udp:address");
   struct sockaddr_storage ss;
   int len = sizeof ss, r;
   char host[INET6_ADDRSTRLEN];
@@ -638,14 +644,16 @@ static void gai_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
 static int l_resolve(lua_State *L) {
   loom_host *H = loom__host(L);
   size_t len;
-  const char *host = luaL_checklstring(L, 1, &len);
+  const char *host = loom__checkcstring(L, 1, "net.resolve");
   struct addrinfo hints;
   gai_req *g;
   int r;
-  luaL_argcheck(L, len > 0 && len < sizeof g->host, 1, "bad host name");
+  len = strlen(host);
+  if (len == 0 || len >= sizeof g->host)
+    loom__argerror(L, 1, "net.resolve", "bad host name");
   loom__enter(L, H, "net.resolve");
   g = calloc(1, sizeof *g);
-  if (g == NULL) return luaL_error(L, "loom: not enough memory");
+  if (g == NULL) return loom__nomem(L);
   memcpy(g->host, host, len + 1);
   memset(&hints, 0, sizeof hints);
   hints.ai_family = AF_UNSPEC;

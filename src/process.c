@@ -116,7 +116,7 @@ static char **string_list(lua_State *L, int idx, const char *what) {
   char **list = lua_newuserdatauv(L, (size_t)(n + 1) * sizeof *list, 0);
   for (i = 0; i < n; i++) {
     if (lua_rawgeti(L, idx, i + 1) != LUA_TSTRING)
-      luaL_error(L, "process.spawn: %s must be strings", what);
+      loom__errorf(L, "process.spawn: %s must be strings", what);
     list[i] = (char *)lua_tostring(L, -1);
     lua_pop(L, 1);
   }
@@ -182,19 +182,21 @@ static int l_spawn(lua_State *L) {
   loom_host *H = loom__host(L);
   uv_process_options_t o;
   uv_stdio_container_t stdio[3];
-  const char *cwd = luaL_optstring(L, 3, NULL);
+  const char *cwd = loom__optlstring(L, 3, "process.spawn", NULL, NULL);
   int m[3], i, r;
   char **args;
   loom_proc *p;
   char name[64];
-  luaL_checktype(L, 1, LUA_TTABLE);
-  luaL_argcheck(L, lua_rawlen(L, 1) > 0, 1, "a command is expected");
-  for (i = 0; i < 3; i++) m[i] = luaL_checkoption(L, 4 + i, NULL, modes);
+  loom__checktype(L, 1, "process.spawn", LUA_TTABLE);
+  if (lua_rawlen(L, 1) == 0)
+    loom__argerror(L, 1, "process.spawn", "a command is expected");
+  for (i = 0; i < 3; i++)
+    m[i] = loom__checkoption(L, 4 + i, "process.spawn", NULL, modes);
   lua_settop(L, 6);
   memset(&o, 0, sizeof o);
   args = string_list(L, 1, "the command and its arguments");  /* 7 */
   if (!lua_isnil(L, 2)) {
-    luaL_checktype(L, 2, LUA_TTABLE);
+    loom__checktype(L, 2, "process.spawn", LUA_TTABLE);
     o.env = string_list(L, 2, "environment entries");
   }
   else lua_pushnil(L);  /* 8 */
@@ -227,8 +229,8 @@ static int l_spawn(lua_State *L) {
 ** The Process userdata
 ** ===================================================================== */
 
-static loom_proc *checkproc(lua_State *L) {
-  return loom__checkhandle(L, 1, &proc_class);
+static loom_proc *checkproc(lua_State *L, const char *fname) {
+  return loom__checkhandle_as(L, 1, &proc_class, fname);
 }
 
 /* Pushes code, nil for an exit, nil, name for a signal; returns 2. */
@@ -269,17 +271,16 @@ static int wait_k(lua_State *L, int status, lua_KContext ctx) {
 
 /* proc:wait() (suspends): code, nil or nil, signal name */
 static int p_wait(lua_State *L) {
-  loom_proc *p = checkproc(L);
-  if (proc_host(p) != NULL)  /* even when done */
-    loom__current(L, proc_host(p), "process:wait");
+  checkproc(L, "process:wait");
+  loom__current(L, loom__host(L), "process:wait");  /* even when done */
   lua_settop(L, 1);
   return wait_body(L);
 }
 
 /* proc:kill(signum): true, or nil, msg, code ("ESRCH" once exited) */
 static int p_kill(lua_State *L) {
-  loom_proc *p = checkproc(L);
-  int signum = (int)luaL_checkinteger(L, 2), r;
+  loom_proc *p = checkproc(L, "process:kill");
+  int signum = (int)loom__checkinteger(L, 2, "process:kill"), r;
   /* once reaped, the pid may belong to another process already */
   if (p->exited) return loom__fail(L, "kill", p->name, UV_ESRCH);
   r = uv_process_kill(&p->h, signum);
@@ -290,15 +291,15 @@ static int p_kill(lua_State *L) {
 
 /* proc:status(): nil while running, else as :wait() */
 static int p_status(lua_State *L) {
-  loom_proc *p = checkproc(L);
+  loom_proc *p = checkproc(L, "process:status");
   if (!p->exited) return 0;
   return push_status(L, p);
 }
 
 /* core.proc.kill(pid, signum): true, or nil, msg, code (os-level kill) */
 static int l_kill(lua_State *L) {
-  lua_Integer pid = luaL_checkinteger(L, 1);
-  int signum = (int)luaL_checkinteger(L, 2), r;
+  lua_Integer pid = loom__checkinteger(L, 1, "process.kill");
+  int signum = (int)loom__checkinteger(L, 2, "process.kill"), r;
   char name[32];
   snprintf(name, sizeof name, "pid %lld", (long long)pid);
   r = uv_kill((int)pid, signum);

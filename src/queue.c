@@ -45,28 +45,15 @@ typedef struct {
 
 static loom_host *qhost(lua_State *L, loom_queue *q) {
   loom_host *H = loom__gen_host(q->hb, q->gen);
-  if (H == NULL) luaL_error(L, "loom: the host of this queue is closed");
+  if (H == NULL) loom__errorf(L, "loom: the host of this queue is closed");
   return H;
-}
-
-/* Raises "bad argument #narg to 'fname' (msg)" at the user's line. */
-static int q_argerror(lua_State *L, int narg, const char *fname,
-                      const char *msg) {
-  loom__where(L);
-  lua_pushfstring(L, "bad argument #%d to '%s' (%s)", narg, fname, msg);
-  lua_concat(L, 2);
-  return lua_error(L);
 }
 
 static const loom_class queue_class;
 
 /* The queue at 1 (the metatable is found by address, not by name). */
 static loom_queue *checkqueue(lua_State *L, const char *method) {
-  loom_queue *q = loom__toobject(L, 1, &queue_class);
-  if (q == NULL)
-    q_argerror(L, 1, method, lua_pushfstring(L, "loom.queue expected, got "
-                                             "%s", luaL_typename(L, 1)));
-  return q;
+  return loom__checkobject_as(L, 1, &queue_class, method);
 }
 
 static int is_full(loom_queue *q) {
@@ -130,7 +117,7 @@ static void store_add(lua_State *L, loom_queue *q, int items, double prio) {
       qkey k;
       if (q->n % 64 == 0) {
         qkey *keys = realloc(q->keys, (size_t)(q->n + 64) * sizeof *keys);
-        if (keys == NULL) luaL_error(L, "loom.queue: not enough memory");
+        if (keys == NULL) loom__nomem(L);
         q->keys = keys;
       }
       k.prio = prio;
@@ -210,11 +197,11 @@ static void resumed(lua_State *L, loom_queue *q, loom_task **list,
                     int still_holds) {
   loom_host *H = loom__gen_host(q->hb, q->gen);
   loom_task *t;
-  if (H == NULL) luaL_error(L, "loom: the host is closed");
+  if (H == NULL) loom__errorf(L, "loom: the host is closed");
   t = H->current;
   if (t == NULL)
-    luaL_error(L, "loom: a coroutine suspended in a loom call was resumed "
-                  "outside its task");
+    loom__errorf(L, "loom: a coroutine suspended in a loom call was "
+                    "resumed outside its task");
   if (t->throwing) {
     if (t->woken && still_holds) loom__list_wake(H, list);
     t->woken = 0;
@@ -232,13 +219,12 @@ static void resumed(lua_State *L, loom_queue *q, loom_task **list,
 
 /* Checks value 2 and priority 3 of 'fname' (as q:fname(v, priority)). */
 static void check_value(lua_State *L, loom_queue *q, const char *fname) {
-  if (lua_isnoneornil(L, 2)) luaL_error(L, "loom.queue: cannot put nil");
+  if (lua_isnoneornil(L, 2)) loom__errorf(L, "loom.queue: cannot put nil");
   if (q->order != Q_PRIORITY || lua_isnoneornil(L, 3)) return;
   if (lua_type(L, 3) != LUA_TNUMBER)
-    q_argerror(L, 2, fname, lua_pushfstring(L, "number expected, got %s",
-                                            luaL_typename(L, 3)));
+    loom__typeerror(L, 3, fname, "number");
   if (lua_tonumber(L, 3) != lua_tonumber(L, 3))  /* NaN: has no order */
-    q_argerror(L, 2, fname, "priority must not be nan");
+    loom__argerror(L, 3, fname, "priority must not be nan");
 }
 
 /* Adds value 2 (priority 3): the queue has room and is open. */
@@ -254,7 +240,7 @@ static int add(lua_State *L, loom_queue *q) {
 }
 
 static int put_body(lua_State *L, loom_queue *q) {
-  if (q->closed) return luaL_error(L, "loom.queue: put on a closed queue");
+  if (q->closed) return loom__errorf(L, "loom.queue: put on a closed queue");
   if (is_full(q))
     return wait_on(L, q, &q->putters, "queue:put", put_k);
   return add(L, q);
@@ -281,7 +267,7 @@ static int q_put_nowait(lua_State *L) {
   loom_queue *q = checkqueue(L, "queue:put_nowait");
   check_value(L, q, "queue:put_nowait");
   lua_settop(L, 3);
-  if (q->closed) return luaL_error(L, "loom.queue: put on a closed queue");
+  if (q->closed) return loom__errorf(L, "loom.queue: put on a closed queue");
   if (is_full(q)) {
     lua_pushnil(L);
     lua_pushliteral(L, "full");
@@ -337,8 +323,8 @@ static int q_get_nowait(lua_State *L) {
 static int q_task_done(lua_State *L) {
   loom_queue *q = checkqueue(L, "queue:task_done");
   if (q->unfinished <= 0)
-    return luaL_error(L, "loom.queue: task_done called more times than "
-                         "items were put");
+    return loom__errorf(L, "loom.queue: task_done called more times "
+                           "than items were put");
   if (--q->unfinished == 0)
     while (q->joiners != NULL) loom__list_wake(qhost(L, q), &q->joiners);
   return 0;
@@ -432,22 +418,21 @@ static int l_queue(lua_State *L) {
   loom_queue *q;
   if (!lua_isnoneornil(L, 1)) {
     if (!lua_istable(L, 1))
-      return q_argerror(L, 1, "loom.queue", lua_pushfstring(L, "table "
-                        "expected, got %s", luaL_typename(L, 1)));
+      return loom__typeerror(L, 1, "loom.queue", "table");
     if (lua_getfield(L, 1, "maxsize") != LUA_TNIL) {
       maxsize = lua_tointegerx(L, -1, &isnum);
       if (!isnum || maxsize < 0 || lua_type(L, -1) != LUA_TNUMBER)
-        return q_argerror(L, 1, "loom.queue",
-                          "maxsize must be a non-negative integer");
+        return loom__argerror(L, 1, "loom.queue",
+                              "maxsize must be a non-negative integer");
     }
     if (lua_getfield(L, 1, "order") != LUA_TNIL) {
       const char *o = lua_tostring(L, -1);
       for (order = 0; o != NULL && orders[order] != NULL; order++)
         if (strcmp(o, orders[order]) == 0) break;
       if (o == NULL || orders[order] == NULL)
-        return q_argerror(L, 1, "loom.queue", lua_pushfstring(L, "invalid "
-                          "order '%s' ('fifo', 'lifo' or 'priority')",
-                          o ? o : luaL_typename(L, -1)));
+        return loom__argerror(L, 1, "loom.queue", lua_pushfstring(L,
+                              "invalid order '%s' ('fifo', 'lifo' or "
+                              "'priority')", o ? o : luaL_typename(L, -1)));
     }
   }
   q = loom__object_new(L, &queue_class, sizeof *q, 1);

@@ -320,19 +320,19 @@ LOOM_API int loom_set_signal_fn(loom_host *H, int signum, loom_signal_fn fn,
 */
 static int l_watch(lua_State *L) {
   loom_host *H = loom__host(L);
-  int signum = (int)luaL_checkinteger(L, 1);
+  int signum = (int)loom__checkinteger(L, 1, "signal.on");
   int err;
   const char *name = loom__signal_name(signum);
   loom_sigwatch *w;
   loom_sigslot *s;
-  luaL_argcheck(L, name != NULL, 1, "unknown signal");
-  luaL_checktype(L, 2, LUA_TFUNCTION);
+  if (name == NULL) loom__argerror(L, 1, "signal.on", "unknown signal");
+  loom__checktype(L, 2, "signal.on", LUA_TFUNCTION);
   w = loom__handle_new(L, H, &watch_class, sizeof *w, 0);
   w->closed = 1;  /* until linked */
   w->fn_ref = w->self_ref = LUA_NOREF;
   s = slot_of(H, signum, &err);
   if (s == NULL)
-    return luaL_error(L, "cannot watch %s: %s", name, uv_strerror(err));
+    return loom__errorf(L, "cannot watch %s: %s", name, uv_strerror(err));
   lua_pushvalue(L, 2);
   w->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pushvalue(L, -1);

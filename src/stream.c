@@ -151,7 +151,7 @@ loom_stream *loom__checkstream(lua_State *L, int idx) {
 
 static loom_host *shost(lua_State *L, loom_stream *s) {
   loom_host *H = host_of(s);
-  if (H == NULL) luaL_error(L, "loom: the host of this stream is closed");
+  if (H == NULL) loom__errorf(L, "loom: the host of this stream is closed");
   return H;
 }
 
@@ -255,7 +255,7 @@ static int wait_data(lua_State *L, loom_stream *s, const char *name,
   if (s->rerr) return loom__fail(L, "read from", s->name, s->rerr);
   if (s->eof) return loom__fail(L, "read from", s->name, UV_EOF);
   if (s->readers != NULL)
-    return luaL_error(L, "%s: another task is reading this stream", name);
+    return loom__errorf(L, "%s: another task is reading this stream", name);
   H = shost(L, s);
   t = loom__enter(L, H, name);
   start_reading(s, 1);  /* a reader waits: past the limit if need be */
@@ -268,9 +268,13 @@ static int wait_data(lua_State *L, loom_stream *s, const char *name,
 /*
 ** The stream at 1 for reads, writes and flush, which report a closed
 ** stream as a failure value (nil, msg, "ECANCELED") rather than raising.
+** They suspend, so they raise outside a task, even when they would not
+** have waited.
 */
-static loom_stream *io_stream(lua_State *L) {
-  return loom__tostream(L, 1);
+static loom_stream *io_stream(lua_State *L, const char *fname) {
+  loom_stream **box = loom__checkobject_as(L, 1, &stream_class, fname);
+  loom__current(L, loom__host(L), fname);
+  return *box;
 }
 
 /* Continuations check the task may go on; the stream is at 1. */
@@ -284,12 +288,16 @@ static loom_stream *resumed(lua_State *L) {
 static int read_k(lua_State *L, int status, lua_KContext ctx);
 
 static int read_body(lua_State *L, loom_stream *s) {
-  lua_Integer n = luaL_optinteger(L, 2, 0);
+  lua_Integer n = lua_isnil(L, 2) ? -1 : lua_tointeger(L, 2);
+  if (n == 0) {  /* as read_exactly(0): nothing to wait for */
+    lua_pushliteral(L, "");
+    return 1;
+  }
   if (s->len > 0) {
     take(L, s, n > 0 && (size_t)n < s->len ? (size_t)n : s->len);
     return 1;
   }
-  return wait_data(L, s, "read", read_k);
+  return wait_data(L, s, "stream:read", read_k);
 }
 
 static int read_k(lua_State *L, int status, lua_KContext ctx) {
@@ -300,9 +308,9 @@ static int read_k(lua_State *L, int status, lua_KContext ctx) {
 
 /* s:read([n]) (suspends): up to n bytes, or whatever there is */
 static int s_read(lua_State *L) {
-  loom_stream *s = io_stream(L);
-  lua_Integer n = luaL_optinteger(L, 2, 0);
-  luaL_argcheck(L, n >= 0, 2, "size must be non-negative");
+  loom_stream *s = io_stream(L, "stream:read");
+  lua_Integer n = loom__optinteger(L, 2, "stream:read", 0);
+  if (n < 0) loom__argerror(L, 2, "stream:read", "size must be non-negative");
   lua_settop(L, 2);
   if (s == NULL) return fail_closed(L, NULL);
   return read_body(L, s);
@@ -317,7 +325,7 @@ static int exactly_body(lua_State *L, loom_stream *s) {
     take(L, s, n);
     return 1;
   }
-  r = wait_data(L, s, "read_exactly", exactly_k);
+  r = wait_data(L, s, "stream:read_exactly", exactly_k);
   if (r == 3 && s->len > 0 && (s->eof || s->rerr)) {
     take(L, s, s->len);  /* the partial data, as 4th value */
     return 4;
@@ -334,9 +342,10 @@ static int exactly_k(lua_State *L, int status, lua_KContext ctx) {
 
 /* s:read_exactly(n) (suspends) */
 static int s_read_exactly(lua_State *L) {
-  loom_stream *s = io_stream(L);
-  lua_Integer n = luaL_checkinteger(L, 2);
-  luaL_argcheck(L, n >= 0, 2, "size must be non-negative");
+  loom_stream *s = io_stream(L, "stream:read_exactly");
+  lua_Integer n = loom__checkinteger(L, 2, "stream:read_exactly");
+  if (n < 0)
+    loom__argerror(L, 2, "stream:read_exactly", "size must be non-negative");
   lua_settop(L, 2);
   if (s == NULL) return fail_closed(L, NULL);
   return exactly_body(L, s);
@@ -374,7 +383,7 @@ static int until_body(lua_State *L, loom_stream *s, int line) {
       break;
     }
     drop(s, s->len);
-    r = wait_data(L, s, "read_line", until_k);
+    r = wait_data(L, s, "stream:read_line", until_k);
     if (r == 3 && (s->eof || s->rerr)) s->skipline = 0;
     return r;
   }
@@ -391,7 +400,8 @@ static int until_body(lua_State *L, loom_stream *s, int line) {
     return 1;
   }
   if (line && s->len > s->line_limit) goto too_long;
-  r = wait_data(L, s, line ? "read_line" : "read_until", until_k);
+  r = wait_data(L, s, line ? "stream:read_line" : "stream:read_until",
+                until_k);
   if (r == 3 && s->len > 0 && (s->eof || s->rerr)) {
     if (line) {  /* the last line, without its end */
       lua_settop(L, 2);
@@ -424,9 +434,11 @@ static int until_k(lua_State *L, int status, lua_KContext ctx) {
 
 /* s:read_until(sep) (suspends) */
 static int s_read_until(lua_State *L) {
-  loom_stream *s = io_stream(L);
-  luaL_checkstring(L, 2);
-  luaL_argcheck(L, lua_rawlen(L, 2) > 0, 2, "separator must not be empty");
+  loom_stream *s = io_stream(L, "stream:read_until");
+  size_t sl;
+  loom__checklstring(L, 2, "stream:read_until", &sl);
+  if (sl == 0)
+    loom__argerror(L, 2, "stream:read_until", "separator must not be empty");
   lua_settop(L, 2);
   if (s == NULL) return fail_closed(L, NULL);
   lua_pushboolean(L, 0);
@@ -435,7 +447,7 @@ static int s_read_until(lua_State *L) {
 
 /* s:read_line() (suspends) */
 static int s_read_line(lua_State *L) {
-  loom_stream *s = io_stream(L);
+  loom_stream *s = io_stream(L, "stream:read_line");
   lua_settop(L, 1);
   if (s == NULL) return fail_closed(L, NULL);
   lua_pushliteral(L, "\n");
@@ -451,7 +463,7 @@ static int all_body(lua_State *L, loom_stream *s) {
     take(L, s, s->len);
     return 1;
   }
-  r = wait_data(L, s, "read_all", all_k);
+  r = wait_data(L, s, "stream:read_all", all_k);
   if (r == 3 && s->len > 0 && s->rerr) {  /* an error: partial data 4th */
     take(L, s, s->len);
     return 4;
@@ -468,7 +480,7 @@ static int all_k(lua_State *L, int status, lua_KContext ctx) {
 
 /* s:read_all() (suspends): everything to EOF */
 static int s_read_all(lua_State *L) {
-  loom_stream *s = io_stream(L);
+  loom_stream *s = io_stream(L, "stream:read_all");
   lua_settop(L, 1);
   if (s == NULL) return fail_closed(L, NULL);
   return all_body(L, s);
@@ -561,7 +573,7 @@ static int write_all(lua_State *L, loom_stream *s) {
   int top = lua_gettop(L), i, first = 2;
   for (i = 2; i <= top; i++) {
     if (lua_type(L, i) != LUA_TSTRING && lua_type(L, i) != LUA_TNUMBER)
-      luaL_typeerror(L, i, "string");
+      loom__typeerror(L, i, "stream:write", "string");
     lua_tostring(L, i);  /* numbers become strings in place */
   }
   while (first <= top) {
@@ -610,7 +622,7 @@ static int write_wait(lua_State *L, loom_stream *s) {
   if (s->closed) return fail_closed(L, s);
   if (s->werr) return loom__fail(L, "write to", s->name, s->werr);
   if (uv_stream_get_write_queue_size(&s->u.s) > s->hwm) {
-    loom_task *t = loom__enter(L, shost(L, s), "write");
+    loom_task *t = loom__enter(L, shost(L, s), "stream:write");
     loom__list_wait(&s->writers, t);
     lua_pushlightuserdata(L, &loom__tag);
     return lua_yieldk(L, 1, (lua_KContext)0, write_k);
@@ -629,7 +641,7 @@ static int write_k(lua_State *L, int status, lua_KContext ctx) {
 
 /* s:write(data, ...) (suspends while over the high-water mark) */
 static int s_write(lua_State *L) {
-  loom_stream *s = io_stream(L);
+  loom_stream *s = io_stream(L, "stream:write");
   int r;
   if (s == NULL || s->closed) return fail_closed(L, s);
   if (s->werr) return loom__fail(L, "write to", s->name, s->werr);
@@ -649,7 +661,7 @@ static int flush_body(lua_State *L, loom_stream *s) {
   if (s->closed) return fail_closed(L, s);
   if (s->werr) return loom__fail(L, "write to", s->name, s->werr);
   if (s->pending > 0) {
-    loom_task *t = loom__enter(L, shost(L, s), "flush");
+    loom_task *t = loom__enter(L, shost(L, s), "stream:flush");
     loom__list_wait(&s->writers, t);
     lua_pushlightuserdata(L, &loom__tag);
     return lua_yieldk(L, 1, (lua_KContext)0, flush_k);
@@ -667,7 +679,7 @@ static int flush_k(lua_State *L, int status, lua_KContext ctx) {
 
 /* s:flush() (suspends until everything written went to the kernel) */
 static int s_flush(lua_State *L) {
-  loom_stream *s = io_stream(L);
+  loom_stream *s = io_stream(L, "stream:flush");
   lua_settop(L, 1);
   if (s == NULL) return fail_closed(L, NULL);
   return flush_body(L, s);
@@ -702,16 +714,18 @@ static void shutdown_cb(uv_shutdown_t *req, int status) {
 
 /* s:shutdown() (suspends): end of writes, after the pending ones */
 static int s_shutdown(lua_State *L) {
-  loom_stream *s = loom__checkstream(L, 1);
+  loom_stream *s = loom__checkhandle_as(L, 1, &stream_class,
+                                        "stream:shutdown");
   shutdown_req *r;
   int err;
+  loom__current(L, shost(L, s), "stream:shutdown");
   if (s->shut) {
     lua_pushboolean(L, 1);
     return 1;
   }
-  loom__enter(L, shost(L, s), "shutdown");
+  loom__enter(L, shost(L, s), "stream:shutdown");
   r = malloc(sizeof *r);
-  if (r == NULL) return luaL_error(L, "loom: not enough memory");
+  if (r == NULL) return loom__nomem(L);
   err = uv_shutdown(&r->req, &s->u.s, shutdown_cb);
   if (err != 0) {
     free(r);
@@ -746,18 +760,21 @@ static int push_addr(lua_State *L, loom_stream *s, int peer) {
 }
 
 static int s_peer(lua_State *L) {
-  return push_addr(L, loom__checkstream(L, 1), 1);
+  return push_addr(L, loom__checkhandle_as(L, 1, &stream_class,
+                                           "stream:peer"), 1);
 }
 
 static int s_address(lua_State *L) {
-  return push_addr(L, loom__checkstream(L, 1), 0);
+  return push_addr(L, loom__checkhandle_as(L, 1, &stream_class,
+                                           "stream:address"), 0);
 }
 
 static int s_nodelay(lua_State *L) {
-  loom_stream *s = loom__checkstream(L, 1);
+  loom_stream *s = loom__checkhandle_as(L, 1, &stream_class,
+                                        "stream:nodelay");
   int r;
   if (s->kind != LOOM_STREAM_TCP)
-    return luaL_error(L, "nodelay: not a TCP stream");
+    return loom__errorf(L, "stream:nodelay: not a TCP stream");
   r = uv_tcp_nodelay(&s->u.tcp, lua_toboolean(L, 2));
   if (r != 0) return loom__fail(L, "nodelay on", s->name, r);
   lua_pushboolean(L, 1);
@@ -765,27 +782,53 @@ static int s_nodelay(lua_State *L) {
 }
 
 static int s_keepalive(lua_State *L) {
-  loom_stream *s = loom__checkstream(L, 1);
+  loom_stream *s = loom__checkhandle_as(L, 1, &stream_class,
+                                        "stream:keepalive");
   int on = lua_toboolean(L, 2), r;
-  lua_Integer delay = luaL_optinteger(L, 3, 60);
+  lua_Integer delay = loom__optinteger(L, 3, "stream:keepalive", 60);
   if (s->kind != LOOM_STREAM_TCP)
-    return luaL_error(L, "keepalive: not a TCP stream");
-  luaL_argcheck(L, delay > 0, 3, "delay must be a positive number");
+    return loom__errorf(L, "stream:keepalive: not a TCP stream");
+  if (delay <= 0)
+    loom__argerror(L, 3, "stream:keepalive", "delay must be positive");
   r = uv_tcp_keepalive(&s->u.tcp, on, (unsigned)delay);
   if (r != 0) return loom__fail(L, "keepalive on", s->name, r);
   lua_pushboolean(L, 1);
   return 1;
 }
 
+/*
+** Field 'k' of the options at 2: a limit in bytes, a positive integer
+** (there is no "no limit"); 'def' when the field is absent.
+*/
+static size_t limit_field(lua_State *L, const char *k, size_t def) {
+  lua_Integer n;
+  int isint;
+  if (lua_getfield(L, 2, k) == LUA_TNIL) {
+    lua_pop(L, 1);
+    return def;
+  }
+  n = lua_tointegerx(L, -1, &isint);
+  if (!isint || n <= 0 || lua_type(L, -1) != LUA_TNUMBER) {
+    const char *got = lua_type(L, -1) == LUA_TNUMBER
+                      ? loom__shownumber(L, -1) : luaL_typename(L, -1);
+    loom__argerror(L, 2, "stream:limits", lua_pushfstring(L,
+                   "%s must be a positive integer, got %s", k, got));
+  }
+  lua_pop(L, 1);
+  return (size_t)n;
+}
+
 /* s:limits{high_water = , line = } : the stream's limits (bytes) */
 static int s_limits(lua_State *L) {
-  loom_stream *s = loom__checkstream(L, 1);
+  loom_stream *s = loom__checkhandle_as(L, 1, &stream_class,
+                                        "stream:limits");
   if (!lua_isnoneornil(L, 2)) {
-    luaL_checktype(L, 2, LUA_TTABLE);
-    if (lua_getfield(L, 2, "high_water") != LUA_TNIL)
-      s->hwm = (size_t)luaL_checkinteger(L, -1);
-    if (lua_getfield(L, 2, "line") != LUA_TNIL)
-      s->line_limit = (size_t)luaL_checkinteger(L, -1);
+    size_t hwm, line;
+    loom__checktype(L, 2, "stream:limits", LUA_TTABLE);
+    hwm = limit_field(L, "high_water", s->hwm);
+    line = limit_field(L, "line", s->line_limit);
+    s->hwm = hwm;  /* both checked before either changes */
+    s->line_limit = line;
   }
   lua_pushinteger(L, (lua_Integer)s->hwm);
   lua_pushinteger(L, (lua_Integer)s->line_limit);

@@ -24,23 +24,33 @@ static loom_future *tofuture_up(lua_State *L, int idx) {
   return f != NULL ? f : loom__toobject(L, idx, &future_class);
 }
 
-static loom_future *checkfuture(lua_State *L, int idx, const char *what) {
+/*
+** "future:m" or "task:m": the name of method 'm' as the user calls it,
+** after the receiver at 1 (a method both have).
+*/
+#define MNAME(L, m) \
+  (loom__toobject(L, 1, &future_class) != NULL ? "future:" m : "task:" m)
+
+static loom_future *checkfuture(lua_State *L, int idx, const char *what,
+                                const char *fname) {
   loom_future *f = tofuture_up(L, idx);
-  if (f == NULL) {
-    const char *msg = lua_pushfstring(L, "%s expected, got %s", what,
-                                      luaL_typename(L, idx));
-    luaL_argerror(L, idx, msg);
-  }
+  if (f == NULL) loom__typeerror(L, idx, fname, what);
   if (loom__fhost(f) == NULL)
-    luaL_error(L, "loom: the host of this %s is closed",
-               f->is_task ? "task" : "future");
+    loom__errorf(L, "loom: the host of this %s is closed",
+                 f->is_task ? "task" : "future");
   return f;
 }
 
-static loom_task *checktask(lua_State *L, int idx) {
-  loom_task *t = loom__checkobject(L, idx, &task_class);
+/* A Future, not a task: for what only the owner of a future may do. */
+static loom_future *checkownfuture(lua_State *L, const char *fname) {
+  loom__checkobject_as(L, 1, &future_class, fname);
+  return checkfuture(L, 1, "loom.future", fname);  /* and its host */
+}
+
+static loom_task *checktask(lua_State *L, int idx, const char *fname) {
+  loom_task *t = loom__checkobject_as(L, idx, &task_class, fname);
   if (loom__fhost(&t->f) == NULL)
-    luaL_error(L, "loom: the host of this task is closed");
+    loom__errorf(L, "loom: the host of this task is closed");
   return t;
 }
 
@@ -70,11 +80,12 @@ static int await_k(lua_State *L, loom_host *H, loom_task *t) {
   return outcome(L, H, tofuture_up(L, 1));
 }
 
-static int await_future(lua_State *L, loom_host *H, loom_future *f) {
-  loom_task *t = loom__current(L, H, "loom.await");
-  if (f == &t->f) luaL_error(L, "loom.await: a task cannot await itself");
+static int await_future(lua_State *L, loom_host *H, loom_future *f,
+                        const char *fname) {
+  loom_task *t = loom__current(L, H, fname);
+  if (f == &t->f) loom__errorf(L, "%s: a task cannot await itself", fname);
   if (f->state != FUT_PENDING) return outcome(L, H, f);
-  t = loom__enter(L, H, "loom.await");
+  t = loom__enter(L, H, fname);
   loom__link_waiter(f, t);
   t->wait = WAIT_AWAIT;
   return loom__suspend(L, await_k);
@@ -82,17 +93,17 @@ static int await_future(lua_State *L, loom_host *H, loom_future *f) {
 
 static int l_await(lua_State *L) {
   loom_host *H = loom__host(L);
-  loom_future *f = checkfuture(L, 1, "Task or Future");
+  loom_future *f = checkfuture(L, 1, "Task or Future", "loom.await");
   lua_settop(L, 1);
-  return await_future(L, H, f);
+  return await_future(L, H, f, "loom.await");
 }
 
 static int l_spawn(lua_State *L) {
   loom_host *H = loom__host(L);
-  luaL_checkany(L, 1);
+  loom__checkany(L, 1, "loom.spawn");
   if (lua_type(L, 1) != LUA_TFUNCTION
       && luaL_getmetafield(L, 1, "__call") == LUA_TNIL)
-    luaL_typeerror(L, 1, "function");
+    loom__typeerror(L, 1, "loom.spawn", "function");
   lua_settop(L, lua_gettop(L) - (lua_type(L, 1) != LUA_TFUNCTION ? 1 : 0));
   loom__spawn(L, H, lua_gettop(L) - 1);
   return 1;
@@ -111,7 +122,7 @@ static int l_future(lua_State *L) {
 
 /* core.state(x): "pending", "done", "failed" or "cancelled", quietly */
 static int l_state(lua_State *L) {
-  loom_future *f = checkfuture(L, 1, "Task or Future");
+  loom_future *f = checkfuture(L, 1, "Task or Future", "loom.state");
   static const char *const names[] = {"pending", "done", "failed",
                                       "cancelled"};
   lua_pushstring(L, names[f->state]);
@@ -150,10 +161,10 @@ static int l_yield(lua_State *L) {
 
 /* future:set_result(...) */
 static int f_set_result(lua_State *L) {
-  loom_future *f = checkfuture(L, 1, "Future");
+  loom_future *f = checkownfuture(L, "future:set_result");
   int n = lua_gettop(L) - 1;
   if (f->state != FUT_PENDING)
-    luaL_error(L, "future:set_result: the future is already done");
+    loom__errorf(L, "future:set_result: the future is already done");
   f->state = FUT_OK;
   f->nres = n;
   loom__store_values(L, 1, L, n);
@@ -163,10 +174,10 @@ static int f_set_result(lua_State *L) {
 
 /* future:set_error(e) */
 static int f_set_error(lua_State *L) {
-  loom_future *f = checkfuture(L, 1, "Future");
+  loom_future *f = checkownfuture(L, "future:set_error");
   lua_settop(L, 2);
   if (f->state != FUT_PENDING)
-    luaL_error(L, "future:set_error: the future is already done");
+    loom__errorf(L, "future:set_error: the future is already done");
   f->state = loom__is_cancelled(L, loom__fhost(f), 2) ? FUT_CANCELLED
                                                        : FUT_FAILED;
   f->nres = 1;
@@ -176,8 +187,9 @@ static int f_set_error(lua_State *L) {
 }
 
 static int f_cancel(lua_State *L) {
-  loom_future *f = checkfuture(L, 1, "Future");
-  const char *msg = luaL_optstring(L, 2, "future cancelled");
+  loom_future *f = checkownfuture(L, "future:cancel");
+  const char *msg = loom__optlstring(L, 2, "future:cancel",
+                                     "future cancelled", NULL);
   if (f->state != FUT_PENDING) {
     lua_pushboolean(L, 0);
     return 1;
@@ -192,38 +204,40 @@ static int f_cancel(lua_State *L) {
 }
 
 static int t_cancel(lua_State *L) {
-  loom_task *t = checktask(L, 1);
-  if (!lua_isnoneornil(L, 2)) luaL_checkstring(L, 2);
+  loom_task *t = checktask(L, 1, "task:cancel");
+  if (!lua_isnoneornil(L, 2)) loom__checklstring(L, 2, "task:cancel", NULL);
   lua_pushboolean(L, loom__cancel(L, loom__fhost(&t->f), t,
                                   lua_isnoneornil(L, 2) ? 0 : 2));
   return 1;
 }
 
 static int m_await(lua_State *L) {
-  loom_future *f = checkfuture(L, 1, "Task or Future");
+  const char *fname = MNAME(L, "await");
+  loom_future *f = checkfuture(L, 1, "Task or Future", fname);
   lua_settop(L, 1);
-  return await_future(L, loom__fhost(f), f);
+  return await_future(L, loom__fhost(f), f, fname);
 }
 
 static int m_done(lua_State *L) {
-  loom_future *f = checkfuture(L, 1, "Task or Future");
+  loom_future *f = checkfuture(L, 1, "Task or Future", MNAME(L, "done"));
   lua_pushboolean(L, f->state != FUT_PENDING);
   return 1;
 }
 
 static int m_cancelled(lua_State *L) {
-  loom_future *f = checkfuture(L, 1, "Task or Future");
+  loom_future *f = checkfuture(L, 1, "Task or Future",
+                               MNAME(L, "cancelled"));
   lua_pushboolean(L, f->state == FUT_CANCELLED);
   return 1;
 }
 
 static int m_result(lua_State *L) {
-  loom_future *f = checkfuture(L, 1, "Task or Future");
+  loom_future *f = checkfuture(L, 1, "Task or Future", MNAME(L, "result"));
   lua_settop(L, 1);
   if (f->state == FUT_PENDING)
-    luaL_error(L, "%s:result: the %s is not done",
-               f->is_task ? "task" : "future",
-               f->is_task ? "task" : "future");
+    loom__errorf(L, "%s:result: the %s is not done",
+                 f->is_task ? "task" : "future",
+                 f->is_task ? "task" : "future");
   loom__observe(L, f, 1);
   if (f->state == FUT_OK) return loom__push_value(L, f, 1);
   loom__push_value(L, f, 1);
@@ -231,28 +245,28 @@ static int m_result(lua_State *L) {
 }
 
 static int m_error(lua_State *L) {
-  loom_future *f = checkfuture(L, 1, "Task or Future");
+  loom_future *f = checkfuture(L, 1, "Task or Future", MNAME(L, "error"));
   if (f->state == FUT_OK || f->state == FUT_PENDING) return 0;
   loom__observe(L, f, 1);
   return loom__push_value(L, f, 1);
 }
 
 /* Adds callback 2 to the future at 1 (see loom__add_callback). */
-static int add_callback(lua_State *L, int quiet) {
-  loom_future *f = checkfuture(L, 1, "Task or Future");
-  luaL_checktype(L, 2, LUA_TFUNCTION);
+static int add_callback(lua_State *L, int quiet, const char *fname) {
+  loom_future *f = checkfuture(L, 1, "Task or Future", fname);
+  loom__checktype(L, 2, fname, LUA_TFUNCTION);
   lua_settop(L, 2);
   loom__add_callback(L, f, 1, 2, quiet);
   return 0;
 }
 
 static int m_on_done(lua_State *L) {
-  return add_callback(L, 0);
+  return add_callback(L, 0, MNAME(L, "on_done"));
 }
 
 /* core.watch(x, fn): x:on_done(fn) that leaves its error unobserved */
 static int l_watch(lua_State *L) {
-  return add_callback(L, 1);
+  return add_callback(L, 1, "loom.watch");
 }
 
 static int wait_done_k(lua_State *L, loom_host *H, loom_task *t) {
@@ -267,9 +281,9 @@ static int wait_done_k(lua_State *L, loom_host *H, loom_task *t) {
 */
 static int l_wait_done(lua_State *L) {
   loom_host *H = loom__host(L);
-  loom_future *f = checkfuture(L, 1, "Task or Future");
+  loom_future *f = checkfuture(L, 1, "Task or Future", "loom.shield");
   loom_task *t = loom__current(L, H, "loom.shield");
-  if (f == &t->f) luaL_error(L, "loom.shield: a task cannot await itself");
+  if (f == &t->f) loom__errorf(L, "loom.shield: a task cannot await itself");
   if (f->state != FUT_PENDING) return 0;
   t = loom__enter(L, H, "loom.shield");
   loom__link_waiter(f, t);
@@ -278,7 +292,7 @@ static int l_wait_done(lua_State *L) {
 }
 
 static int t_traceback(lua_State *L) {
-  loom_task *t = checktask(L, 1);
+  loom_task *t = checktask(L, 1, "task:traceback");
   loom_host *H = loom__fhost(&t->f);
   if (t == H->current) luaL_traceback(L, L, NULL, 1);
   else if (t->co != NULL) luaL_traceback(L, t->co, NULL, 0);
@@ -320,14 +334,16 @@ static int t_index(lua_State *L) {
   return 1;
 }
 
+/* task.name = s: a string, or nil for the default name */
 static int t_newindex(lua_State *L) {
-  const char *k = lua_tostring(L, 2);
+  const char *k = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : NULL;
   if (k == NULL || strcmp(k, "name") != 0)
-    luaL_error(L, "loom.task: cannot set field '%s' (only 'name')",
-               k ? k : luaL_typename(L, 2));
-  if (!lua_isnil(L, 3)) luaL_checkstring(L, 3);
+    loom__errorf(L, "loom.task: cannot set field '%s' (only 'name')",
+                 k ? k : luaL_typename(L, 2));
+  if (!lua_isnil(L, 3) && lua_type(L, 3) != LUA_TSTRING)
+    loom__errorf(L, "task.name: string expected, got %s",
+                 luaL_typename(L, 3));
   lua_settop(L, 3);
-  lua_tostring(L, 3);  /* a number becomes its text */
   loom__set_aux(L, 1, "name");
   return 0;
 }

@@ -9,7 +9,16 @@
 
 #include "internal.h"
 
-#define MAX_MS 4503599627370496.0  /* 2^52 ms: "forever" */
+/*
+** 2^52 ms, some 142,000 years: a duration this long or longer (math.huge
+** among them) is "never", and no timer is queued for it at all.  So a
+** deadline of math.huge never fires, even on the virtual clock (which
+** jumps to the next timer), and loom.sleep(math.huge) sleeps until the
+** task is cancelled: alone, it is a task nothing could wake, cancelled
+** as one that awaits a future nobody will set.
+*/
+#define MAX_MS 4503599627370496.0
+#define NEVER UINT64_MAX
 
 /*
 ** {====================================================================
@@ -17,22 +26,31 @@
 ** =====================================================================
 */
 
-double loom__checkduration(lua_State *L, int idx) {
-  double s = luaL_checknumber(L, idx);
+double loom__checkduration(lua_State *L, int idx, const char *fname) {
+  double s = loom__checknumber(L, idx, fname);
   if (!(s >= 0))  /* also catches NaN */
-    luaL_argerror(L, idx, lua_pushfstring(L,
-                  "duration must be a non-negative number, got %f", s));
+    loom__argerror(L, idx, fname, lua_pushfstring(L,
+                   "duration must be a non-negative number, got %s",
+                   loom__shownumber(L, idx)));
   return s;
 }
 
 /*
 ** Whole milliseconds, rounded up: a sleep never ends early.  The small
 ** slack keeps a duration computed as a difference of loom.now() values
-** (0.1000000000002) from costing a whole extra millisecond.
+** (0.1000000000002) from costing a whole extra millisecond.  NEVER for
+** one too long to ever end.
 */
 static uint64_t to_ms(double s) {
   double ms = ceil(s * 1000.0 - 1e-6);
-  return ms > MAX_MS ? (uint64_t)MAX_MS : (uint64_t)ms;
+  return ms >= MAX_MS ? NEVER : (uint64_t)ms;
+}
+
+/* Queues 'tm' to fire after 'ms' (none for NEVER); raises without memory. */
+static void timer_add(lua_State *L, loom_host *H, loom_timer *tm,
+                      uint64_t ms) {
+  tm->next = tm->prev = NULL;
+  if (ms != NEVER && loom__timer_add(H, tm, ms) != 0) loom__nomem(L);
 }
 
 static int sleep_k(lua_State *L, loom_host *H, loom_task *t) {
@@ -43,12 +61,12 @@ static int sleep_k(lua_State *L, loom_host *H, loom_task *t) {
 
 static int l_sleep(lua_State *L) {
   loom_host *H = loom__host(L);
-  double s = loom__checkduration(L, 1);
+  double s = loom__checkduration(L, 1, "loom.sleep");
   loom_task *t;
   if (s == 0) return loom__yield(L, H, "loom.sleep");
   t = loom__enter(L, H, "loom.sleep");
   t->u.sleep.kind = TIMER_SLEEP;
-  if (loom__timer_add(H, &t->u.sleep, to_ms(s)) != 0) return loom__nomem(L);
+  timer_add(L, H, &t->u.sleep, to_ms(s));
   t->wait = WAIT_SLEEP;
   return loom__suspend(L, sleep_k);
 }
@@ -63,7 +81,8 @@ static const loom_class deadline_class;
 
 /* deadline:close(), also __close and __gc */
 static int deadline_close(lua_State *L) {
-  loom_deadline *d = loom__checkobject(L, 1, &deadline_class);
+  loom_deadline *d = loom__checkobject_as(L, 1, &deadline_class,
+                                          "deadline:close");
   loom_host *H = d->hb != NULL ? loom__gen_host(d->hb, d->gen) : NULL;
   if (H != NULL) loom__timer_remove(H, &d->tm);
   d->hb = NULL;
@@ -71,7 +90,8 @@ static int deadline_close(lua_State *L) {
 }
 
 static int deadline_fired(lua_State *L) {
-  loom_deadline *d = loom__checkobject(L, 1, &deadline_class);
+  loom_deadline *d = loom__checkobject_as(L, 1, &deadline_class,
+                                          "deadline:fired");
   lua_pushboolean(L, d->fired);
   return 1;
 }
@@ -79,8 +99,9 @@ static int deadline_fired(lua_State *L) {
 /* core.deadline(s, name): opens a deadline for the running task */
 static int l_deadline(lua_State *L) {
   loom_host *H = loom__host(L);
-  const char *name = luaL_optstring(L, 2, "loom.timeout");
-  double s = loom__checkduration(L, 1);
+  const char *name = loom__optlstring(L, 2, "loom.timeout", "loom.timeout",
+                                      NULL);
+  double s = loom__checkduration(L, 1, name);
   loom_deadline *d;
   loom__current(L, H, name);
   d = loom__object_new(L, &deadline_class, sizeof *d, 1);
@@ -91,7 +112,7 @@ static int l_deadline(lua_State *L) {
   d->tm.kind = TIMER_DEADLINE;
   loom__push_task(L, H, d->t);
   lua_setiuservalue(L, -2, 1);
-  if (loom__timer_add(H, &d->tm, to_ms(s)) != 0) return loom__nomem(L);
+  timer_add(L, H, &d->tm, to_ms(s));
   return 1;
 }
 
@@ -157,15 +178,16 @@ static const loom_class alarm_class = {
 
 static int l_alarm(lua_State *L) {
   loom_host *H = loom__host(L);
-  double s = loom__checkduration(L, 1);
+  double s = loom__checkduration(L, 1, "alarm");
+  uint64_t ms = to_ms(s);
   loom_alarm *a;
-  luaL_checktype(L, 2, LUA_TFUNCTION);
+  loom__checktype(L, 2, "alarm", LUA_TFUNCTION);
   a = loom__handle_new(L, H, &alarm_class, sizeof *a, 0);
   uv_timer_init(H->loop, &a->h);
   a->h.data = a;
   lua_pushvalue(L, 2);
   a->ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  uv_timer_start(&a->h, alarm_cb, to_ms(s), 0);
+  if (ms != NEVER) uv_timer_start(&a->h, alarm_cb, ms, 0);
   uv_unref((uv_handle_t *)&a->h);
   return 1;
 }

@@ -14,7 +14,8 @@
 **
 ** Only nil, booleans, numbers, strings and tables of them cross; a
 ** function, userdata, thread or a table cycle is refused with the path
-** of the value ("arg 2 .config.cb").
+** of the value: loom.work's argument number and the path in it
+** ("bad argument #3 to 'loom.work' (.config.cb: a function ...)").
 */
 #include <stdlib.h>
 #include <string.h>
@@ -240,7 +241,9 @@ static int encode(encoder *e, int idx, int depth) {
 
 /*
 ** Encodes the 'n' values from 'first' into 'b', naming them "<label> i"
-** in errors.  Returns 1, or 0 with the error message pushed.
+** in errors ('label' NULL: by their path in the value alone).  Returns
+** 0, or with the error message pushed the position (1..n) of the value
+** that could not be copied, -1 when memory ran out.
 */
 static int encode_values(lua_State *L, buffer *b, int first, int n,
                          const char *label) {
@@ -249,7 +252,7 @@ static int encode_values(lua_State *L, buffer *b, int first, int n,
   lua_Integer count = n;
   if (!buf_add(b, &count, sizeof count)) {
     lua_pushliteral(L, "not enough memory");
-    return 0;
+    return -1;
   }
   memset(&e, 0, sizeof e);
   e.L = L;
@@ -257,19 +260,24 @@ static int encode_values(lua_State *L, buffer *b, int first, int n,
   lua_newtable(L);
   e.seen = lua_gettop(L);
   for (i = 0; i < n && ok; i++) {
-    e.pathlen = (size_t)snprintf(e.path, sizeof e.path, "%s %d ", label,
-                                 i + 1);
+    e.pathlen = label == NULL ? 0 : (size_t)snprintf(e.path, sizeof e.path,
+                                                     "%s %d ", label, i + 1);
+    e.path[e.pathlen] = '\0';
     ok = encode(&e, first + i, 0);
   }
   lua_remove(L, e.seen);
-  if (ok) return 1;
+  if (ok) return 0;
   if (e.pathlen > 0 && e.path[e.pathlen - 1] == ' ')
-    e.path[--e.pathlen] = '\0';  /* "arg 2", not "arg 2 " */
-  if (e.error == NULL) lua_pushliteral(L, "not enough memory");
-  else if (e.what != NULL)
-    lua_pushfstring(L, "%s: a %s %s", e.path, e.what, e.error);
-  else lua_pushfstring(L, "%s: %s", e.path, e.error);
-  return 0;
+    e.path[--e.pathlen] = '\0';  /* "result 2", not "result 2 " */
+  if (e.error == NULL) {
+    lua_pushliteral(L, "not enough memory");
+    return -1;
+  }
+  lua_pushfstring(L, "%s%s", e.path, e.pathlen > 0 ? ": " : "");
+  if (e.what != NULL) lua_pushfstring(L, "a %s %s", e.what, e.error);
+  else lua_pushstring(L, e.error);
+  lua_concat(L, 2);
+  return i;
 }
 
 typedef struct {
@@ -386,7 +394,7 @@ static void run_job(job *j, lua_State *W) {
   }
   if (lua_pcall(W, n, LUA_MULTRET, base + 1) != LUA_OK) {
     j->failed = 1;
-    if (!encode_values(W, &j->out, lua_gettop(W), 1, "error")) {
+    if (encode_values(W, &j->out, lua_gettop(W), 1, "error")) {
       const char *m = lua_tostring(W, -1);
       size_t len = strlen(m) + sizeof "loom.work: ";
       j->message = malloc(len);
@@ -395,7 +403,7 @@ static void run_job(job *j, lua_State *W) {
     return;
   }
   n = lua_gettop(W) - base - 1;
-  if (!encode_values(W, &j->out, base + 2, n, "result")) {
+  if (encode_values(W, &j->out, base + 2, n, "result")) {
     const char *m = lua_tostring(W, -1);
     size_t len = strlen(m) + sizeof "loom.work: ";
     j->message = malloc(len);
@@ -430,7 +438,7 @@ static int push_results(lua_State *L, void *ud) {
   n = decode_values(L, &j->out);
   if (n < 0) {
     job_free(j);
-    return luaL_error(L, "loom.work: the results could not be read");
+    return loom__errorf(L, "loom.work: the results could not be read");
   }
   if (j->failed) {
     job_free(j);
@@ -456,17 +464,18 @@ static void check_function(lua_State *L) {
   lua_Debug ar;
   const char *name;
   int i;
-  luaL_checktype(L, 1, LUA_TFUNCTION);
+  loom__checktype(L, 1, "loom.work", LUA_TFUNCTION);
   lua_pushvalue(L, 1);
   lua_getinfo(L, ">S", &ar);
   if (*ar.what == 'C')
-    luaL_argerror(L, 1, "a Lua function expected, not a C function");
+    loom__argerror(L, 1, "loom.work",
+                   "a Lua function expected, not a C function");
   for (i = 1; (name = lua_getupvalue(L, 1, i)) != NULL; i++) {
     lua_pop(L, 1);
     if (strcmp(name, "_ENV") != 0)
-      luaL_error(L, "loom.work: the function has upvalue '%s' (only _ENV "
-                    "is carried to the worker; pass values as arguments)",
-                 *name ? name : "?");
+      loom__errorf(L, "loom.work: the function has upvalue '%s' (only _ENV "
+                      "is carried to the worker; pass values as arguments)",
+                   *name ? name : "?");
   }
 }
 
@@ -475,21 +484,23 @@ static int l_work(lua_State *L) {
   loom_host *H = loom__host(L);
   int n = lua_gettop(L) - 1, r;
   job *j;
+  int bad;
   check_function(L);
   loom__enter(L, H, "loom.work");  /* raises here, before allocating */
   j = calloc(1, sizeof *j);
-  if (j == NULL) return luaL_error(L, "loom.work: not enough memory");
+  if (j == NULL) return loom__nomem(L);
   lua_pushvalue(L, 1);  /* lua_dump takes the function on top */
   r = lua_dump(L, writer, &j->code, 0);
   lua_pop(L, 1);
   if (r != 0) {
     job_free(j);
-    return luaL_error(L, "loom.work: not enough memory");
+    return loom__nomem(L);
   }
-  if (!encode_values(L, &j->args, 2, n, "arg")) {
-    lua_pushfstring(L, "loom.work: %s", lua_tostring(L, -1));
+  bad = encode_values(L, &j->args, 2, n, NULL);
+  if (bad != 0) {  /* the job's argument 'bad' is loom.work's 'bad + 1' */
     job_free(j);
-    return lua_error(L);
+    if (bad < 0) return loom__nomem(L);
+    return loom__argerror(L, bad + 1, "loom.work", lua_tostring(L, -1));
   }
   if (pool_of(H) == NULL) {
     job_free(j);
@@ -500,7 +511,7 @@ static int l_work(lua_State *L) {
   if (r != 0) {
     pool_unref(j->pool);
     job_free(j);
-    return luaL_error(L, "loom.work: %s", uv_strerror(r));
+    return loom__errorf(L, "loom.work: %s", uv_strerror(r));
   }
   /* after_cb runs on this thread, so not before this function returns */
   j->call = loom_call_new(L);

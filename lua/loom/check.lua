@@ -12,6 +12,7 @@ local core = ...
 local type, error, getmetatable, tostring = type, error, getmetatable,
   tostring
 local tointeger = math.tointeger
+local find = string.find
 local getinfo = debug.getinfo
 local current = core.current
 
@@ -75,6 +76,16 @@ end
 
 function M.string(v, n, fname)
   if type(v) ~= "string" then expected(v, "string", n, fname) end
+end
+
+--- cstring(v, n, fname): a string that goes to C as a C string, which
+-- ends at the first NUL: one with a NUL inside would mean another
+-- ("x\0y" is "x", "local\0host" is "local"), so it is refused.
+function M.cstring(v, n, fname)
+  if type(v) ~= "string" then expected(v, "string", n, fname) end
+  if find(v, "\0", 1, true) then
+    argerror(n, fname, "string contains a NUL")
+  end
 end
 
 function M.table(v, n, fname)

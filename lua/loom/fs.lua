@@ -11,7 +11,6 @@ local cfs = core.fs
 local type, error, ipairs, tostring, select = type, error, ipairs, tostring,
   select
 local math_type, tointeger, huge = math.type, math.tointeger, math.huge
-local find = string.find
 
 local M = {}
 
@@ -19,15 +18,8 @@ local check = core.check
 local argerror, check_string, check_opts, check_task =
   check.argerror, check.string, check.opts, check.task
 
--- A path goes to C as a C string, which ends at the first NUL: one with
--- a NUL inside would name another file ("x\0y" is "x"), so it is
--- refused.
-local function check_path(v, n, fname)
-  check_string(v, n, fname)
-  if find(v, "\0", 1, true) then
-    argerror(n, fname, "string contains a NUL")
-  end
-end
+-- A path goes to C as a C string: one with a NUL inside is refused.
+local check_path = check.cstring
 
 -- One-argument calls: checked, then straight to C.
 for _, name in ipairs { "stat", "lstat", "list", "readlink", "realpath",
@@ -208,10 +200,14 @@ function M.watch(path, opts)
 end
 
 local watcher = cfs.watcher_methods
+local watch_next = watcher._next
 
+--- watcher:events() (suspends): the iterator checks its receiver and the
+-- task at each step (C's watch_next).
 function watcher:events()
+  check_task("watcher:events")
   return function()
-    local p, change, code = self:_next()
+    local p, change, code = watch_next(self)
     if p == nil then
       if change ~= nil then error(change, 2) end  -- nil, msg, code
       return nil
@@ -225,6 +221,8 @@ end
 -- came from the thread pool: call again".
 
 local file = cfs.file_methods
+local file_read, file_read_line, file_read_all, file_write =
+  file._read, file._read_line, file._read_all, file._write
 
 local function again(f, ...)
   local a, b, c, d = f(...)
@@ -235,17 +233,17 @@ end
 
 function file:read(n)
   if n ~= nil and (math_type(n) ~= "integer" or n < 0) then
-    argerror(1, "read", "non-negative integer expected")
+    argerror(1, "file:read", "non-negative integer expected")
   end
-  return again(self._read, self, n)
+  return again(file_read, self, n)
 end
 
 function file:read_line()
-  return again(self._read_line, self)
+  return again(file_read_line, self)
 end
 
 function file:read_all()
-  return again(self._read_all, self)
+  return again(file_read_all, self)
 end
 
 function file:lines()
@@ -259,14 +257,15 @@ end
 
 --- file:write(data, ...): true, or nil, msg, code
 function file:write(...)
+  check_task("file:write")
   for i = 1, select("#", ...) do
     local data = select(i, ...)
     if type(data) == "number" then data = tostring(data) end
     if type(data) ~= "string" then
-      argerror(i, "write", "string expected, got " .. type(data))
+      argerror(i, "file:write", "string expected, got " .. type(data))
     end
     while #data > 0 do
-      local n, err, code = self:_write(data)
+      local n, err, code = file_write(self, data)
       if not n then return nil, err, code end
       data = n < #data and data:sub(n + 1) or ""
     end

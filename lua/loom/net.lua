@@ -17,8 +17,8 @@ local spawn, is_timeout, fail = core.spawn, core.is_timeout, core.fail
 local M = {}
 
 local check = core.check
-local argerror, check_string, check_callable, check_opts =
-  check.argerror, check.string, check.callable, check.opts
+local argerror, check_cstring, check_callable, check_opts =
+  check.argerror, check.cstring, check.callable, check.opts
 
 local function check_port(port, n, fname)
   if math_type(port) ~= "integer" or port < 0 or port > 65535 then
@@ -38,7 +38,7 @@ end
 
 --- net.resolve(host) (suspends): a list of address strings
 function M.resolve(host)
-  check_string(host, 1, "net.resolve")
+  check_cstring(host, 1, "net.resolve")
   return cnet.resolve(host)
 end
 
@@ -65,7 +65,7 @@ end
 
 --- net.connect(host, port [, {timeout =, nodelay = true}]) (suspends)
 function M.connect(host, port, opts)
-  check_string(host, 1, "net.connect")
+  check_cstring(host, 1, "net.connect")
   check_port(port, 2, "net.connect")
   opts = check_opts(opts, 3, "net.connect")
   check.task("net.connect")
@@ -93,7 +93,7 @@ end
 
 --- net.connect_unix(path) (suspends)
 function M.connect_unix(path)
-  check_string(path, 1, "net.connect_unix")
+  check_cstring(path, 1, "net.connect_unix")
   return cnet.pipe_connect(path)
 end
 
@@ -114,7 +114,7 @@ local hosts = { localhost = "127.0.0.1", ["*"] = "0.0.0.0", [""] = "0.0.0.0" }
 
 --- net.listen(host, port, handler [, {backlog =, reuseport =}]): a Server
 function M.listen(host, port, handler, opts)
-  check_string(host, 1, "net.listen")
+  check_cstring(host, 1, "net.listen")
   check_port(port, 2, "net.listen")
   check_callable(handler, 3, "net.listen")
   opts = check_opts(opts, 4, "net.listen")
@@ -135,7 +135,7 @@ end
 
 --- net.listen_unix(path, handler): a Server
 function M.listen_unix(path, handler, opts)
-  check_string(path, 1, "net.listen_unix")
+  check_cstring(path, 1, "net.listen_unix")
   check_callable(handler, 2, "net.listen_unix")
   opts = check_opts(opts, 3, "net.listen_unix")
   if opts.backlog ~= nil and math_type(opts.backlog) ~= "integer" then
@@ -147,7 +147,7 @@ end
 --- net.udp([host, port]): a UDP socket (bound when host is given)
 function M.udp(host, port)
   if host ~= nil then
-    check_string(host, 1, "net.udp")
+    check_cstring(host, 1, "net.udp")
     if port ~= nil then check_port(port, 2, "net.udp") end
     host = hosts[host] or host
   end

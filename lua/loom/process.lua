@@ -33,9 +33,7 @@ local argerror, check_task = check.argerror, check.task
 
 -- The number and the name of signal 'sig' (a name or a number).
 local function signum(sig, n, fname)
-  if type(sig) == "string" and find(sig, "\0", 1, true) then
-    argerror(n, fname, "string contains a NUL")
-  end
+  if type(sig) == "string" then check.cstring(sig, n, fname) end
   local num, name = csig.signum(sig)
   if not num then
     argerror(n, fname, "unknown signal '" .. tostring(sig) .. "'")
@@ -153,25 +151,25 @@ end
 --- p:wait() (suspends): code, nil when the child exited; nil, signal
 -- name when a signal ended it.  At once if it has already ended.
 function process_methods:wait()
-  return handle(self, "wait"):wait()
+  return handle(self, "process:wait"):wait()
 end
 
 --- p:kill([sig]): sends 'sig' (name or number, default "SIGTERM");
 -- true, or nil, msg, "ESRCH" when the child has already ended.
 function process_methods:kill(sig)
-  local h = handle(self, "kill")
-  return h:kill((signum(sig == nil and "SIGTERM" or sig, 1, "kill")))
+  local h = handle(self, "process:kill")
+  return h:kill((signum(sig == nil and "SIGTERM" or sig, 1, "process:kill")))
 end
 
 --- p:status(): nil while the child runs, else what :wait() returns.
 function process_methods:status()
-  return handle(self, "status"):status()
+  return handle(self, "process:status"):status()
 end
 
 --- p:close(): closes the pipes; the child goes on and is reaped when it
 -- ends.  Harmless the second time.
 function process_methods:close()
-  local h = handle(self, "close")
+  local h = handle(self, "process:close")
   if self.stdin then self.stdin:close() end
   if self.stdout then self.stdout:close() end
   if self.stderr then self.stderr:close() end

@@ -15,13 +15,15 @@
 local core = ...
 local csig = core.sig
 
-local error, pcall, tostring, select = error, pcall, tostring, select
+local error, pcall, tostring, select, type = error, pcall, tostring, select,
+  type
 local spawn, future, await = core.spawn, core.future, core.await
 
 local M = {}
 
 -- The number and the canonical name of signal 'sig', or raises.
 local function check_signal(sig, n, fname)
+  if type(sig) == "string" then core.check.cstring(sig, n, fname) end
   local num, name = csig.signum(sig)
   if not num or num == 0 then
     core.check.argerror(n, fname, "unknown signal '" .. tostring(sig) .. "'")
