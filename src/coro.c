@@ -107,8 +107,7 @@ static int propagate(lua_State *L, lua_KFunction k, lua_KContext ctx) {
     if (H != NULL && H->current != NULL) loom__unwait(H, H->current);
     return loom__boundary_error(L, "a loom call inside a coroutine");
   }
-  lua_pushlightuserdata(L, &loom__tag);
-  return lua_yieldk(L, 1, ctx, k);
+  return loom__wait(L, k, ctx);
 }
 
 /* Refuses to resume a coroutine that waits in a loom call for its task. */

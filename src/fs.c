@@ -1264,8 +1264,7 @@ static int w_next(lua_State *L) {
                           w->err);
   loom__list_wait(&w->waiters, loom__enter(L, loom__handle_host(&w->base),
                                            "watcher:events"));
-  lua_pushlightuserdata(L, &loom__tag);
-  return lua_yieldk(L, 1, 0, w_next_k);
+  return loom__wait(L, w_next_k, 0);
 }
 
 static int w_next_k(lua_State *L, int status, lua_KContext ctx) {

@@ -548,8 +548,7 @@ static int udp_recv_body(lua_State *L) {
     k->recving = 1;
   }
   loom__list_wait(&k->receivers, loom__enter(L, sock_host(k), "udp:recv"));
-  lua_pushlightuserdata(L, &loom__tag);
-  return lua_yieldk(L, 1, 0, udp_recv_k);
+  return loom__wait(L, udp_recv_k, 0);
 }
 
 static int udp_recv_k(lua_State *L, int status, lua_KContext ctx) {

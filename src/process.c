@@ -259,8 +259,7 @@ static int wait_body(lua_State *L) {
   if (p->exited) return push_status(L, p);
   t = loom__enter(L, proc_host(p), "process:wait");
   loom__list_wait(&p->waiters, t);
-  lua_pushlightuserdata(L, &loom__tag);
-  return lua_yieldk(L, 1, 0, wait_k);
+  return loom__wait(L, wait_k, 0);
 }
 
 static int wait_k(lua_State *L, int status, lua_KContext ctx) {

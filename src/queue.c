@@ -184,8 +184,7 @@ static int wait_on(lua_State *L, loom_queue *q, loom_task **list,
   loom_host *H = qhost(L, q);
   loom_task *t = loom__enter(L, H, name);
   loom__list_wait(list, t);
-  lua_pushlightuserdata(L, &loom__tag);
-  return lua_yieldk(L, 1, (lua_KContext)q, k);
+  return loom__wait(L, k, (lua_KContext)q);
 }
 
 /*
@@ -198,10 +197,7 @@ static void resumed(lua_State *L, loom_queue *q, loom_task **list,
   loom_host *H = loom__gen_host(q->hb, q->gen);
   loom_task *t;
   if (H == NULL) loom__errorf(L, "loom: the host is closed");
-  t = H->current;
-  if (t == NULL)
-    loom__errorf(L, "loom: a coroutine suspended in a loom call was "
-                    "resumed outside its task");
+  t = loom__resumed(L, H);
   if (t->throwing) {
     if (t->woken && still_holds) loom__list_wake(H, list);
     t->woken = 0;

@@ -1154,10 +1154,10 @@ loom_task *loom__list_resumed(lua_State *L, loom_host *H) {
 */
 loom_task *loom__resumed(lua_State *L, loom_host *H) {
   if (H == NULL) H = loom__host_of_state(L);
-  if (H == NULL) luaL_error(L, "loom: the host is closed");
+  if (H == NULL) loom__errorf(L, "loom: the host is closed");
   if (H->current == NULL)
-    luaL_error(L, "loom: a coroutine suspended in a loom call was resumed "
-                  "outside its task");
+    loom__errorf(L, "loom: a coroutine suspended in a loom call was "
+                    "resumed outside its task");
   return H->current;
 }
 

@@ -261,8 +261,7 @@ static int wait_data(lua_State *L, loom_stream *s, const char *name,
   start_reading(s, 1);  /* a reader waits: past the limit if need be */
   if (s->rerr) return loom__fail(L, "read from", s->name, s->rerr);
   loom__list_wait(&s->readers, t);
-  lua_pushlightuserdata(L, &loom__tag);
-  return lua_yieldk(L, 1, (lua_KContext)0, k);
+  return loom__wait(L, k, (lua_KContext)0);
 }
 
 /*
@@ -624,8 +623,7 @@ static int write_wait(lua_State *L, loom_stream *s) {
   if (uv_stream_get_write_queue_size(&s->u.s) > s->hwm) {
     loom_task *t = loom__enter(L, shost(L, s), "stream:write");
     loom__list_wait(&s->writers, t);
-    lua_pushlightuserdata(L, &loom__tag);
-    return lua_yieldk(L, 1, (lua_KContext)0, write_k);
+    return loom__wait(L, write_k, (lua_KContext)0);
   }
   lua_pushboolean(L, 1);
   return 1;
@@ -663,8 +661,7 @@ static int flush_body(lua_State *L, loom_stream *s) {
   if (s->pending > 0) {
     loom_task *t = loom__enter(L, shost(L, s), "stream:flush");
     loom__list_wait(&s->writers, t);
-    lua_pushlightuserdata(L, &loom__tag);
-    return lua_yieldk(L, 1, (lua_KContext)0, flush_k);
+    return loom__wait(L, flush_k, (lua_KContext)0);
   }
   lua_pushboolean(L, 1);
   return 1;
