@@ -5,6 +5,7 @@
 ** until every task and handle are done.  Exit status: 0, or 1 when an
 ** error went uncaught, or 130 when Ctrl-C ended the main task.
 */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -379,25 +380,85 @@ static int spawn_main(lua_State *L, loom_host *H, char **argv, int argc,
 ** Ctrl-C is a default watcher of signal.c: it acts only while the
 ** script does not watch SIGINT itself (signal.on, signal.wait), so a
 ** script can take Ctrl-C over, as a 'SIGINT' listener does in Node.
+** The loop sees a signal only once the running task suspends, so the
+** binary's own handler also interrupts a task that does not, as lua.c
+** interrupts a loop (see on_sigint).
 */
 static int sigint_count;
 
 /*
 ** The first Ctrl-C cancels the main task, so its <close> variables and
 ** pcall cleanup run; the second (or one after the main task is done)
-** exits at once with the status a shell gives to SIGINT.
+** exits at once with the status a shell gives to SIGINT.  A main task
+** that the interrupt made fail (see on_sigint) is done already: the run
+** ends as after any error, the error reported, with status 130.
 */
 static void sigint_cb(loom_host *H, int signum, void *ud) {
   lua_State *L = loom_state(H);
   int cancelled = 0;
   (void)signum; (void)ud;
   if (sigint_count++ == 0 && loom_push_main(H) == LOOM_OK) {
+    int state = loom_task_state(H, -1);
     cancelled = loom_cancel(H, -1, "interrupted") == 1;
+    if (state == LOOM_TASK_FAILED && loom_interrupt(H, 0) > 0) cancelled = 1;
     lua_pop(L, 1);
   }
+  loom_interrupt(H, 0);  /* no task runs: drops an interrupt that waits */
   if (cancelled) return;
   fflush(stdout);
   _exit(130);
+}
+
+/*
+** The process's SIGINT handler.  libuv's own (which wakes the loop, for
+** sigint_cb) was installed when loom_set_signal_fn started watching
+** SIGINT; this one replaces it and calls it, so the loop sees every
+** signal.  libuv installs its handler only for the first watcher of a
+** signal in the process, and the default keeps watching SIGINT for the
+** whole run, so the chain stays in place.
+**
+** The loop sees a signal only between tasks.  So the handler also
+** interrupts the running task (loom_interrupt), which raises
+** "interrupted!" if it keeps the loop from running for GRACE_MS of CPU
+** time: a task that suspends soon is left alone and Ctrl-C acts as
+** ever (the main task is cancelled, or a script's watcher gets it);
+** one that loops forever is stopped with a traceback.  A second Ctrl-C
+** while the first waits for its task interrupts at once.  Once an
+** interrupt was raised, the next Ctrl-C exits at once: a loop whose
+** pcall caught the interrupt cannot hold the process (lua.c's second
+** Ctrl-C kills it likewise).
+*/
+#define GRACE_MS 500
+
+static loom_host *sigint_host;
+static struct sigaction libuv_sigint;
+
+static void on_sigint(int signum, siginfo_t *info, void *context) {
+  int saved = errno;
+  if (loom_interrupt(sigint_host, GRACE_MS) > 0) _exit(130);
+  errno = saved;
+  if (libuv_sigint.sa_flags & SA_SIGINFO)
+    libuv_sigint.sa_sigaction(signum, info, context);
+  else if (libuv_sigint.sa_handler != SIG_DFL
+           && libuv_sigint.sa_handler != SIG_IGN)
+    libuv_sigint.sa_handler(signum);
+}
+
+/* Sets up Ctrl-C (after the loop's watcher), or undoes it ('on' 0). */
+static void handle_sigint(loom_host *H, int on) {
+  struct sigaction sa;
+  if (!on) {
+    if (sigint_host != NULL) sigaction(SIGINT, &libuv_sigint, NULL);
+    sigint_host = NULL;
+    return;
+  }
+  if (loom_set_signal_fn(H, SIGINT, sigint_cb, NULL) != LOOM_OK) return;
+  if (sigaction(SIGINT, NULL, &libuv_sigint) != 0) return;
+  sa = libuv_sigint;
+  sa.sa_sigaction = on_sigint;
+  sa.sa_flags = (libuv_sigint.sa_flags & ~SA_RESETHAND) | SA_SIGINFO;
+  sigint_host = H;
+  if (sigaction(SIGINT, &sa, NULL) != 0) sigint_host = NULL;
 }
 
 /* }==================================================================== */
@@ -406,14 +467,15 @@ static void sigint_cb(loom_host *H, int signum, void *ud) {
 /*
 ** The exit status once the run is over ('status': 0, or 1 when an
 ** error was reported).  After Ctrl-C it is 130 however the main task
-** ended (a script that catches the cancellation and returns was still
-** interrupted, as asyncio re-raises KeyboardInterrupt).  A main task
-** that nothing could ever wake was cancelled: say where it waited.
+** ended (a script that catches the cancellation or the interrupt and
+** returns was still interrupted, as asyncio re-raises
+** KeyboardInterrupt).  A main task that nothing could ever wake was
+** cancelled: say where it waited.
 */
 static int exit_status(loom_host *H, int status) {
   lua_State *L = loom_state(H);
   int state;
-  if (sigint_count > 0) return 130;
+  if (sigint_count > 0 || loom_interrupt(H, 0) > 0) return 130;
   if (loom_push_main(H) != LOOM_OK) return status;
   state = loom_task_state(H, -1);
   if (state == LOOM_TASK_STALLED && loom_results(H, -1) == LOOM_EFAILED) {
@@ -465,7 +527,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   loom_set_error_fn(H, error_fn, NULL);
-  loom_set_signal_fn(H, SIGINT, sigint_cb, NULL);
+  handle_sigint(H, 1);
   status = loom_run(H) > 0 ? 1 : 0;
   status = exit_status(H, status);
   /*
@@ -476,6 +538,7 @@ int main(int argc, char **argv) {
   ** LOOM_CLOSE_AT_EXIT=1 closes it anyway (leak checking).
   */
   fflush(NULL);
+  handle_sigint(H, 0);
   if (getenv("LOOM_CLOSE_AT_EXIT") != NULL) loom_free(H);
   else exiting_host = H;
   return status;
