@@ -322,3 +322,116 @@ LOOM_API void loom_free(loom_host *H) {
 }
 
 /* }==================================================================== */
+
+
+/*
+** {====================================================================
+** Interrupts
+** =====================================================================
+*/
+
+#include <signal.h>
+#include <time.h>
+
+/* instructions between two looks at the clock during the grace */
+#define GRACE_CHECK_EVERY 1000
+
+/*
+** The interrupt waiting for its task, and how many were raised.  A
+** signal handler writes them, so they are plain volatile data of the
+** process (the host struct has no room for them): the grace, the loop
+** time when the interrupt came, whether the hook has started the grace
+** and the CPU time when it did.
+*/
+static volatile sig_atomic_t interrupt_pending, interrupts_raised;
+static volatile sig_atomic_t interrupt_grace, grace_started;
+static volatile uint64_t interrupt_loop_time;
+static uint64_t grace_cpu0;
+
+/* The CPU time of the calling thread (the loop's), in ms. */
+static uint64_t thread_cpu_ms(void) {
+  struct timespec ts;
+  if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0) return 0;
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/*
+** Whether a script watches SIGINT: an open signal watcher on the
+** host's list (a closed one describes itself "cancelled").
+*/
+static int sigint_watched(loom_host *H) {
+  loom_handle *h;
+  for (h = H->handles; h != NULL; h = h->next)
+    if (h->cls->describe != NULL && strcmp(h->cls->name, "loom.signal") == 0
+        && strcmp(h->cls->describe(h), "SIGINT") == 0)
+      return 1;
+  return 0;
+}
+
+/*
+** The hook that loom_interrupt sets on the running task's coroutine.
+** It first runs at the next instruction, then every GRACE_CHECK_EVERY
+** while the grace lasts; then it raises, as lua.c's 'lstop' does (with
+** no position: the error comes from no line of the script's).  The
+** interrupt is dropped once the loop has run since it came (the loop
+** time moved: the task suspended, and the loop saw the signal), and
+** when a script watches SIGINT.  On a coroutine that is not the
+** running task's (one that finished and went back to the pool) the
+** hook only removes itself.
+*/
+static void interrupt_hook(lua_State *L, lua_Debug *ar) {
+  loom_host *H = loom__host_of_state(L);
+  (void)ar;
+  if (!interrupt_pending || H == NULL || H->closed || H->current == NULL
+      || H->current->co != L || H->current->closing) {
+    lua_sethook(L, NULL, 0, 0);
+    return;
+  }
+  if (uv_now(H->loop) != interrupt_loop_time) {
+    interrupt_pending = 0;
+    lua_sethook(L, NULL, 0, 0);
+    return;
+  }
+  if (!grace_started) {
+    grace_started = 1;
+    grace_cpu0 = thread_cpu_ms();
+    if (interrupt_grace > 0) {
+      lua_sethook(L, interrupt_hook, LUA_MASKCOUNT, GRACE_CHECK_EVERY);
+      return;
+    }
+  }
+  if (thread_cpu_ms() - grace_cpu0 < (uint64_t)interrupt_grace) return;
+  interrupt_pending = 0;
+  lua_sethook(L, NULL, 0, 0);
+  if (sigint_watched(H)) return;
+  interrupts_raised++;
+  /* Lua turns hooks off while one runs and turns them back on when it
+  ** returns, or when a pcall catches what it raised; a coroutine that
+  ** this error ends keeps them off: it must not go back to the pool */
+  H->current->escaped = 1;
+  lua_pushliteral(L, "interrupted!");  /* the traceback says where */
+  lua_error(L);
+}
+
+LOOM_API int loom_interrupt(loom_host *H, int grace_ms) {
+  int before = (int)interrupts_raised;
+  loom_task *t;
+  if (H == NULL || H->closed) return before;
+  t = H->current;
+  if (t == NULL || t->co == NULL || t->closing) {
+    interrupt_pending = 0;  /* the loop runs: it sees the signal */
+    return before;
+  }
+  if (interrupt_pending && interrupt_loop_time == uv_now(H->loop)) {
+    interrupt_grace = 0;  /* again before the loop could run: at once */
+    return before;
+  }
+  interrupt_grace = grace_ms > 0 ? grace_ms : 0;
+  grace_started = 0;
+  interrupt_loop_time = uv_now(H->loop);
+  interrupt_pending = 1;
+  lua_sethook(t->co, interrupt_hook, LUA_MASKCOUNT, 1);
+  return before;
+}
+
+/* }==================================================================== */

@@ -294,6 +294,26 @@ typedef void (*loom_signal_fn)(loom_host *H, int signum, void *ud);
 LOOM_API int loom_set_signal_fn(loom_host *H, int signum, loom_signal_fn fn,
                                 void *ud);
 
+/*
+** Interrupts the task running at this moment if it does not let the
+** loop run, as Ctrl-C interrupts a loop in lua5.4: once it has run for
+** 'grace_ms' more of CPU time (0: at its next Lua instruction) without
+** suspending, it raises "interrupted!" where it is (an ordinary error:
+** it fails the task with a traceback; a pcall may catch it).  Nothing
+** is raised when no task runs, when the task suspends first (the loop
+** then handles the signal), or when by then a script watches SIGINT
+** (signal.on, signal.wait): it takes Ctrl-C over, as from the host's
+** default.  It is async-signal-safe, for a SIGINT handler chained with
+** libuv's (see the loom binary); called with no task running (from a
+** loop callback, say) it only drops an interrupt that waits; called
+** again while one waits for the same task, it raises at once.  It uses
+** the coroutine's debug hook (replacing one the script set); a loop in
+** a coroutine that the task resumes is interrupted once back in the
+** task.  Returns how many interrupts were raised before the call (in
+** the process).
+*/
+LOOM_API int loom_interrupt(loom_host *H, int grace_ms);
+
 /* The module entry point for require "loom". */
 LOOM_API int luaopen_loom(lua_State *L);
 

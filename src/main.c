@@ -1,10 +1,11 @@
 /*
 ** main.c: the loom binary.  Its command line follows lua5.4's; the
-** script's main chunk (after any -l and -e) runs as the main task, so
-** suspending calls work at top level.  The process lives until every
-** task and handle are done.  Exit status: 0, or 1 when an error went
-** uncaught, or 130 when Ctrl-C ended the main task.
+** script's main chunk (after LUA_INIT, -l and -e) runs as the main
+** task, so suspending calls work at top level.  The process lives
+** until every task and handle are done.  Exit status: 0, or 1 when an
+** error went uncaught, or 130 when Ctrl-C ended the main task.
 */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,9 +35,12 @@ static void usage(const char *badoption) {
           "usage: %s [options] [script [args]]\n"
           "Available options are:\n"
           "  -e stat   execute string 'stat'\n"
+          "  -i        interactive mode (not available in this version)\n"
           "  -l mod    require library 'mod' into global 'mod'\n"
           "  -l g=mod  require library 'mod' into global 'g'\n"
           "  -v        show version information\n"
+          "  -E        ignore environment variables\n"
+          "  -W        turn warnings on\n"
           "  --        stop handling options\n"
           "  -         stop handling options and execute stdin\n",
           progname);
@@ -55,6 +59,8 @@ static void print_version(void) {
 #define HAS_V 2
 #define HAS_I 4
 #define HAS_L 8
+#define HAS_BIG_E 16
+#define HAS_W 32
 
 /*
 ** Returns the index of the script in argv (argc when there is none),
@@ -72,15 +78,19 @@ static int collect_args(char **argv, int argc, int *flags, int *bad) {
         return i + 1;
       case '\0':
         return i;
+      case 'E':
+      case 'W':
       case 'i':
       case 'v':
         if (argv[i][2] != '\0') return -1;
-        *flags |= argv[i][1] == 'i' ? HAS_I : HAS_V;
+        *flags |= argv[i][1] == 'E' ? HAS_BIG_E : argv[i][1] == 'W' ? HAS_W
+                  : argv[i][1] == 'i' ? HAS_I : HAS_V;
         break;
       case 'e':
-      case 'l':
+      case 'l':  /* the argument may not be another option, as in lua.c */
         *flags |= argv[i][1] == 'e' ? HAS_E : HAS_L;
-        if (argv[i][2] == '\0' && ++i >= argc) return -1;
+        if (argv[i][2] == '\0' && (++i >= argc || argv[i][0] == '-'))
+          return -1;
         break;
       default:
         return -1;
@@ -102,6 +112,22 @@ static void create_arg_table(lua_State *L, char **argv, int argc,
   lua_setglobal(L, "arg");
 }
 
+/*
+** -E, once the libraries are open: what lua.c's LUA_NOENV does before
+** (package.path and cpath as if LUA_PATH and LUA_CPATH were unset).
+*/
+static void ignore_environment(lua_State *L) {
+  lua_pushboolean(L, 1);
+  lua_setfield(L, LUA_REGISTRYINDEX, "LUA_NOENV");
+  if (lua_getglobal(L, "package") == LUA_TTABLE) {
+    lua_pushliteral(L, LUA_PATH_DEFAULT);
+    lua_setfield(L, -2, "path");
+    lua_pushliteral(L, LUA_CPATH_DEFAULT);
+    lua_setfield(L, -2, "cpath");
+  }
+  lua_pop(L, 1);
+}
+
 /* }==================================================================== */
 
 
@@ -115,90 +141,226 @@ static int report_load_error(lua_State *L) {
   return 0;
 }
 
-/* Adds step {fn = <chunk>, n = #args, args...} to the table at 'steps'. */
-static int add_chunk(lua_State *L, int steps, int status, char **args,
-                     int nargs) {
-  int i;
-  if (status != LUA_OK) return report_load_error(L);
-  lua_createtable(L, nargs, 2);
-  lua_insert(L, -2);
-  lua_setfield(L, -2, "fn");
-  for (i = 0; i < nargs; i++) {
-    lua_pushstring(L, args[i]);
-    lua_rawseti(L, -2, i + 1);
+/*
+** A chunk that does not compile is reported as lua.c reports it: the
+** message alone.  The runner raises it (so the run ends as after any
+** error) and keeps a copy here for the error hook to know it.
+*/
+static char *load_error;
+
+static void error_fn(loom_host *H, const char *msg, const char *traceback,
+                     void *ud) {
+  (void)H; (void)ud;
+  if (load_error != NULL && strcmp(msg, load_error) == 0) {
+    fprintf(stderr, "%s: %s\n", progname, msg);
+    free(load_error);
+    load_error = NULL;
   }
-  lua_pushinteger(L, nargs);
-  lua_setfield(L, -2, "n");
+  else
+    fprintf(stderr, "%s: %s\n%s\n", progname, msg,
+            traceback ? traceback : "");
+  fflush(stderr);
+}
+
+static int raise_load_error(lua_State *L) {
+  free(load_error);
+  load_error = strdup(lua_tostring(L, -1));
+  return lua_error(L);
+}
+
+/*
+** The runner: the main task when the command line asks for more than a
+** script.  It runs the steps (argument 1, a list) in order, each
+** compiled when its turn comes and called from C, as lua.c's 'docall'
+** does: a traceback shows "(command line):1: in main chunk" and no
+** frame of loom's.  Each step is {k = kind, s = string, ...}: 'e' a
+** chunk (name 'name'), 'f' a file (s nil: stdin) with arguments 1..n,
+** 'l' a module for global 'g', 'W' warnings on.  A step may suspend:
+** lua_callk continues with the next one.
+*/
+static int run_steps(lua_State *L, lua_Integer i);
+
+/* Step 'i' (at 2) returned its results (above it). */
+static void step_returned(lua_State *L) {
+  if (lua_getfield(L, 2, "g") == LUA_TSTRING) {  /* -l: the global */
+    lua_pushvalue(L, 3);
+    lua_setglobal(L, lua_tostring(L, -2));
+  }
+}
+
+/* The continuation of a step that suspended. */
+static int step_k(lua_State *L, int status, lua_KContext i) {
+  (void)status;
+  step_returned(L);
+  return run_steps(L, (lua_Integer)i + 1);
+}
+
+static int run_steps(lua_State *L, lua_Integer i) {
+  for (;; i++) {
+    int nargs = 0, nres = 0, kind, j;
+    const char *s;
+    lua_settop(L, 1);
+    if (lua_rawgeti(L, 1, i) != LUA_TTABLE) return 0;  /* all done */
+    lua_getfield(L, 2, "k");
+    kind = *lua_tostring(L, -1);
+    lua_getfield(L, 2, "s");
+    s = lua_tostring(L, -1);  /* the step holds it */
+    lua_settop(L, 2);
+    if (kind == 'W') {
+      lua_warning(L, "@on", 0);
+      continue;
+    }
+    if (kind == 'l') {
+      lua_getglobal(L, "require");
+      lua_pushstring(L, s);
+      nargs = nres = 1;
+    }
+    else {
+      int status;
+      if (kind == 'e') {
+        lua_getfield(L, 2, "name");
+        status = luaL_loadbuffer(L, s, strlen(s), lua_tostring(L, -1));
+        lua_remove(L, 3);  /* the name */
+      }
+      else status = luaL_loadfile(L, s);
+      if (status != LUA_OK) return raise_load_error(L);
+      lua_getfield(L, 2, "n");
+      nargs = (int)lua_tointeger(L, -1);
+      lua_pop(L, 1);
+      luaL_checkstack(L, nargs, "too many arguments to script");
+      for (j = 1; j <= nargs; j++) lua_rawgeti(L, 2, j);
+    }
+    lua_callk(L, nargs, nres, (lua_KContext)i, step_k);
+    step_returned(L);
+  }
+}
+
+static int runner(lua_State *L) {
+  return run_steps(L, 1);
+}
+
+/* Appends a step of kind 'k' on string 's' to the list at 'steps'. */
+static void add_step(lua_State *L, int steps, int k, const char *s) {
+  char kind[2] = {(char)k, '\0'};
+  lua_createtable(L, 0, 3);
+  lua_pushstring(L, kind);
+  lua_setfield(L, -2, "k");
+  if (s != NULL) {
+    lua_pushstring(L, s);
+    lua_setfield(L, -2, "s");
+  }
   lua_rawseti(L, steps, (lua_Integer)lua_rawlen(L, steps) + 1);
-  return 1;
+}
+
+/* Sets field 'f' of the last step of the list at 'steps' to 's'. */
+static void set_last(lua_State *L, int steps, const char *f, const char *s) {
+  lua_rawgeti(L, steps, (lua_Integer)lua_rawlen(L, steps));
+  lua_pushstring(L, s);
+  lua_setfield(L, -2, f);
+  lua_pop(L, 1);
 }
 
 /* '-l mod' sets global 'mod'; '-l g=mod' sets global 'g' (lua 5.4.6). */
 static void add_module(lua_State *L, int steps, const char *name) {
   const char *eq = strchr(name, '=');
-  lua_createtable(L, 0, 2);
-  lua_pushstring(L, eq ? eq + 1 : name);
-  lua_setfield(L, -2, "module");
+  add_step(L, steps, 'l', eq ? eq + 1 : name);
+  lua_rawgeti(L, steps, (lua_Integer)lua_rawlen(L, steps));
   if (eq) lua_pushlstring(L, name, (size_t)(eq - name));
   else lua_pushstring(L, name);
-  lua_setfield(L, -2, "global");
-  lua_rawseti(L, steps, (lua_Integer)lua_rawlen(L, steps) + 1);
+  lua_setfield(L, -2, "g");
+  lua_pop(L, 1);
 }
 
 /*
-** Pushes the list of steps the main task runs: '-e' and '-l' in the
-** order given, then the script.  Returns 0 after printing a load error.
+** LUA_INIT_5_4, else LUA_INIT, as lua.c reads it: "@file" runs the
+** file, anything else is a chunk.  Returns 1 when there is one.
 */
-static int build_steps(lua_State *L, char **argv, int argc, int script,
-                       int from_stdin) {
-  int i, steps;
-  lua_newtable(L);
-  steps = lua_gettop(L);
-  for (i = 1; i < script; i++) {
-    const char *opt = argv[i];
-    const char *val;
-    if (opt[1] != 'e' && opt[1] != 'l') continue;
-    val = opt[2] != '\0' ? opt + 2 : argv[++i];
-    if (opt[1] == 'l') add_module(L, steps, val);
-    else if (!add_chunk(L, steps, luaL_loadbuffer(L, val, strlen(val),
-                                                  "=(command line)"),
-                        NULL, 0))
-      return 0;
+static int add_init(lua_State *L, int steps) {
+  const char *name = "=LUA_INIT_" LUA_VERSION_MAJOR "_" LUA_VERSION_MINOR;
+  const char *init = getenv(name + 1);
+  if (init == NULL) {
+    name = "=LUA_INIT";
+    init = getenv(name + 1);
   }
-  if (script < argc || from_stdin) {
-    const char *fname = from_stdin ? NULL : argv[script];
-    if (!from_stdin && strcmp(fname, "-") == 0
-        && strcmp(argv[script - 1], "--") != 0)
-      fname = NULL;  /* stdin */
-    if (!add_chunk(L, steps, luaL_loadfile(L, fname), argv + script + 1,
-                   from_stdin ? 0 : argc - script - 1))
-      return 0;
+  if (init == NULL) return 0;
+  if (init[0] == '@') add_step(L, steps, 'f', init + 1);
+  else {
+    add_step(L, steps, 'e', init);
+    set_last(L, steps, "name", name);
   }
   return 1;
 }
 
+/* The script's file name: NULL for stdin ("-" unless after "--"). */
+static const char *script_name(char **argv, int script, int from_stdin) {
+  if (from_stdin) return NULL;
+  if (strcmp(argv[script], "-") == 0 && strcmp(argv[script - 1], "--") != 0)
+    return NULL;
+  return argv[script];
+}
+
+/*
+** Pushes the list of steps: LUA_INIT (unless -E), then '-e', '-l' and
+** '-W' in the order given, then the script, as lua.c runs them.
+*/
+static void build_steps(lua_State *L, char **argv, int argc, int script,
+                        int from_stdin, int flags) {
+  int i, steps;
+  lua_newtable(L);
+  steps = lua_gettop(L);
+  if (!(flags & HAS_BIG_E)) add_init(L, steps);
+  for (i = 1; i < script; i++) {
+    const char *opt = argv[i];
+    const char *val;
+    if (opt[1] == 'W') add_step(L, steps, 'W', NULL);
+    if (opt[1] != 'e' && opt[1] != 'l') continue;
+    val = opt[2] != '\0' ? opt + 2 : argv[++i];
+    if (opt[1] == 'l') add_module(L, steps, val);
+    else {
+      add_step(L, steps, 'e', val);
+      set_last(L, steps, "name", "=(command line)");
+    }
+  }
+  if (script < argc || from_stdin) {
+    int nargs = from_stdin ? 0 : argc - script - 1;
+    add_step(L, steps, 'f', script_name(argv, script, from_stdin));
+    lua_rawgeti(L, steps, (lua_Integer)lua_rawlen(L, steps));
+    for (i = 0; i < nargs; i++) {
+      lua_pushstring(L, argv[script + 1 + i]);
+      lua_rawseti(L, -2, i + 1);
+    }
+    lua_pushinteger(L, nargs);
+    lua_setfield(L, -2, "n");
+    lua_pop(L, 1);
+  }
+}
+
+/* Whether LUA_INIT is to run. */
+static int has_init(int flags) {
+  return !(flags & HAS_BIG_E)
+         && (getenv("LUA_INIT_" LUA_VERSION_MAJOR "_" LUA_VERSION_MINOR)
+             != NULL || getenv("LUA_INIT") != NULL);
+}
+
 /*
 ** Spawns the main task: the script's chunk itself when there is nothing
-** else to run (so tracebacks end in "main chunk"), else the runner of
-** loom.cli over the steps.  Returns 0 after printing a load error.
+** else to run (so tracebacks end in "main chunk"), else the runner over
+** the steps.  Returns 0 after printing a load error.
 */
 static int spawn_main(lua_State *L, loom_host *H, char **argv, int argc,
                       int script, int from_stdin, int flags) {
   int i, nargs;
-  if (!(flags & (HAS_E | HAS_L)) && (script < argc || from_stdin)) {
-    const char *fname = from_stdin ? NULL : argv[script];
-    if (!from_stdin && strcmp(fname, "-") == 0
-        && strcmp(argv[script - 1], "--") != 0)
-      fname = NULL;
-    if (luaL_loadfile(L, fname) != LUA_OK) return report_load_error(L);
+  if (!(flags & (HAS_E | HAS_L)) && !has_init(flags)
+      && (script < argc || from_stdin)) {
+    if (flags & HAS_W) lua_warning(L, "@on", 0);
+    if (luaL_loadfile(L, script_name(argv, script, from_stdin)) != LUA_OK)
+      return report_load_error(L);
     nargs = from_stdin ? 0 : argc - script - 1;
     for (i = 0; i < nargs; i++) lua_pushstring(L, argv[script + 1 + i]);
   }
   else {
-    lua_getglobal(L, "require");
-    lua_pushliteral(L, "loom.cli");
-    if (lua_pcall(L, 1, 1, 0) != LUA_OK) return report_load_error(L);
-    if (!build_steps(L, argv, argc, script, from_stdin)) return 0;
+    lua_pushcfunction(L, runner);
+    build_steps(L, argv, argc, script, from_stdin, flags);
     nargs = 1;
   }
   if (loom_spawn(H, nargs) != LOOM_OK) return report_load_error(L);
@@ -218,25 +380,85 @@ static int spawn_main(lua_State *L, loom_host *H, char **argv, int argc,
 ** Ctrl-C is a default watcher of signal.c: it acts only while the
 ** script does not watch SIGINT itself (signal.on, signal.wait), so a
 ** script can take Ctrl-C over, as a 'SIGINT' listener does in Node.
+** The loop sees a signal only once the running task suspends, so the
+** binary's own handler also interrupts a task that does not, as lua.c
+** interrupts a loop (see on_sigint).
 */
 static int sigint_count;
 
 /*
 ** The first Ctrl-C cancels the main task, so its <close> variables and
 ** pcall cleanup run; the second (or one after the main task is done)
-** exits at once with the status a shell gives to SIGINT.
+** exits at once with the status a shell gives to SIGINT.  A main task
+** that the interrupt made fail (see on_sigint) is done already: the run
+** ends as after any error, the error reported, with status 130.
 */
 static void sigint_cb(loom_host *H, int signum, void *ud) {
   lua_State *L = loom_state(H);
   int cancelled = 0;
   (void)signum; (void)ud;
   if (sigint_count++ == 0 && loom_push_main(H) == LOOM_OK) {
+    int state = loom_task_state(H, -1);
     cancelled = loom_cancel(H, -1, "interrupted") == 1;
+    if (state == LOOM_TASK_FAILED && loom_interrupt(H, 0) > 0) cancelled = 1;
     lua_pop(L, 1);
   }
+  loom_interrupt(H, 0);  /* no task runs: drops an interrupt that waits */
   if (cancelled) return;
   fflush(stdout);
   _exit(130);
+}
+
+/*
+** The process's SIGINT handler.  libuv's own (which wakes the loop, for
+** sigint_cb) was installed when loom_set_signal_fn started watching
+** SIGINT; this one replaces it and calls it, so the loop sees every
+** signal.  libuv installs its handler only for the first watcher of a
+** signal in the process, and the default keeps watching SIGINT for the
+** whole run, so the chain stays in place.
+**
+** The loop sees a signal only between tasks.  So the handler also
+** interrupts the running task (loom_interrupt), which raises
+** "interrupted!" if it keeps the loop from running for GRACE_MS of CPU
+** time: a task that suspends soon is left alone and Ctrl-C acts as
+** ever (the main task is cancelled, or a script's watcher gets it);
+** one that loops forever is stopped with a traceback.  A second Ctrl-C
+** while the first waits for its task interrupts at once.  Once an
+** interrupt was raised, the next Ctrl-C exits at once: a loop whose
+** pcall caught the interrupt cannot hold the process (lua.c's second
+** Ctrl-C kills it likewise).
+*/
+#define GRACE_MS 500
+
+static loom_host *sigint_host;
+static struct sigaction libuv_sigint;
+
+static void on_sigint(int signum, siginfo_t *info, void *context) {
+  int saved = errno;
+  if (loom_interrupt(sigint_host, GRACE_MS) > 0) _exit(130);
+  errno = saved;
+  if (libuv_sigint.sa_flags & SA_SIGINFO)
+    libuv_sigint.sa_sigaction(signum, info, context);
+  else if (libuv_sigint.sa_handler != SIG_DFL
+           && libuv_sigint.sa_handler != SIG_IGN)
+    libuv_sigint.sa_handler(signum);
+}
+
+/* Sets up Ctrl-C (after the loop's watcher), or undoes it ('on' 0). */
+static void handle_sigint(loom_host *H, int on) {
+  struct sigaction sa;
+  if (!on) {
+    if (sigint_host != NULL) sigaction(SIGINT, &libuv_sigint, NULL);
+    sigint_host = NULL;
+    return;
+  }
+  if (loom_set_signal_fn(H, SIGINT, sigint_cb, NULL) != LOOM_OK) return;
+  if (sigaction(SIGINT, NULL, &libuv_sigint) != 0) return;
+  sa = libuv_sigint;
+  sa.sa_sigaction = on_sigint;
+  sa.sa_flags = (libuv_sigint.sa_flags & ~SA_RESETHAND) | SA_SIGINFO;
+  sigint_host = H;
+  if (sigaction(SIGINT, &sa, NULL) != 0) sigint_host = NULL;
 }
 
 /* }==================================================================== */
@@ -245,14 +467,15 @@ static void sigint_cb(loom_host *H, int signum, void *ud) {
 /*
 ** The exit status once the run is over ('status': 0, or 1 when an
 ** error was reported).  After Ctrl-C it is 130 however the main task
-** ended (a script that catches the cancellation and returns was still
-** interrupted, as asyncio re-raises KeyboardInterrupt).  A main task
-** that nothing could ever wake was cancelled: say where it waited.
+** ended (a script that catches the cancellation or the interrupt and
+** returns was still interrupted, as asyncio re-raises
+** KeyboardInterrupt).  A main task that nothing could ever wake was
+** cancelled: say where it waited.
 */
 static int exit_status(loom_host *H, int status) {
   lua_State *L = loom_state(H);
   int state;
-  if (sigint_count > 0) return 130;
+  if (sigint_count > 0 || loom_interrupt(H, 0) > 0) return 130;
   if (loom_push_main(H) != LOOM_OK) return status;
   state = loom_task_state(H, -1);
   if (state == LOOM_TASK_STALLED && loom_results(H, -1) == LOOM_EFAILED) {
@@ -297,12 +520,14 @@ int main(int argc, char **argv) {
   }
   L = loom_state(H);
   lua_gc(L, LUA_GCGEN, 0, 0);  /* as lua.c: most garbage dies young */
+  if (flags & HAS_BIG_E) ignore_environment(L);
   create_arg_table(L, argv, argc, script);
   if (!spawn_main(L, H, argv, argc, script, from_stdin, flags)) {
     loom_free(H);
     return 1;
   }
-  loom_set_signal_fn(H, SIGINT, sigint_cb, NULL);
+  loom_set_error_fn(H, error_fn, NULL);
+  handle_sigint(H, 1);
   status = loom_run(H) > 0 ? 1 : 0;
   status = exit_status(H, status);
   /*
@@ -313,6 +538,7 @@ int main(int argc, char **argv) {
   ** LOOM_CLOSE_AT_EXIT=1 closes it anyway (leak checking).
   */
   fflush(NULL);
+  handle_sigint(H, 0);
   if (getenv("LOOM_CLOSE_AT_EXIT") != NULL) loom_free(H);
   else exiting_host = H;
   return status;

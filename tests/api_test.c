@@ -806,6 +806,125 @@ static void t_close_with_handles(void) {
 /* }==================================================================== */
 
 
+/* {====================================================================
+** Interrupts
+** ===================================================================== */
+
+/* poke([grace_ms]): what a SIGINT handler does, from inside the task */
+static int l_poke(lua_State *L) {
+  loom_host *H = lua_touserdata(L, lua_upvalueindex(1));
+  lua_pushinteger(L, loom_interrupt(H, (int)luaL_optinteger(L, 1, 0)));
+  return 1;
+}
+
+/* interrupts, then suspends before the task runs another instruction;
+** a uv timer completes the call after 5 ms (the loop time moves) */
+static int l_poke_then_wait(lua_State *L) {
+  loom_host *H = lua_touserdata(L, lua_upvalueindex(1));
+  loom_interrupt(H, 0);
+  return l_later(L);
+}
+
+/* the same, completed by the test between two loom_step */
+static loom_call *held;
+static int l_poke_then_hold(lua_State *L) {
+  loom_host *H = lua_touserdata(L, lua_upvalueindex(1));
+  loom_interrupt(H, 0);
+  held = loom_call_new(L);
+  return loom_call_await(L, held);
+}
+
+static const char *run_string(loom_host *H, const char *code) {
+  lua_State *L = loom_state(H);
+  static char buf[256];
+  lua_settop(L, 0);
+  if (loom_spawn_string(H, code, "=interrupt", 0) != LOOM_OK
+      || loom_run(H) != 0 || loom_results(H, 1) != 1)
+    snprintf(buf, sizeof buf, "failed: %s", lua_tostring(L, -1));
+  else snprintf(buf, sizeof buf, "%s", lua_tostring(L, -1));
+  lua_settop(L, 0);
+  return buf;
+}
+
+static void t_interrupt(void) {
+  loom_host *H = loom_new();
+  lua_State *L = loom_state(H);
+  const char *r;
+  int before, i, one = 1;
+  register_calls(H);
+  lua_pushlightuserdata(L, H);
+  lua_pushcclosure(L, l_poke, 1);
+  lua_setglobal(L, "poke");
+  lua_pushlightuserdata(L, H);
+  lua_pushcclosure(L, l_poke_then_wait, 1);
+  lua_setglobal(L, "poke_then_wait");
+  lua_pushlightuserdata(L, H);
+  lua_pushcclosure(L, l_poke_then_hold, 1);
+  lua_setglobal(L, "poke_then_hold");
+  /* no task runs: nothing to interrupt, nothing raised */
+  before = loom_interrupt(H, 0);
+  CHECK(before >= 0);
+  CHECK(loom_interrupt(H, 0) == before);
+  /* at the next instruction: a loop that never suspends stops; the
+  ** error is an ordinary one, a pcall catches it */
+  r = run_string(H, "local ok, e = pcall(function() local n = poke() "
+                    "  while true do end end) return tostring(ok) .. ' ' .. e");
+  CHECK(strcmp(r, "false interrupted!") == 0);
+  CHECK(loom_interrupt(H, 0) == before + 1);
+  /* uncaught, it fails the task with a traceback */
+  lua_settop(L, 0);
+  CHECK(loom_spawn_string(H, "local n = poke()\nwhile true do end", "=busy",
+                          0) == LOOM_OK);
+  failures_seen = 0;
+  loom_set_error_fn(H, hook, &one);
+  CHECK(loom_run(H) == 1);
+  CHECK(failures_seen == 1);
+  CHECK(strstr(last_msg, ": interrupted!") != NULL);
+  CHECK(strstr(last_trace, "\n\tbusy:") != NULL);
+  CHECK(strstr(last_trace, ": in main chunk") != NULL);
+  loom_set_error_fn(H, NULL, NULL);
+  /* after a grace of CPU time: a loop shorter than it runs to its end */
+  r = run_string(H, "local ok, e = pcall(function() poke(300) "
+                    "  local t = os.clock() + 0.02 while os.clock() < t do end "
+                    "  stage = 'past the short loop' while true do end "
+                    "end) return stage .. ': ' .. e");
+  CHECK(strcmp(r, "past the short loop: interrupted!") == 0);
+  /* called again before the loop could run: at once */
+  r = run_string(H, "local ok, e = pcall(function() poke(60000) poke(60000) "
+                    "  while true do end end) return e");
+  CHECK(strcmp(r, "interrupted!") == 0);
+  /* the task suspends before its next instruction: the loop runs, the
+  ** interrupt is dropped */
+  r = run_string(H, "poke_then_wait(1) for i = 1, 1000 do end return 'ran'");
+  CHECK(strcmp(r, "ran") == 0);
+  /* likewise when a loop callback calls it with no task running */
+  lua_settop(L, 0);
+  held = NULL;
+  CHECK(loom_spawn_string(H, "poke_then_hold() for i = 1, 1000 do end "
+                             "return 'ran'", "=hold", 0) == LOOM_OK);
+  for (i = 0; i < 100 && held == NULL; i++) CHECK(loom_step(H) >= 0);
+  CHECK(held != NULL);
+  if (held != NULL) {
+    loom_interrupt(H, 0);
+    CHECK(loom_call_complete(held, NULL, NULL) == LOOM_OK);
+    loom_call_release(held);
+  }
+  CHECK(loom_run(H) == 0);
+  CHECK(loom_results(H, 1) == 1);
+  CHECK(strcmp(lua_tostring(L, -1), "ran") == 0);
+  /* a script that watches SIGINT takes Ctrl-C over: no interrupt */
+  r = run_string(H, "local w = require('loom.signal').on('SIGINT', function() end) "
+                    "local ok, e = pcall(function() poke() "
+                    "  for i = 1, 1000 do end return 'done' end) "
+                    "w:cancel() return tostring(ok) .. ' ' .. e");
+  CHECK(strcmp(r, "true done") == 0);
+  CHECK(loom_interrupt(H, 0) == before + 4);
+  loom_free(H);
+}
+
+/* }==================================================================== */
+
+
 static const struct {
   const char *name;
   void (*fn)(void);
@@ -832,6 +951,7 @@ static const struct {
   {"close_with_handles", t_close_with_handles},
   {"main_task", t_main_task},
   {"out_of_memory", t_out_of_memory},
+  {"interrupt", t_interrupt},
   {NULL, NULL}
 };
 
