@@ -38,6 +38,7 @@
 #define LOOM_INTERNAL_H
 
 #include <stddef.h>
+#include <signal.h>
 #include <stdint.h>
 
 #include <lua.h>
@@ -137,6 +138,11 @@ struct loom_host {
   unsigned next_id;
   int failures;            /* failures reported */
   int report_ref;          /* registry: core.set_report's function */
+  struct {                 /* loom_interrupt's, written by a handler */
+    volatile sig_atomic_t pending, raised, grace, started;
+    volatile uint64_t loop_time;  /* loop time when it came */
+    uint64_t cpu0;         /* CPU time when the grace began */
+  } intr;
   loom_error_fn on_error;
   void *on_error_ud;
 };

@@ -21,6 +21,7 @@
 ** SIGINT takes Ctrl-C over, as a 'SIGINT' listener does in Node.
 */
 #include <signal.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -386,3 +387,101 @@ void loom__signal_register(lua_State *L, loom_host *H) {
   luaL_setfuncs(L, funcs, 1);
   lua_setfield(L, -2, "sig");
 }
+
+
+/*
+** {====================================================================
+** Interrupts
+** =====================================================================
+*/
+
+/* instructions between two looks at the clock during the grace */
+#define GRACE_CHECK_EVERY 1000
+
+/* The interrupt waiting for its task is the host's 'intr': a signal
+** handler writes it, the hook reads it. */
+
+/* The CPU time of the calling thread (the loop's), in ms. */
+static uint64_t thread_cpu_ms(void) {
+  struct timespec ts;
+  if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0) return 0;
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Whether a script watches SIGINT: its slot has an open watcher. */
+static int sigint_watched(loom_host *H) {
+  loom_handle *h;
+  for (h = H->handles; h != NULL; h = h->next)
+    if (h->cls == &slot_class && ((loom_sigslot *)h)->signum == SIGINT)
+      return ((loom_sigslot *)h)->nopen > 0;
+  return 0;
+}
+
+/*
+** The hook that loom_interrupt sets on the running task's coroutine.
+** It first runs at the next instruction, then every GRACE_CHECK_EVERY
+** while the grace lasts; then it raises, as lua.c's 'lstop' does (with
+** no position: the error comes from no line of the script's).  The
+** interrupt is dropped once the loop has run since it came (the loop
+** time moved: the task suspended, and the loop saw the signal), and
+** when a script watches SIGINT.  On a coroutine that is not the
+** running task's (one that finished and went back to the pool) the
+** hook only removes itself.
+*/
+static void interrupt_hook(lua_State *L, lua_Debug *ar) {
+  loom_host *H = loom__host_of_state(L);
+  (void)ar;
+  if (H == NULL || !H->intr.pending || H->closed || H->current == NULL
+      || H->current->co != L || H->current->closing) {
+    lua_sethook(L, NULL, 0, 0);
+    return;
+  }
+  if (uv_now(H->loop) != H->intr.loop_time) {
+    H->intr.pending = 0;
+    lua_sethook(L, NULL, 0, 0);
+    return;
+  }
+  if (!H->intr.started) {
+    H->intr.started = 1;
+    H->intr.cpu0 = thread_cpu_ms();
+    if (H->intr.grace > 0) {
+      lua_sethook(L, interrupt_hook, LUA_MASKCOUNT, GRACE_CHECK_EVERY);
+      return;
+    }
+  }
+  if (thread_cpu_ms() - H->intr.cpu0 < (uint64_t)H->intr.grace) return;
+  H->intr.pending = 0;
+  lua_sethook(L, NULL, 0, 0);
+  if (sigint_watched(H)) return;
+  H->intr.raised++;
+  /* Lua turns hooks off while one runs and turns them back on when it
+  ** returns, or when a pcall catches what it raised; a coroutine that
+  ** this error ends keeps them off: it must not go back to the pool */
+  H->current->escaped = 1;
+  lua_pushliteral(L, "interrupted!");  /* the traceback says where */
+  lua_error(L);
+}
+
+LOOM_API int loom_interrupt(loom_host *H, int grace_ms) {
+  int before;
+  loom_task *t;
+  if (H == NULL || H->closed) return 0;
+  before = (int)H->intr.raised;
+  t = H->current;
+  if (t == NULL || t->co == NULL || t->closing) {
+    H->intr.pending = 0;  /* the loop runs: it sees the signal */
+    return before;
+  }
+  if (H->intr.pending && H->intr.loop_time == uv_now(H->loop)) {
+    H->intr.grace = 0;  /* again before the loop could run: at once */
+    return before;
+  }
+  H->intr.grace = grace_ms > 0 ? grace_ms : 0;
+  H->intr.started = 0;
+  H->intr.loop_time = uv_now(H->loop);
+  H->intr.pending = 1;
+  lua_sethook(t->co, interrupt_hook, LUA_MASKCOUNT, 1);
+  return before;
+}
+
+/* }==================================================================== */
