@@ -112,6 +112,21 @@ static void connect_cb(uv_connect_t *req, int status) {
   loom_call_release(call);
 }
 
+/*
+** Pushes a new stream of 'kind' named 'name' for a connect, with its
+** request (into '*c'); raises when memory runs out.
+*/
+static loom_stream *connect_new(lua_State *L, loom_host *H, int kind,
+                                const char *name, connect_req **c) {
+  loom_stream *s = loom__stream_new(L, H, kind, name);
+  *c = malloc(sizeof **c);
+  if (*c == NULL) {
+    loom__stream_close(s, 1);
+    loom__nomem(L);
+  }
+  return s;
+}
+
 /* Starts a connect of the stream just pushed (at the top); suspends. */
 static int start_connect(lua_State *L, loom_stream *s, connect_req *c,
                          int err) {
@@ -142,12 +157,7 @@ static int l_tcp_connect(lua_State *L) {
     return loom__fail(L, "connect to", name, UV_EINVAL);
   loom__enter(L, H, "net.connect");
   lua_settop(L, 2);
-  s = loom__stream_new(L, H, LOOM_STREAM_TCP, name);
-  c = malloc(sizeof *c);
-  if (c == NULL) {
-    loom__stream_close(s, 1);
-    return loom__nomem(L);
-  }
+  s = connect_new(L, H, LOOM_STREAM_TCP, name, &c);
   return start_connect(L, s, c, uv_tcp_connect(&c->req, &s->u.tcp,
                                                (struct sockaddr *)&ss,
                                                connect_cb));
@@ -161,12 +171,7 @@ static int l_pipe_connect(lua_State *L) {
   connect_req *c;
   loom__enter(L, H, "net.connect_unix");
   lua_settop(L, 1);
-  s = loom__stream_new(L, H, LOOM_STREAM_PIPE, path);
-  c = malloc(sizeof *c);
-  if (c == NULL) {
-    loom__stream_close(s, 1);
-    return loom__nomem(L);
-  }
+  s = connect_new(L, H, LOOM_STREAM_PIPE, path, &c);
   uv_pipe_connect(&c->req, &s->u.pipe, path, connect_cb);
   return start_connect(L, s, c, 0);
 }
@@ -299,6 +304,18 @@ static int set_reuseport(uv_handle_t *h) {
 }
 
 /*
+** The server 'k' (its userdata on top) listens: it keeps the handler at
+** 'fidx' and itself alive until it is closed.  Returns 1 (the server).
+*/
+static int listening(lua_State *L, loom_sock *k, int fidx) {
+  lua_pushvalue(L, fidx);
+  k->cb_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pushvalue(L, -1);
+  k->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  return 1;
+}
+
+/*
 ** core.tcp_listen(ip, port, backlog, reuseport, on_conn): a Server, or
 ** nil, msg, code
 */
@@ -336,11 +353,7 @@ static int l_tcp_listen(lua_State *L) {
     }
   }
   snprintf(k->name, sizeof k->name, "%s", name);
-  lua_pushvalue(L, 5);
-  k->cb_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_pushvalue(L, -1);  /* a listening server lives until closed */
-  k->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  return 1;
+  return listening(L, k, 5);
 }
 
 /* core.pipe_listen(path, backlog, on_conn) */
@@ -361,11 +374,7 @@ static int l_pipe_listen(lua_State *L) {
     sock_close(k);
     return loom__fail(L, "listen on", path, r);
   }
-  lua_pushvalue(L, 3);
-  k->cb_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_pushvalue(L, -1);  /* a listening server lives until closed */
-  k->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  return 1;
+  return listening(L, k, 3);
 }
 
 /* server:address(): host, port (or the path of a Unix socket) */

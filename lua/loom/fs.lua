@@ -246,14 +246,7 @@ function file:read_all()
   return again(file_read_all, self)
 end
 
-function file:lines()
-  return function()
-    local line, err, code = self:read_line()
-    if line ~= nil then return line end
-    if code == "EOF" then return nil end
-    error(err, 2)
-  end
-end
+file.lines = core.lines
 
 --- file:write(data, ...): true, or nil, msg, code
 function file:write(...)

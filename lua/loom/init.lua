@@ -24,6 +24,17 @@ end
 -- The pieces loom's Lua-side modules share, handed over in 'core'.
 core.check = core.embedded("loom.check")(core)
 core.detached = core.embedded("loom.detached")(core)
+
+--- core.lines(x): the iterator of x:lines() for a File or a Stream: its
+-- lines to EOF; other failures raise (as io.lines does).
+function core.lines(x)
+  return function()
+    local line, err, code = x:read_line()
+    if line ~= nil then return line end
+    if code == "EOF" then return nil end
+    error(err, 2)
+  end
+end
 local check = core.check
 local check_task, check_callable, check_duration, argerror =
   check.task, check.callable, check.duration, check.argerror

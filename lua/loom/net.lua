@@ -156,13 +156,6 @@ end
 
 --- stream:lines(): for line in s:lines() do ... end; ends at EOF,
 -- raises on other failures (as io.lines does).
-function cnet.stream_methods.lines(s)
-  return function()
-    local line, err, code = s:read_line()
-    if line ~= nil then return line end
-    if code == "EOF" then return nil end
-    error(err, 2)
-  end
-end
+cnet.stream_methods.lines = core.lines
 
 return M
