@@ -9,19 +9,7 @@ local async = require("loom.busted").async
 local FILE = "spec/api_checks_spec.lua"
 local NAN = 0 / 0  -- printf spells this one "-nan" on common platforms
 
--- Calls f, which must raise exactly 'msg' from line 'at' of this file
--- (by default, the line where f is written).
-local function raises(msg, f, at)
-  local ok, e = pcall(f)
-  assert.is_false(ok, "no error")
-  at = at or debug.getinfo(f, "S").linedefined
-  assert.are.equal(("%s:%d: %s"):format(FILE, at, msg), e)
-end
-
-local function outside(name)
-  return ("loom: %s called outside a task (use loom.run or the loom binary)")
-    :format(name)
-end
+local raises, outside = h.raiser(FILE), h.outside
 
 describe("the combinators", function()
   it("loom.as_completed's iterator raises outside a task, even over "

@@ -12,13 +12,7 @@ local q, lines = helper.quote, helper.lines
 
 local LIMIT = 20  -- seconds any child may run
 
-local function slurp(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  os.remove(path)
-  return s
-end
+local slurp = helper.slurp
 
 --[[ Runs the binary with 'args' under 'timeout', with the environment
   'env' ({NAME = value}) and stdin from /dev/null.

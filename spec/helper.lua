@@ -131,6 +131,28 @@ function M.in_dir(prefix, fn, opts)
   end, opts)
 end
 
+--- raiser(file): a function raises(msg, f [, at]) that calls f, which
+-- must raise exactly 'msg' from line 'at' of 'file' (by default, the
+-- line where f is written).
+function M.raiser(file)
+  return function(msg, f, at)
+    local ok, e = pcall(f)
+    if ok then error("no error raised", 2) end
+    at = at or debug.getinfo(f, "S").linedefined
+    local want = ("%s:%d: %s"):format(file, at, msg)
+    if e ~= want then
+      error(("expected the error\n  %s\ngot\n  %s"):format(want,
+        tostring(e)), 2)
+    end
+  end
+end
+
+--- The message of a suspending call 'name' made outside a task.
+function M.outside(name)
+  return ("loom: %s called outside a task (use loom.run or the loom binary)")
+    :format(name)
+end
+
 --- The message of the error raised by fn(...), or nil if it returned.
 function M.raised(fn, ...)
   local ok, e = pcall(fn, ...)

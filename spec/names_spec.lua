@@ -7,22 +7,11 @@ local loom = require "loom"
 local async = require("loom.busted").async
 local net, fs, signal = loom.net, loom.fs, loom.signal
 local core = loom._core
+local h = require "spec.helper"
 
 local FILE = "spec/names_spec.lua"
 
--- Calls f, which must raise exactly 'msg' from the line where f is
--- written (or line 'at').
-local function raises(msg, f, at)
-  local ok, e = pcall(f)
-  assert.is_false(ok, "no error")
-  at = at or debug.getinfo(f, "S").linedefined
-  assert.are.equal(("%s:%d: %s"):format(FILE, at, msg), e)
-end
-
-local function outside(name)
-  return ("loom: %s called outside a task (use loom.run or the loom binary)")
-    :format(name)
-end
+local raises, outside = h.raiser(FILE), h.outside
 
 -- Runs f from an alarm, outside any task while the loop runs (something
 -- else must keep the loop alive); returns what pcall(f) returns.
