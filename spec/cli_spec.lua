@@ -246,6 +246,27 @@ describe("loom command line", function()
         .. "in function <%(command line%):1>\n$", err)
     end)
 
+    it("a Ctrl-C meant for a task that suspended reaches the next one that does not", function()
+      local out, err, code = interrupt({ "-e", [[
+        local function busy(s)
+          local t0 = os.clock()
+          while os.clock() - t0 < s do end
+        end
+        loom.spawn(function()
+          ]] .. READY .. [[
+          busy(0.2)
+          io.write("suspends\n") io.flush()
+          loom.sleep(0)
+        end)
+        loom.spawn(function() while true do end end).name = "spinner"
+        loom.sleep(30)
+      ]] }, { "^suspends$" })
+      -- the second Ctrl-C exits at once; before, the spinner was never
+      -- interrupted and the process ran on until killed
+      assert.are.same({ "ready", "suspends" }, lines(out))
+      assert.are.equal(130, code, err)
+    end)
+
     it("reaches the awaiter of the interrupted task", function()
       local out, err, code = interrupt({ "-e", [[
         local t = loom.spawn(function() ]] .. READY .. [[ while true do end end)

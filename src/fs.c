@@ -91,8 +91,22 @@ typedef struct fsreq {
   int mode, flags;
   int result;              /* job: 0 or a libuv error */
   size_t max;              /* read_file: the most bytes taken */
-  atomic_int *stop;        /* read_file: set when nobody waits any more */
+  struct stopflag *stop;   /* read_file: raised when nobody waits */
 } fsreq;
+
+/*
+** A stop flag is C memory, shared by its userdata and the jobs that
+** look at it: a worker may still read it after the Lua state is gone.
+** Its count changes on the loop thread only.
+*/
+typedef struct stopflag {
+  atomic_int raised;
+  int refs;
+} stopflag;
+
+static void stop_unref(stopflag *s) {
+  if (s != NULL && --s->refs == 0) free(s);
+}
 
 static void req_free(fsreq *r) {
   if (r->op != OP_JOB) uv_fs_req_cleanup(&r->req);
@@ -100,6 +114,7 @@ static void req_free(fsreq *r) {
     luaL_unref(r->L, LUA_REGISTRYINDEX, r->ref);
     luaL_unref(r->L, LUA_REGISTRYINDEX, r->fref);
   }
+  stop_unref(r->stop);
   free(r->out);
   free(r->path);
   free(r);
@@ -229,10 +244,19 @@ static int push_result(lua_State *L, void *ud) {
   return n;
 }
 
+/*
+** The request is done but its call was refused: the host closed, and
+** with it perhaps the Lua state, so its refs are not let go through it.
+*/
+static void req_orphan(fsreq *r) {
+  r->L = NULL;
+  req_free(r);
+}
+
 static void fs_cb(uv_fs_t *req) {
   fsreq *r = req->data;
   loom_call *c = r->call;
-  if (loom_call_complete(c, push_result, r) != LOOM_OK) req_free(r);
+  if (loom_call_complete(c, push_result, r) != LOOM_OK) req_orphan(r);
   loom_call_release(c);
 }
 
@@ -257,7 +281,7 @@ static void job_after(uv_work_t *w, int status) {
   fsreq *r = w->data;
   loom_call *c = r->call;
   if (status < 0 && r->result == 0) r->result = status;
-  if (loom_call_complete(c, push_result, r) != LOOM_OK) req_free(r);
+  if (loom_call_complete(c, push_result, r) != LOOM_OK) req_orphan(r);
   loom_call_release(c);
 }
 
@@ -436,7 +460,7 @@ static void job_read_file(fsreq *r) {
   buf = err == 0 ? malloc(cap) : NULL;
   if (buf == NULL && err == 0) err = UV_ENOMEM;
   while (err == 0) {
-    if (r->stop != NULL && atomic_load(r->stop)) {
+    if (r->stop != NULL && atomic_load(&r->stop->raised)) {
       err = UV_ECANCELED;
       break;
     }
@@ -473,6 +497,8 @@ static int push_bytes(lua_State *L, fsreq *r) {
   return 1;
 }
 
+static const loom_class stop_class;
+
 /*
 ** core.fs.read_file(path [, max [, stop]]): the bytes, or nil, msg,
 ** code.  'max' (default: no limit) is the most bytes taken, else
@@ -481,36 +507,60 @@ static int push_bytes(lua_State *L, fsreq *r) {
 */
 static int l_read_file(lua_State *L) {
   lua_Integer max = loom__optinteger(L, 2, "fs.read_file", -1);
-  atomic_int *stop = lua_isnoneornil(L, 3) ? NULL : lua_touserdata(L, 3);
+  stopflag **stop = NULL;
   BEGIN("fs.read_file");
-  if (!lua_isnoneornil(L, 3) && stop == NULL)
-    loom__argerror(L, 3, "fs.read_file", "stop flag expected");
+  if (!lua_isnoneornil(L, 3)) {
+    stop = loom__toobject(L, 3, &stop_class);
+    if (stop == NULL)
+      loom__argerror(L, 3, "fs.read_file", "stop flag expected");
+  }
   r = req_new(L, OP_JOB, "read_file", path);
   r->job = job_read_file;
   r->push = push_bytes;
   r->max = max < 0 ? SIZE_MAX : (uint64_t)max > SIZE_MAX - 1 ? SIZE_MAX - 1
                                                              : (size_t)max;
   if (stop != NULL) {
-    r->stop = stop;
-    keep(L, H, r, 3);  /* the worker looks at it: it must stay */
+    r->stop = *stop;
+    r->stop->refs++;
   }
   return await_job(L, H, r);
 }
 
 /* core.fs.stop_flag(): a new flag for read_file, not raised */
 static int l_stop_flag(lua_State *L) {
-  atomic_int *flag = lua_newuserdatauv(L, sizeof *flag, 0);
-  atomic_init(flag, 0);
+  stopflag **box = loom__object_new(L, &stop_class, sizeof *box, 0);
+  *box = malloc(sizeof **box);
+  if (*box == NULL) return loom__nomem(L);
+  atomic_init(&(*box)->raised, 0);
+  (*box)->refs = 1;
   return 1;
+}
+
+static int stop_gc(lua_State *L) {
+  stopflag **box = lua_touserdata(L, 1);
+  stop_unref(*box);
+  *box = NULL;
+  return 0;
 }
 
 /* core.fs.stop(flag): raises it; the job sees it at its next step */
 static int l_stop(lua_State *L) {
-  atomic_int *flag = lua_touserdata(L, 1);
-  if (flag == NULL) loom__argerror(L, 1, "fs.stop", "stop flag expected");
-  atomic_store(flag, 1);
+  stopflag **box = loom__toobject(L, 1, &stop_class);
+  if (box == NULL || *box == NULL)
+    loom__argerror(L, 1, "fs.stop", "stop flag expected");
+  atomic_store(&(*box)->raised, 1);
   return 0;
 }
+
+static const luaL_Reg stop_meta[] = {
+  {"__gc", stop_gc},
+  {NULL, NULL}
+};
+
+static const loom_class stop_class = {
+  .name = "loom.stop_flag",
+  .meta = stop_meta
+};
 
 static int write_fully(int fd, const char *p, size_t n) {
   while (n > 0) {
@@ -1363,6 +1413,7 @@ static const loom_class watcher_class = {
 
 void loom__fs_register(lua_State *L, loom_host *H) {
   loom__class_register(L, &file_class);
+  loom__class_register(L, &stop_class);
   loom__class_register(L, &watcher_class);
   lua_createtable(L, 0, 20);
   loom__push_box(L);

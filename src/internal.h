@@ -72,6 +72,7 @@ typedef struct loom_class loom_class;
 typedef struct loom_mailbox loom_mailbox;
 typedef struct loom_workpool loom_workpool;
 typedef struct loom_stream loom_stream;
+typedef struct write_req write_req;
 typedef struct loom_future loom_future;
 typedef struct loom_task loom_task;
 typedef struct loom_timer loom_timer;
@@ -141,6 +142,7 @@ struct loom_host {
   struct {                 /* loom_interrupt's, written by a handler */
     volatile sig_atomic_t pending, raised, grace, started;
     volatile uint64_t loop_time;  /* loop time when it came */
+    lua_State *volatile co;  /* the coroutine it was set on */
     uint64_t cpu0;         /* CPU time when the grace began */
   } intr;
   loom_error_fn on_error;
@@ -471,6 +473,8 @@ struct loom_stream {
   unsigned reading : 1, eof : 1, closed : 1, shut : 1;
   unsigned skipline : 1;    /* dropping the rest of an over-long line */
   unsigned lingering : 1;   /* closed, its queued writes still going */
+  unsigned released : 1;    /* its handle is closing: no Lua any more */
+  write_req *writes;        /* writes in flight (stream.c) */
   loom_task *readers, *writers;  /* WAIT_LIST */
   char name[72];            /* the other end, for messages */
 };

@@ -477,12 +477,18 @@ static int push_sent(lua_State *L, void *ud) {
   return 1;
 }
 
+/* The datagram's string is let go through the state only while the
+** host is open: a refused call means it closed, and the state may have
+** gone with it. */
 static void udp_send_cb(uv_udp_send_t *req, int status) {
   send_req *r = (send_req *)req;
   loom_call *call = r->call;
-  luaL_unref(r->L, LUA_REGISTRYINDEX, r->ref);
+  lua_State *L = r->L;
+  int ref = r->ref;
   r->status = status;
-  if (loom_call_complete(call, push_sent, r) != LOOM_OK) free(r);
+  if (loom_call_complete(call, push_sent, r) == LOOM_OK)
+    luaL_unref(L, LUA_REGISTRYINDEX, ref);
+  else free(r);
   loom_call_release(call);
 }
 

@@ -920,6 +920,13 @@ static void wake_waiters(loom_host *H, loom_future *f) {
   }
 }
 
+/* cancel_all_p(): the others, once the main task failed (protected) */
+static int cancel_all_p(lua_State *L) {
+  loom__cancel_all(loom__host_of_state(L),
+                   "the main task ended with an error");
+  return 0;
+}
+
 /*
 ** Memory ran out while the scheduler started or finished 't' (not in
 ** the task itself: that is an ordinary error, its outcome).  't' fails
@@ -952,7 +959,11 @@ static void fail_bare(loom_host *H, loom_task *t, int top) {
     loom__report(L, H, "not enough memory",
                  "(no memory was left for a traceback)");
   }
-  if (t == H->main && t->f.state != FUT_OK) H->main_ended = 1;
+  if (t == H->main && t->f.state != FUT_OK) {  /* as finish would */
+    H->main_ended = 1;
+    lua_pushcfunction(L, cancel_all_p);
+    if (lua_pcall(L, 0, 0, 0) != LUA_OK) lua_settop(L, top);
+  }
 }
 
 static int start_p(lua_State *L) {

@@ -472,10 +472,12 @@ LOOM_API int loom_interrupt(loom_host *H, int grace_ms) {
     H->intr.pending = 0;  /* the loop runs: it sees the signal */
     return before;
   }
-  if (H->intr.pending && H->intr.loop_time == uv_now(H->loop)) {
+  if (H->intr.pending && H->intr.loop_time == uv_now(H->loop)
+      && H->intr.co == t->co) {
     H->intr.grace = 0;  /* again before the loop could run: at once */
     return before;
   }
+  H->intr.co = t->co;  /* a task of its own: a fresh interrupt */
   H->intr.grace = grace_ms > 0 ? grace_ms : 0;
   H->intr.started = 0;
   H->intr.loop_time = uv_now(H->loop);

@@ -57,7 +57,17 @@ static void wake_all(loom_stream *s) {
   while (s->writers != NULL) loom__list_wake(H, &s->writers);
 }
 
+static void unref_writes(loom_stream *s);
+
+/*
+** The handle goes.  The strings of writes still queued are let go now,
+** while the host (and so the Lua state) is surely alive: libuv no longer
+** writes from them once the handle closes, and their callbacks, which
+** come later (cancelled), may come after the state has gone.
+*/
 static void stream_release(loom_stream *s) {
+  unref_writes(s);
+  s->released = 1;
   loom__handle_unlink(&s->base);
   uv_close(&s->u.h, stream_closed);
 }
@@ -494,22 +504,36 @@ static int s_read_all(lua_State *L) {
 
 #define MAX_BUFS 16
 
-typedef struct {
+struct write_req {
   uv_write_t req;
   loom_stream *s;
-  lua_State *L;       /* the host's main thread, for the refs */
+  write_req *next, *prev;  /* the stream's writes in flight */
   int nrefs;
   int refs[MAX_BUFS]; /* the strings written, kept alive */
-} write_req;
+};
+
+/* Lets go of the strings of 'w' (the stream's host is open). */
+static void unref_write(loom_stream *s, write_req *w) {
+  lua_State *L = host_of(s)->mainL;
+  int i;
+  for (i = 0; i < w->nrefs; i++)
+    luaL_unref(L, LUA_REGISTRYINDEX, w->refs[i]);
+  w->nrefs = 0;
+}
+
+static void unref_writes(loom_stream *s) {
+  write_req *w;
+  for (w = s->writes; w != NULL; w = w->next) unref_write(s, w);
+}
 
 static void write_cb(uv_write_t *req, int status) {
   write_req *w = (write_req *)req;
   loom_stream *s = w->s;
-  loom_host *H = host_of(s);
-  int i;
-  if (H != NULL)
-    for (i = 0; i < w->nrefs; i++)
-      luaL_unref(H->mainL, LUA_REGISTRYINDEX, w->refs[i]);
+  loom_host *H = s->released ? NULL : host_of(s);
+  if (w->prev) w->prev->next = w->next;
+  else s->writes = w->next;
+  if (w->next) w->next->prev = w->prev;
+  if (H != NULL) unref_write(s, w);
   free(w);
   s->pending--;
   if (status < 0 && status != UV_ECANCELED && s->werr == 0) s->werr = status;
@@ -557,6 +581,12 @@ static int queue_write(lua_State *L, loom_stream *s, int first, int last,
     return 0;
   }
   r = uv_write(&w->req, &s->u.s, bufs, (unsigned)n, write_cb);
+  if (r == 0) {
+    w->prev = NULL;
+    w->next = s->writes;
+    if (s->writes) s->writes->prev = w;
+    s->writes = w;
+  }
   if (r != 0) {
     for (i = 0; i < w->nrefs; i++)
       luaL_unref(H->mainL, LUA_REGISTRYINDEX, w->refs[i]);

@@ -3,12 +3,14 @@
 ** Each case is its own meson test: api_test NAME runs case NAME and
 ** exits 0 when it passed.  Run under valgrind or ASan by the CI.
 */
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include <lauxlib.h>
 #include <lualib.h>
@@ -729,6 +731,43 @@ static void t_out_of_memory(void) {
   lua_close(L);
 }
 
+/*
+** The main task runs out the same way: the run ends, the other tasks
+** cancelled (one sleeps 30 s: the run would wait for it otherwise).
+*/
+static void t_main_out_of_memory(void) {
+  lua_State *L = lua_newstate(limited_alloc, NULL);
+  loom_host *H;
+  uint64_t t0;
+  luaL_openlibs(L);
+  H = loom_new_with(NULL, L);
+  loom_set_error_fn(H, oom_hook, NULL);
+  CHECK(luaL_dostring(L, "fill = function() local big = {} "
+                         "for i = 1, math.huge do big[i] = {} end end")
+        == LUA_OK);
+  CHECK(loom_spawn_string(H,
+    "local loom = require 'loom'\n"
+    "loom.spawn(function()\n"
+    "  local ok, e = pcall(loom.sleep, 30)\n"
+    "  other = loom.is_cancelled(e) and 'cancelled' or 'slept'\n"
+    "end)\n"
+    "loom.sleep(0)\n"
+    "fill()\n", "=main_oom", 0) == LOOM_OK);
+  lua_settop(L, 0);
+  lua_gc(L, LUA_GCCOLLECT);
+  mem_limit = mem_used + 2 * 1024 * 1024;
+  t0 = uv_hrtime();
+  loom_run(H);
+  mem_limit = (size_t)-1;
+  CHECK(uv_hrtime() - t0 < 10 * 1000000000ull);
+  CHECK(strcmp(eval(H, "return other"), "cancelled") == 0);
+  CHECK(loom_push_main(H) == LOOM_OK);
+  CHECK(loom_task_state(H, -1) == LOOM_TASK_FAILED);
+  lua_settop(L, 0);
+  loom_free(H);
+  lua_close(L);
+}
+
 /* }==================================================================== */
 
 
@@ -925,6 +964,50 @@ static void t_interrupt(void) {
 /* }==================================================================== */
 
 
+/*
+** The host's own state on the embedder's loop: loom_close frees the
+** state while libuv still owes callbacks (the writes of a stream closed
+** with data queued) and a worker still runs (read_file of a FIFO
+** nobody has written yet).  They must touch no freed Lua memory, and
+** the loop must close once they are done.
+*/
+static void t_close_in_flight(void) {
+  uv_loop_t loop;
+  loom_host *H;
+  char dir[] = "/tmp/loom-api-XXXXXX", fifo[64], code[1024];
+  int fd;
+  CHECK(mkdtemp(dir) != NULL);
+  snprintf(fifo, sizeof fifo, "%s/fifo", dir);
+  CHECK(mkfifo(fifo, 0600) == 0);
+  uv_loop_init(&loop);
+  H = loom_new_with(&loop, NULL);
+  snprintf(code, sizeof code,
+    "local net, fs = require 'loom.net', require 'loom.fs'\n"
+    "local srv = net.listen('127.0.0.1', 0, function(s) loom.sleep(30) end)\n"
+    "local _, port = srv:address()\n"
+    "local c = assert(net.connect('127.0.0.1', port))\n"
+    "c:limits{high_water = 1 << 30}\n"
+    "c:write(string.rep('x', 8 << 20))\n"
+    "c:close()\n"  /* its writes are still queued */
+    "loom.spawn(fs.read_file, '%s')\n"
+    "loom.sleep(0.05)\n"
+    "error('the main task fails', 0)\n", fifo);
+  CHECK(loom_spawn_string(H, code, "=in_flight", 0) == LOOM_OK);
+  CHECK(loom_run(H) >= 1);
+  CHECK(loom_close(H) == LOOM_OK);  /* the state is freed here */
+  fd = open(fifo, O_WRONLY);  /* the worker's open returns; it stops */
+  CHECK(fd >= 0);
+  if (fd >= 0) {
+    if (write(fd, "x", 1) < 0) {}  /* EPIPE once the worker has stopped */
+    close(fd);
+  }
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK(uv_loop_close(&loop) == 0);
+  loom_free(H);
+  unlink(fifo);
+  rmdir(dir);
+}
+
 static const struct {
   const char *name;
   void (*fn)(void);
@@ -949,8 +1032,10 @@ static const struct {
   {"call_released", t_call_released},
   {"resume_after_close", t_resume_after_close},
   {"close_with_handles", t_close_with_handles},
+  {"close_in_flight", t_close_in_flight},
   {"main_task", t_main_task},
   {"out_of_memory", t_out_of_memory},
+  {"main_out_of_memory", t_main_out_of_memory},
   {"interrupt", t_interrupt},
   {NULL, NULL}
 };
