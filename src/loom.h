@@ -83,8 +83,9 @@ LOOM_API uv_loop_t *loom_loop(loom_host *H);
 ** stays usable (loom's functions and objects there raise "the host is
 ** closed"; coroutine.*, require and package.loaded.loom are restored);
 ** on the embedder's loop, loom's handles are closed and the loop must
-** run once more (uv_run) for their close callbacks before it can be
-** closed.  Returns LOOM_EBUSY if called from inside the loop (a
+** run again (uv_run with UV_RUN_DEFAULT) for their close callbacks, and
+** for any file or work job still running on libuv's thread pool to end,
+** before it can be closed.  Returns LOOM_EBUSY if called from inside the loop (a
 ** callback or a task), else LOOM_OK (also when closed already).  'H'
 ** stays valid: every function given it returns LOOM_ECLOSED (NULL for
 ** loom_state and loom_loop) until loom_free.
