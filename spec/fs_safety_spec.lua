@@ -283,6 +283,33 @@ describe("loom.fs safety", function()
         ("peak RSS %d MiB"):format(tonumber(kib) // 1024))
     end)
 
+    it("a FIFO nobody writes to: a timed-out read_file ends, and the process exits", in_dir(function(d)
+      local fifo = d .. "/fifo"
+      assert.are.equal(0, select(3, h.sh("mkfifo " .. h.quote(fifo))))
+      local out, err, code = h.run_src(([[
+        local fs = require "loom.fs"
+        local ok, e = pcall(loom.timeout, 0.05, fs.read_file, %q)
+        print(ok, loom.is_timeout(e))
+      ]]):format(fifo), nil, nil, 20)
+      assert.are.equal(0, code, "the process did not exit: " .. err)
+      assert.are.equal("false\ttrue\n", out)
+    end))
+
+    it("a FIFO: read_file waits for its writer and takes all it writes", in_dir(function(d)
+      local fifo = d .. "/fifo"
+      assert.are.equal(0, select(3, h.sh("mkfifo " .. h.quote(fifo))))
+      local reader = loom.spawn(function()
+        return table.pack(fs.read_file(fifo))
+      end)
+      loom.sleep(0.05)  -- the reader is waiting; a writer comes later
+      assert.is_false(reader:done())
+      local w = assert(loom.process.spawn { "sh", "-c",
+        "printf one > " .. h.quote(fifo) .. "; :" , stdin = "null" })
+      assert.are.equal(0, (w:wait()))
+      local r = reader:await()
+      assert.are.same({ n = 1, "one" }, r)  -- the bytes alone
+    end))
+
     it("max: past it nil, msg, EFBIG (the message names the path)", in_dir(function(d)
       fails("EFBIG", "/dev/zero", fs.read_file("/dev/zero", { max = 1000 }))
       fails("EFBIG", "/dev/zero", fs.read_file("/dev/zero", { max = 0 }))

@@ -23,6 +23,7 @@
 */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -439,17 +440,35 @@ static int l_mkdtemp(lua_State *L) {
 ** out) sets it, so an endless file (/dev/zero) is not read for ever.
 ** On any failure what was read is freed here.
 */
+/*
+** A FIFO (or socket) is opened and read without blocking, so that the
+** job sees its stop flag while nobody writes: it waits here a little at
+** a time, and reads only once there is data or the writer has gone.  A
+** FIFO no writer has opened yet does not poll readable (nor hung up),
+** so the read waits for one, as a blocking open would.  Returns whether
+** to read now.
+*/
+static int ready_to_read(int fd) {
+  struct pollfd p;
+  p.fd = fd;
+  p.events = POLLIN;
+  return poll(&p, 1, 100) > 0;
+}
+
 static void job_read_file(fsreq *r) {
   struct stat st;
   size_t cap = CHUNK, len = 0, want;
   char *buf;
   ssize_t k;
-  int err = 0, fd = open(r->path, O_RDONLY | O_CLOEXEC);
+  int err = 0, pipe_like = 0;
+  int fd = open(r->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
     r->result = uv_translate_sys_error(errno);
     return;
   }
   if (fstat(fd, &st) == 0) {
+    pipe_like = S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode);
+    if (!pipe_like) fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
     if (S_ISDIR(st.st_mode)) err = UV_EISDIR;
     else if (S_ISREG(st.st_mode) && (uint64_t)st.st_size > r->max)
       err = UV_EFBIG;
@@ -465,9 +484,11 @@ static void job_read_file(fsreq *r) {
       break;
     }
     want = cap - len < READ_STEP ? cap - len : READ_STEP;
+    if (pipe_like && !ready_to_read(fd)) continue;
     if ((k = read(fd, buf + len, want)) == 0) break;
     if (k < 0) {
-      if (errno != EINTR) err = uv_translate_sys_error(errno);
+      if (errno != EINTR && errno != EAGAIN)
+        err = uv_translate_sys_error(errno);
       continue;
     }
     len += (size_t)k;

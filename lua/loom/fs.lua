@@ -73,9 +73,13 @@ function M.read_file(path, opts)
   check_task("fs.read_file")
   local flag = stop_flag()
   local ok, s, err, code = pcall(read_file, path, max, flag)
-  if ok then return s, err, code end
-  stop(flag)
-  error(s, 0)
+  if not ok then
+    stop(flag)
+    error(s, 0)
+  end
+  if s == nil then return nil, err, code end
+  return s  -- the bytes alone, as every call that succeeds
+
 end
 
 local modes = { r = 1, w = 1, a = 1, ["r+"] = 1, ["w+"] = 1, ["a+"] = 1 }
