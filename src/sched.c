@@ -1390,7 +1390,9 @@ void loom__report_unobserved(lua_State *L, loom_host *H) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, H->failed_ref);
   lua_pushnil(L);
   while (lua_next(L, -2)) {
-    report_failure(L, H, lua_gettop(L));
+    loom_future *f = lua_touserdata(L, -1);
+    if (f != NULL && !f->reported)  /* fail_bare may have reported it */
+      report_failure(L, H, lua_gettop(L));
     lua_pop(L, 1);
   }
   lua_pop(L, 1);

@@ -183,6 +183,7 @@ static int l_alarm(lua_State *L) {
   loom_alarm *a;
   loom__checktype(L, 2, "alarm", LUA_TFUNCTION);
   a = loom__handle_new(L, H, &alarm_class, sizeof *a, 0);
+  a->ref = LUA_NOREF;  /* until luaL_ref, which may run out of memory */
   uv_timer_init(H->loop, &a->h);
   a->h.data = a;
   lua_pushvalue(L, 2);
