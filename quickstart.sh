@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 PACKAGES=(gcc libc6-dev pkg-config meson ninja-build lua5.4 liblua5.4-dev
-          libuv1-dev lua-busted valgrind)
+          libuv1-dev lua-busted lua-cjson valgrind)
 
 install_missing() {
   local missing=() pkg

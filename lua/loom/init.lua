@@ -131,9 +131,9 @@ for _, name in ipairs {
   for k, v in pairs(core.embedded(name)(core)) do M[k] = v end
 end
 
--- loom.net, loom.fs, loom.process, loom.signal; also found as
+-- loom.net, loom.fs, loom.process, loom.signal, loom.json; also found as
 -- require "loom.net" and so on
-for _, name in ipairs { "net", "fs", "process", "signal" } do
+for _, name in ipairs { "net", "fs", "process", "signal", "json" } do
   M[name] = core.embedded("loom." .. name)(core, M)
   package.loaded["loom." .. name] = M[name]
 end
