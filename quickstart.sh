@@ -3,6 +3,9 @@
 #
 #   ./quickstart.sh demo   install what is missing, build, run the demo
 #   ./quickstart.sh test   install what is missing, build, run every test
+#   ./quickstart.sh bench [name]
+#                          the same, with the peers the benchmarks compare
+#                          with (Python, Node, luv), then bench/run name
 #
 # Run as root on Debian 12 (or with the packages below already there).
 # The test run builds twice: once plainly, once with AddressSanitizer
@@ -15,9 +18,13 @@ cd "$(dirname "$0")"
 PACKAGES=(gcc libc6-dev pkg-config meson ninja-build lua5.4 liblua5.4-dev
           libuv1-dev lua-busted lua-cjson valgrind)
 
+# what bench/run compares loom with, beyond what the build needs
+BENCH_PACKAGES=(python3 nodejs lua-luv)
+
+# install_missing [more packages...]
 install_missing() {
   local missing=() pkg
-  for pkg in "${PACKAGES[@]}"; do
+  for pkg in "${PACKAGES[@]}" "$@"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" \
       || missing+=("$pkg")
   done
@@ -97,6 +104,11 @@ case "${1:-}" in
     build build
     exec ./build/loom examples/demo.lua
     ;;
+  bench)
+    install_missing "${BENCH_PACKAGES[@]}"
+    build build
+    exec bench/run "${2:-all}"
+    ;;
   test)
     install_missing
     build build
@@ -116,7 +128,7 @@ case "${1:-}" in
     [ "$FAILED" -eq 0 ]
     ;;
   *)
-    echo "usage: $0 demo|test" >&2
+    echo "usage: $0 demo|test|bench [name]" >&2
     exit 2
     ;;
 esac

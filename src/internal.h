@@ -484,8 +484,6 @@ loom_stream *loom__stream_new(lua_State *L, loom_host *H, int kind,
                               const char *name);
 void loom__stream_rename(loom_stream *s, const char *name);
 void loom__stream_close(loom_stream *s, int force);
-loom_stream *loom__tostream(lua_State *L, int idx);  /* NULL: closed */
-loom_stream *loom__checkstream(lua_State *L, int idx);
 int loom__push_sockaddr(lua_State *L, const struct sockaddr *sa, char *buf);
 
 /* net.c, process.c, fs.c: register their core functions */

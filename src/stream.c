@@ -149,25 +149,14 @@ int loom__push_sockaddr(lua_State *L, const struct sockaddr *sa, char *buf) {
   return 2;
 }
 
-/* The stream at 'idx', or NULL when it is closed. */
-loom_stream *loom__tostream(lua_State *L, int idx) {
-  return (loom_stream *)loom__tohandle(L, idx, &stream_class);
-}
-
-/* The stream at 'idx', which must be open (else raises). */
-loom_stream *loom__checkstream(lua_State *L, int idx) {
-  return loom__checkhandle(L, idx, &stream_class);
-}
-
 static loom_host *shost(lua_State *L, loom_stream *s) {
   loom_host *H = host_of(s);
   if (H == NULL) loom__errorf(L, "loom: the host of this stream is closed");
   return H;
 }
 
-/* 's' may be NULL: the stream was closed (and its userdata cleared). */
-static int fail_closed(lua_State *L, loom_stream *s) {
-  (void)s;
+/* The failure of a read or write on a closed stream. */
+static int fail_closed(lua_State *L) {
   return loom__fail_reason(L, NULL, NULL, "the stream is closed",
                            "ECANCELED");
 }
@@ -261,7 +250,7 @@ static int wait_data(lua_State *L, loom_stream *s, const char *name,
                      lua_KFunction k) {
   loom_host *H;
   loom_task *t;
-  if (s->closed) return fail_closed(L, s);
+  if (s->closed) return fail_closed(L);
   if (s->rerr) return loom__fail(L, "read from", s->name, s->rerr);
   if (s->eof) return loom__fail(L, "read from", s->name, UV_EOF);
   if (s->readers != NULL)
@@ -312,7 +301,7 @@ static int read_body(lua_State *L, loom_stream *s) {
 static int read_k(lua_State *L, int status, lua_KContext ctx) {
   loom_stream *s = resumed(L);
   (void)status; (void)ctx;
-  return s ? read_body(L, s) : fail_closed(L, NULL);
+  return s ? read_body(L, s) : fail_closed(L);
 }
 
 /* s:read([n]) (suspends): up to n bytes, or whatever there is */
@@ -321,7 +310,7 @@ static int s_read(lua_State *L) {
   lua_Integer n = loom__optinteger(L, 2, "stream:read", 0);
   if (n < 0) loom__argerror(L, 2, "stream:read", "size must be non-negative");
   lua_settop(L, 2);
-  if (s == NULL) return fail_closed(L, NULL);
+  if (s == NULL) return fail_closed(L);
   return read_body(L, s);
 }
 
@@ -345,7 +334,7 @@ static int exactly_body(lua_State *L, loom_stream *s) {
 static int exactly_k(lua_State *L, int status, lua_KContext ctx) {
   loom_stream *s = resumed(L);
   (void)status; (void)ctx;
-  if (s == NULL) return fail_closed(L, NULL);
+  if (s == NULL) return fail_closed(L);
   return exactly_body(L, s);
 }
 
@@ -356,7 +345,7 @@ static int s_read_exactly(lua_State *L) {
   if (n < 0)
     loom__argerror(L, 2, "stream:read_exactly", "size must be non-negative");
   lua_settop(L, 2);
-  if (s == NULL) return fail_closed(L, NULL);
+  if (s == NULL) return fail_closed(L);
   return exactly_body(L, s);
 }
 
@@ -437,7 +426,7 @@ too_long:
 static int until_k(lua_State *L, int status, lua_KContext ctx) {
   loom_stream *s = resumed(L);
   (void)status; (void)ctx;
-  if (s == NULL) return fail_closed(L, NULL);
+  if (s == NULL) return fail_closed(L);
   return until_body(L, s, lua_toboolean(L, 3));
 }
 
@@ -449,7 +438,7 @@ static int s_read_until(lua_State *L) {
   if (sl == 0)
     loom__argerror(L, 2, "stream:read_until", "separator must not be empty");
   lua_settop(L, 2);
-  if (s == NULL) return fail_closed(L, NULL);
+  if (s == NULL) return fail_closed(L);
   lua_pushboolean(L, 0);
   return until_body(L, s, 0);
 }
@@ -458,7 +447,7 @@ static int s_read_until(lua_State *L) {
 static int s_read_line(lua_State *L) {
   loom_stream *s = io_stream(L, "stream:read_line");
   lua_settop(L, 1);
-  if (s == NULL) return fail_closed(L, NULL);
+  if (s == NULL) return fail_closed(L);
   lua_pushliteral(L, "\n");
   lua_pushboolean(L, 1);
   return until_body(L, s, 1);
@@ -483,7 +472,7 @@ static int all_body(lua_State *L, loom_stream *s) {
 static int all_k(lua_State *L, int status, lua_KContext ctx) {
   loom_stream *s = resumed(L);
   (void)status; (void)ctx;
-  if (s == NULL) return fail_closed(L, NULL);
+  if (s == NULL) return fail_closed(L);
   return all_body(L, s);
 }
 
@@ -491,7 +480,7 @@ static int all_k(lua_State *L, int status, lua_KContext ctx) {
 static int s_read_all(lua_State *L) {
   loom_stream *s = io_stream(L, "stream:read_all");
   lua_settop(L, 1);
-  if (s == NULL) return fail_closed(L, NULL);
+  if (s == NULL) return fail_closed(L);
   return all_body(L, s);
 }
 
@@ -648,7 +637,7 @@ static int write_k(lua_State *L, int status, lua_KContext ctx);
 
 /* Waits while more than the high-water mark is queued. */
 static int write_wait(lua_State *L, loom_stream *s) {
-  if (s->closed) return fail_closed(L, s);
+  if (s->closed) return fail_closed(L);
   if (s->werr) return loom__fail(L, "write to", s->name, s->werr);
   if (uv_stream_get_write_queue_size(&s->u.s) > s->hwm) {
     loom_task *t = loom__enter(L, shost(L, s), "stream:write");
@@ -662,7 +651,7 @@ static int write_wait(lua_State *L, loom_stream *s) {
 static int write_k(lua_State *L, int status, lua_KContext ctx) {
   loom_stream *s = resumed(L);
   (void)status; (void)ctx;
-  if (s == NULL) return fail_closed(L, NULL);
+  if (s == NULL) return fail_closed(L);
   lua_settop(L, 1);
   return write_wait(L, s);
 }
@@ -671,7 +660,7 @@ static int write_k(lua_State *L, int status, lua_KContext ctx) {
 static int s_write(lua_State *L) {
   loom_stream *s = io_stream(L, "stream:write");
   int r;
-  if (s == NULL || s->closed) return fail_closed(L, s);
+  if (s == NULL || s->closed) return fail_closed(L);
   if (s->werr) return loom__fail(L, "write to", s->name, s->werr);
   if (s->shut) return loom__fail(L, "write to", s->name, UV_EPIPE);
   r = write_all(L, s);
@@ -686,7 +675,7 @@ static int s_write(lua_State *L) {
 static int flush_k(lua_State *L, int status, lua_KContext ctx);
 
 static int flush_body(lua_State *L, loom_stream *s) {
-  if (s->closed) return fail_closed(L, s);
+  if (s->closed) return fail_closed(L);
   if (s->werr) return loom__fail(L, "write to", s->name, s->werr);
   if (s->pending > 0) {
     loom_task *t = loom__enter(L, shost(L, s), "stream:flush");
@@ -700,7 +689,7 @@ static int flush_body(lua_State *L, loom_stream *s) {
 static int flush_k(lua_State *L, int status, lua_KContext ctx) {
   loom_stream *s = resumed(L);
   (void)status; (void)ctx;
-  if (s == NULL) return fail_closed(L, NULL);
+  if (s == NULL) return fail_closed(L);
   return flush_body(L, s);
 }
 
@@ -708,7 +697,7 @@ static int flush_k(lua_State *L, int status, lua_KContext ctx) {
 static int s_flush(lua_State *L) {
   loom_stream *s = io_stream(L, "stream:flush");
   lua_settop(L, 1);
-  if (s == NULL) return fail_closed(L, NULL);
+  if (s == NULL) return fail_closed(L);
   return flush_body(L, s);
 }
 

@@ -699,7 +699,13 @@ static void oom_hook(loom_host *H, const char *msg, const char *tb,
 ** error, its awaiter gets it, the host and the other tasks go on, and
 ** a failure nobody awaits is reported.
 */
-static void t_out_of_memory(void) {
+/*
+** A host on a state whose allocator has a limit, with the error hook
+** above and a global 'fill' that fills memory until it runs out; the
+** script 'code' is spawned as its main task.  Then the limit is set, 2
+** MiB above what is in use.
+*/
+static loom_host *oom_host(const char *code, const char *name) {
   lua_State *L = lua_newstate(limited_alloc, NULL);
   loom_host *H;
   luaL_openlibs(L);
@@ -709,7 +715,23 @@ static void t_out_of_memory(void) {
   CHECK(luaL_dostring(L, "fill = function() local big = {} "
                          "for i = 1, math.huge do big[i] = {} end end")
         == LUA_OK);
-  CHECK(loom_spawn_string(H,
+  CHECK(loom_spawn_string(H, code, name, 0) == LOOM_OK);
+  lua_settop(L, 0);
+  lua_gc(L, LUA_GCCOLLECT);
+  mem_limit = mem_used + 2 * 1024 * 1024;
+  return H;
+}
+
+/* Lifts the limit and frees the host and its state. */
+static void oom_free(loom_host *H) {
+  lua_State *L = loom_state(H);
+  mem_limit = (size_t)-1;
+  loom_free(H);
+  lua_close(L);
+}
+
+static void t_out_of_memory(void) {
+  loom_host *H = oom_host(
     "local loom = require 'loom'\n"
     "local t = loom.spawn(fill)\n"
     "local ok, e = pcall(t.await, t)\n"
@@ -717,18 +739,14 @@ static void t_out_of_memory(void) {
     "loom.spawn(fill)\n"  /* nobody awaits this one */
     "loom.sleep(0.01)\n"
     "other = loom.spawn(function() return 'other ok' end):await()\n",
-    "=oom", 0) == LOOM_OK);
-  lua_settop(L, 0);
-  lua_gc(L, LUA_GCCOLLECT);
-  mem_limit = mem_used + 2 * 1024 * 1024;
+    "=oom");
   CHECK(loom_run(H) == 1);  /* the unawaited failure */
   mem_limit = (size_t)-1;
   CHECK(strcmp(eval(H, "return result"), "false not enough memory") == 0);
   CHECK(strcmp(eval(H, "return other"), "other ok") == 0);
   CHECK(oom_reports == 1);
   CHECK(strstr(oom_msg, "not enough memory") != NULL);
-  loom_free(H);
-  lua_close(L);
+  oom_free(H);
 }
 
 /*
@@ -736,26 +754,18 @@ static void t_out_of_memory(void) {
 ** cancelled (one sleeps 30 s: the run would wait for it otherwise).
 */
 static void t_main_out_of_memory(void) {
-  lua_State *L = lua_newstate(limited_alloc, NULL);
   loom_host *H;
+  lua_State *L;
   uint64_t t0;
-  luaL_openlibs(L);
-  H = loom_new_with(NULL, L);
-  loom_set_error_fn(H, oom_hook, NULL);
-  CHECK(luaL_dostring(L, "fill = function() local big = {} "
-                         "for i = 1, math.huge do big[i] = {} end end")
-        == LUA_OK);
-  CHECK(loom_spawn_string(H,
+  H = oom_host(
     "local loom = require 'loom'\n"
     "loom.spawn(function()\n"
     "  local ok, e = pcall(loom.sleep, 30)\n"
     "  other = loom.is_cancelled(e) and 'cancelled' or 'slept'\n"
     "end)\n"
     "loom.sleep(0)\n"
-    "fill()\n", "=main_oom", 0) == LOOM_OK);
-  lua_settop(L, 0);
-  lua_gc(L, LUA_GCCOLLECT);
-  mem_limit = mem_used + 2 * 1024 * 1024;
+    "fill()\n", "=main_oom");
+  L = loom_state(H);
   t0 = uv_hrtime();
   loom_run(H);
   mem_limit = (size_t)-1;
@@ -764,8 +774,7 @@ static void t_main_out_of_memory(void) {
   CHECK(loom_push_main(H) == LOOM_OK);
   CHECK(loom_task_state(H, -1) == LOOM_TASK_FAILED);
   lua_settop(L, 0);
-  loom_free(H);
-  lua_close(L);
+  oom_free(H);
 }
 
 /* }==================================================================== */
