@@ -164,14 +164,6 @@ loom_handle *loom__tohandle(lua_State *L, int idx, const loom_class *cls) {
   return *box;
 }
 
-/* The open handle of class 'cls' at 'idx'; raises when it is closed. */
-void *loom__checkhandle(lua_State *L, int idx, const loom_class *cls) {
-  loom_handle *h = loom__tohandle(L, idx, cls);
-  if (h == NULL)
-    luaL_error(L, "attempt to use a closed %s", loom__class_noun(cls));
-  return h;
-}
-
 /* "stream" for "loom.stream": how messages call a handle of 'cls'. */
 const char *loom__class_noun(const loom_class *cls) {
   if (cls->noun != NULL) return cls->noun;

@@ -221,7 +221,6 @@ void *loom__handle_alloc(loom_host *H, const loom_class *cls, size_t size);
 void loom__handle_unlink(loom_handle *h);
 void loom__handle_detach(loom_handle *h);  /* clears its userdata */
 loom_handle *loom__tohandle(lua_State *L, int idx, const loom_class *cls);
-void *loom__checkhandle(lua_State *L, int idx, const loom_class *cls);
 const char *loom__class_noun(const loom_class *cls);
 int loom__handle_close(lua_State *L);  /* :close() of every handle */
 void *loom__object_new(lua_State *L, const loom_class *cls, size_t size,
