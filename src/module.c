@@ -270,7 +270,8 @@ static int open_submodule(lua_State *L, const char *name) {
   return run_embedded(L, name);
 }
 
-#define SUBMODULES(X) X(net) X(fs) X(process) X(signal) X(json) X(busted)
+#define SUBMODULES(X) X(net) X(fs) X(process) X(signal) X(json) X(http) \
+  X(busted)
 
 #define OPEN_SUBMODULE(m) \
   LOOM_API int luaopen_loom_##m(lua_State *L); \

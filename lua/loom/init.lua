@@ -138,6 +138,16 @@ for _, name in ipairs { "net", "fs", "process", "signal", "json" } do
   package.loaded["loom." .. name] = M[name]
 end
 
+-- loom.http is loaded on first use: it is larger than the rest, and a
+-- script that speaks no HTTP need not parse it.
+setmetatable(M, { __index = function(t, k)
+  if k == "http" then
+    local http = require "loom.http"
+    rawset(t, k, http)
+    return http
+  end
+end })
+
 -- A 'require' that tasks can suspend in (Lua's own is a C function that
 -- Lua cannot yield across).
 if type(package) == "table" then

@@ -1,0 +1,3 @@
+--[[ loom.http's client: http.request, http.get, http.post. ]]
+local M = {}
+return M

@@ -1,0 +1,3 @@
+--[[ loom.http's server: http.serve. ]]
+local M = {}
+return M
