@@ -28,7 +28,7 @@
 **   4. The families, each the Lua API of one concept: task.c, time.c,
 **      coro.c, call.c, then work.c, queue.c, signal.c, stream.c, fs.c,
 **      then net.c and process.c, built on streams (process.c also names
-**      signals).  Those after call.c wait for libuv requests through
+**      signals), and http_parser.c (llhttp's requests as Lua tables).  Those after call.c wait for libuv requests through
 **      its loom_call_* functions, as an embedder's C code would.
 **   5. module.c (luaopen_loom and the loom_new* constructors, which
 **      open the module in a state), then main.c, the binary, which
@@ -489,6 +489,7 @@ int loom__push_sockaddr(lua_State *L, const struct sockaddr *sa, char *buf);
 void loom__net_register(lua_State *L, loom_host *H);  /* core.net */
 void loom__process_register(lua_State *L, loom_host *H);  /* core.proc */
 void loom__fs_register(lua_State *L, loom_host *H);  /* core.fs */
+void loom__http_parser_register(lua_State *L, loom_host *H);  /* core.http */
 
 /* }==================================================================== */
 

@@ -1,3 +1,663 @@
---[[ loom.http's server: http.serve. ]]
+--[[ loom.http's server: http.serve(host, port, handler [, opts]).
+
+  Each connection is a task (net.listen's); it parses requests with
+  llhttp (src/http_parser.c) and calls handler(req) for each in turn,
+  so pipelined requests are answered in the order they came.  A
+  request's body is not read until the handler asks (req:body(),
+  req:read(), req:chunks()): the handler reads it from the connection
+  itself, so a large upload is never held whole.
+
+  The handler returns status, body [, headers], or a table {status =,
+  headers =, body =} (or json = value instead of body); a body that is
+  a function is called for chunks until it returns nil and sent chunked
+  (HTTP/1.1) or up to the end of the connection (HTTP/1.0).  A handler
+  error gives 500 and is logged with its traceback on stderr.
+
+  A malformed request gets 400, one over a limit 414, 431 or 413, and
+  the connection is closed.  Timeouts (loom deadlines around the reads
+  of the connection) end connections that are idle too long between
+  requests or too slow to send a head or a body.  server:close() stops
+  accepting, ends idle connections and lets requests in flight finish.
+]]
+local core, loom = ...
+
+local type, tostring, tonumber, pairs, ipairs, next = type, tostring,
+  tonumber, pairs, ipairs, next
+local setmetatable, getmetatable, rawset = setmetatable, getmetatable, rawset
+local error, xpcall, pcall = error, xpcall, pcall
+local math_type, floor = math.type, math.floor
+local concat = table.concat
+local lower, find, format, gsub, char = string.lower, string.find,
+  string.format, string.gsub, string.char
+local os_time, os_date = os.time, os.date
+local traceback = debug.traceback
+local stderr = io.stderr
+
+local new_parser = core.http.parser
+local deadline, current, spawn = core.deadline, core.current, core.spawn
+local is_cancelled, is_timeout = core.is_cancelled, core.is_timeout
+local check = core.check
+local argerror = check.argerror
+
+local net, json = loom.net, loom.json
+
 local M = {}
+
+local REASONS = {
+  [100] = "Continue", [101] = "Switching Protocols",
+  [200] = "OK", [201] = "Created", [202] = "Accepted",
+  [203] = "Non-Authoritative Information", [204] = "No Content",
+  [205] = "Reset Content", [206] = "Partial Content",
+  [300] = "Multiple Choices", [301] = "Moved Permanently", [302] = "Found",
+  [303] = "See Other", [304] = "Not Modified", [307] = "Temporary Redirect",
+  [308] = "Permanent Redirect",
+  [400] = "Bad Request", [401] = "Unauthorized", [402] = "Payment Required",
+  [403] = "Forbidden", [404] = "Not Found", [405] = "Method Not Allowed",
+  [406] = "Not Acceptable", [408] = "Request Timeout", [409] = "Conflict",
+  [410] = "Gone", [411] = "Length Required",
+  [412] = "Precondition Failed", [413] = "Content Too Large",
+  [414] = "URI Too Long", [415] = "Unsupported Media Type",
+  [416] = "Range Not Satisfiable", [417] = "Expectation Failed",
+  [418] = "I'm a teapot", [421] = "Misdirected Request",
+  [422] = "Unprocessable Content", [425] = "Too Early",
+  [426] = "Upgrade Required", [428] = "Precondition Required",
+  [429] = "Too Many Requests", [431] = "Request Header Fields Too Large",
+  [451] = "Unavailable For Legal Reasons",
+  [500] = "Internal Server Error", [501] = "Not Implemented",
+  [502] = "Bad Gateway", [503] = "Service Unavailable",
+  [504] = "Gateway Timeout", [505] = "HTTP Version Not Supported",
+}
+
+-- "HTTP/1.1 200 OK\r\n", made once per status
+local status_lines = setmetatable({}, { __index = function(t, status)
+  local line = ("HTTP/1.1 %d %s\r\n"):format(status,
+    REASONS[status] or "Unknown")
+  t[status] = line
+  return line
+end })
+
+-- "Date: ...\r\n", made once a second
+local date_line, date_at = "", -1
+local function date()
+  local t = os_time()
+  if t ~= date_at then
+    date_at = t
+    date_line = os_date("!Date: %a, %d %b %Y %H:%M:%S GMT\r\n", t)
+  end
+  return date_line
+end
+
+-- An error a handler's body read raises to answer with a status (a
+-- body over the limit: 413); it is not logged.
+local Refusal = {}
+Refusal.__index = Refusal
+Refusal.__tostring = function(e) return e.message end
+local function refuse(status, message)
+  error(setmetatable({ status = status, message = message }, Refusal), 0)
+end
+
+local function log_error(what, msg, tb)
+  stderr:write("loom: ", what, ": ", msg, "\n", tb or "", tb and "\n" or "")
+end
+
+
+-- {====================================================================
+-- Reading a connection
+-- =====================================================================
+
+-- Connection state 'c': s (the stream), p (the parser), data and pos
+-- (bytes read and not yet parsed), srv; body ("none", "open", "done")
+-- and continued (a 100 Continue went) for the current request.
+
+-- The next event of 'c' (see src/http_parser.c), reading as needed
+-- under a deadline of 'limit' seconds for each read; nil, msg, code
+-- when the connection ends first.
+local function next_event(c, limit)
+  while true do
+    local data = c.data
+    if data then
+      local kind, v, pos, ended = c.p:feed(data, c.pos)
+      if kind == "error" then return kind, v, pos end
+      if pos > #data then c.data = nil else c.pos = pos end
+      if kind then return kind, v, pos, ended end
+    end
+    local d, err, code
+    do
+      local dl <close> = deadline(limit, "http.serve")
+      d, err, code = c.s:read()
+    end
+    if not d then return nil, err, code end
+    c.data, c.pos = d, 1
+  end
+end
+
+-- The next piece of the current request's body, or nil, msg, code
+-- ("EOF" at its end).
+local function body_chunk(c, req)
+  if c.body ~= "open" then return nil, "end of request body", "EOF" end
+  if req.expect_continue and not c.continued then
+    c.continued = true
+    local ok, err, code = c.s:write("HTTP/1.1 100 Continue\r\n\r\n")
+    if not ok then
+      c.body = "broken"
+      return nil, err, code
+    end
+  end
+  local ok, kind, v, code, ended = pcall(next_event, c, c.srv.body_timeout)
+  if not ok then
+    c.body = "broken"
+    if is_timeout(kind) then
+      return nil, "request body: no data for "
+        .. c.srv.body_timeout .. "s", "ETIMEDOUT"
+    end
+    error(kind, 0)
+  end
+  if kind == "body" then
+    if ended then c.body = "done" end
+    return v
+  end
+  if kind == "end" then
+    c.body = "done"
+    return nil, "end of request body", "EOF"
+  end
+  c.body = "broken"
+  if kind == "error" then
+    if v == 413 then
+      refuse(413, ("request body larger than %d bytes")
+        :format(c.srv.limits.max_body_size))
+    end
+    return nil, "bad request body: " .. code, "EPROTO"
+  end
+  return nil, v, code  -- the connection failed or ended
+end
+
+-- }====================================================================
+
+
+-- {====================================================================
+-- Requests
+-- =====================================================================
+
+local CONN = {}  -- req[CONN]: its connection
+
+local Request = {}
+
+--- req:read([n]) (suspends): the next piece of the body (at most n
+-- bytes), or nil, msg, "EOF" at its end.
+function Request:read(n)
+  local c = self[CONN]
+  if n ~= nil then n = check.count(n, 2, "req:read") end
+  check.task("req:read")
+  local rest = c.rest
+  local chunk, err, code
+  if rest then
+    c.rest = nil
+    chunk = rest
+  else
+    chunk, err, code = body_chunk(c, self)
+    if not chunk then return nil, err, code end
+  end
+  if n and n > 0 and #chunk > n then
+    c.rest = chunk:sub(n + 1)
+    chunk = chunk:sub(1, n)
+  end
+  return chunk
+end
+
+--- req:chunks(): for chunk in req:chunks() do ... end; raises on a
+-- failure other than the end of the body.
+function Request:chunks()
+  return function()
+    local chunk, err, code = self:read()
+    if chunk then return chunk end
+    if code ~= "EOF" then error(err, 2) end
+    return nil
+  end
+end
+
+--- req:body() (suspends): the whole body (what read() did not take),
+-- or nil, msg, code.
+function Request:body()
+  local c = self[CONN]
+  check.task("req:body")
+  if c.whole then return c.whole end
+  local parts, n = {}, 0
+  if c.rest then
+    n = 1
+    parts[1], c.rest = c.rest, nil
+  end
+  while true do
+    local chunk, err, code = body_chunk(c, self)
+    if not chunk then
+      if code ~= "EOF" then return nil, err, code end
+      break
+    end
+    n = n + 1
+    parts[n] = chunk
+  end
+  c.whole = concat(parts)
+  return c.whole
+end
+
+--- req:json() (suspends): the body decoded as JSON, or nil, msg
+function Request:json()
+  local body, err, code = self:body()
+  if not body then return nil, err, code end
+  return json.decode(body)
+end
+
+-- req.query: the query string, decoded
+local function unescape(s)
+  s = gsub(s, "+", " ")
+  return (gsub(s, "%%(%x%x)", function(h) return char(tonumber(h, 16)) end))
+end
+
+local function decode_query(raw)
+  local q = {}
+  for pair in raw:gmatch("[^&;]+") do
+    local k, v = pair:match("^([^=]*)=(.*)$")
+    if k then v = unescape(v) else k, v = pair, true end
+    k = unescape(k)
+    local old = q[k]
+    if old == nil then q[k] = v
+    elseif type(old) == "table" then old[#old + 1] = v
+    else q[k] = { old, v } end
+  end
+  return q
+end
+
+local lazy = {
+  query = function(req)
+    return req.rawquery and decode_query(req.rawquery) or {}
+  end,
+  peer = function(req) return req[CONN].peer end,
+}
+
+local request_mt = {
+  __name = "loom.http.request",
+  __index = function(req, k)
+    local m = Request[k]
+    if m then return m end
+    local f = lazy[k]
+    if f then
+      local v = f(req)
+      rawset(req, k, v)
+      return v
+    end
+  end,
+  __tostring = function(req)
+    return ("loom.http.request (%s %s)"):format(req.method, req.target)
+  end,
+}
+
+-- }====================================================================
+
+
+-- {====================================================================
+-- Responses
+-- =====================================================================
+
+local NO_BODY = { [204] = true, [304] = true }
+
+local function bad_header(name, v)
+  error(("bad response header '%s': %s"):format(tostring(name), v), 0)
+end
+
+-- The lines of the handler's headers; what they set of the ones the
+-- server would add.
+local function header_lines(headers, out, n)
+  local has_type, has_len, close
+  for k, v in pairs(headers) do
+    if type(k) ~= "string" or find(k, "[^%w!#$%%&'*+.^_`|~-]") or k == ""
+    then
+      bad_header(k, "not a token")
+    end
+    local lk = lower(k)
+    if lk == "content-type" then has_type = true
+    elseif lk == "content-length" or lk == "transfer-encoding" then
+      has_len = true
+    elseif lk == "connection" and lower(tostring(v)):find("close") then
+      close = true
+    end
+    local tv = type(v)
+    if tv == "table" then  -- the same header several times (set-cookie)
+      for _, x in ipairs(v) do
+        x = tostring(x)
+        if find(x, "[\r\n]") then bad_header(k, "CR or LF in value") end
+        n = n + 1
+        out[n] = k .. ": " .. x .. "\r\n"
+      end
+    else
+      if tv ~= "string" and tv ~= "number" then
+        bad_header(k, tv .. " value")
+      end
+      v = tostring(v)
+      if find(v, "[\r\n]") then bad_header(k, "CR or LF in value") end
+      n = n + 1
+      out[n] = k .. ": " .. v .. "\r\n"
+    end
+  end
+  return n, has_type, has_len, close
+end
+
+-- Sends a function body chunk by chunk; false when it failed (the
+-- connection must end).
+local function send_stream(c, req, body, chunked)
+  local s = c.s
+  while true do
+    local ok, chunk = xpcall(body, traceback)
+    if not ok then
+      if is_cancelled(chunk) then error(chunk, 0) end
+      log_error("error in the body of the response to " .. req.method
+        .. " " .. req.target, tostring(chunk):match("^[^\n]*"), chunk)
+      return false
+    end
+    if chunk == nil then break end
+    chunk = tostring(chunk)
+    if #chunk > 0 then
+      local w
+      if chunked then w = s:write(format("%x\r\n", #chunk), chunk, "\r\n")
+      else w = s:write(chunk) end
+      if not w then return false end
+    end
+  end
+  if chunked then return s:write("0\r\n\r\n") ~= nil end
+  return true
+end
+
+-- Sends a response; returns true when the connection may go on.
+local function send(c, req, status, body, headers, keep)
+  local out, n = { status_lines[status], date() }, 2
+  if c.srv.closing then keep = false end
+  local has_type, has_len, close
+  if headers then n, has_type, has_len, close = header_lines(headers, out, n) end
+  if close then keep = false end
+  local head_only = req.method == "HEAD"
+  local stream = type(body) == "function"
+  local chunked = false
+  if status < 200 or NO_BODY[status] then
+    body, stream = nil, false
+  elseif stream then
+    if req.version == "1.1" then
+      chunked = not has_len
+      if chunked then
+        n = n + 1
+        out[n] = "Transfer-Encoding: chunked\r\n"
+      end
+    elseif not has_len then
+      keep = false  -- the end of the connection ends the body
+    end
+  else
+    if body == nil then body = ""
+    elseif type(body) ~= "string" then body = tostring(body) end
+    if not has_len then
+      n = n + 1
+      out[n] = "Content-Length: " .. #body .. "\r\n"
+    end
+    if not has_type and #body > 0 then
+      n = n + 1
+      out[n] = "Content-Type: text/plain; charset=utf-8\r\n"
+    end
+  end
+  if not keep then
+    n = n + 1
+    out[n] = "Connection: close\r\n"
+  elseif req.version == "1.0" then
+    n = n + 1
+    out[n] = "Connection: keep-alive\r\n"
+  end
+  n = n + 1
+  out[n] = "\r\n"
+  local s = c.s
+  if stream then
+    if not s:write(concat(out)) then return false end
+    if head_only then return keep end
+    return send_stream(c, req, body, chunked) and keep
+  end
+  local ok
+  if head_only or not body or #body == 0 then ok = s:write(concat(out))
+  else ok = s:write(concat(out), body) end
+  return ok ~= nil and keep
+end
+
+-- Status, body, headers of what the handler returned.
+local function response_of(a, b, h)
+  local ta = type(a)
+  if math_type(a) == "integer" then return a, b, h end
+  if ta == "table" then
+    local status = a.status or 200
+    if math_type(status) ~= "integer" then
+      error("handler returned a bad status: " .. tostring(status), 0)
+    end
+    if a.json ~= nil then
+      local text, err = json.encode(a.json)
+      if not text then error("handler's json: " .. err, 0) end
+      local headers = { ["Content-Type"] = "application/json" }
+      for k, v in pairs(a.headers or {}) do
+        if lower(k) == "content-type" then headers["Content-Type"] = nil end
+        headers[k] = v
+      end
+      return status, text, headers
+    end
+    return status, a.body, a.headers
+  end
+  if ta == "string" then return 200, a, b end
+  if a == nil then return 204 end
+  error("handler returned a " .. ta .. " (status, body [, headers] or a "
+    .. "table expected)", 0)
+end
+
+-- }====================================================================
+
+
+-- {====================================================================
+-- Connections
+-- =====================================================================
+
+local HANDLED = {}  -- what on_error leaves of an error it logged
+
+-- Sends an error response and ends the connection.  What the client
+-- still sends is read and dropped for a while (its end of the
+-- connection closes first): closing with unread bytes would reset the
+-- connection, and the client might lose the response.
+local LINGER = 2  -- seconds
+
+local function refuse_conn(c, req, status)
+  local text = (REASONS[status] or "Error") .. "\n"
+  local s = c.s
+  send(c, req or { method = "GET", version = "1.1" }, status, text,
+    { ["Content-Type"] = "text/plain; charset=utf-8" }, false)
+  if s:shutdown() then
+    pcall(function()
+      local dl <close> = deadline(LINGER, "http.serve")
+      repeat until not s:read()
+    end)
+  end
+  return false
+end
+
+-- Answers one request; true when the connection may go on.
+local function answer(c, req, kind)
+  local srv = c.srv
+  c.body = kind == "head" and "open" or "none"
+  c.continued, c.rest, c.whole = false, nil, nil
+  req[CONN] = c
+  setmetatable(req, request_mt)
+  c.n = c.n + 1
+  local keep = req.keep_alive and not srv.closing and c.n < srv.max_requests
+  c.req = req
+  local ok, status, body, headers = xpcall(srv.handler, c.on_error, req)
+  if ok then
+    ok, status, body, headers = pcall(response_of, status, body, headers)
+    if not ok then
+      log_error("bad response to " .. req.method .. " " .. req.target,
+        tostring(status))
+      status = HANDLED
+    end
+  end
+  if not ok then
+    local e = status
+    if is_cancelled(e) then error(e, 0) end
+    if getmetatable(e) == Refusal then
+      return refuse_conn(c, req, e.status, e.message)
+    end
+    status, body, headers = 500, "Internal Server Error\n", nil
+  end
+  if c.body ~= "none" and c.body ~= "done" then
+    -- an unread body: read and dropped before the next request, unless
+    -- its client still waits for a 100 Continue that never went
+    if c.body ~= "open" or (req.expect_continue and not c.continued) then
+      keep = false
+    end
+  end
+  local sent, err = pcall(send, c, req, status, body, headers, keep)
+  if not sent then
+    if is_cancelled(err) then error(err, 0) end
+    log_error("bad response to " .. req.method .. " " .. req.target,
+      tostring(err))
+    return refuse_conn(c, req, 500)
+  end
+  if not err then return false end
+  while c.body == "open" do  -- drop the rest of the body
+    local chunk, _, code = body_chunk(c, req)
+    if not chunk and code ~= "EOF" then return false end
+  end
+  return true
+end
+
+-- The connection's loop: request after request.
+local function serve_conn(c)
+  local srv = c.srv
+  while true do
+    local limit = c.n == 0 and srv.header_timeout or srv.keepalive_timeout
+    c.idle = c.data == nil
+    if srv.closing and c.idle then return end
+    local ok, kind, req, code = pcall(next_event, c, limit)
+    c.idle = false
+    if not ok then
+      if is_timeout(kind) then
+        if c.p:busy() then refuse_conn(c, nil, 408) end
+        return
+      end
+      error(kind, 0)
+    end
+    if not kind then return end  -- the client went, or closed
+    if kind == "error" then return refuse_conn(c, nil, req, code) end
+    if not answer(c, req, kind) then return end
+  end
+end
+
+-- }====================================================================
+
+
+-- {====================================================================
+-- The server
+-- =====================================================================
+
+local Server = {}
+Server.__index = Server
+Server.__name = "loom.http.server"
+
+--- server:address(): host, port
+function Server:address()
+  check.self(self, Server, "server:address")
+  return self.listener:address()
+end
+
+--- server:close(): stops accepting; idle connections end at once, the
+-- others after the response in flight.  Harmless the second time.
+function Server:close()
+  check.self(self, Server, "server:close")
+  if self.closing then return end
+  self.closing = true
+  self.listener:close()
+  for c in pairs(self.conns) do
+    if c.idle then c.task:cancel("server closed") end
+  end
+  if next(self.conns) == nil then self.done:set() end
+end
+Server.__close = Server.close
+
+--- server:wait() (suspends): until the server is closed and its last
+-- connection has ended.
+function Server:wait()
+  check.self(self, Server, "server:wait")
+  self.done:wait()
+end
+
+function Server:__tostring()
+  local ok, host, port = pcall(self.listener.address, self.listener)
+  if self.closing or not ok then return "loom.http.server (closed)" end
+  return ("loom.http.server (%s:%d)"):format(host, port)
+end
+
+-- The message handler of a connection's handler calls.
+local function on_error_of(c)
+  return function(e)
+    if is_cancelled(e) or getmetatable(e) == Refusal then return e end
+    local req = c.req
+    local tb = traceback(nil, 2)
+    local cut = tb:find("\n%s*%[C%]: in function 'xpcall'")  -- loom's own
+    log_error("error in the HTTP handler for " .. req.method .. " "
+      .. req.target, tostring(e), cut and tb:sub(1, cut - 1) or tb)
+    return HANDLED
+  end
+end
+
+local function connection(srv, s)
+  local c = { s = s, p = new_parser(srv.limits), srv = srv, n = 0,
+              task = current() }
+  c.on_error = on_error_of(c)
+  c.peer = s:peer()
+  srv.conns[c] = true
+  local ok, e = pcall(serve_conn, c)
+  srv.conns[c] = nil
+  if srv.closing and next(srv.conns) == nil then srv.done:set() end
+  if not ok and not is_cancelled(e) then error(e, 0) end
+end
+
+local function positive(opts, k, def, integer)
+  local v = opts[k]
+  if v == nil then return def end
+  if type(v) ~= "number" or not (v > 0)
+     or (integer and math_type(v) ~= "integer") then
+    argerror(4, "http.serve", ("%s must be a positive %s"):format(k,
+      integer and "integer" or "number"))
+  end
+  return v
+end
+
+--- http.serve(host, port, handler [, opts]): a Server
+function M.serve(host, port, handler, opts)
+  check.cstring(host, 1, "http.serve")
+  if math_type(port) ~= "integer" or port < 0 or port > 65535 then
+    argerror(2, "http.serve", "port must be an integer from 0 to 65535, got "
+      .. tostring(port))
+  end
+  check.callable(handler, 3, "http.serve")
+  opts = check.opts(opts, 4, "http.serve")
+  local srv = setmetatable({
+    handler = handler,
+    conns = {},
+    done = loom.event(),
+    limits = {
+      max_header_size = positive(opts, "max_header_size", 16 * 1024, true),
+      max_body_size = positive(opts, "max_body_size", 1024 * 1024, true),
+    },
+    header_timeout = positive(opts, "header_timeout", 60),
+    body_timeout = positive(opts, "body_timeout", 60),
+    keepalive_timeout = positive(opts, "keepalive_timeout", 75),
+    max_requests = positive(opts, "max_requests", 1000, true),
+  }, Server)
+  local listener, err, code = net.listen(host, port, function(s)
+    connection(srv, s)
+  end, { backlog = opts.backlog, reuseport = opts.reuseport,
+         tls = opts.tls })
+  if not listener then return nil, err, code end
+  srv.listener = listener
+  return srv
+end
+
+-- }====================================================================
+
 return M
