@@ -89,6 +89,30 @@ static int deadline_close(lua_State *L) {
   return 0;
 }
 
+/*
+** deadline:open([s]): opens a closed deadline again, for the running
+** task, for 's' seconds (default: as before).  A loop that reads under
+** a deadline again and again need not make one each time.
+*/
+static int deadline_open(lua_State *L) {
+  loom_deadline *d = loom__checkobject_as(L, 1, &deadline_class,
+                                          "deadline:open");
+  loom_host *H = loom__host(L);
+  if (!lua_isnoneornil(L, 2)) d->s = loom__checkduration(L, 2,
+                                                          "deadline:open");
+  if (d->hb != NULL) return loom__errorf(L, "deadline:open: it is open");
+  loom__current(L, H, "deadline:open");
+  d->hb = H->box;
+  d->gen = H->box->gen;
+  d->t = H->current;
+  d->fired = 0;
+  loom__push_task(L, H, d->t);
+  lua_setiuservalue(L, 1, 1);
+  timer_add(L, H, &d->tm, to_ms(d->s));
+  lua_settop(L, 1);
+  return 1;
+}
+
 static int deadline_fired(lua_State *L) {
   loom_deadline *d = loom__checkobject_as(L, 1, &deadline_class,
                                           "deadline:fired");
@@ -195,6 +219,7 @@ static int l_alarm(lua_State *L) {
 
 static const luaL_Reg deadline_methods[] = {
   {"close", deadline_close},
+  {"open", deadline_open},
   {"fired", deadline_fired},
   {NULL, NULL}
 };

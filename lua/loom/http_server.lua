@@ -110,22 +110,22 @@ end
 -- and continued (a 100 Continue went) for the current request.
 
 -- The next event of 'c' (see src/http_parser.c), reading as needed
--- under a deadline of 'limit' seconds for each read; nil, msg, code
--- when the connection ends first.
+-- under the connection's deadline, of 'limit' seconds for each read;
+-- nil, msg, code when the connection ends first.  A read that outlives
+-- its deadline raises loom.Timeout, which ends the connection.
 local function next_event(c, limit)
+  local p, dl = c.p, c.dl
   while true do
     local data = c.data
     if data then
-      local kind, v, pos, ended = c.p:feed(data, c.pos)
+      local kind, v, pos, ended = p:feed(data, c.pos)
       if kind == "error" then return kind, v, pos end
       if pos > #data then c.data = nil else c.pos = pos end
       if kind then return kind, v, pos, ended end
     end
-    local d, err, code
-    do
-      local dl <close> = deadline(limit, "http.serve")
-      d, err, code = c.s:read()
-    end
+    dl:open(limit)
+    local d, err, code = c.s:read()
+    dl:close()
     if not d then return nil, err, code end
     c.data, c.pos = d, 1
   end
@@ -145,6 +145,7 @@ local function body_chunk(c, req)
   end
   local ok, kind, v, code, ended = pcall(next_event, c, c.srv.body_timeout)
   if not ok then
+    c.dl:close()
     c.body = "broken"
     if is_timeout(kind) then
       return nil, "request body: no data for "
@@ -298,6 +299,8 @@ local request_mt = {
 -- =====================================================================
 
 local NO_BODY = { [204] = true, [304] = true }
+local PLAIN = "\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+local s_write = core.net.stream_methods.write
 
 local function bad_header(name, v)
   error(("bad response header '%s': %s"):format(tostring(name), v), 0)
@@ -367,8 +370,16 @@ end
 
 -- Sends a response; returns true when the connection may go on.
 local function send(c, req, status, body, headers, keep)
-  local out, n = { status_lines[status], date() }, 2
   if c.srv.closing then keep = false end
+  if not headers and keep and type(body) == "string" and status >= 200
+     and not NO_BODY[status] and req.version == "1.1"
+     and req.method ~= "HEAD" then
+    -- the common case, in one concatenation
+    c.sent = true
+    return s_write(c.s, status_lines[status] .. date() .. "Content-Length: "
+      .. #body .. (#body > 0 and PLAIN or "\r\n\r\n"), body) ~= nil
+  end
+  local out, n = { status_lines[status], date() }, 2
   local has_type, has_len, close
   if headers then n, has_type, has_len, close = header_lines(headers, out, n) end
   if close then keep = false end
@@ -409,6 +420,7 @@ local function send(c, req, status, body, headers, keep)
   n = n + 1
   out[n] = "\r\n"
   local s = c.s
+  c.sent = true
   if stream then
     if not s:write(concat(out)) then return false end
     if head_only then return keep end
@@ -468,12 +480,29 @@ local function refuse_conn(c, req, status)
   send(c, req or { method = "GET", version = "1.1" }, status, text,
     { ["Content-Type"] = "text/plain; charset=utf-8" }, false)
   if s:shutdown() then
-    pcall(function()
-      local dl <close> = deadline(LINGER, "http.serve")
-      repeat until not s:read()
-    end)
+    local dl = c.dl
+    dl:close()
+    dl:open(LINGER)
+    pcall(function() repeat until not s:read() end)
+    dl:close()
   end
   return false
+end
+
+-- The handler's part of a request, under the message handler of the
+-- connection: the handler, then the response, which is checked before
+-- any of it is sent.  True when the connection may go on.
+local function run(c, req, keep)
+  local status, body, headers = response_of(c.srv.handler(req))
+  local state = c.body
+  if state ~= "none" and state ~= "done" then
+    -- an unread body: read and dropped before the next request, unless
+    -- its client still waits for a 100 Continue that never went
+    if state ~= "open" or (req.expect_continue and not c.continued) then
+      keep = false
+    end
+  end
+  return send(c, req, status, body, headers, keep)
 end
 
 -- Answers one request; true when the connection may go on.
@@ -484,40 +513,19 @@ local function answer(c, req, kind)
   req[CONN] = c
   setmetatable(req, request_mt)
   c.n = c.n + 1
-  local keep = req.keep_alive and not srv.closing and c.n < srv.max_requests
-  c.req = req
-  local ok, status, body, headers = xpcall(srv.handler, c.on_error, req)
-  if ok then
-    ok, status, body, headers = pcall(response_of, status, body, headers)
-    if not ok then
-      log_error("bad response to " .. req.method .. " " .. req.target,
-        tostring(status))
-      status = HANDLED
-    end
-  end
+  c.req, c.sent = req, false
+  local keep = req.keep_alive and c.n < srv.max_requests
+  local ok, more = xpcall(run, c.on_error, c, req, keep)
   if not ok then
-    local e = status
-    if is_cancelled(e) then error(e, 0) end
-    if getmetatable(e) == Refusal then
-      return refuse_conn(c, req, e.status, e.message)
+    if is_cancelled(more) then error(more, 0) end
+    if getmetatable(more) == Refusal then
+      return refuse_conn(c, req, more.status)
     end
-    status, body, headers = 500, "Internal Server Error\n", nil
+    if c.sent then return false end  -- the head went: cut it short
+    return send(c, req, 500, "Internal Server Error\n", nil,
+      c.body == "none" or c.body == "done")
   end
-  if c.body ~= "none" and c.body ~= "done" then
-    -- an unread body: read and dropped before the next request, unless
-    -- its client still waits for a 100 Continue that never went
-    if c.body ~= "open" or (req.expect_continue and not c.continued) then
-      keep = false
-    end
-  end
-  local sent, err = pcall(send, c, req, status, body, headers, keep)
-  if not sent then
-    if is_cancelled(err) then error(err, 0) end
-    log_error("bad response to " .. req.method .. " " .. req.target,
-      tostring(err))
-    return refuse_conn(c, req, 500)
-  end
-  if not err then return false end
+  if not more then return false end
   while c.body == "open" do  -- drop the rest of the body
     local chunk, _, code = body_chunk(c, req)
     if not chunk and code ~= "EOF" then return false end
@@ -532,15 +540,8 @@ local function serve_conn(c)
     local limit = c.n == 0 and srv.header_timeout or srv.keepalive_timeout
     c.idle = c.data == nil
     if srv.closing and c.idle then return end
-    local ok, kind, req, code = pcall(next_event, c, limit)
+    local kind, req, code = next_event(c, limit)
     c.idle = false
-    if not ok then
-      if is_timeout(kind) then
-        if c.p:busy() then refuse_conn(c, nil, 408) end
-        return
-      end
-      error(kind, 0)
-    end
     if not kind then return end  -- the client went, or closed
     if kind == "error" then return refuse_conn(c, nil, req, code) end
     if not answer(c, req, kind) then return end
@@ -609,8 +610,15 @@ local function connection(srv, s)
               task = current() }
   c.on_error = on_error_of(c)
   c.peer = s:peer()
+  c.dl = deadline(1, "http.serve")
+  c.dl:close()
   srv.conns[c] = true
   local ok, e = pcall(serve_conn, c)
+  c.dl:close()
+  if not ok and is_timeout(e) then  -- too slow: 408 when a head began
+    if c.p:busy() then pcall(refuse_conn, c, nil, 408) end
+    ok = true
+  end
   srv.conns[c] = nil
   if srv.closing and next(srv.conns) == nil then srv.done:set() end
   if not ok and not is_cancelled(e) then error(e, 0) end
