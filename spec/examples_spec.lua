@@ -333,3 +333,73 @@ describe("examples: processes and signals", function()
   end))
 end)
 -- }==================================================================
+
+
+-- examples/http_hello.lua and examples/json_api.lua: servers, driven by
+-- curl from a task; each child is killed if a test leaves it running
+describe("examples: HTTP", function()
+  local loom = require("loom")
+  local async = require("loom.busted").async
+
+  -- Starts examples/<name>.lua; the process and the port it serves.
+  local function start(name)
+    local p = assert(loom.process.spawn{ helper.loom_bin, "examples/" .. name .. ".lua",
+                                         stderr = "pipe" })
+    local line = p.stdout:read_line()
+    local port = tonumber(line and line:match("^listening on http://127%.0%.0%.1:(%d+)/$"))
+    assert.truthy(port, line)
+    return p, port
+  end
+
+  local function reaper(p)
+    return setmetatable({}, { __close = function()
+      if not p:status() then p:kill("SIGKILL") end
+      p:close()
+    end })
+  end
+
+  local function curl(...)
+    local argv = { "curl", "-sS", ... }
+    argv.timeout = 20
+    local r = assert(loom.process.run(argv))
+    return r.stdout
+  end
+
+  it("http_hello.lua: answers, then on SIGTERM lets the slow request finish", async(function()
+    local p, port = start("http_hello")
+    local _ <close> = reaper(p)
+    local base = "http://127.0.0.1:" .. port
+    assert.are.equal("hello from loom: GET /world\n", (curl(base .. "/world")))
+    local slow = loom.spawn(curl, base .. "/slow?s=0.3")
+    assert.are.equal("slow request: 0.3 s", p.stdout:read_line())
+    p:kill("SIGTERM")
+    assert.are.equal("SIGTERM: closing", p.stdout:read_line())
+    assert.are.equal("hello from loom: GET /slow\n", slow:await())
+    assert.are.equal("closed", p.stdout:read_line())
+    assert.are.equal(0, p:wait())
+  end))
+
+  it("json_api.lua: creates, lists, reads and deletes notes", async(function()
+    local p, port = start("json_api")
+    local _ <close> = reaper(p)
+    local base = "http://127.0.0.1:" .. port
+    local json = loom.json
+    local created = json.decode(curl("-H", "Content-Type: application/json",
+      "--data-binary", '{"text": "buy milk"}', base .. "/notes"))
+    assert.are.same({ id = 1, text = "buy milk" }, created)
+    curl("--data-binary", '{"text": "call ann"}', base .. "/notes")
+    local list = json.decode(curl(base .. "/notes"))
+    assert.are.equal(2, list.count)
+    assert.are.equal("call ann", list.notes[2].text)
+    assert.are.same({ id = 2, text = "call ann" }, json.decode(curl(base .. "/notes/2")))
+    local out = curl("-i", "-X", "DELETE", base .. "/notes/1")
+    assert.truthy(out:find("^HTTP/1.1 204"), out)
+    out = curl("-i", base .. "/notes/1")
+    assert.truthy(out:find("^HTTP/1.1 404"), out)
+    assert.truthy(out:find("application/json", 1, true), out)
+    out = curl("-i", "--data-binary", "not json", base .. "/notes")
+    assert.truthy(out:find("^HTTP/1.1 400"), out)
+    p:kill("SIGTERM")
+    assert.are.equal(0, p:wait())
+  end))
+end)
