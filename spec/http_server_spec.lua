@@ -491,6 +491,51 @@ print(r.getheader("transfer-encoding"), r.read().decode())
     assert.are.equal(N, ok)
   end))
 
+  it("stops a streaming body when its client goes, and serves the next", async(function()
+    local calls, gone = 0, loom.event()
+    local srv, port = serve(function(req)
+      if req.path ~= "/stream" then return 200, "next" end
+      return 200, function()
+        calls = calls + 1
+        if calls > 1000 then gone:set() return nil end  -- never reached
+        loom.sleep(0.002)
+        return ("x"):rep(10000)
+      end
+    end)
+    local s = assert(net.connect("127.0.0.1", port))
+    s:write("GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert(s:read_exactly(50000))
+    s:close()
+    local before = calls
+    assert.are.equal("next", (curl(url(port, "/"))))
+    loom.sleep(0.1)  -- what a live client would have been sent meanwhile
+    srv:close()
+    assert.is_true(calls - before < 30, ("%d more calls"):format(calls - before))
+    assert.is_false(gone:is_set())
+  end))
+
+  it("gives the handler nil, msg, code when a body stops coming or its client goes", async(function()
+    local got = loom.queue()
+    local srv, port = serve(function(req)
+      got:put(table.pack(req:body()))
+      return 200, "x"
+    end, { body_timeout = 0.2 })
+    local s = assert(net.connect("127.0.0.1", port))
+    s:write("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
+    local r = got:get()
+    assert.is_nil(r[1])
+    assert.are.equal("ETIMEDOUT", r[3])
+    s:close()
+    s = assert(net.connect("127.0.0.1", port))
+    s:write("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
+    s:close()  -- three bytes of ten, then the end
+    r = got:get()
+    assert.is_nil(r[1])
+    assert.truthy(r[2]:find("cut short", 1, true), r[2])
+    assert.are.equal("ECONNRESET", r[3])
+    srv:close()
+  end))
+
   it("raises with the function's name on misuse", function()
     assert.truthy(raised(http.serve, 1, 0, function() end):find("bad argument #1 to 'http.serve'", 1, true))
     assert.truthy(raised(http.serve, "127.0.0.1", -1, function() end):find("bad argument #2 to 'http.serve'", 1, true))

@@ -151,9 +151,16 @@ static int on_url_complete(llhttp_t *p) {
   const char *u = ps->scratch, *q;
   size_t n = ps->slen, plen;
   lua_pushlstring(L, u, n);
-  lua_setfield(L, REQ, "target");
   q = memchr(u, '?', n);
   plen = q ? (size_t)(q - u) : n;
+  if (q == NULL && n > 0 && u[0] == '/' && memchr(u, '%', n) == NULL) {
+    lua_pushvalue(L, -1);  /* the path is the target: the common case */
+    lua_setfield(L, REQ, "path");
+    lua_setfield(L, REQ, "target");
+    ps->slen = 0;
+    return 0;
+  }
+  lua_setfield(L, REQ, "target");
   if (plen > 0 && u[0] != '/') {  /* absolute form: the path in it */
     const char *s = plen > 3 ? strstr(u, "://") : NULL;
     if (s != NULL && (size_t)(s - u) < plen) {
@@ -238,9 +245,10 @@ static int on_headers_complete(llhttp_t *p) {
   lua_State *L = ps->L;
   int chunked = (p->flags & F_CHUNKED) != 0;
   int has_len = (p->flags & F_CONTENT_LENGTH) != 0;
-  char version[8];
-  snprintf(version, sizeof version, "%d.%d", p->http_major, p->http_minor);
-  lua_pushstring(L, version);
+  if (p->http_major == 1 && p->http_minor == 1) lua_pushliteral(L, "1.1");
+  else if (p->http_major == 1 && p->http_minor == 0)
+    lua_pushliteral(L, "1.0");
+  else lua_pushfstring(L, "%d.%d", p->http_major, p->http_minor);
   lua_setfield(L, REQ, "version");
   set_bool(L, "keep_alive", llhttp_should_keep_alive(p));
   if (p->upgrade) set_bool(L, "upgrade", 1);

@@ -169,7 +169,11 @@ local function body_chunk(c, req)
     end
     return nil, "bad request body: " .. code, "EPROTO"
   end
-  return nil, v, code  -- the connection failed or ended
+  if code == "EOF" then  -- not the body's end: the connection's
+    return nil, "request body cut short: the client closed the connection",
+      "ECONNRESET"
+  end
+  return nil, v, code  -- the connection failed or was closed
 end
 
 -- }====================================================================
