@@ -361,6 +361,7 @@ describe("examples: HTTP", function()
   local function curl(...)
     local argv = { "curl", "-sS", ... }
     argv.timeout = 20
+    argv.env = helper.peer_env()
     local r = assert(loom.process.run(argv))
     return r.stdout
   end

@@ -104,6 +104,19 @@ function M.lua_src(src, limit)
   return out, err, code
 end
 
+--- The environment for peer programs a spec starts (curl, python3,
+-- openssl...): the sanitizer run's LD_PRELOAD and its options are not
+-- passed on, since those programs are not built with the sanitizers
+-- (curl's resolver thread and LeakSanitizer do not get on).
+function M.peer_env()
+  local env = {}
+  for _, k in ipairs { "PATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "USER" } do
+    env[k] = os.getenv(k)
+  end
+  env.PATH = env.PATH or "/usr/local/bin:/usr/bin:/bin"
+  return env
+end
+
 --- A fresh temporary folder (mode 700); rmtree removes it.
 function M.tmpdir()
   local path = os.tmpname()

@@ -28,6 +28,7 @@ local function url(port, path) return ("http://127.0.0.1:%d%s"):format(port, pat
 local function run(argv, input)
   argv.timeout = argv.timeout or 20
   argv.input = input
+  argv.env = h.peer_env()
   local r = assert(process.run(argv))
   return r.stdout, r.stderr, r.code
 end
@@ -390,7 +391,8 @@ print(r.getheader("transfer-encoding"), r.read().decode())
       end))
       local _, port = srv:address()
       for _, path in ipairs { "/bad", "/header", "/ok" } do
-        local r = loom.process.run{ "curl", "-sS", "-i", "http://127.0.0.1:" .. port .. path, timeout = 20 }
+        local r = loom.process.run{ "curl", "-sS", "-i", "http://127.0.0.1:" .. port .. path,
+                                    timeout = 20, env = { PATH = os.getenv("PATH") } }
         print(path, r.stdout:match("^HTTP/1.1 (%d+)"), r.stdout:match("\r\n\r\n(.*)$"))
       end
       srv:close()

@@ -162,8 +162,8 @@ static int on_url_complete(llhttp_t *p) {
   }
   lua_setfield(L, REQ, "target");
   if (plen > 0 && u[0] != '/') {  /* absolute form: the path in it */
-    const char *s = plen > 3 ? strstr(u, "://") : NULL;
-    if (s != NULL && (size_t)(s - u) < plen) {
+    const char *s = memmem(u, plen, "://", 3);
+    if (s != NULL) {
       const char *path = memchr(s + 3, '/', plen - (size_t)(s + 3 - u));
       if (path == NULL) path = u + plen;
       push_decoded(L, path, plen - (size_t)(path - u));
