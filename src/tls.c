@@ -606,9 +606,18 @@ static int l_accept(lua_State *L) {
   return start(L, 1);
 }
 
-/* core.tls.check(x, fname): raises unless 'x' is a stream */
+/*
+** core.tls.check(x, fname): raises unless 'x' is a stream that may
+** start TLS (a closed one may: starting fails with ECANCELED).  Called
+** straight from Lua, so that the error names the user's line.
+*/
 static int l_check(lua_State *L) {
-  loom__tostream(L, 1, luaL_checkstring(L, 2));
+  const char *fname = luaL_checkstring(L, 2);
+  loom_stream *s = loom__tostream(L, 1, fname);
+  if (s != NULL && s->hook != NULL)
+    return loom__errorf(L, "%s: the stream is already TLS", fname);
+  if (s != NULL && s->readers != NULL)
+    return loom__errorf(L, "%s: another task is reading this stream", fname);
   return 0;
 }
 
