@@ -160,12 +160,17 @@ local function python(src, args, listens)
   return peer
 end
 
--- A Python TLS server that sends "payload" to each client, then ends
--- with close_notify (argv[3] "clean": unwrap) or without (a truncation).
+-- A Python TLS server that sends "payload for <SNI name>" to each
+-- client, then ends with close_notify (argv[3] "clean": unwrap) or
+-- without (a truncation).
 local PY_SERVER = [[
 import socket, ssl, sys
 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
 ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+sni = [None]
+def on_sni(sock, name, c):
+    sni[0] = name
+ctx.sni_callback = on_sni
 srv = socket.socket()
 srv.bind(("127.0.0.1", 0))
 srv.listen(8)
@@ -173,8 +178,9 @@ print(srv.getsockname()[1], flush=True)
 while True:
     conn, _ = srv.accept()
     try:
+        sni[0] = None
         t = ctx.wrap_socket(conn, server_side=True)
-        t.sendall(b"payload")
+        t.sendall(b"payload for " + str(sni[0]).encode())
         if sys.argv[3] == "clean":
             t.unwrap()
         t.close()
@@ -627,15 +633,25 @@ describe("TLS streams", function()
       assert.are.equal("EPROTO", r[3])
       assert.are.equal("read from '127.0.0.1:" .. port
         .. "': unexpected eof while reading", r[2])
-      assert.are.equal("payload", r[4])   -- what came before, as the 4th value
+      assert.are.equal("payload for None", r[4])   -- what came before, 4th
     end))
 
     it("a peer that ends with close_notify: the data, then EOF", async(function()
       local peer <close>, port = python(PY_SERVER, { P.cert, P.key, "clean" }, true)
       local c <close> = assert(connect(port))
-      assert.are.equal("payload", c:read_all())
+      assert.are.equal("payload for None", c:read_all())  -- no SNI for an IP
       local r = pack(c:read())
       assert.are.equal("EOF", r[3])
+    end))
+
+    it("SNI: the host name, or servername; none for an IP address", async(function()
+      local peer <close>, port = python(PY_SERVER, { P.cert, P.key, "clean" }, true)
+      local c1 = assert(connect(port, nil, "localhost"))
+      assert.are.equal("payload for localhost", c1:read_all())
+      c1:close()   -- the peer, one client at a time, waits for its close_notify
+      local c2 <close> = assert(connect(port, { servername = "other.example",
+                                                verify = false }))
+      assert.are.equal("payload for other.example", c2:read_all())
     end))
   end)
   -- }================================================================
