@@ -379,6 +379,17 @@ describe("TLS streams", function()
       assert.are.equal("EOF", r[3], r[2])
     end))
 
+    it("a Unix socket server with tls; stream:starttls on the client's side", async(function()
+      local path = dir .. "/tls.sock"
+      local srv <close> = assert(net.listen_unix(path, line_echo, server_tls()))
+      local c <close> = assert(net.connect_unix(path))
+      assert.are.equal(c, c:starttls { ca = P.cert, servername = "localhost" })
+      assert.is_true(c:tls().verified)
+      c:write("unix\n")
+      assert.are.equal("unix", c:read_line())
+      os.remove(path)
+    end))
+
     it("stream:starttls upgrades a plain stream from loom's side", async(function()
       local peer <close>, port = python(PY_STARTTLS, { P.cert, P.key }, true)
       local c <close> = assert(net.connect("localhost", port))

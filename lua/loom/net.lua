@@ -235,6 +235,17 @@ local function on_tls_conn_for(handler, ctx, limit)
   end
 end
 
+-- What a server calls for each connection: the handler's task, after
+-- the handshake when opts.tls is given (its context made here, once:
+-- or nil, msg, code when its certificate or key cannot be used).
+local function on_conn_of(handler, opts, n, fname)
+  if opts.tls == nil then return on_conn_for(handler) end
+  local tls = server_tls(opts.tls, n, fname)
+  local ctx, err, code = ctls.server(tls.cert, tls.key, tls.alpn)
+  if not ctx then return nil, err, code end
+  return on_tls_conn_for(handler, ctx, tls.limit)
+end
+
 local hosts = { localhost = "127.0.0.1", ["*"] = "0.0.0.0", [""] = "0.0.0.0" }
 
 --- net.listen(host, port, handler [, {backlog =, reuseport =, tls =}]): a
@@ -255,19 +266,12 @@ function M.listen(host, port, handler, opts)
     argerror(1, "net.listen", "an IP address, 'localhost' or '*' expected, "
       .. "got '" .. host .. "'")
   end
-  local on_conn
-  if opts.tls ~= nil then
-    local tls = server_tls(opts.tls, 4, "net.listen")
-    local ctx, err, code = ctls.server(tls.cert, tls.key, tls.alpn)
-    if not ctx then return nil, err, code end
-    on_conn = on_tls_conn_for(handler, ctx, tls.limit)
-  else
-    on_conn = on_conn_for(handler)
-  end
+  local on_conn, err, code = on_conn_of(handler, opts, 4, "net.listen")
+  if not on_conn then return nil, err, code end
   return cnet.tcp_listen(ip, port, opts.backlog, opts.reuseport, on_conn)
 end
 
---- net.listen_unix(path, handler): a Server
+--- net.listen_unix(path, handler [, {backlog =, tls =}]): a Server
 function M.listen_unix(path, handler, opts)
   check_cstring(path, 1, "net.listen_unix")
   check_callable(handler, 2, "net.listen_unix")
@@ -275,7 +279,9 @@ function M.listen_unix(path, handler, opts)
   if opts.backlog ~= nil and math_type(opts.backlog) ~= "integer" then
     argerror(3, "net.listen_unix", "backlog must be an integer")
   end
-  return cnet.pipe_listen(path, opts.backlog, on_conn_for(handler))
+  local on_conn, err, code = on_conn_of(handler, opts, 3, "net.listen_unix")
+  if not on_conn then return nil, err, code end
+  return cnet.pipe_listen(path, opts.backlog, on_conn)
 end
 
 --- net.udp([host, port]): a UDP socket (bound when host is given)
