@@ -615,6 +615,29 @@ describe("TLS streams", function()
       assert.are.equal("evlewt", c:read_line())
     end))
 
+    it("a TLS 1.3 key update from openssl s_server: data goes on both ways", async(function()
+      local port = free_port()
+      -- its output, read line by line as it comes: line-buffered (stdbuf)
+      local peer <close> = start_peer({ "stdbuf", "-oL", "openssl", "s_server", "-accept",
+        "127.0.0.1:" .. port, "-cert", P.cert, "-key", P.key }, { stdout = "pipe" })
+      wait_listening(port)
+      local out = peer.p.stdout
+      local function until_line(text)
+        repeat
+          local line = out:read_line()
+          assert(line, "s_server ended before printing " .. text)
+        until has(line, text)
+      end
+      local c <close> = assert(connect(port))
+      until_line("CIPHER is")   -- this connection's handshake is done
+      peer.p.stdin:write("K\n")  -- "K": a KeyUpdate, one asked in return
+      until_line("SSL_do_handshake -> 1")
+      peer.p.stdin:write("after the update\n")
+      assert.are.equal("after the update", c:read_line())
+      c:write("and back\n")
+      until_line("and back")
+    end))
+
     it("openssl s_client with loom's server: verified, ALPN, the reply, close", async(function()
       local srv <close>, port = listen(function(s)
         local line = s:read_line()
