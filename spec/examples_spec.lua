@@ -224,6 +224,18 @@ describe("examples", function()
     assert.are.equal("echoed: ONE\nechoed: TWO\n", out)
   end)
 
+  it("tls_echo.lua: its own certificate, trusted with ca =; echoed over TLS; refused without", function()
+    local l, err, code, _, out = run_example("tls_echo")
+    assert.are.equal("", err)
+    assert.are.equal(0, code)
+    assert.are.same({
+      "connected: TLSv1.3, verified: true",
+      "echoed: hello",
+      "echoed: over TLS",
+      "without ca: certificate verify failed: self-signed certificate",
+    }, l, out)
+  end)
+
   it("chat.lua: every client gets the others' messages through its queue", function()
     local l, err, code, _, out = run_example("chat")
     assert.are.equal("", err)

@@ -27,8 +27,10 @@
 **      host's creation, running, stepping and closing).
 **   4. The families, each the Lua API of one concept: task.c, time.c,
 **      coro.c, call.c, then work.c, queue.c, signal.c, stream.c, fs.c,
-**      then net.c and process.c, built on streams (process.c also names
-**      signals), and http_parser.c (llhttp's requests as Lua tables).  Those after call.c wait for libuv requests through
+**      then tls.c (TLS on a stream, through its hook), then net.c and
+**      process.c, built on streams (process.c also names signals), and
+**      http_parser.c (llhttp's requests as Lua tables).  Those after
+**      call.c wait for libuv requests through
 **      its loom_call_* functions, as an embedder's C code would.
 **   5. module.c (luaopen_loom and the loom_new* constructors, which
 **      open the module in a state), then main.c, the binary, which
@@ -73,6 +75,7 @@ typedef struct loom_mailbox loom_mailbox;
 typedef struct loom_workpool loom_workpool;
 typedef struct loom_stream loom_stream;
 typedef struct write_req write_req;
+typedef struct loom_stream_hook loom_stream_hook;
 typedef struct loom_future loom_future;
 typedef struct loom_task loom_task;
 typedef struct loom_timer loom_timer;
@@ -454,6 +457,26 @@ const char *loom__signal_name(int signum);  /* "SIGTERM", or NULL */
 /* stream.c */
 enum { LOOM_STREAM_TCP, LOOM_STREAM_PIPE };
 
+/*
+** A layer between a stream's bytes and its socket (TLS: tls.c), which
+** stream.c knows only through these functions, as Node's TLS sits on
+** its TCP wrap.  With a hook, what the socket reads goes to 'input',
+** which appends what it makes of it to the read buffer (through
+** loom__stream_room); what the stream writes goes to 'output'; both
+** send what they make with loom__stream_send.  Errors are libuv codes
+** (UV_EOF from 'input': a clean end); 'reason' gives the text of one
+** the hook made (NULL: libuv's).  'finish' ends the writes (before a
+** shutdown, or a close that lets queued writes go out); 'free' lets go
+** of the hook's state when the stream's memory goes.
+*/
+struct loom_stream_hook {
+  int (*input)(loom_stream *s, const char *p, size_t n);  /* n 0: EOF */
+  int (*output)(loom_stream *s, const char *p, size_t n);
+  int (*finish)(loom_stream *s);
+  const char *(*reason)(loom_stream *s, int err);
+  void (*free)(loom_stream *s);
+};
+
 struct loom_stream {
   loom_handle base;
   union {
@@ -475,6 +498,9 @@ struct loom_stream {
   unsigned released : 1;    /* its handle is closing: no Lua any more */
   write_req *writes;        /* writes in flight (stream.c) */
   loom_task *readers, *writers;  /* WAIT_LIST */
+  const loom_stream_hook *hook;  /* or NULL: the socket's bytes as they are */
+  void *hook_ud;            /* the hook's state */
+  char *raw;                /* with a hook: what the socket reads goes here */
   char name[72];            /* the other end, for messages */
 };
 
@@ -483,10 +509,18 @@ loom_stream *loom__stream_new(lua_State *L, loom_host *H, int kind,
                               const char *name);
 void loom__stream_rename(loom_stream *s, const char *name);
 void loom__stream_close(loom_stream *s, int force);
+loom_stream *loom__tostream(lua_State *L, int idx, const char *fname);
+loom_stream *loom__stream_resumed(lua_State *L);  /* at 1, or NULL */
+char *loom__stream_room(loom_stream *s, size_t *room);  /* or NULL */
+int loom__stream_send(loom_stream *s, char *chunk, size_t n);  /* takes */
+int loom__stream_read(loom_stream *s);  /* reads past the limit */
+int loom__stream_fail(lua_State *L, loom_stream *s, const char *what,
+                      int err);
 int loom__push_sockaddr(lua_State *L, const struct sockaddr *sa, char *buf);
 
 /* net.c, process.c, fs.c: register their core functions */
 void loom__net_register(lua_State *L, loom_host *H);  /* core.net */
+void loom__tls_register(lua_State *L, loom_host *H);  /* core.tls */
 void loom__process_register(lua_State *L, loom_host *H);  /* core.proc */
 void loom__fs_register(lua_State *L, loom_host *H);  /* core.fs */
 void loom__http_parser_register(lua_State *L, loom_host *H);  /* core.http */

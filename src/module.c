@@ -239,6 +239,7 @@ LOOM_API int luaopen_loom(lua_State *L) {
   loom__work_register(L, H);
   loom__queue_register(L, H);
   loom__net_register(L, H);
+  loom__tls_register(L, H);
   loom__fs_register(L, H);
   loom__process_register(L, H);
   loom__signal_register(L, H);

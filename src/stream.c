@@ -1,6 +1,6 @@
 /*
 ** stream.c: the buffered Stream of loom, over any uv_stream_t (TCP,
-** Unix sockets; later process pipes and TLS).
+** Unix sockets, process pipes), and over TLS through a hook.
 **
 ** Ownership: the stream is malloc'd, because libuv owns the handle until
 ** its close callback; the 'loom.stream' userdata holds a pointer to it
@@ -22,6 +22,13 @@
 ** copy).  A writer suspends while more than the high-water mark is
 ** queued, and is woken once the queue drains below it.
 **
+** A hook (TLS, see loom_stream_hook in internal.h) sits between the
+** buffer and the socket: the socket's bytes go to it, and it puts what
+** it makes of them into the buffer, so that every read works the same
+** on what it makes; writes go to it, and it sends what it makes with
+** loom__stream_send, whose queued chunks are malloc'd and owned by their
+** write request.  The hook's state goes with the stream's memory.
+**
 ** Failures are values: nil, message, code, the message naming the peer.
 */
 #include <stdlib.h>
@@ -41,6 +48,8 @@
 
 static void stream_closed(uv_handle_t *h) {
   loom_stream *s = h->data;
+  if (s->hook != NULL) s->hook->free(s);
+  free(s->raw);
   free(s->buf);
   free(s);
 }
@@ -91,6 +100,9 @@ void loom__stream_close(loom_stream *s, int force) {
   wake_all(s);
   if (s->reading) uv_read_stop(&s->u.s);
   s->reading = 0;
+  /* the hook's last words (TLS's close_notify) go out as queued writes */
+  if (s->hook != NULL && !force && !s->shut && s->werr == 0)
+    s->hook->finish(s);
   if (s->pending > 0 && !force && s->werr == 0) {
     s->lingering = 1;
     return;
@@ -161,6 +173,17 @@ static int fail_closed(lua_State *L) {
                            "ECANCELED");
 }
 
+/*
+** The failure "<what> '<peer>': <reason>" of error 'err' of 's': the
+** hook's text for an error it made, else libuv's.
+*/
+int loom__stream_fail(lua_State *L, loom_stream *s, const char *what,
+                      int err) {
+  const char *why = s->hook != NULL ? s->hook->reason(s, err) : NULL;
+  if (why == NULL) return loom__fail(L, what, s->name, err);
+  return loom__fail_reason(L, what, s->name, why, uv_err_name(err));
+}
+
 /* }==================================================================== */
 
 
@@ -168,9 +191,12 @@ static int fail_closed(lua_State *L) {
 ** Reading
 ** ===================================================================== */
 
-static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
-  loom_stream *s = h->data;
-  (void)suggested;
+/*
+** The free end of the read buffer, at least READ_CHUNK bytes ('*room'
+** of them), where new data goes; the caller adds what it put there to
+** 's->len'.  NULL when memory runs out.
+*/
+char *loom__stream_room(loom_stream *s, size_t *room) {
   if (s->start > 0 && s->cap - s->start - s->len < READ_CHUNK) {
     memmove(s->buf, s->buf + s->start, s->len);  /* reuse the front */
     s->start = 0;
@@ -178,30 +204,44 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   if (s->cap - s->len < READ_CHUNK) {
     size_t cap = s->cap ? s->cap * 2 : 2 * READ_CHUNK;
     char *p = realloc(s->buf, cap);
-    if (p == NULL) {
-      buf->base = NULL;  /* libuv reports UV_ENOBUFS */
-      buf->len = 0;
-      return;
-    }
+    if (p == NULL) return NULL;
     s->buf = p;
     s->cap = cap;
   }
-  buf->base = s->buf + s->start + s->len;
-  buf->len = s->cap - s->start - s->len;
+  *room = s->cap - s->start - s->len;
+  return s->buf + s->start + s->len;
+}
+
+/* The socket's data goes into the buffer, or to the hook through 'raw'. */
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  loom_stream *s = h->data;
+  size_t room = 0;
+  (void)suggested;
+  if (s->hook != NULL) {
+    if (s->raw == NULL) s->raw = malloc(READ_CHUNK);
+    buf->base = s->raw;
+    buf->len = s->raw != NULL ? READ_CHUNK : 0;  /* 0: UV_ENOBUFS */
+    return;
+  }
+  buf->base = loom__stream_room(s, &room);
+  buf->len = room;
 }
 
 static void read_cb(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
   loom_stream *s = h->data;
   loom_host *H = host_of(s);
-  (void)buf;
-  if (nread > 0) s->len += (size_t)nread;
-  else if (nread < 0) {
-    if (nread == UV_EOF) s->eof = 1;
-    else s->rerr = (int)nread;
+  int r = 0;
+  if (nread == 0) return;  /* EAGAIN */
+  if (s->hook != NULL && (nread > 0 || nread == UV_EOF))
+    r = s->hook->input(s, buf->base, nread > 0 ? (size_t)nread : 0);
+  else if (nread > 0) s->len += (size_t)nread;
+  else r = (int)nread;
+  if (r < 0) {
+    if (r == UV_EOF) s->eof = 1;
+    else s->rerr = r;
     uv_read_stop(h);
     s->reading = 0;
   }
-  else return;  /* EAGAIN */
   if (H != NULL && s->readers != NULL) loom__list_resume(H, &s->readers);
   /* the reader (if any) took what it wanted, or waits for more */
   if (!s->closed && s->reading && s->readers == NULL
@@ -223,6 +263,11 @@ static int start_reading(loom_stream *s, int wanted) {
   if (r == 0) s->reading = 1;
   else s->rerr = r;
   return r;
+}
+
+/* For a task that waits on the stream another way (a TLS handshake). */
+int loom__stream_read(loom_stream *s) {
+  return start_reading(s, 1);
 }
 
 /* Pushes 'n' buffered bytes and takes them out of the buffer. */
@@ -251,16 +296,25 @@ static int wait_data(lua_State *L, loom_stream *s, const char *name,
   loom_host *H;
   loom_task *t;
   if (s->closed) return fail_closed(L);
-  if (s->rerr) return loom__fail(L, "read from", s->name, s->rerr);
+  if (s->rerr) return loom__stream_fail(L, s, "read from", s->rerr);
   if (s->eof) return loom__fail(L, "read from", s->name, UV_EOF);
   if (s->readers != NULL)
     return loom__errorf(L, "%s: another task is reading this stream", name);
   H = shost(L, s);
   t = loom__enter(L, H, name);
   start_reading(s, 1);  /* a reader waits: past the limit if need be */
-  if (s->rerr) return loom__fail(L, "read from", s->name, s->rerr);
+  if (s->rerr) return loom__stream_fail(L, s, "read from", s->rerr);
   loom__list_wait(&s->readers, t);
   return loom__wait(L, k, (lua_KContext)0);
+}
+
+/*
+** The stream at 'idx' (NULL when closed), raising an argument error
+** naming 'fname' when it is not a stream.
+*/
+loom_stream *loom__tostream(lua_State *L, int idx, const char *fname) {
+  loom_stream **box = loom__checkobject_as(L, idx, &stream_class, fname);
+  return *box;
 }
 
 /*
@@ -270,17 +324,20 @@ static int wait_data(lua_State *L, loom_stream *s, const char *name,
 ** have waited.
 */
 static loom_stream *io_stream(lua_State *L, const char *fname) {
-  loom_stream **box = loom__checkobject_as(L, 1, &stream_class, fname);
+  loom_stream *s = loom__tostream(L, 1, fname);
   loom__current(L, loom__host(L), fname);
-  return *box;
+  return s;
 }
 
-/* Continuations check the task may go on; the stream is at 1. */
-static loom_stream *resumed(lua_State *L) {
+/*
+** Continuations (here and tls.c's) check the task may go on; the
+** stream is at 1.  NULL when it was closed meanwhile.
+*/
+loom_stream *loom__stream_resumed(lua_State *L) {
   loom_stream **box = lua_touserdata(L, 1);  /* checked before suspending */
   loom_stream *s = *box;
   loom__list_resumed(L, s != NULL ? host_of(s) : NULL);
-  return *box;  /* NULL when closed meanwhile */
+  return *box;
 }
 
 static int read_k(lua_State *L, int status, lua_KContext ctx);
@@ -299,7 +356,7 @@ static int read_body(lua_State *L, loom_stream *s) {
 }
 
 static int read_k(lua_State *L, int status, lua_KContext ctx) {
-  loom_stream *s = resumed(L);
+  loom_stream *s = loom__stream_resumed(L);
   (void)status; (void)ctx;
   return s ? read_body(L, s) : fail_closed(L);
 }
@@ -332,7 +389,7 @@ static int exactly_body(lua_State *L, loom_stream *s) {
 }
 
 static int exactly_k(lua_State *L, int status, lua_KContext ctx) {
-  loom_stream *s = resumed(L);
+  loom_stream *s = loom__stream_resumed(L);
   (void)status; (void)ctx;
   if (s == NULL) return fail_closed(L);
   return exactly_body(L, s);
@@ -424,7 +481,7 @@ too_long:
 }
 
 static int until_k(lua_State *L, int status, lua_KContext ctx) {
-  loom_stream *s = resumed(L);
+  loom_stream *s = loom__stream_resumed(L);
   (void)status; (void)ctx;
   if (s == NULL) return fail_closed(L);
   return until_body(L, s, lua_toboolean(L, 3));
@@ -470,7 +527,7 @@ static int all_body(lua_State *L, loom_stream *s) {
 }
 
 static int all_k(lua_State *L, int status, lua_KContext ctx) {
-  loom_stream *s = resumed(L);
+  loom_stream *s = loom__stream_resumed(L);
   (void)status; (void)ctx;
   if (s == NULL) return fail_closed(L);
   return all_body(L, s);
@@ -497,6 +554,7 @@ struct write_req {
   uv_write_t req;
   loom_stream *s;
   write_req *next, *prev;  /* the stream's writes in flight */
+  char *chunk;        /* or the malloc'd bytes written (the hook's) */
   int nrefs;
   int refs[MAX_BUFS]; /* the strings written, kept alive */
 };
@@ -523,6 +581,7 @@ static void write_cb(uv_write_t *req, int status) {
   else s->writes = w->next;
   if (w->next) w->next->prev = w->prev;
   if (H != NULL) unref_write(s, w);
+  free(w->chunk);
   free(w);
   s->pending--;
   if (status < 0 && status != UV_ECANCELED && s->werr == 0) s->werr = status;
@@ -535,6 +594,20 @@ static void write_cb(uv_write_t *req, int status) {
       && (uv_stream_get_write_queue_size(&s->u.s) <= s->hwm
           || s->werr || s->pending == 0))
     while (s->writers != NULL) loom__list_wake(H, &s->writers);
+}
+
+/* Links the write 'w' of 's' in flight. */
+static void link_write(loom_stream *s, write_req *w) {
+  w->prev = NULL;
+  w->next = s->writes;
+  if (s->writes) s->writes->prev = w;
+  s->writes = w;
+  s->pending++;
+}
+
+/* Whether nothing is queued: a write may go to the kernel at once. */
+static int idle(loom_stream *s) {
+  return s->pending == 0 && uv_stream_get_write_queue_size(&s->u.s) == 0;
 }
 
 /*
@@ -550,6 +623,7 @@ static int queue_write(lua_State *L, loom_stream *s, int first, int last,
   int i, n = 0, r;
   if (w == NULL) return UV_ENOMEM;
   w->s = s;
+  w->chunk = NULL;
   w->nrefs = 0;
   for (i = first; i <= last; i++) {
     size_t len;
@@ -570,20 +644,68 @@ static int queue_write(lua_State *L, loom_stream *s, int first, int last,
     return 0;
   }
   r = uv_write(&w->req, &s->u.s, bufs, (unsigned)n, write_cb);
-  if (r == 0) {
-    w->prev = NULL;
-    w->next = s->writes;
-    if (s->writes) s->writes->prev = w;
-    s->writes = w;
-  }
   if (r != 0) {
     for (i = 0; i < w->nrefs; i++)
       luaL_unref(H->mainL, LUA_REGISTRYINDEX, w->refs[i]);
     free(w);
     return r;
   }
-  s->pending++;
+  link_write(s, w);
   return 0;
+}
+
+/*
+** Sends the 'n' bytes of 'chunk' (malloc'd; taken, freed here or once
+** written): first to the kernel when nothing is queued, the rest queued
+** from the chunk itself.  Needs no Lua state, so a closing stream's
+** hook may send too.  Returns 0 or a libuv error.
+*/
+int loom__stream_send(loom_stream *s, char *chunk, size_t n) {
+  size_t done = 0;
+  write_req *w;
+  uv_buf_t b;
+  int r;
+  if (idle(s) && n > 0) {
+    b = uv_buf_init(chunk, (unsigned)n);
+    r = uv_try_write(&s->u.s, &b, 1);
+    if (r < 0 && r != UV_EAGAIN && r != UV_ENOSYS) {
+      free(chunk);
+      return r;
+    }
+    if (r > 0) done = (size_t)r;
+  }
+  if (done == n) {
+    free(chunk);
+    return 0;
+  }
+  w = malloc(sizeof *w);
+  if (w == NULL) {
+    free(chunk);
+    return UV_ENOMEM;
+  }
+  w->s = s;
+  w->chunk = chunk;
+  w->nrefs = 0;
+  b = uv_buf_init(chunk + done, (unsigned)(n - done));
+  r = uv_write(&w->req, &s->u.s, &b, 1, write_cb);
+  if (r != 0) {
+    free(chunk);
+    free(w);
+    return r;
+  }
+  link_write(s, w);
+  return 0;
+}
+
+/* Writes the strings at 2..top through the hook. */
+static int write_hook(lua_State *L, loom_stream *s) {
+  int top = lua_gettop(L), i, r = 0;
+  for (i = 2; i <= top && r == 0; i++) {
+    size_t len;
+    const char *p = lua_tolstring(L, i, &len);
+    if (len > 0) r = s->hook->output(s, p, len);
+  }
+  return r;
 }
 
 /* Writes the strings at 2..top; returns 0 or a libuv error. */
@@ -594,10 +716,11 @@ static int write_all(lua_State *L, loom_stream *s) {
       loom__typeerror(L, i, "stream:write", "string");
     lua_tostring(L, i);  /* numbers become strings in place */
   }
+  if (s->hook != NULL) return write_hook(L, s);
   while (first <= top) {
     int last = first + MAX_BUFS - 1 > top ? top : first + MAX_BUFS - 1;
     size_t skip = 0;
-    if (s->pending == 0 && uv_stream_get_write_queue_size(&s->u.s) == 0) {
+    if (idle(s)) {
       /* nothing queued: try to hand the data to the kernel at once */
       uv_buf_t bufs[MAX_BUFS];
       size_t total = 0, len;
@@ -638,7 +761,7 @@ static int write_k(lua_State *L, int status, lua_KContext ctx);
 /* Waits while more than the high-water mark is queued. */
 static int write_wait(lua_State *L, loom_stream *s) {
   if (s->closed) return fail_closed(L);
-  if (s->werr) return loom__fail(L, "write to", s->name, s->werr);
+  if (s->werr) return loom__stream_fail(L, s, "write to", s->werr);
   if (uv_stream_get_write_queue_size(&s->u.s) > s->hwm) {
     loom_task *t = loom__enter(L, shost(L, s), "stream:write");
     loom__list_wait(&s->writers, t);
@@ -649,7 +772,7 @@ static int write_wait(lua_State *L, loom_stream *s) {
 }
 
 static int write_k(lua_State *L, int status, lua_KContext ctx) {
-  loom_stream *s = resumed(L);
+  loom_stream *s = loom__stream_resumed(L);
   (void)status; (void)ctx;
   if (s == NULL) return fail_closed(L);
   lua_settop(L, 1);
@@ -661,12 +784,14 @@ static int s_write(lua_State *L) {
   loom_stream *s = io_stream(L, "stream:write");
   int r;
   if (s == NULL || s->closed) return fail_closed(L);
-  if (s->werr) return loom__fail(L, "write to", s->name, s->werr);
+  if (s->werr) return loom__stream_fail(L, s, "write to", s->werr);
   if (s->shut) return loom__fail(L, "write to", s->name, UV_EPIPE);
   r = write_all(L, s);
   if (r != 0) {
-    if (s->werr == 0) s->werr = r;
-    return loom__fail(L, "write to", s->name, r);
+    /* EBUSY: the hook takes no data yet (its handshake is under way),
+    ** which does not end the stream's writes */
+    if (s->werr == 0 && r != UV_EBUSY) s->werr = r;
+    return loom__stream_fail(L, s, "write to", r);
   }
   lua_settop(L, 1);
   return write_wait(L, s);
@@ -676,7 +801,7 @@ static int flush_k(lua_State *L, int status, lua_KContext ctx);
 
 static int flush_body(lua_State *L, loom_stream *s) {
   if (s->closed) return fail_closed(L);
-  if (s->werr) return loom__fail(L, "write to", s->name, s->werr);
+  if (s->werr) return loom__stream_fail(L, s, "write to", s->werr);
   if (s->pending > 0) {
     loom_task *t = loom__enter(L, shost(L, s), "stream:flush");
     loom__list_wait(&s->writers, t);
@@ -687,7 +812,7 @@ static int flush_body(lua_State *L, loom_stream *s) {
 }
 
 static int flush_k(lua_State *L, int status, lua_KContext ctx) {
-  loom_stream *s = resumed(L);
+  loom_stream *s = loom__stream_resumed(L);
   (void)status; (void)ctx;
   if (s == NULL) return fail_closed(L);
   return flush_body(L, s);
@@ -742,6 +867,12 @@ static int s_shutdown(lua_State *L) {
   loom__enter(L, shost(L, s), "stream:shutdown");
   r = malloc(sizeof *r);
   if (r == NULL) return loom__nomem(L);
+  /* the hook's end (TLS's close_notify) goes before the socket's */
+  err = s->hook != NULL && s->werr == 0 ? s->hook->finish(s) : 0;
+  if (err != 0) {
+    free(r);
+    return loom__stream_fail(L, s, "shutdown of", err);
+  }
   err = uv_shutdown(&r->req, &s->u.s, shutdown_cb);
   if (err != 0) {
     free(r);

@@ -851,6 +851,72 @@ static void t_close_with_handles(void) {
   rmdir(dir);
 }
 
+/*
+** The same with TLS: a server, streams past their handshake (one with
+** a context of its own, since collected), one mid-handshake and the
+** host's default client context open when loom_close comes.  Every
+** SSL and SSL_CTX must go (valgrind's leak check), and the loop be left
+** with nothing of loom's.
+*/
+static void t_close_with_tls(void) {
+  uv_loop_t loop;
+  loom_host *H;
+  lua_State *L;
+  char dir[] = "/tmp/loom-api-XXXXXX";
+  char path[64];
+  int i;
+  CHECK(mkdtemp(dir) != NULL);
+  uv_loop_init(&loop);
+  L = luaL_newstate();
+  luaL_openlibs(L);
+  H = loom_new_with(&loop, L);
+  lua_pushcfunction(L, l_pending);
+  lua_setglobal(L, "pending");
+  lua_pushstring(L, dir);
+  lua_setglobal(L, "dir");
+  CHECK(loom_spawn_string(H,
+    "local net, process = require 'loom.net', require 'loom.process'\n"
+    "local cert, key = dir .. '/cert.pem', dir .. '/key.pem'\n"
+    "local r = assert(process.run{'openssl', 'req', '-x509', '-newkey',\n"
+    "  'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',\n"
+    "  '-days', '1', '-subj', '/CN=localhost', '-keyout', key,\n"
+    "  '-out', cert, timeout = 30})\n"
+    "assert(r.code == 0, r.stderr)\n"
+    "server = assert(net.listen('127.0.0.1', 0, function(s)\n"
+    "  s:write('hi\\n') s:read_all() end, {tls = {cert = cert, key = key}}))\n"
+    "local _, port = server:address()\n"
+    "client = assert(net.connect('localhost', port, {tls = {ca = cert}}))\n"
+    "assert(client:read_line() == 'hi')\n"
+    "assert(net.connect('localhost', port, {tls = {ca = cert,\n"
+    "  alpn = {'x'}}}))\n"
+    "assert(not net.connect('localhost', port, {tls = true}))\n"
+    "half = assert(net.connect('127.0.0.1', port))\n"
+    "collectgarbage()\n"
+    "ready = true\n"
+    "pending()\n", "=tls", 0) == LOOM_OK);
+  for (i = 0; i < 20000; i++) {
+    CHECK(loom_step(H) == 1);
+    if (strcmp(eval(H, "return tostring(ready)"), "true") == 0) break;
+    usleep(1000);
+  }
+  CHECK(strcmp(eval(H, "return tostring(ready)"), "true") == 0);
+  for (i = 0; i < 5; i++) CHECK(loom_step(H) == 1);  /* into pending() */
+  CHECK(pending_call != NULL);
+  CHECK(loom_close(H) == LOOM_OK);
+  loom_call_release(pending_call);
+  uv_run(&loop, UV_RUN_NOWAIT);  /* loom's close callbacks */
+  CHECK(uv_loop_close(&loop) == 0);
+  loom_free(H);
+  CHECK(luaL_dostring(L, "return tostring(client)") == LUA_OK);
+  CHECK(strcmp(lua_tostring(L, -1), "loom.stream (closed)") == 0);
+  lua_close(L);
+  snprintf(path, sizeof path, "%s/cert.pem", dir);
+  remove(path);
+  snprintf(path, sizeof path, "%s/key.pem", dir);
+  remove(path);
+  rmdir(dir);
+}
+
 /* }==================================================================== */
 
 
@@ -1043,6 +1109,7 @@ static const struct {
   {"call_released", t_call_released},
   {"resume_after_close", t_resume_after_close},
   {"close_with_handles", t_close_with_handles},
+  {"close_with_tls", t_close_with_tls},
   {"close_in_flight", t_close_in_flight},
   {"main_task", t_main_task},
   {"out_of_memory", t_out_of_memory},
