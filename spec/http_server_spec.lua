@@ -40,8 +40,8 @@ end
 
 -- Python's http.client script 'src' with the port as sys.argv[1]; its
 -- stdout.
-local function python(src, port)
-  local out, err, code = run({ "python3", "-c", src, tostring(port) })
+local function python(src, port, ...)
+  local out, err, code = run({ "python3", "-c", src, tostring(port), ... })
   assert.are.equal(0, code, err)
   return out
 end
@@ -536,6 +536,34 @@ print(r.getheader("transfer-encoding"), r.read().decode())
     assert.truthy(r[2]:find("cut short", 1, true), r[2])
     assert.are.equal("ECONNRESET", r[3])
     srv:close()
+  end))
+
+  it("serves HTTPS with opts.tls: curl and Python trust its certificate through ca", async(function()
+    local dir = h.tmpdir()
+    local cert, key = dir .. "/cert.pem", dir .. "/key.pem"
+    local _, err, code = run({ "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+      "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+      "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", key, "-out", cert })
+    assert.are.equal(0, code, err)
+    local srv, port = serve(function(req)
+      return 200, "secure " .. req.method .. " " .. (req:body() or "")
+    end, { tls = { cert = cert, key = key } })
+    local base = ("https://127.0.0.1:%d/"):format(port)
+    local out = curl("--cacert", cert, "-d", "x=1", base, base)
+    assert.are.equal("secure POST x=1secure POST x=1", out)
+    local _, cerr, ccode = run({ "curl", "-sS", base })  -- not trusted
+    assert.are.equal(60, ccode, cerr)
+    out = python([[
+import sys, ssl, http.client
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+c = http.client.HTTPSConnection("localhost", int(sys.argv[1]), context=ctx, timeout=10)
+c.request("GET", "/")
+r = c.getresponse()
+print(r.status, r.read().decode())
+]], port, cert)
+    srv:close()
+    h.rmtree(dir)
+    assert.are.equal("200 secure GET \n", out)
   end))
 
   it("raises with the function's name on misuse", function()
