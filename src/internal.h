@@ -28,7 +28,8 @@
 **   4. The families, each the Lua API of one concept: task.c, time.c,
 **      coro.c, call.c, then work.c, queue.c, signal.c, stream.c, fs.c,
 **      then net.c and process.c, built on streams (process.c also names
-**      signals).  Those after call.c wait for libuv requests through
+**      signals), then http_client.c (libcurl's multi interface on the
+**      loop).  Those after call.c wait for libuv requests through
 **      its loom_call_* functions, as an embedder's C code would.
 **   5. module.c (luaopen_loom and the loom_new* constructors, which
 **      open the module in a state), then main.c, the binary, which
@@ -115,6 +116,7 @@ struct loom_host {
   int handles_open;        /* our handles not yet through close_cb */
   loom_handle *handles;    /* everything else it owns (handle.c) */
   loom_mailbox *mb;        /* calls completed from other threads */
+  struct loom_curlm *curlm;  /* the HTTP client's (http_client.c) */
   loom_workpool *workpool; /* Lua states for loom.work */
   loom_task *ready_head, *ready_tail;
   size_t nready;
@@ -489,6 +491,9 @@ int loom__push_sockaddr(lua_State *L, const struct sockaddr *sa, char *buf);
 void loom__net_register(lua_State *L, loom_host *H);  /* core.net */
 void loom__process_register(lua_State *L, loom_host *H);  /* core.proc */
 void loom__fs_register(lua_State *L, loom_host *H);  /* core.fs */
+
+/* http_client.c: core.http */
+void loom__http_register(lua_State *L, loom_host *H);
 
 /* }==================================================================== */
 
