@@ -90,6 +90,7 @@ struct http_xfer {
   char *buf;               /* body: bytes at buf[start, start+len) */
   size_t start, len, cap;
   size_t peak;             /* most bytes unread at once */
+  lua_Integer pauses;      /* times the write callback paused it */
   CURLcode result;
   long status, oserr;
   char *final_url;         /* malloc'd, once known */
@@ -472,6 +473,7 @@ static size_t on_write(char *p, size_t size, size_t n, void *ud) {
   if (x->stream) {
     if (x->len >= STREAM_BOUND) {
       x->paused = 1;
+      x->pauses++;
       set_live(x, 0);
       return CURL_WRITEFUNC_PAUSE;
     }
@@ -625,7 +627,10 @@ static int wait_result(lua_State *L) {
   lua_pushinteger(L, x->status);
   push_headers(L, x);
   lua_pushstring(L, x->final_url ? x->final_url : x->url);
-  if (x->stream) return 4;
+  if (x->stream) {
+    lua_pushnil(L);
+    return 4;
+  }
   lua_pushlstring(L, x->buf + x->start, x->len);
   free(x->buf);
   x->buf = NULL;
@@ -900,13 +905,24 @@ static int x_read(lua_State *L) {
   return read_body(L);
 }
 
-/* x:buffered(): bytes unread now, and the most there ever were */
+/*
+** x:buffered(): bytes unread now, the most there ever were, whether the
+** transfer is paused and how many times it was (for tests of the bound)
+*/
 static int x_buffered(lua_State *L) {
-  http_xfer *x = loom__checkhandle_as(L, 1, &xfer_class,
-                                      "response:buffered");
+  http_xfer *x = (http_xfer *)loom__tohandle(L, 1, &xfer_class);
+  if (x == NULL) {
+    lua_pushinteger(L, 0);
+    lua_pushinteger(L, 0);
+    lua_pushboolean(L, 0);
+    lua_pushinteger(L, 0);
+    return 4;
+  }
   lua_pushinteger(L, (lua_Integer)x->len);
   lua_pushinteger(L, (lua_Integer)x->peak);
-  return 2;
+  lua_pushboolean(L, x->paused);
+  lua_pushinteger(L, x->pauses);
+  return 4;
 }
 
 static const luaL_Reg xfer_methods[] = {

@@ -44,6 +44,9 @@ local argerror, check_task = check.argerror, check.task
 
 local M = {}
 
+-- the most bytes of a streamed body buffered unread (about), for tests
+M._stream_bound = chttp.stream_bound
+
 -- {====================================================================
 -- Options
 
@@ -143,7 +146,7 @@ end
 local Response = { __name = "loom.http.response" }
 Response.__index = Response
 
--- response -> its C transfer, while one is open (a stream)
+-- response -> its C transfer (a stream's; closed with the response)
 local transfers = setmetatable({}, { __mode = "k" })
 -- response -> where res:read is in the body of a response not streamed
 local offsets = setmetatable({}, { __mode = "k" })
@@ -184,20 +187,19 @@ end
 function Response:close()
   check.self(self, Response, "response:close")
   local x = transfers[self]
-  if x then
-    transfers[self] = nil
-    x:close()
-  end
+  if x then x:close() end
   return true
 end
 Response.__close = Response.close
 
---- res:buffered(): bytes of a streamed body received and not yet read,
--- and the most there ever were (0, 0 for a response not streamed).
+--- res:buffered(): of a streamed body, the bytes received and not yet
+-- read, the most there ever were, whether the transfer is paused (the
+-- bound is reached) and how many times it was; 0, 0, false, 0 for a
+-- response not streamed or closed.
 function Response:buffered()
   check.self(self, Response, "response:buffered")
   local x = transfers[self]
-  if not x then return 0, 0 end
+  if not x then return 0, 0, false, 0 end
   return x:buffered()
 end
 
