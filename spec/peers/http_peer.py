@@ -23,6 +23,8 @@ until it is killed.  Routes:
   /connections          how many connections were accepted so far
   /aborted?n=K          waits (10 s at most) until K slow bodies ended
                         because their client went away; the count
+  /started?n=K          waits (10 s at most) until K /slow requests came;
+                        the count
 """
 import gzip
 import json
@@ -36,7 +38,7 @@ from urllib.parse import urlparse, parse_qs
 BASE = bytes((i * i + i // 256) % 256 for i in range(65536))
 
 lock = threading.Condition()
-stats = {"connections": 0, "aborted": 0}
+stats = {"connections": 0, "aborted": 0, "slow": 0}
 
 
 def block(k):
@@ -124,6 +126,9 @@ class Handler(BaseHTTPRequestHandler):
                 k += 1
             self.chunk(b"")
         elif p == "/slow":
+            with lock:
+                stats["slow"] += 1
+                lock.notify_all()
             self.start_chunked()
             try:
                 for _ in range(1200):
@@ -150,11 +155,12 @@ class Handler(BaseHTTPRequestHandler):
             with lock:
                 c = stats["connections"]
             self.send(200, str(c).encode())
-        elif p == "/aborted":
+        elif p in ("/aborted", "/started"):
+            key = "aborted" if p == "/aborted" else "slow"
             want = int(q.get("n", ["1"])[0])
             with lock:
-                lock.wait_for(lambda: stats["aborted"] >= want, timeout=10)
-                c = stats["aborted"]
+                lock.wait_for(lambda: stats[key] >= want, timeout=10)
+                c = stats[key]
             self.send(200, str(c).encode())
         else:
             self.send(404, b"no such route")
