@@ -240,6 +240,20 @@ describe("http client", function()
         assert.are.equal(1, before)
       end))
 
+    it("rounds of 8 concurrent requests keep reusing the same 8 connections",
+      with_peer(function(base)
+        for _ = 1, 4 do
+          local fns = {}
+          -- all 8 answered at once, so that they end together
+          for i = 1, 8 do
+            fns[i] = function() return get_ok(base .. "/barrier?n=8") end
+          end
+          loom.gather(table.unpack(fns))
+        end
+        -- the last count's own request takes one of them
+        assert.are.equal(8, connections(base))
+      end))
+
     it("64 concurrent requests with loom.gather all succeed", with_peer(function(base)
       local fns = {}
       for i = 1, 64 do

@@ -9,8 +9,8 @@
 ** back (CURLMOPT_TIMERFUNCTION: one uv_timer_t); both hand the event to
 ** curl_multi_socket_action, and every CURLMSG_DONE then completes its
 ** transfer.  The transfers of a host share the multi handle's
-** connection cache, so a later request to the same server reuses an
-** idle keep-alive connection.
+** connection cache (up to MAX_IDLE idle connections), so a later
+** request to the same server reuses an idle keep-alive connection.
 **
 ** A transfer ('http_xfer', a handle with a box userdata) is one easy
 ** handle.  x:wait() suspends its task through a loom_call until the
@@ -52,6 +52,7 @@
 
 #define LOOM_HTTP_MT "loom.http_transfer"
 #define STREAM_BOUND ((size_t)1 << 20)  /* most bytes a stream buffers */
+#define MAX_IDLE 64L  /* idle connections a host keeps for reuse */
 
 typedef struct http_xfer http_xfer;
 typedef struct curl_sock curl_sock;
@@ -304,6 +305,9 @@ static struct loom_curlm *curlm_of(loom_host *H) {
   curl_multi_setopt(m->multi, CURLMOPT_SOCKETDATA, m);
   curl_multi_setopt(m->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
   curl_multi_setopt(m->multi, CURLMOPT_TIMERDATA, m);
+  /* curl's default keeps about four per transfer running, and so drops
+  ** keep-alive connections as a burst of requests ends */
+  curl_multi_setopt(m->multi, CURLMOPT_MAXCONNECTS, MAX_IDLE);
   H->curlm = m;
   return m;
 }

@@ -20,6 +20,8 @@ until it is killed.  Routes:
   /slow                 headers, then a chunk every 0.05 s for 60 s
   /slow-head            the headers after 30 s
   /short                Content-Length: 100, 10 bytes, then it closes
+  /barrier?n=K          answers once K requests wait here (10 s at most),
+                        all K at once
   /connections          how many connections were accepted so far
   /aborted?n=K          waits (10 s at most) until K slow bodies ended
                         because their client went away; the count
@@ -38,6 +40,7 @@ from urllib.parse import urlparse, parse_qs
 BASE = bytes((i * i + i // 256) % 256 for i in range(65536))
 
 lock = threading.Condition()
+barriers = {}
 stats = {"connections": 0, "aborted": 0, "slow": 0}
 
 
@@ -151,6 +154,12 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(b"0123456789")
             self.wfile.flush()
             self.close_connection = True
+        elif p == "/barrier":
+            k = int(q.get("n", ["1"])[0])
+            with lock:
+                b = barriers.setdefault(k, threading.Barrier(k, timeout=10))
+            b.wait()
+            self.send(200, b"together")
         elif p == "/connections":
             with lock:
                 c = stats["connections"]
