@@ -18,6 +18,10 @@ local h = require "spec.helper"
 local MiB = 1024 * 1024
 local has, raised = h.has, h.raised
 local PEER = "spec/peers/http_peer.py"
+-- the interpreter itself, not a wrapper script in front of it (pyenv's
+-- shim is a bash script, which a sanitizer build's LD_PRELOAD reports)
+local PYTHON = h.sh("python3 -c 'import sys; print(sys.executable)'")
+  :match("^(%S+)\n") or "python3"
 
 -- Starts a peer command whose stdout gives its port on a line that
 -- matches 'pattern' (a capture); returns the Process and the port.
@@ -52,7 +56,7 @@ end
 -- A test body given the base URL of a fresh Python peer, stopped after.
 local function with_peer(fn, opts)
   return async(function()
-    local p, port = start_peer({ "python3", PEER }, "^(%d+)$")
+    local p, port = start_peer({ PYTHON, PEER }, "^(%d+)$")
     local ok, e = pcall(fn, "http://127.0.0.1:" .. port)
     stop_peer(p)
     if not ok then error(e, 0) end
@@ -430,7 +434,7 @@ describe("http client", function()
           local http = require "loom.http"
           local process = require "loom.process"
           loom.run(function()
-            local p = process.spawn{"python3", %q, stdout = "pipe"}
+            local p = process.spawn{%q, %q, stdout = "pipe"}
             local base = "http://127.0.0.1:" .. p.stdout:read_line()
             -- a stream nobody reads, paused at its bound: no hold on the loop
             local res = assert(http.get(base .. "/large", {stream = true}))
@@ -442,7 +446,7 @@ describe("http client", function()
             print("main done", res.status)
           end)
           print("run done")
-        ]]):format(PEER), 30)
+        ]]):format(PYTHON, PEER), 30)
         assert.are.equal("", err)
         assert.are.equal(0, code)
         assert.are.equal("main done\t200\nrun done\n", out)

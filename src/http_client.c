@@ -456,7 +456,7 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud) {
     x->location = 0;
   }
   else if (!x->in_head) return len;
-  else if (p[0] == '\r' || p[0] == '\n') {
+  else if (len == 0 || p[0] == '\r' || p[0] == '\n') {
     head_end(x);
     return len;
   }
