@@ -258,6 +258,33 @@ describe("examples", function()
     assert.is_true(#open >= 3, out)  -- the three listeners (others may exist)
     for _, p in ipairs(open) do assert.is_true(p >= tonumber(lo) and p <= tonumber(hi)) end
   end)
+
+  it("fetch_many.lua: every URL once, at most 8 at once, failures as values", function()
+    local l, err, code, _, out = run_example("fetch_many")
+    assert.are.equal("", err)
+    assert.are.equal(0, code)
+    assert.are.equal(43, #l, out)
+    -- the progress lines count up, one per URL
+    local seen = {}
+    for i = 1, 42 do
+      local k, n = l[i]:match("^%[%s*(%d+)/(%d+)%] ")
+      assert.are.equal(i, tonumber(k), out)
+      assert.are.equal("42", n)
+      local item = l[i]:match("^%[.-%] 200 http://127%.0%.0%.1:%d+/item/(%d+)$")
+      if item then seen[#seen + 1] = tonumber(item) end
+    end
+    table.sort(seen)
+    assert.are.equal(40, #seen, out)
+    for i = 1, 40 do assert.are.equal(i, seen[i]) end
+    assert.truthy(find_line(l, "%] 404 http://127%.0%.0%.1:%d+/missing$"), out)
+    assert.truthy(find_line(l, "] ECONNREFUSED: GET 'http://127.0.0.1:9/': ", true), out)
+    local failed, most, conns = l[43]:match(
+      "^fetched 42 URLs in [%d.]+ s: (%d+) failed, 283 bytes, at most (%d+) at once, (%d+) connections$")
+    assert.are.equal("2", failed, out)
+    assert.is_true(tonumber(most) <= 8 and tonumber(most) >= 2, out)
+    -- keep-alive: the 41 requests to the server went over few connections
+    assert.is_true(tonumber(conns) <= 8, out)
+  end)
 end)
 
 describe("examples (files)", function()

@@ -461,10 +461,10 @@ static const luaL_Reg funcs[] = {
 void loom__http_parser_register(lua_State *L, loom_host *H) {
   (void)H;
   loom__class_register(L, &parser_class);
-  lua_createtable(L, 0, 2);
+  luaL_getsubtable(L, -1, "http");  /* core.http, the client's too */
   loom__push_box(L);
   luaL_setfuncs(L, funcs, 1);
-  lua_setfield(L, -2, "http");
+  lua_pop(L, 1);
 }
 
 /* }==================================================================== */

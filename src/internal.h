@@ -28,9 +28,10 @@
 **   4. The families, each the Lua API of one concept: task.c, time.c,
 **      coro.c, call.c, then work.c, queue.c, signal.c, stream.c, fs.c,
 **      then tls.c (TLS on a stream, through its hook), then net.c and
-**      process.c, built on streams (process.c also names signals), and
-**      http_parser.c (llhttp's requests as Lua tables).  Those after
-**      call.c wait for libuv requests through
+**      process.c, built on streams (process.c also names signals), then
+**      http_parser.c (llhttp's requests as Lua tables) and
+**      http_client.c (libcurl's multi interface on the loop).  Those
+**      after call.c wait for libuv requests through
 **      its loom_call_* functions, as an embedder's C code would.
 **   5. module.c (luaopen_loom and the loom_new* constructors, which
 **      open the module in a state), then main.c, the binary, which
@@ -118,6 +119,7 @@ struct loom_host {
   int handles_open;        /* our handles not yet through close_cb */
   loom_handle *handles;    /* everything else it owns (handle.c) */
   loom_mailbox *mb;        /* calls completed from other threads */
+  struct loom_curlm *curlm;  /* the HTTP client's (http_client.c) */
   loom_workpool *workpool; /* Lua states for loom.work */
   loom_task *ready_head, *ready_tail;
   size_t nready;
@@ -524,6 +526,9 @@ void loom__tls_register(lua_State *L, loom_host *H);  /* core.tls */
 void loom__process_register(lua_State *L, loom_host *H);  /* core.proc */
 void loom__fs_register(lua_State *L, loom_host *H);  /* core.fs */
 void loom__http_parser_register(lua_State *L, loom_host *H);  /* core.http */
+
+/* http_client.c: core.http */
+void loom__http_register(lua_State *L, loom_host *H);
 
 /* }==================================================================== */
 

@@ -243,6 +243,7 @@ LOOM_API int luaopen_loom(lua_State *L) {
   loom__fs_register(L, H);
   loom__process_register(L, H);
   loom__signal_register(L, H);
+  loom__http_register(L, H);
   loom__http_parser_register(L, H);
   loom__push_box(L);
   luaL_setfuncs(L, funcs, 1);

@@ -1085,6 +1085,58 @@ static void t_close_in_flight(void) {
   rmdir(dir);
 }
 
+/*
+** HTTP transfers in flight when the host closes on the embedder's loop:
+** one waiting for its headers, one streamed and paused at its bound,
+** an idle keep-alive connection in the pool.  loom_close must leave
+** nothing of curl's on the loop.
+*/
+static void t_http_close_in_flight(void) {
+  uv_loop_t loop;
+  loom_host *H;
+  int i;
+  uv_loop_init(&loop);
+  H = loom_new_with(&loop, NULL);
+  CHECK(loom_spawn_string(H,
+    "local net, http = require 'loom.net', require 'loom.http'\n"
+    "local srv = assert(net.listen('127.0.0.1', 0, function(s)\n"
+    "  while true do\n"
+    "    local line = s:read_line()\n"
+    "    if not line then return end\n"
+    "    local path = line:match('^GET (%S+)')\n"
+    "    repeat local h = s:read_line() until h == '' or not h\n"
+    "    if path == '/ok' then\n"
+    "      s:write('HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\n\\r\\nok')\n"
+    "    elseif path == '/big' then\n"
+    "      s:write('HTTP/1.1 200 OK\\r\\nContent-Length: 100000000\\r\\n\\r\\n')\n"
+    "      local chunk = string.rep('x', 65536)\n"
+    "      while s:write(chunk) do end\n"
+    "    else loom.sleep(60) end\n"
+    "  end\n"
+    "end))\n"
+    "local _, port = srv:address()\n"
+    "local base = 'http://127.0.0.1:' .. port\n"
+    "assert(assert(http.get(base .. '/ok')).status == 200)\n"
+    "res = assert(http.get(base .. '/big', {stream = true}))\n"
+    "loom.spawn(http.get, base .. '/hang')\n"
+    "repeat loom.sleep(0.01) until select(3, res:buffered())\n"
+    "ready = true\n"
+    "loom.sleep(60)\n", "=http", 0) == LOOM_OK);
+  for (i = 0; i < 5000; i++) {
+    CHECK(loom_step(H) == 1);
+    if (strcmp(eval(H, "return tostring(ready)"), "true") == 0) break;
+    usleep(1000);
+  }
+  CHECK(strcmp(eval(H, "return tostring(ready)"), "true") == 0);
+  for (i = 0; i < 5; i++) CHECK(loom_step(H) == 1);
+  CHECK(strcmp(eval(H, "return tostring(select(3, res:buffered()))"),
+               "true") == 0);  /* paused */
+  CHECK(loom_close(H) == LOOM_OK);
+  uv_run(&loop, UV_RUN_DEFAULT);  /* loom's close callbacks */
+  CHECK(uv_loop_close(&loop) == 0);
+  loom_free(H);
+}
+
 static const struct {
   const char *name;
   void (*fn)(void);
@@ -1115,6 +1167,7 @@ static const struct {
   {"out_of_memory", t_out_of_memory},
   {"main_out_of_memory", t_main_out_of_memory},
   {"interrupt", t_interrupt},
+  {"http_close_in_flight", t_http_close_in_flight},
   {NULL, NULL}
 };
 
