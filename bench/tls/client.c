@@ -258,8 +258,8 @@ static void drive(conn *c) {
     }
     handshaken(c);
     if (!running) {
-      /* Waits for the others; reads what comes meanwhile (TLS 1.3
-       * session tickets). */
+      /* Waits for the others; reads what comes meanwhile (the server's
+       * post-handshake messages of TLS 1.3). */
       want(c, UV_READABLE);
       return;
     }
