@@ -5,7 +5,8 @@
 #   ./quickstart.sh test   install what is missing, build, run every test
 #   ./quickstart.sh bench [name]
 #                          the same, with the peers the benchmarks compare
-#                          with (Python, Node, luv), then bench/run name
+#                          with (Python, Node, luv, wrk, nginx with ngx_lua,
+#                          aiohttp), then bench/run name
 #
 # Run as root on Debian 12 (or with the packages below already there).
 # The test run builds twice: once plainly, once with AddressSanitizer
@@ -20,7 +21,8 @@ PACKAGES=(gcc libc6-dev pkg-config meson ninja-build lua5.4 liblua5.4-dev
           libcurl4-openssl-dev node-llhttp openssl curl python3)
 
 # what bench/run compares loom with, beyond what the build needs
-BENCH_PACKAGES=(python3 nodejs lua-luv)
+BENCH_PACKAGES=(python3 nodejs lua-luv wrk nginx-light libnginx-mod-http-lua
+                python3-aiohttp)
 
 # install_missing [more packages...]
 install_missing() {
