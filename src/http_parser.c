@@ -56,8 +56,34 @@ typedef struct {
 
 /* stack slots during feed */
 #define SELF 1
-#define REQ 4
-#define HDRS 5
+#define KEYS 4   /* the strings it uses, made once (see K_*) */
+#define REQ 5
+#define HDRS 6
+
+/*
+** The strings feed uses, made once and kept in a table (user value 2 of
+** every parser), so that making a request sets its fields with raw
+** sets of ready strings: no C string is hashed or compared.
+*/
+enum { K_HEADERS = 1, K_PATH, K_TARGET, K_RAWQUERY, K_METHOD, K_VERSION,
+       K_KEEP_ALIVE, K_UPGRADE, K_CHUNKED, K_CONTENT_LENGTH, K_EXPECT,
+       K_EXPECT_CONTINUE, K_V11, K_V10, K_HEAD, K_REQUEST, K_BODY, K_END,
+       K_ERROR, K_SLASH, K_COMMA, K_SEMI, K_METHODS };
+#define NMETHODS (HTTP_FLUSH + 1)  /* llhttp_method_t: 0 to HTTP_FLUSH */
+
+static const char *const key_names[] = { NULL, "headers", "path", "target",
+  "rawquery", "method", "version", "keep_alive", "upgrade", "chunked",
+  "content_length", "expect", "expect_continue", "1.1", "1.0", "head",
+  "request", "body", "end", "error", "/", ", ", "; " };
+
+static void key(lua_State *L, int k) { lua_rawgeti(L, KEYS, k); }
+
+/* req[k] = the value on top (popped) */
+static void set(lua_State *L, int k) {
+  key(L, k);
+  lua_insert(L, -2);
+  lua_rawset(L, REQ);
+}
 
 
 /* {====================================================================
@@ -96,11 +122,11 @@ static int gather(parser *ps, const char *at, size_t len, int status,
 static int on_message_begin(llhttp_t *p) {
   parser *ps = of(p);
   lua_State *L = ps->L;
-  lua_settop(L, 3);
-  lua_createtable(L, 0, 12);  /* REQ */
-  lua_createtable(L, 0, 8);   /* HDRS */
+  lua_settop(L, KEYS);
+  lua_createtable(L, 0, 8);   /* REQ */
+  lua_createtable(L, 0, 4);   /* HDRS */
   lua_pushvalue(L, HDRS);
-  lua_setfield(L, REQ, "headers");
+  set(L, K_HEADERS);
   ps->live = 1;
   ps->slen = ps->namelen = 0;
   ps->head_bytes = 0;
@@ -155,12 +181,12 @@ static int on_url_complete(llhttp_t *p) {
   plen = q ? (size_t)(q - u) : n;
   if (q == NULL && n > 0 && u[0] == '/' && memchr(u, '%', n) == NULL) {
     lua_pushvalue(L, -1);  /* the path is the target: the common case */
-    lua_setfield(L, REQ, "path");
-    lua_setfield(L, REQ, "target");
+    set(L, K_PATH);
+    set(L, K_TARGET);
     ps->slen = 0;
     return 0;
   }
-  lua_setfield(L, REQ, "target");
+  set(L, K_TARGET);
   if (plen > 0 && u[0] != '/') {  /* absolute form: the path in it */
     const char *s = memmem(u, plen, "://", 3);
     if (s != NULL) {
@@ -169,16 +195,16 @@ static int on_url_complete(llhttp_t *p) {
       push_decoded(L, path, plen - (size_t)(path - u));
       if (lua_rawlen(L, -1) == 0) {
         lua_pop(L, 1);
-        lua_pushliteral(L, "/");
+        key(L, K_SLASH);
       }
     }
     else push_decoded(L, u, plen);  /* "*", or authority form */
   }
   else push_decoded(L, u, plen);
-  lua_setfield(L, REQ, "path");
+  set(L, K_PATH);
   if (q != NULL) {
     lua_pushlstring(L, q + 1, n - plen - 1);
-    lua_setfield(L, REQ, "rawquery");
+    set(L, K_RAWQUERY);
   }
   ps->slen = 0;
   return 0;
@@ -186,8 +212,9 @@ static int on_url_complete(llhttp_t *p) {
 
 static int on_method_complete(llhttp_t *p) {
   parser *ps = of(p);
-  lua_pushstring(ps->L, llhttp_method_name((llhttp_method_t)p->method));
-  lua_setfield(ps->L, REQ, "method");
+  if (p->method < NMETHODS) key(ps->L, K_METHODS + p->method);
+  else lua_pushstring(ps->L, llhttp_method_name((llhttp_method_t)p->method));
+  set(ps->L, K_METHOD);
   return 0;
 }
 
@@ -221,8 +248,7 @@ static int on_header_value_complete(llhttp_t *p) {
   lua_pushvalue(L, -1);
   if (lua_rawget(L, HDRS) == LUA_TSTRING) {  /* repeated: joined */
     int cookie = ps->namelen == 6 && memcmp(ps->scratch, "cookie", 6) == 0;
-    if (cookie) lua_pushliteral(L, "; ");
-    else lua_pushliteral(L, ", ");
+    key(L, cookie ? K_SEMI : K_COMMA);
     lua_pushlstring(L, v, vlen);
     lua_concat(L, 3);
   }
@@ -235,9 +261,9 @@ static int on_header_value_complete(llhttp_t *p) {
   return 0;
 }
 
-static void set_bool(lua_State *L, const char *k, int v) {
+static void set_bool(lua_State *L, int k, int v) {
   lua_pushboolean(L, v);
-  lua_setfield(L, REQ, k);
+  set(L, k);
 }
 
 static int on_headers_complete(llhttp_t *p) {
@@ -245,24 +271,24 @@ static int on_headers_complete(llhttp_t *p) {
   lua_State *L = ps->L;
   int chunked = (p->flags & F_CHUNKED) != 0;
   int has_len = (p->flags & F_CONTENT_LENGTH) != 0;
-  if (p->http_major == 1 && p->http_minor == 1) lua_pushliteral(L, "1.1");
-  else if (p->http_major == 1 && p->http_minor == 0)
-    lua_pushliteral(L, "1.0");
+  if (p->http_major == 1 && p->http_minor == 1) key(L, K_V11);
+  else if (p->http_major == 1 && p->http_minor == 0) key(L, K_V10);
   else lua_pushfstring(L, "%d.%d", p->http_major, p->http_minor);
-  lua_setfield(L, REQ, "version");
-  set_bool(L, "keep_alive", llhttp_should_keep_alive(p));
-  if (p->upgrade) set_bool(L, "upgrade", 1);
-  if (chunked) set_bool(L, "chunked", 1);
+  set(L, K_VERSION);
+  set_bool(L, K_KEEP_ALIVE, llhttp_should_keep_alive(p));
+  if (p->upgrade) set_bool(L, K_UPGRADE, 1);
+  if (chunked) set_bool(L, K_CHUNKED, 1);
   if (has_len) {
     lua_pushinteger(L, (lua_Integer)p->content_length);
-    lua_setfield(L, REQ, "content_length");
+    set(L, K_CONTENT_LENGTH);
     if (p->content_length > ps->max_body)
       return fail(ps, 413, "request body too large");
   }
-  if (lua_getfield(L, HDRS, "expect") == LUA_TSTRING
+  key(L, K_EXPECT);
+  if (lua_rawget(L, HDRS) == LUA_TSTRING
       && strcasecmp(lua_tostring(L, -1), "100-continue") == 0
       && (chunked || (has_len && p->content_length > 0)))
-    set_bool(L, "expect_continue", 1);
+    set_bool(L, K_EXPECT_CONTINUE, 1);
   lua_pop(L, 1);
   if (chunked || (has_len && p->content_length > 0)) {
     ps->has_body = 1;
@@ -339,8 +365,12 @@ static int p_feed(lua_State *L) {
     return loom__argerror(L, 3, "parser:feed", "position out of range");
   if (llhttp_get_errno(&ps->p) == HPE_PAUSED) llhttp_resume(&ps->p);
   lua_settop(L, 3);
+  lua_getiuservalue(L, SELF, 2);  /* KEYS */
   lua_getiuservalue(L, SELF, 1);  /* REQ: the request being built */
-  if (lua_istable(L, REQ)) lua_getfield(L, REQ, "headers");
+  if (lua_istable(L, REQ)) {
+    key(L, K_HEADERS);
+    lua_rawget(L, REQ);
+  }
   else lua_pushnil(L);
   ps->L = L;
   ps->event = EV_NONE;
@@ -351,7 +381,7 @@ static int p_feed(lua_State *L) {
     int status = ps->event == EV_ERROR ? ps->status : 400;
     const char *why = ps->event == EV_ERROR ? ps->why
                                             : llhttp_get_error_reason(&ps->p);
-    lua_pushliteral(L, "error");
+    key(L, K_ERROR);
     lua_pushinteger(L, status);
     lua_pushstring(L, why ? why : llhttp_errno_name(err));
     return 3;
@@ -360,7 +390,7 @@ static int p_feed(lua_State *L) {
                        : (size_t)(llhttp_get_error_pos(&ps->p) - data);
   if (ps->npieces > 0) {
     lua_concat(L, ps->npieces);
-    lua_pushliteral(L, "body");
+    key(L, K_BODY);
     lua_insert(L, -2);
     lua_pushinteger(L, (lua_Integer)used + 1);
     lua_pushboolean(L, ps->event == EV_END);
@@ -371,11 +401,11 @@ static int p_feed(lua_State *L) {
       lua_pushvalue(L, REQ);
       lua_pushnil(L);
       lua_setiuservalue(L, SELF, 1);
-      lua_pushstring(L, ps->event == EV_HEAD ? "head" : "request");
+      key(L, ps->event == EV_HEAD ? K_HEAD : K_REQUEST);
       lua_insert(L, -2);
       break;
     case EV_END:
-      lua_pushliteral(L, "end");
+      key(L, K_END);
       lua_pushnil(L);
       break;
     default:  /* all of 'data' used; a head may still be coming */
@@ -426,7 +456,9 @@ static int l_parser(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   mh = limit(L, "max_header_size", 16 * 1024);
   mb = limit(L, "max_body_size", 1024 * 1024);
-  ps = loom__object_new(L, &parser_class, sizeof *ps, 1);
+  ps = loom__object_new(L, &parser_class, sizeof *ps, 2);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, key_names);
+  lua_setiuservalue(L, -2, 2);
   memset(ps, 0, sizeof *ps);
   settings_init();
   llhttp_init(&ps->p, HTTP_REQUEST, &settings);
@@ -460,7 +492,18 @@ static const luaL_Reg funcs[] = {
 
 void loom__http_parser_register(lua_State *L, loom_host *H) {
   (void)H;
+  int i;
   loom__class_register(L, &parser_class);
+  lua_createtable(L, K_METHODS + NMETHODS, 0);
+  for (i = 1; i < K_METHODS; i++) {
+    lua_pushstring(L, key_names[i]);
+    lua_rawseti(L, -2, i);
+  }
+  for (i = 0; i < NMETHODS; i++) {
+    lua_pushstring(L, llhttp_method_name((llhttp_method_t)i));
+    lua_rawseti(L, -2, K_METHODS + i);
+  }
+  lua_rawsetp(L, LUA_REGISTRYINDEX, key_names);
   luaL_getsubtable(L, -1, "http");  /* core.http, the client's too */
   loom__push_box(L);
   luaL_setfuncs(L, funcs, 1);

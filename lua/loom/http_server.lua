@@ -372,16 +372,32 @@ local function send_stream(c, req, body, chunked)
   return true
 end
 
+-- The head of the common response (a string body, no headers of the
+-- handler's), made once per status and length for the current second.
+local heads, heads_date, nheads = {}, nil, 0
+
+local function plain_head(status, len)
+  local d = date()
+  if d ~= heads_date then heads, heads_date, nheads = {}, d, 0 end
+  local k = len * 1000 + status
+  local head = heads[k]
+  if head then return head end
+  head = status_lines[status] .. d .. "Content-Length: " .. len
+    .. (len > 0 and PLAIN or "\r\n\r\n")
+  if nheads < 256 then  -- bounded: bodies of many lengths are not kept
+    heads[k], nheads = head, nheads + 1
+  end
+  return head
+end
+
 -- Sends a response; returns true when the connection may go on.
 local function send(c, req, status, body, headers, keep)
   if c.srv.closing then keep = false end
   if not headers and keep and type(body) == "string" and status >= 200
      and not NO_BODY[status] and req.version == "1.1"
      and req.method ~= "HEAD" then
-    -- the common case, in one concatenation
     c.sent = true
-    return s_write(c.s, status_lines[status] .. date() .. "Content-Length: "
-      .. #body .. (#body > 0 and PLAIN or "\r\n\r\n"), body) ~= nil
+    return s_write(c.s, plain_head(status, #body), body) ~= nil
   end
   local out, n = { status_lines[status], date() }, 2
   local has_type, has_len, close
