@@ -419,6 +419,43 @@ describe("examples: HTTP", function()
     assert.are.equal(0, p:wait())
   end))
 
+  it("reverse_proxy.lua: passes method, target, headers and body, streams the answer back", async(function()
+    local http = loom.http
+    local seen
+    local up = assert(http.serve("127.0.0.1", 0, function(req)
+      if req.path == "/big" then
+        local n = 0
+        return 200, function()
+          n = n + 1
+          if n <= 50 then return ("b"):rep(100000) end
+        end
+      end
+      seen = { method = req.method, target = req.target, body = req:body(),
+               xff = req.headers["x-forwarded-for"], custom = req.headers["x-custom"] }
+      return 201, "from upstream", { ["X-Up"] = "yes", ["Set-Cookie"] = { "a=1", "b=2" } }
+    end))
+    local _, uport = up:address()
+    local p = assert(loom.process.spawn{ helper.loom_bin, "examples/reverse_proxy.lua",
+                                         "http://127.0.0.1:" .. uport, stderr = "pipe" })
+    local _ <close> = reaper(p)
+    local line = p.stdout:read_line()
+    local port = tonumber(line and line:match("^listening on http://127%.0%.0%.1:(%d+)/$"))
+    assert.truthy(port, line)
+    local base = "http://127.0.0.1:" .. port
+    local res = assert(http.post(base .. "/x?y=1", "payload", { headers = { ["X-Custom"] = "c" } }))
+    assert.are.equal(201, res.status)
+    assert.are.equal("from upstream", res.body)
+    assert.are.equal("yes", res.headers["x-up"])
+    assert.are.same({ "a=1", "b=2" }, res.headers["set-cookie"])
+    assert.are.same({ method = "POST", target = "/x?y=1", body = "payload",
+                      xff = "127.0.0.1", custom = "c" }, seen)
+    res = assert(http.get(base .. "/big"))
+    assert.are.equal(5000000, #res.body)
+    p:kill("SIGTERM")
+    assert.are.equal(0, p:wait())
+    up:close()
+  end))
+
   it("json_api.lua: creates, lists, reads and deletes notes", async(function()
     local p, port = start("json_api")
     local _ <close> = reaper(p)
