@@ -515,6 +515,7 @@ loom_stream *loom__tostream(lua_State *L, int idx, const char *fname);
 loom_stream *loom__stream_resumed(lua_State *L);  /* at 1, or NULL */
 char *loom__stream_room(loom_stream *s, size_t *room);  /* or NULL */
 int loom__stream_send(loom_stream *s, char *chunk, size_t n);  /* takes */
+int loom__stream_try(loom_stream *s, const char *p, size_t n);  /* taken */
 int loom__stream_read(loom_stream *s);  /* reads past the limit */
 int loom__stream_fail(lua_State *L, loom_stream *s, const char *what,
                       int err);

@@ -660,6 +660,21 @@ static int queue_write(lua_State *L, loom_stream *s, int first, int last,
 ** from the chunk itself.  Needs no Lua state, so a closing stream's
 ** hook may send too.  Returns 0 or a libuv error.
 */
+/*
+** Hands what it can of p[0, n) to the kernel at once, when nothing is
+** queued before it: the bytes taken (0 when it must queue), or an error.
+** The hook's way to send without a copy when the socket keeps up.
+*/
+int loom__stream_try(loom_stream *s, const char *p, size_t n) {
+  uv_buf_t b;
+  int r;
+  if (!idle(s) || n == 0) return 0;
+  b = uv_buf_init((char *)p, (unsigned)n);
+  r = uv_try_write(&s->u.s, &b, 1);
+  if (r == UV_EAGAIN || r == UV_ENOSYS) return 0;
+  return r;
+}
+
 int loom__stream_send(loom_stream *s, char *chunk, size_t n) {
   size_t done = 0;
   write_req *w;

@@ -117,18 +117,33 @@ static int conn_error(tls_conn *c, int ret) {
 ** The stream's hook
 ** ===================================================================== */
 
-/* Sends what OpenSSL wrote: a malloc'd chunk, for loom__stream_send. */
+/*
+** Sends what OpenSSL wrote.  Straight from the write BIO when the
+** kernel takes it all, as it mostly does; what it leaves goes in a
+** malloc'd chunk to loom__stream_send.
+*/
 static int flush_out(loom_stream *s, tls_conn *c) {
-  size_t n = BIO_ctrl_pending(c->wbio);
-  char *chunk;
-  if (n == 0) return 0;
-  chunk = malloc(n);
-  if (chunk == NULL) return UV_ENOMEM;
-  if (BIO_read(c->wbio, chunk, (int)n) != (int)n) {
-    free(chunk);
-    return UV_EPROTO;
+  char *data, *chunk;
+  long n = BIO_get_mem_data(c->wbio, &data);
+  int done;
+  if (n <= 0) return 0;
+  done = loom__stream_try(s, data, (size_t)n);
+  if (done < 0) return done;
+  if (done == n) {
+    (void)BIO_reset(c->wbio);
+    return 0;
   }
-  return loom__stream_send(s, chunk, n);
+  chunk = malloc((size_t)(n - done));
+  if (chunk == NULL) return UV_ENOMEM;
+  memcpy(chunk, data + done, (size_t)(n - done));
+  (void)BIO_reset(c->wbio);
+  return loom__stream_send(s, chunk, (size_t)(n - done));
+}
+
+/* Clears OpenSSL's error queue before a call, as SSL_get_error needs;
+** it is mostly empty already (every failure path clears it). */
+static void clear_errors(void) {
+  if (ERR_peek_error() != 0) ERR_clear_error();
 }
 
 /*
@@ -152,12 +167,14 @@ static int pump(loom_stream *s, tls_conn *c) {
       r = UV_ENOBUFS;
       break;
     }
-    ERR_clear_error();
+    clear_errors();
     if (!SSL_read_ex(c->ssl, p, room, &got)) {
       r = conn_error(c, 0);
       break;
     }
     s->len += got;
+    /* all read: another SSL_read would only say so */
+    if (SSL_pending(c->ssl) == 0 && BIO_ctrl_pending(c->rbio) == 0) break;
   }
   w = flush_out(s, c);
   if (w != 0 && s->werr == 0) s->werr = w;
@@ -184,7 +201,7 @@ static int tls_output(loom_stream *s, const char *p, size_t n) {
   while (n > 0) {
     size_t k = n < SLICE ? n : SLICE, done;
     int r;
-    ERR_clear_error();
+    clear_errors();
     if (!SSL_write_ex(c->ssl, p, k, &done)) {
       r = conn_error(c, 0);
       flush_out(s, c);  /* an alert, perhaps */
