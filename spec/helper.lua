@@ -117,6 +117,15 @@ function M.peer_env()
   return env
 end
 
+--- A port nobody listens on on 127.0.0.1: one the system gave, then
+-- released (in a task).
+function M.free_port()
+  local srv = assert(require("loom.net").listen("127.0.0.1", 0, function() end))
+  local _, port = srv:address()
+  srv:close()
+  return port
+end
+
 --- A fresh temporary folder (mode 700); rmtree removes it.
 function M.tmpdir()
   local path = os.tmpname()

@@ -63,13 +63,7 @@ local function with_peer(fn, opts)
   end, opts)
 end
 
--- A port nobody listens on: one the system gave, then released.
-local function free_port()
-  local srv = assert(net.listen("127.0.0.1", 0, function() end))
-  local _, port = srv:address()
-  srv:close()
-  return port
-end
+local free_port = h.free_port
 
 local function get_ok(url, opts)
   local res, err, code = http.get(url, opts)

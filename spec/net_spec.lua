@@ -52,12 +52,7 @@ end
 -- The values given, packed, with 'n' (to count a 4th value).
 local function pack(...) return table.pack(...) end
 
--- A port that nobody listens on: one the system gave, then released.
-local function free_port()
-  local srv, port = listen(function() end)
-  srv:close()
-  return port
-end
+local free_port = h.free_port
 
 -- Whether binding ::1 works on this machine (checked once, in a task).
 local ipv6_ok

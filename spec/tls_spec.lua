@@ -100,13 +100,7 @@ local function line_echo(s)
   for line in s:lines() do s:write(line, "\n") end
 end
 
--- A port nobody listens on (one the system gave, then released).
-local function free_port()
-  local srv = assert(net.listen("127.0.0.1", 0, function() end))
-  local _, port = srv:address()
-  srv:close()
-  return port
-end
+local free_port = h.free_port
 
 -- Starts a peer process (bounded by 'timeout'); the value returned is
 -- to be closed (<close>), which stops it and reaps it.

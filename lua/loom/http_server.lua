@@ -310,6 +310,14 @@ local function bad_header(name, v)
   error(("bad response header '%s': %s"):format(tostring(name), v), 0)
 end
 
+local function header_line(k, v)
+  local tv = type(v)
+  if tv ~= "string" and tv ~= "number" then bad_header(k, tv .. " value") end
+  v = tostring(v)
+  if find(v, "[\r\n]") then bad_header(k, "CR or LF in value") end
+  return k .. ": " .. v .. "\r\n"
+end
+
 -- The lines of the handler's headers; what they set of the ones the
 -- server would add.
 local function header_lines(headers, out, n)
@@ -326,22 +334,11 @@ local function header_lines(headers, out, n)
     elseif lk == "connection" and lower(tostring(v)):find("close") then
       close = true
     end
-    local tv = type(v)
-    if tv == "table" then  -- the same header several times (set-cookie)
-      for _, x in ipairs(v) do
-        x = tostring(x)
-        if find(x, "[\r\n]") then bad_header(k, "CR or LF in value") end
-        n = n + 1
-        out[n] = k .. ": " .. x .. "\r\n"
-      end
+    if type(v) == "table" then  -- the same header several times (set-cookie)
+      for _, x in ipairs(v) do n = n + 1; out[n] = header_line(k, x) end
     else
-      if tv ~= "string" and tv ~= "number" then
-        bad_header(k, tv .. " value")
-      end
-      v = tostring(v)
-      if find(v, "[\r\n]") then bad_header(k, "CR or LF in value") end
       n = n + 1
-      out[n] = k .. ": " .. v .. "\r\n"
+      out[n] = header_line(k, v)
     end
   end
   return n, has_type, has_len, close
