@@ -618,4 +618,24 @@ describe("http client", function()
       assert.is_truthy(has(e, h.outside("http.request")), e)
     end)
   end)
+
+  it("goes through the proxy that http_proxy names (here loom's own server)", async(function()
+    local seen
+    local proxy = assert(loom.http.serve("127.0.0.1", 0, function(req)
+      seen = { target = req.target, path = req.path, host = req.headers.host }
+      return 200, "via proxy"
+    end))
+    local _, port = proxy:address()
+    local env = h.peer_env()
+    env.http_proxy = "http://127.0.0.1:" .. port
+    env.no_proxy = ""
+    local r = assert(process.run{ h.loom_bin, "-e", [[
+      local res, err = loom.http.get("http://nowhere.invalid/some/path?q=1")
+      print(res and res.status, res and res.body or err)
+    ]], env = env, timeout = 30 })
+    proxy:close()
+    assert.are.equal("200\tvia proxy\n", r.stdout, r.stderr)
+    assert.are.same({ target = "http://nowhere.invalid/some/path?q=1",
+                      path = "/some/path", host = "nowhere.invalid" }, seen)
+  end))
 end)
