@@ -387,10 +387,11 @@ print(r.getheader("transfer-encoding"), r.read().decode())
           return t.field   -- line 5
         end
         if req.path == "/header" then return 200, "x", { ["X-A"] = "a\r\nInjected: 1" } end
+        if req.path == "/status" then return 1000, "x" end
         return 200, "good"
       end))
       local _, port = srv:address()
-      for _, path in ipairs { "/bad", "/header", "/ok" } do
+      for _, path in ipairs { "/bad", "/header", "/status", "/ok" } do
         local r = loom.process.run{ "curl", "-sS", "-i", "http://127.0.0.1:" .. port .. path,
                                     timeout = 20, env = { PATH = os.getenv("PATH") } }
         print(path, r.stdout:match("^HTTP/1.1 (%d+)"), r.stdout:match("\r\n\r\n(.*)$"))
@@ -398,7 +399,9 @@ print(r.getheader("transfer-encoding"), r.read().decode())
       srv:close()
     ]])
     assert.are.equal(0, code, err)
-    assert.are.equal("/bad\t500\tInternal Server Error\n\n/header\t500\tInternal Server Error\n\n/ok\t200\tgood\n", out)
+    assert.are.equal("/bad\t500\tInternal Server Error\n\n/header\t500\tInternal Server Error\n\n"
+      .. "/status\t500\tInternal Server Error\n\n/ok\t200\tgood\n", out)
+    assert.truthy(has(err, "handler returned a bad status: 1000"), err)
     assert.truthy(has(err, "error in the HTTP handler for GET /bad"), err)
     assert.truthy(err:find(":5: attempt to index a nil value", 1, true), err)
     assert.truthy(has(err, "stack traceback"), err)
@@ -564,6 +567,42 @@ print(r.status, r.read().decode())
     srv:close()
     h.rmtree(dir)
     assert.are.equal("200 secure GET \n", out)
+  end))
+
+  it("streams a request body back as the response body (an echo)", async(function()
+    local srv, port = serve(function(req)
+      return 200, function() return req:read() end
+    end)
+    local data = ("echo me "):rep(50000)
+    local out = run({ "curl", "-sS", "--data-binary", "@-", url(port, "/") }, data)
+    srv:close()
+    assert.are.equal(data, out)
+  end))
+
+  it("gives nothing of the next request's body to a task reading an answered one", async(function()
+    local late, second, answered = loom.queue(), nil, loom.event()
+    local srv, port = serve(function(req)
+      if req.path == "/first" then
+        loom.spawn(function()  -- reads after the response went
+          answered:wait()
+          late:put(table.pack(req:body()))
+        end)
+        return 200, "first"
+      end
+      second = req:body()
+      return 200, "second"
+    end)
+    local s <close> = assert(net.connect("127.0.0.1", port))
+    s:write("POST /first HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+    assert(s:read_until("first"))
+    answered:set()
+    local r = late:get()
+    s:write("POST /second HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\nsecret")
+    assert(s:read_until("second"))
+    srv:close()
+    assert.is_nil(r[1])
+    assert.are.equal("ECANCELED", r[3])
+    assert.are.equal("secret", second)
   end))
 
   it("raises with the function's name on misuse", function()

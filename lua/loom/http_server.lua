@@ -189,10 +189,21 @@ local Request = {}
 
 --- req:read([n]) (suspends): the next piece of the body (at most n
 -- bytes), or nil, msg, "EOF" at its end.
+-- The connection of 'req', while its body may still be read: until
+-- its response has been sent (a streamed response may pass the body
+-- on as it comes); nil after.
+local function live(req)
+  local c = req[CONN]
+  if c.req == req and not c.finished then return c end
+end
+
+local OVER = "request body: the response was already sent"
+
 function Request:read(n)
-  local c = self[CONN]
   if n ~= nil then n = check.count(n, 2, "req:read") end
   check.task("req:read")
+  local c = live(self)
+  if not c then return nil, OVER, "ECANCELED" end
   local rest = c.rest
   local chunk, err, code
   if rest then
@@ -223,9 +234,11 @@ end
 --- req:body() (suspends): the whole body (what read() did not take),
 -- or nil, msg, code.
 function Request:body()
-  local c = self[CONN]
   check.task("req:body")
-  if c.whole then return c.whole end
+  local c = self[CONN]
+  if c.req == self and c.whole then return c.whole end
+  c = live(self)
+  if not c then return nil, OVER, "ECANCELED" end
   local parts, n = {}, 0
   if c.rest then
     n = 1
@@ -450,14 +463,19 @@ local function send(c, req, status, body, headers, keep)
 end
 
 -- Status, body, headers of what the handler returned.
+local function check_status(status)
+  if math_type(status) ~= "integer" or status < 100 or status > 999 then
+    error("handler returned a bad status: " .. tostring(status)
+      .. " (an integer from 100 to 999 expected)", 0)
+  end
+  return status
+end
+
 local function response_of(a, b, h)
   local ta = type(a)
-  if math_type(a) == "integer" then return a, b, h end
+  if math_type(a) == "integer" then return check_status(a), b, h end
   if ta == "table" then
-    local status = a.status or 200
-    if math_type(status) ~= "integer" then
-      error("handler returned a bad status: " .. tostring(status), 0)
-    end
+    local status = check_status(a.status or 200)
     if a.json ~= nil then
       local text, err = json.encode(a.json)
       if not text then error("handler's json: " .. err, 0) end
@@ -530,7 +548,7 @@ local function answer(c, req, kind)
   req[CONN] = c
   setmetatable(req, request_mt)
   c.n = c.n + 1
-  c.req, c.sent = req, false
+  c.req, c.sent, c.finished = req, false, false
   local keep = req.keep_alive and c.n < srv.max_requests
   local ok, more = xpcall(run, c.on_error, c, req, keep)
   if not ok then
@@ -542,6 +560,7 @@ local function answer(c, req, kind)
     return send(c, req, 500, "Internal Server Error\n", nil,
       c.body == "none" or c.body == "done")
   end
+  c.finished = true
   if not more then return false end
   while c.body == "open" do  -- drop the rest of the body
     local chunk, _, code = body_chunk(c, req)
