@@ -605,6 +605,109 @@ print(r.status, r.read().decode())
     assert.are.equal("secret", second)
   end))
 
+  it("answers a request that asks for an upgrade as HTTP/1.1, and the next one", async(function()
+    local srv, port = serve(function(req) return 200, req.path end)
+    local out = raw(port, "GET /a HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+      .. "Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n"
+      .. "GET /b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    srv:close()
+    local n = select(2, out:gsub("HTTP/1.1 200 OK", ""))
+    assert.are.equal(2, n, out)
+    assert.truthy(out:find("\r\n\r\n/a", 1), out)
+    assert.truthy(out:find("\r\n\r\n/b$"), out)
+  end))
+
+  it("ends the connection after a 500 when the client asked for it", async(function()
+    local srv, port = serve(function() error("boom") end)
+    local out = raw(port, "GET /err HTTP/1.0\r\n\r\n")  -- returns at the end of the connection
+    local out2 = raw(port, "GET /err HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    srv:close()
+    for _, o in ipairs { out, out2 } do
+      local status, headers = parse_response(o)
+      assert.are.equal(500, status)
+      assert.are.equal("close", headers.connection)
+    end
+  end))
+
+  it("times a head from its first byte: a client trickling bytes gets 408", async(function()
+    local srv, port = serve(function() return 200, "x" end, { header_timeout = 0.3 })
+    local s <close> = assert(net.connect("127.0.0.1", port))
+    local t0 = loom.now()
+    local got = loom.spawn(function() return s:read_all() end)
+    local head = "GET / HTTP/1.1\r\nHost: x\r\nX-Slow: " .. ("a"):rep(200)
+    for i = 1, #head do
+      if got:done() then break end
+      if not s:write(head:sub(i, i)) then break end
+      loom.sleep(0.02)
+    end
+    local out = got:await()
+    srv:close()
+    assert.are.equal(408, (parse_response(out)))
+    assert.is_true(loom.now() - t0 < 2, "held for " .. (loom.now() - t0) .. " s")
+  end))
+
+  it("refuses a second reader of one body with an error, and goes on", async(function()
+    local second, tried = nil, loom.event()
+    local srv, port = serve(function(req)
+      if req.path == "/2" then return 200, "two" end
+      local other = loom.spawn(function() return req:body() end)
+      loom.yield()  -- the other task now waits for the rest of the body
+      second = select(2, pcall(req.body, req))
+      tried:set()
+      assert(other:await() == "abcdefghij")
+      return 200, "one"
+    end)
+    local s <close> = assert(net.connect("127.0.0.1", port))
+    s:write("POST /1 HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
+    tried:wait()
+    s:write("defghij")
+    assert(s:read_until("one"))
+    s:write("GET /2 HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert(s:read_until("two"))
+    srv:close()
+    assert.truthy(tostring(second):find("another task is reading this request's body", 1, true),
+      tostring(second))
+  end))
+
+  it("answers a bad status or body from the handler with 500", async(function()
+    local srv, port = serve(function(req)
+      if req.path == "/99" then return 99, "x" end
+      if req.path == "/101" then return 101, "x" end
+      if req.path == "/table" then return 200, { a = 1 } end
+      if req.path == "/float" then return 201.0, "float" end
+      return { status = 200, headers = "oops", body = "x" }
+    end)
+    for _, path in ipairs { "/99", "/101", "/table", "/headers" } do
+      assert.are.equal(500, (parse_response(curl("-i", url(port, path)))), path)
+    end
+    local status, _, body = parse_response(curl("-i", url(port, "/float")))
+    srv:close()
+    assert.are.equal(201, status)
+    assert.are.equal("float", body)
+  end))
+
+  it("delivers every response before ending a connection with more requests waiting", async(function()
+    local srv, port = serve(function(req) return 200, req.path end, { max_requests = 200 })
+    local reqs = {}
+    for i = 1, 600 do reqs[i] = ("GET /p%d HTTP/1.1\r\nHost: x\r\n\r\n"):format(i) end
+    local out = raw(port, table.concat(reqs))
+    srv:close()
+    local n = select(2, out:gsub("HTTP/1.1 200 OK", ""))
+    assert.are.equal(200, n)
+    assert.truthy(out:find("Connection: close\r\n\r\n/p200$"), out:sub(-200))
+  end))
+
+  it("reads nothing for req:read(0)", async(function()
+    local got
+    local srv, port = serve(function(req)
+      got = { req:read(0), req:body() }
+      return 200, "x"
+    end)
+    curl("--data-binary", "hello", url(port, "/"))
+    srv:close()
+    assert.are.same({ "", "hello" }, got)
+  end))
+
   it("raises with the function's name on misuse", function()
     assert.truthy(raised(http.serve, 1, 0, function() end):find("bad argument #1 to 'http.serve'", 1, true))
     assert.truthy(raised(http.serve, "127.0.0.1", -1, function() end):find("bad argument #2 to 'http.serve'", 1, true))

@@ -208,7 +208,10 @@ static void on_poll(uv_poll_t *p, int status, int events) {
   curl_sock *k = p->data;
   struct loom_curlm *m = k->m;
   int flags = 0, running;
-  if (status < 0) flags = CURL_CSELECT_ERR;
+  /* an error on the socket (a reset while uploading, say): curl reads
+  ** and writes and finds out, so that a response already there (an
+  ** early 401 or 413) is not lost to "select/poll returned error" */
+  if (status < 0) flags = CURL_CSELECT_IN | CURL_CSELECT_OUT;
   if (events & UV_READABLE) flags |= CURL_CSELECT_IN;
   if (events & UV_WRITABLE) flags |= CURL_CSELECT_OUT;
   curl_multi_socket_action(m->multi, k->fd, flags, &running);

@@ -353,6 +353,13 @@ static void settings_init(void) {
 
 static const loom_class parser_class;
 
+/* Lets a parser paused at an event (or after an upgrade) go on. */
+static void resume(parser *ps) {
+  llhttp_errno_t e = llhttp_get_errno(&ps->p);
+  if (e == HPE_PAUSED) llhttp_resume(&ps->p);
+  else if (e == HPE_PAUSED_UPGRADE) llhttp_resume_after_upgrade(&ps->p);
+}
+
 /* p:feed(data [, pos]): see the top of the file */
 static int p_feed(lua_State *L) {
   parser *ps = loom__checkobject_as(L, 1, &parser_class, "parser:feed");
@@ -363,7 +370,7 @@ static int p_feed(lua_State *L) {
   size_t used;
   if (pos < 1 || (size_t)pos > len + 1)
     return loom__argerror(L, 3, "parser:feed", "position out of range");
-  if (llhttp_get_errno(&ps->p) == HPE_PAUSED) llhttp_resume(&ps->p);
+  resume(ps);
   lua_settop(L, 3);
   lua_getiuservalue(L, SELF, 2);  /* KEYS */
   lua_getiuservalue(L, SELF, 1);  /* REQ: the request being built */
@@ -376,6 +383,14 @@ static int p_feed(lua_State *L) {
   ps->event = EV_NONE;
   ps->npieces = 0;
   err = llhttp_execute(&ps->p, data + pos - 1, len - (size_t)(pos - 1));
+  while (err == HPE_PAUSED_UPGRADE && ps->event == EV_NONE) {
+    /* a request that asked for another protocol, answered as HTTP/1.1:
+    ** what follows it is the next request */
+    const char *at = llhttp_get_error_pos(&ps->p);
+    llhttp_resume_after_upgrade(&ps->p);
+    err = llhttp_execute(&ps->p, at, len - (size_t)(at - data));
+  }
+  if (err == HPE_PAUSED_UPGRADE) err = HPE_PAUSED;
   ps->L = NULL;
   if (err != HPE_OK && err != HPE_PAUSED) {
     int status = ps->event == EV_ERROR ? ps->status : 400;

@@ -25,7 +25,7 @@ local type, tostring, tonumber, pairs, ipairs, next = type, tostring,
   tonumber, pairs, ipairs, next
 local setmetatable, getmetatable, rawset = setmetatable, getmetatable, rawset
 local error, xpcall, pcall = error, xpcall, pcall
-local math_type, floor = math.type, math.floor
+local math_type, tointeger = math.type, math.tointeger
 local concat = table.concat
 local lower, find, format, gsub, char = string.lower, string.find,
   string.format, string.gsub, string.char
@@ -34,7 +34,7 @@ local traceback = debug.traceback
 local stderr = io.stderr
 
 local new_parser = core.http.parser
-local deadline, current, spawn = core.deadline, core.current, core.spawn
+local deadline, current, now = core.deadline, core.current, core.now
 local is_cancelled, is_timeout = core.is_cancelled, core.is_timeout
 local check = core.check
 local argerror = check.argerror
@@ -113,8 +113,11 @@ end
 -- under the connection's deadline, of 'limit' seconds for each read;
 -- nil, msg, code when the connection ends first.  A read that outlives
 -- its deadline raises loom.Timeout, which ends the connection.
-local function next_event(c, limit)
+-- For a head ('head' true), the limit counts from the head's first
+-- byte: a client sending a byte now and then cannot hold it longer.
+local function next_event(c, limit, head)
   local p, dl = c.p, c.dl
+  local due
   while true do
     local data = c.data
     if data then
@@ -122,6 +125,11 @@ local function next_event(c, limit)
       if kind == "error" then return kind, v, pos end
       if pos > #data then c.data = nil else c.pos = pos end
       if kind then return kind, v, pos, ended end
+      if head and p:busy() then
+        due = due or now() + c.srv.header_timeout
+        limit = due - now()
+        if limit < 0 then limit = 0 end
+      end
     end
     dl:open(limit)
     local d, err, code = c.s:read()
@@ -143,7 +151,12 @@ local function body_chunk(c, req)
       return nil, err, code
     end
   end
+  if c.reading then
+    check.raise("req:read: another task is reading this request's body")
+  end
+  c.reading = true
   local ok, kind, v, code, ended = pcall(next_event, c, c.srv.body_timeout)
+  c.reading = false
   if not ok then
     c.dl:close()
     c.body = "broken"
@@ -202,6 +215,7 @@ local OVER = "request body: the response was already sent"
 function Request:read(n)
   if n ~= nil then n = check.count(n, 2, "req:read") end
   check.task("req:read")
+  if n == 0 then return "" end  -- as stream:read(0)
   local c = live(self)
   if not c then return nil, OVER, "ECANCELED" end
   local rest = c.rest
@@ -464,31 +478,51 @@ end
 
 -- Status, body, headers of what the handler returned.
 local function check_status(status)
-  if math_type(status) ~= "integer" or status < 100 or status > 999 then
+  local n = math_type(status) and tointeger(status)
+  if not n or n < 200 or n > 999 then
     error("handler returned a bad status: " .. tostring(status)
-      .. " (an integer from 100 to 999 expected)", 0)
+      .. " (an integer from 200 to 999 expected)", 0)
   end
-  return status
+  return n
+end
+
+local BODY_TYPES = { string = true, number = true, ["function"] = true,
+                     ["nil"] = true }
+
+-- status, body, headers, checked
+local function checked(status, body, headers)
+  if not BODY_TYPES[type(body)] then
+    error("handler returned a " .. type(body) .. " body (a string, a "
+      .. "function or nil expected)", 0)
+  end
+  if headers ~= nil and type(headers) ~= "table" then
+    error("handler returned " .. type(headers) .. " headers (a table "
+      .. "expected)", 0)
+  end
+  return check_status(status), body, headers
 end
 
 local function response_of(a, b, h)
   local ta = type(a)
-  if math_type(a) == "integer" then return check_status(a), b, h end
+  if ta == "number" then return checked(a, b, h) end
   if ta == "table" then
     local status = check_status(a.status or 200)
     if a.json ~= nil then
       local text, err = json.encode(a.json)
       if not text then error("handler's json: " .. err, 0) end
       local headers = { ["Content-Type"] = "application/json" }
+      checked(status, nil, a.headers)
       for k, v in pairs(a.headers or {}) do
-        if lower(k) == "content-type" then headers["Content-Type"] = nil end
+        if type(k) == "string" and lower(k) == "content-type" then
+          headers["Content-Type"] = nil
+        end
         headers[k] = v
       end
       return status, text, headers
     end
-    return status, a.body, a.headers
+    return checked(status, a.body, a.headers)
   end
-  if ta == "string" then return 200, a, b end
+  if ta == "string" then return checked(200, a, b) end
   if a == nil then return 204 end
   error("handler returned a " .. ta .. " (status, body [, headers] or a "
     .. "table expected)", 0)
@@ -503,24 +537,30 @@ end
 
 local HANDLED = {}  -- what on_error leaves of an error it logged
 
--- Sends an error response and ends the connection.  What the client
--- still sends is read and dropped for a while (its end of the
--- connection closes first): closing with unread bytes would reset the
--- connection, and the client might lose the response.
+-- Ends a connection the server ends (an error response, Connection:
+-- close, max_requests, a timeout): what the client still sends is read
+-- and dropped for a while, until its end of the connection closes:
+-- closing with unread bytes would reset the connection, and the client
+-- might lose the responses sent last.
 local LINGER = 2  -- seconds
 
-local function refuse_conn(c, req, status)
-  local text = (REASONS[status] or "Error") .. "\n"
-  local s = c.s
-  send(c, req or { method = "GET", version = "1.1" }, status, text,
-    { ["Content-Type"] = "text/plain; charset=utf-8" }, false)
+local function linger(c)
+  local s, dl = c.s, c.dl
+  if c.lingered then return end
+  c.lingered = true
   if s:shutdown() then
-    local dl = c.dl
     dl:close()
     dl:open(LINGER)
     pcall(function() repeat until not s:read() end)
     dl:close()
   end
+end
+
+local function refuse_conn(c, req, status)
+  local text = (REASONS[status] or "Error") .. "\n"
+  send(c, req or { method = "GET", version = "1.1" }, status, text,
+    { ["Content-Type"] = "text/plain; charset=utf-8" }, false)
+  linger(c)
   return false
 end
 
@@ -558,7 +598,7 @@ local function answer(c, req, kind)
     end
     if c.sent then return false end  -- the head went: cut it short
     return send(c, req, 500, "Internal Server Error\n", nil,
-      c.body == "none" or c.body == "done")
+      keep and (c.body == "none" or c.body == "done"))
   end
   c.finished = true
   if not more then return false end
@@ -576,7 +616,7 @@ local function serve_conn(c)
     local limit = c.n == 0 and srv.header_timeout or srv.keepalive_timeout
     c.idle = c.data == nil
     if srv.closing and c.idle then return end
-    local kind, req, code = next_event(c, limit)
+    local kind, req, code = next_event(c, limit, true)
     c.idle = false
     if not kind then return end  -- the client went, or closed
     if kind == "error" then return refuse_conn(c, nil, req, code) end
@@ -655,6 +695,7 @@ local function connection(srv, s)
     if c.p:busy() then pcall(refuse_conn, c, nil, 408) end
     ok = true
   end
+  if ok then pcall(linger, c) end
   srv.conns[c] = nil
   if srv.closing and next(srv.conns) == nil then srv.done:set() end
   if not ok and not is_cancelled(e) then error(e, 0) end
