@@ -241,6 +241,20 @@ describe("TLS streams", function()
 
   -- {================================================================
   describe("loom to loom", function()
+    it("delivers what a client writes and closes at once, before the server's first read", async(function()
+      local got = loom.queue()
+      local srv <close>, port = listen(function(s)
+        local all, _, code, part = s:read_all()
+        got:put(all and #all or (code .. " after " .. #(part or "")))
+      end)
+      for _ = 1, 3 do
+        local c = assert(connect(port))
+        assert(c:write(("q"):rep(300000)))
+        c:close()
+        assert.are.equal(300000, got:get())
+      end
+    end))
+
     it("echoes lines; stream:tls() tells the version, cipher and verification", async(function()
       local seen = loom.future()
       local srv <close>, port = listen(function(s)

@@ -33,6 +33,7 @@
 */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -74,8 +75,27 @@ static void unref_writes(loom_stream *s);
 ** writes from them once the handle closes, and their callbacks, which
 ** come later (cancelled), may come after the state has gone.
 */
+/*
+** What the peer sent and nobody read is read and dropped before a TCP
+** socket closes: closing with unread bytes makes the kernel reset the
+** connection, and the peer may lose what it had not yet read of ours
+** (a TLS 1.3 session ticket that came after the handshake, say, would
+** cost the server the client's last writes).  Bounded: 256 KiB.
+*/
+static void drop_unread(loom_stream *s) {
+  uv_os_fd_t fd;
+  char buf[4096];
+  int i;
+  if (s->kind != LOOM_STREAM_TCP || s->eof || s->rerr
+      || uv_fileno(&s->u.h, &fd) != 0)
+    return;
+  for (i = 0; i < 64; i++)
+    if (read(fd, buf, sizeof buf) <= 0) break;  /* non-blocking */
+}
+
 static void stream_release(loom_stream *s) {
   unref_writes(s);
+  drop_unread(s);
   s->released = 1;
   loom__handle_unlink(&s->base);
   uv_close(&s->u.h, stream_closed);

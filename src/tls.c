@@ -313,6 +313,12 @@ static tls_ctx *ctx_new(lua_State *L, int server) {
   SSL_CTX_set_min_proto_version(x->ctx, TLS1_2_VERSION);
   SSL_CTX_set_options(x->ctx, SSL_OP_NO_RENEGOTIATION);
   SSL_CTX_set_mode(x->ctx, SSL_MODE_RELEASE_BUFFERS);
+  /* no TLS 1.3 session tickets: loom's clients do not resume sessions,
+  ** and a server sends its tickets only once it reads the client's
+  ** Finished: to a client that wrote and closed by then, they arrive
+  ** after its close, its kernel answers with a reset, and the server
+  ** loses the data it had not read yet */
+  if (server) SSL_CTX_set_num_tickets(x->ctx, 0);
   return x;
 }
 
