@@ -93,6 +93,7 @@ struct http_xfer {
   size_t peak;             /* most bytes unread at once */
   lua_Integer pauses;      /* times the write callback paused it */
   CURLcode result;
+  long connects;           /* connections it made: 0 when it never got one */
   long status, oserr;
   char *final_url;         /* malloc'd, once known */
   char *method, *url;      /* for messages: one malloc, "METHOD\0url" */
@@ -396,6 +397,7 @@ static void stream_ready(http_xfer *x) {
 static void xfer_done(http_xfer *x, CURLcode rc) {
   x->result = rc;
   curl_easy_getinfo(x->easy, CURLINFO_OS_ERRNO, &x->oserr);
+  curl_easy_getinfo(x->easy, CURLINFO_NUM_CONNECTS, &x->connects);
   if (!x->ready) snap_info(x);
   if (x->stream && rc == CURLE_OK && !x->nomem) x->ready = 1;
   x->done = 1;
@@ -526,7 +528,12 @@ static const char *code_of(const http_xfer *x) {
     case CURLE_GOT_NOTHING: case CURLE_PARTIAL_FILE: return "ECONNRESET";
     case CURLE_SEND_ERROR: case CURLE_RECV_ERROR:
       return errno_name(x->oserr, "ECONNRESET");
-    case CURLE_URL_MALFORMAT: case CURLE_UNSUPPORTED_PROTOCOL:
+    case CURLE_UNSUPPORTED_PROTOCOL: {
+      /* a scheme curl does not speak, or, once connected, a reply that
+      ** is not HTTP/1.x ("Received HTTP/0.9 when not allowed") */
+      return x->connects > 0 ? "EPROTO" : "EINVAL";
+    }
+    case CURLE_URL_MALFORMAT:
       return "EINVAL";
     case CURLE_OUT_OF_MEMORY: return "ENOMEM";
     case CURLE_ABORTED_BY_CALLBACK: return "ECANCELED";

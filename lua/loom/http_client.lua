@@ -92,6 +92,9 @@ local function build(fname, n, url, method, body, opts)
   if body ~= nil and type(body) ~= "string" then
     bad(n, fname, "body must be a string, got " .. type(body))
   end
+  if body ~= nil and method and upper(method) == "HEAD" then
+    bad(n, fname, "a HEAD request has no body")
+  end
   local lines, names = {}, {}
   check_headers(opts.headers, n, fname, lines, names)
   if opts.json ~= nil then
