@@ -5,7 +5,9 @@
   so pipelined requests are answered in the order they came.  A
   request's body is not read until the handler asks (req:body(),
   req:read(), req:chunks()): the handler reads it from the connection
-  itself, so a large upload is never held whole.
+  itself, so a large upload is never held whole; once the response has
+  been sent, the connection belongs to the next request, and the old
+  req reads nothing more.
 
   The handler returns status, body [, headers], or a table {status =,
   headers =, body =} (or json = value instead of body); a body that is
@@ -14,9 +16,12 @@
   error gives 500 and is logged with its traceback on stderr.
 
   A malformed request gets 400, one over a limit 414, 431 or 413, and
-  the connection is closed.  Timeouts (loom deadlines around the reads
-  of the connection) end connections that are idle too long between
-  requests or too slow to send a head or a body.  server:close() stops
+  the connection is closed.  Timeouts (one loom deadline per
+  connection, opened around each read) end connections that are idle
+  too long between requests or too slow to send a head (counted from
+  its first byte) or a body.  A connection the server ends is shut down
+  on its side and read to its end for a while first, so that the
+  client gets every response rather than a reset.  server:close() stops
   accepting, ends idle connections and lets requests in flight finish.
 ]]
 local core, loom = ...
