@@ -300,6 +300,22 @@ end)
     end)
   end)
 
+  describe("an HTTP server a test leaves open", function()
+    it("is closed with its idle keep-alive connections when the body ends", function()
+      local t0 = helper.clock()
+      local srv
+      assert.is_true(pcall(async(function()
+        srv = assert(loom.http.serve("127.0.0.1", 0, function() return 200, "hi" end))
+        local _, port = srv:address()
+        local c = assert(loom.net.connect("127.0.0.1", port))
+        c:write("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert(c:read_until("hi"))  -- the connection now waits idle
+      end)))
+      assert.is_true(helper.clock() - t0 < 5)  -- not the 75 s keep-alive
+      assert.has_error(function() srv:address() end)
+    end)
+  end)
+
   describe("timeout", function()
     it("fails a stuck test with the pending tasks and where each waits", function()
       local cleaned = false

@@ -80,10 +80,10 @@ end
 -- }==================================================================
 
 -- What a test opens stays open when it fails, and would keep the loop
--- (and busted) running: servers and UDP sockets are closed when the
--- body ends, and children still running are killed and reaped.  A
--- signal handler left behind would run in the next test: it is
--- cancelled.
+-- (and busted) running: servers (HTTP ones too, with their idle
+-- connections) and UDP sockets are closed when the body ends, and
+-- children still running are killed and reaped.  A signal handler left
+-- behind would run in the next test: it is cancelled.
 local function close_socket(s) pcall(s.close, s) end
 
 local function end_process(p)
@@ -98,6 +98,7 @@ local tracked = {
   { "net", "listen", close_socket }, { "net", "listen_unix", close_socket },
   { "net", "udp", close_socket }, { "process", "spawn", end_process },
   { "signal", "on", cancel_handler },
+  { "http", "serve", close_socket },  -- its idle connections end too
 }
 
 -- Starts following what the test opens; returns the function that
