@@ -31,8 +31,9 @@ describe("embedding examples", function()
     assert.are.equal(0, code, err)
     local ms = tonumber(out:match("100 readings, sum 2505%.0, in (%d+) ms"))
     assert.truthy(ms, out)
-    -- concurrent: far less than 100 sequential 10 ms reads
-    assert.is_true(ms < 600, "took " .. tostring(ms) .. " ms")
+    -- concurrent: less than 100 sequential 10 ms reads (1 s), with room
+    -- for a loaded machine or a sanitizer
+    assert.is_true(ms < 900, "took " .. tostring(ms) .. " ms")
     assert.matches("sensor %-1:\tfalse\tsensor %-1 does not exist", out)
     assert.matches("cancelled read:\tfalse\tloom.Cancelled", out)
   end)
