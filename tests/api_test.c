@@ -41,6 +41,22 @@ static const char *eval(loom_host *H, const char *code) {
   return buf;
 }
 
+/*
+** Steps H (about 1 ms a step) until its script sets the global 'ready',
+** within 'limit' steps, then five steps more: far enough into what the
+** script does next (a call C never completes, a long sleep).
+*/
+static void step_until_ready(loom_host *H, int limit) {
+  int i;
+  for (i = 0; i < limit; i++) {
+    CHECK(loom_step(H) == 1);
+    if (strcmp(eval(H, "return tostring(ready)"), "true") == 0) break;
+    usleep(1000);
+  }
+  CHECK(strcmp(eval(H, "return tostring(ready)"), "true") == 0);
+  for (i = 0; i < 5; i++) CHECK(loom_step(H) == 1);
+}
+
 /* {====================================================================
 ** Hosts
 ** ===================================================================== */
@@ -803,7 +819,7 @@ static void t_close_with_handles(void) {
   loom_host *H;
   lua_State *L;
   char dir[] = "/tmp/loom-api-XXXXXX";
-  int i, pid;
+  int pid;
   CHECK(mkdtemp(dir) != NULL);
   uv_loop_init(&loop);
   L = luaL_newstate();
@@ -828,13 +844,7 @@ static void t_close_with_handles(void) {
     "assert(loom.work(function(x) return x end, 1) == 1)\n"
     "ready = true\n"
     "pending()\n", "=handles", 0) == LOOM_OK);
-  for (i = 0; i < 2000; i++) {
-    CHECK(loom_step(H) == 1);
-    if (strcmp(eval(H, "return tostring(ready)"), "true") == 0) break;
-    usleep(1000);
-  }
-  CHECK(strcmp(eval(H, "return tostring(ready)"), "true") == 0);
-  for (i = 0; i < 5; i++) CHECK(loom_step(H) == 1);  /* into pending() */
+  step_until_ready(H, 2000);
   CHECK(pending_call != NULL);
   pid = atoi(eval(H, "return pid"));
   CHECK(pid > 0);
@@ -864,7 +874,6 @@ static void t_close_with_tls(void) {
   lua_State *L;
   char dir[] = "/tmp/loom-api-XXXXXX";
   char path[64];
-  int i;
   CHECK(mkdtemp(dir) != NULL);
   uv_loop_init(&loop);
   L = luaL_newstate();
@@ -894,13 +903,7 @@ static void t_close_with_tls(void) {
     "collectgarbage()\n"
     "ready = true\n"
     "pending()\n", "=tls", 0) == LOOM_OK);
-  for (i = 0; i < 20000; i++) {
-    CHECK(loom_step(H) == 1);
-    if (strcmp(eval(H, "return tostring(ready)"), "true") == 0) break;
-    usleep(1000);
-  }
-  CHECK(strcmp(eval(H, "return tostring(ready)"), "true") == 0);
-  for (i = 0; i < 5; i++) CHECK(loom_step(H) == 1);  /* into pending() */
+  step_until_ready(H, 20000);
   CHECK(pending_call != NULL);
   CHECK(loom_close(H) == LOOM_OK);
   loom_call_release(pending_call);
@@ -1094,7 +1097,6 @@ static void t_close_in_flight(void) {
 static void t_http_close_in_flight(void) {
   uv_loop_t loop;
   loom_host *H;
-  int i;
   uv_loop_init(&loop);
   H = loom_new_with(&loop, NULL);
   CHECK(loom_spawn_string(H,
@@ -1122,13 +1124,7 @@ static void t_http_close_in_flight(void) {
     "repeat loom.sleep(0.01) until select(3, res:buffered())\n"
     "ready = true\n"
     "loom.sleep(60)\n", "=http", 0) == LOOM_OK);
-  for (i = 0; i < 5000; i++) {
-    CHECK(loom_step(H) == 1);
-    if (strcmp(eval(H, "return tostring(ready)"), "true") == 0) break;
-    usleep(1000);
-  }
-  CHECK(strcmp(eval(H, "return tostring(ready)"), "true") == 0);
-  for (i = 0; i < 5; i++) CHECK(loom_step(H) == 1);
+  step_until_ready(H, 5000);
   CHECK(strcmp(eval(H, "return tostring(select(3, res:buffered()))"),
                "true") == 0);  /* paused */
   CHECK(loom_close(H) == LOOM_OK);
