@@ -465,7 +465,8 @@ enum { LOOM_STREAM_TCP, LOOM_STREAM_PIPE };
 ** its TCP wrap.  With a hook, what the socket reads goes to 'input',
 ** which appends what it makes of it to the read buffer (through
 ** loom__stream_room); what the stream writes goes to 'output'; both
-** send what they make with loom__stream_send.  Errors are libuv codes
+** send what they make with loom__stream_try, then loom__stream_send
+** for what the kernel did not take.  Errors are libuv codes
 ** (UV_EOF from 'input': a clean end); 'reason' gives the text of one
 ** the hook made (NULL: libuv's).  'finish' ends the writes (before a
 ** shutdown, or a close that lets queued writes go out); 'free' lets go

@@ -26,8 +26,8 @@
 ** buffer and the socket: the socket's bytes go to it, and it puts what
 ** it makes of them into the buffer, so that every read works the same
 ** on what it makes; writes go to it, and it sends what it makes with
-** loom__stream_send, whose queued chunks are malloc'd and owned by their
-** write request.  The hook's state goes with the stream's memory.
+** loom__stream_try (straight to the kernel) and loom__stream_send
+** (queued: malloc'd chunks owned by their write request).  The hook's state goes with the stream's memory.
 **
 ** Failures are values: nil, message, code, the message naming the peer.
 */
@@ -695,21 +695,17 @@ int loom__stream_try(loom_stream *s, const char *p, size_t n) {
   return r;
 }
 
+/*
+** Queues the malloc'd 'chunk' of 'n' bytes after what is queued, taking
+** it (freed once written, or now on a failure).  The hook tries
+** loom__stream_try first: what is left here is what the kernel did not
+** take, so it is not offered again.
+*/
 int loom__stream_send(loom_stream *s, char *chunk, size_t n) {
-  size_t done = 0;
   write_req *w;
   uv_buf_t b;
   int r;
-  if (idle(s) && n > 0) {
-    b = uv_buf_init(chunk, (unsigned)n);
-    r = uv_try_write(&s->u.s, &b, 1);
-    if (r < 0 && r != UV_EAGAIN && r != UV_ENOSYS) {
-      free(chunk);
-      return r;
-    }
-    if (r > 0) done = (size_t)r;
-  }
-  if (done == n) {
+  if (n == 0) {
     free(chunk);
     return 0;
   }
@@ -721,7 +717,7 @@ int loom__stream_send(loom_stream *s, char *chunk, size_t n) {
   w->s = s;
   w->chunk = chunk;
   w->nrefs = 0;
-  b = uv_buf_init(chunk + done, (unsigned)(n - done));
+  b = uv_buf_init(chunk, (unsigned)n);
   r = uv_write(&w->req, &s->u.s, &b, 1, write_cb);
   if (r != 0) {
     free(chunk);
