@@ -675,9 +675,10 @@ print(r.status, r.read().decode())
       if req.path == "/101" then return 101, "x" end
       if req.path == "/table" then return 200, { a = 1 } end
       if req.path == "/float" then return 201.0, "float" end
+      if req.path == "/name" then return 200, "x", { ["Bad Name"] = "x" } end
       return { status = 200, headers = "oops", body = "x" }
     end)
-    for _, path in ipairs { "/99", "/101", "/table", "/headers" } do
+    for _, path in ipairs { "/99", "/101", "/table", "/headers", "/name" } do
       assert.are.equal(500, (parse_response(curl("-i", url(port, path)))), path)
     end
     local status, _, body = parse_response(curl("-i", url(port, "/float")))

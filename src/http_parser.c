@@ -34,7 +34,7 @@
 
 #define PARSER_MT "loom.http_parser"
 
-enum { EV_NONE, EV_REQUEST, EV_HEAD, EV_BODY, EV_END, EV_ERROR };
+enum { EV_NONE, EV_REQUEST, EV_HEAD, EV_END, EV_ERROR };
 
 typedef struct {
   llhttp_t p;

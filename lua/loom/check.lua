@@ -92,6 +92,10 @@ function M.table(v, n, fname)
   if type(v) ~= "table" then expected(v, "table", n, fname) end
 end
 
+--- TOKEN: the pattern of an HTTP token (RFC 9110, 5.6.2): a method or
+-- a header name, in the server and the client alike
+M.TOKEN = "^[%w!#$%%&'*+.^_`|~-]+$"
+
 --- opts(opts, n, fname): the options table, {} for nil
 function M.opts(opts, n, fname)
   if opts == nil then return {} end

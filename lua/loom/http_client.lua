@@ -41,6 +41,7 @@ local concat = table.concat
 
 local check = core.check
 local argerror, check_task = check.argerror, check.task
+local TOKEN = check.TOKEN
 
 local M = {}
 
@@ -59,7 +60,7 @@ local function check_headers(hs, n, fname, lines, names)
     bad(n, fname, "headers must be a table, got " .. type(hs))
   end
   for k, v in pairs(hs) do
-    if type(k) ~= "string" or not find(k, "^[%w!#$%%&'*+.^_`|~-]+$") then
+    if type(k) ~= "string" or not find(k, TOKEN) then
       bad(n, fname, "invalid header name '" .. tostring(k) .. "'")
     end
     local tv = type(v)
@@ -85,7 +86,7 @@ local function build(fname, n, url, method, body, opts)
   end
   if find(url, "%z") then bad(n, fname, "url contains a NUL") end
   if method ~= nil and (type(method) ~= "string"
-                        or not find(method, "^[%w!#$%%&'*+.^_`|~-]+$")) then
+                        or not find(method, TOKEN)) then
     bad(n, fname, "method must be a token such as 'GET', got "
       .. tostring(method))
   end

@@ -355,8 +355,7 @@ end
 local function header_lines(headers, out, n)
   local has_type, has_len, close
   for k, v in pairs(headers) do
-    if type(k) ~= "string" or find(k, "[^%w!#$%%&'*+.^_`|~-]") or k == ""
-    then
+    if type(k) ~= "string" or not find(k, check.TOKEN) then
       bad_header(k, "not a token")
     end
     local lk = lower(k)
