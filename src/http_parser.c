@@ -146,11 +146,14 @@ static int hexval(int c) {
   return -1;
 }
 
-/* Pushes s[0, n) percent-decoded (a bad escape stays as it is). */
-static void push_decoded(lua_State *L, const char *s, size_t n) {
+/*
+** Pushes s[0, n) percent-decoded (a bad escape stays as it is); with
+** 'plus', a '+' is a space, as in a query.
+*/
+static void push_decoded(lua_State *L, const char *s, size_t n, int plus) {
   luaL_Buffer b;
   size_t i = 0, from = 0;
-  if (memchr(s, '%', n) == NULL) {
+  if (memchr(s, '%', n) == NULL && (!plus || memchr(s, '+', n) == NULL)) {
     lua_pushlstring(L, s, n);
     return;
   }
@@ -164,6 +167,11 @@ static void push_decoded(lua_State *L, const char *s, size_t n) {
                               + hexval((unsigned char)s[i + 2])));
       i += 3;
       from = i;
+    }
+    else if (plus && s[i] == '+') {
+      luaL_addlstring(&b, s + from, i - from);
+      luaL_addchar(&b, ' ');
+      from = ++i;
     }
     else i++;
   }
@@ -192,15 +200,15 @@ static int on_url_complete(llhttp_t *p) {
     if (s != NULL) {
       const char *path = memchr(s + 3, '/', plen - (size_t)(s + 3 - u));
       if (path == NULL) path = u + plen;
-      push_decoded(L, path, plen - (size_t)(path - u));
+      push_decoded(L, path, plen - (size_t)(path - u), 0);
       if (lua_rawlen(L, -1) == 0) {
         lua_pop(L, 1);
         key(L, K_SLASH);
       }
     }
-    else push_decoded(L, u, plen);  /* "*", or authority form */
+    else push_decoded(L, u, plen, 0);  /* "*", or authority form */
   }
-  else push_decoded(L, u, plen);
+  else push_decoded(L, u, plen, 0);
   set(L, K_PATH);
   if (q != NULL) {
     lua_pushlstring(L, q + 1, n - plen - 1);
@@ -500,8 +508,17 @@ static const loom_class parser_class = {
   .meta = parser_meta
 };
 
+/* core.http.unescape(s): a query's part decoded ('+' a space) */
+static int l_unescape(lua_State *L) {
+  size_t n;
+  const char *s = luaL_checklstring(L, 1, &n);
+  push_decoded(L, s, n, 1);
+  return 1;
+}
+
 static const luaL_Reg funcs[] = {
   {"parser", l_parser},
+  {"unescape", l_unescape},
   {NULL, NULL}
 };
 

@@ -26,14 +26,13 @@
 ]]
 local core, loom = ...
 
-local type, tostring, tonumber, pairs, ipairs, next = type, tostring,
-  tonumber, pairs, ipairs, next
+local type, tostring, pairs, ipairs, next = type, tostring, pairs, ipairs,
+  next
 local setmetatable, getmetatable, rawset = setmetatable, getmetatable, rawset
 local error, xpcall, pcall = error, xpcall, pcall
 local math_type, tointeger = math.type, math.tointeger
 local concat = table.concat
-local lower, find, format, gsub, char = string.lower, string.find,
-  string.format, string.gsub, string.char
+local lower, find, format = string.lower, string.find, string.format
 local os_time, os_date = os.time, os.date
 local traceback = debug.traceback
 local stderr = io.stderr
@@ -284,10 +283,7 @@ function Request:json()
 end
 
 -- req.query: the query string, decoded
-local function unescape(s)
-  s = gsub(s, "+", " ")
-  return (gsub(s, "%%(%x%x)", function(h) return char(tonumber(h, 16)) end))
-end
+local unescape = core.http.unescape  -- src/http_parser.c's decoder
 
 local function decode_query(raw)
   local q = {}
