@@ -468,6 +468,17 @@ void loom__default_error_fn(loom_host *H, const char *msg,
   fflush(stderr);
 }
 
+/*
+** A warning of loom's own (debug mode's reports): not a failure, so it
+** never goes to core.set_report's function; 'trace' may be NULL.
+*/
+void loom__warn(loom_host *H, const char *msg, const char *trace) {
+  (void)H;
+  fprintf(stderr, "loom: %s\n", msg);
+  if (trace != NULL && *trace != '\0') fprintf(stderr, "%s\n", trace);
+  fflush(stderr);
+}
+
 /* report_p(fn, msg, trace): the Lua report function, protected */
 static int report_p(lua_State *L) {
   lua_pushvalue(L, 1);

@@ -274,6 +274,7 @@ void loom__let_suspend(lua_State *L, lua_CFunction f);
 int loom__boundary_error(lua_State *L, const char *name);
 void loom__report(lua_State *L, loom_host *H, const char *msg,
                   const char *trace);  /* to the hook or core.set_report */
+void loom__warn(loom_host *H, const char *msg, const char *trace);
 void loom__default_error_fn(loom_host *H, const char *msg,
                             const char *traceback, void *ud);
 

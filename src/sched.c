@@ -1025,9 +1025,10 @@ static void warn_slow(loom_host *H, loom_task *t, uint64_t ns) {
   if (t->co != NULL) luaL_traceback(L, t->co, NULL, 0);
   else lua_pushliteral(L, "");
   loom__push_name(L, -2);
-  fprintf(stderr, "loom: task '%s' ran for %d ms without suspending\n%s\n",
-          lua_tostring(L, -1), (int)(ns / 1000000), lua_tostring(L, -2));
-  lua_pop(L, 3);
+  lua_pushfstring(L, "task '%s' ran for %d ms without suspending",
+                  lua_tostring(L, -1), (int)(ns / 1000000));
+  loom__warn(H, lua_tostring(L, -1), lua_tostring(L, -3));
+  lua_pop(L, 4);
 }
 
 /*
@@ -1432,8 +1433,9 @@ void loom__describe_pending(lua_State *L, loom_host *H) {
 
 void loom__report_pending(loom_host *H) {
   loom__describe_pending(H->L, H);
-  fprintf(stderr, "loom: tasks still waiting:%s\n", lua_tostring(H->L, -1));
-  lua_pop(H->L, 1);
+  lua_pushfstring(H->L, "tasks still waiting:%s", lua_tostring(H->L, -1));
+  loom__warn(H, lua_tostring(H->L, -1), NULL);
+  lua_pop(H->L, 2);
 }
 
 /* }==================================================================== */
