@@ -1,0 +1,204 @@
+--[[ spec/repl_spec.lua: the REPL (lua/loom/repl.lua and the binary's
+  -i, src/main.c).
+
+  The evaluator, the printer and the completer are tested in a loop of
+  this process; the binary's REPL with its input piped, where it reads
+  plain lines and prints values and errors only (no banner, no
+  prompts), driven either by a whole input at once or line by line
+  from a task that waits for each answer (and sends SIGINT once the
+  REPL says it is where the test wants it).  Every child is bounded.
+]]
+local helper = require "spec.helper"
+local loom = require "loom"
+local repl = require "loom.repl"
+local async = require("loom.busted").async
+
+local run_bin, has = helper.run_bin, helper.has
+
+-- {====================================================================
+-- repl.format
+
+describe("repl.format", function()
+  it("shows values as print does, separated by tabs", function()
+    assert.are.equal("1\tx\tnil\ttrue\t2.0", repl.format(1, "x", nil, true, 2.0))
+    assert.are.equal("", repl.format())
+    assert.are.equal("nil", repl.format(nil))
+  end)
+
+  it("shows a table one level deep: the sequence, then sorted keys", function()
+    assert.are.equal('{ 3, 1, "two", [10] = true, a = {...}, b = "x", e = {} }',
+      repl.format({ 3, 1, "two", b = "x", a = { 1 }, e = {}, [10] = true }))
+    assert.are.equal("{}", repl.format({}))
+    assert.are.equal('{ [1.5] = 1, ["a b"] = 2, ["end"] = 3, [false] = 4, [true] = 5 }',
+      repl.format({ ["a b"] = 2, [1.5] = 1, ["end"] = 3, [true] = 5, [false] = 4 }))
+  end)
+
+  it("quotes strings inside tables, escapes on one line", function()
+    assert.are.equal([[{ "a\n\"b\"\t\\", "\0001" }]], repl.format({ 'a\n"b"\t\\', "\0" .. "1" }))
+  end)
+
+  it("puts a long table one entry a line, and counts what it leaves out", function()
+    local t = {}
+    for i = 1, 150 do t[i] = i * 1000 end
+    local text = repl.format(t)
+    assert.are.equal("{\n  1000,\n  2000,", text:sub(1, 17))
+    assert.truthy(has(text, "  100000,\n  ... (50 more)\n}"), text)
+  end)
+
+  it("uses __tostring, and survives one that fails", function()
+    local obj = setmetatable({}, { __tostring = function() return "<obj>" end })
+    assert.are.equal("<obj>\t{ <obj> }", repl.format(obj, { obj }))
+    local bad = setmetatable({}, { __tostring = function() error("no") end })
+    assert.matches("^table: 0x%x+$", repl.format(bad))
+  end)
+end)
+
+-- }====================================================================
+
+
+-- {====================================================================
+-- repl.complete
+
+describe("repl.complete", function()
+  local G = setmetatable({ loom = loom }, { __index = _G })
+
+  it("completes fields of tables, whole words", function()
+    assert.are.same({ "loom.net" }, repl.complete("loom.ne", G))
+    assert.are.same({ "loom.net" }, repl.complete("x = loom.ne", G))
+    assert.are.same({ "string.format" }, repl.complete("string.fo"))
+    assert.are.same({ "loom.net.listen", "loom.net.listen_unix" },
+      repl.complete("print(loom.net.lis", G))
+  end)
+
+  it("completes globals and keywords", function()
+    local env = { alpha = 1, alps = 2, beta = 3 }
+    assert.are.same({ "alpha", "alps", "and" }, repl.complete("a", env))
+    assert.are.same({ "print" }, repl.complete("pri"))
+  end)
+
+  it("completes methods after ':', through the metatable's __index", function()
+    local obj = setmetatable({ size = 1 }, { __index = { send = print, sum = print } })
+    assert.are.same({ "o:send", "o:sum" }, repl.complete("o:s", { o = obj }))
+    assert.are.same({ "s:upper" }, repl.complete("s:up", { s = "abc" }))
+  end)
+
+  it("gives nothing where there is nothing to complete", function()
+    assert.are.same({}, repl.complete("nothing.he"))
+    assert.are.same({}, repl.complete("x = 3.fo"))
+    assert.are.same({}, repl.complete(""))
+    assert.are.same({}, repl.complete("f(x):y.z"))
+  end)
+end)
+
+-- }====================================================================
+
+
+-- {====================================================================
+-- The evaluator
+
+describe("repl.evaluator", function()
+  it("shows an expression's values; '=' is optional; statements show nothing", async(function()
+    local ev = repl.evaluator({})
+    assert.are.same({ "ok", "2" }, { ev:feed("1 + 1") })
+    assert.are.same({ "ok", "1\tx" }, { ev:feed("= 1, 'x'") })
+    assert.are.same({ "ok", "" }, { ev:feed("x = 1") })
+    assert.are.same({ "ok", "" }, { ev:feed("") })
+  end))
+
+  it("keeps globals, not locals, from one input to the next", async(function()
+    local env = {}
+    local ev = repl.evaluator(env)
+    ev:feed("g = 5 local l = 6")
+    assert.are.equal(5, env.g)
+    assert.are.same({ "ok", "5\tnil" }, { ev:feed("g, l") })
+  end))
+
+  it("asks for more while the input is incomplete, as lua.c", async(function()
+    local ev = repl.evaluator({})
+    assert.are.equal("more", ev:feed("function f(a)"))
+    assert.is_true(ev:more())
+    assert.are.equal("more", ev:feed("  return a * 2"))
+    assert.are.same({ "ok", "" }, { ev:feed("end") })
+    assert.are.same({ "ok", "42" }, { ev:feed("f(21)") })
+    assert.are.equal("more", ev:feed("s = [[one"))
+    assert.are.same({ "ok", "" }, { ev:feed("two]]") })
+    assert.are.same({ "ok", "one\ntwo" }, { ev:feed("s") })
+    assert.are.equal("more", ev:feed("do"))
+    ev:reset()
+    assert.is_false(ev:more())
+    assert.are.same({ "ok", "3" }, { ev:feed("3") })
+  end))
+
+  it("gives a syntax error as lua.c does, without a traceback", async(function()
+    local ev = repl.evaluator({})
+    assert.are.same({ "error", "stdin:1: unexpected symbol near ')'" }, { ev:feed("x = )") })
+    assert.is_false(ev:more())
+  end))
+
+  it("gives an error's message and traceback, and goes on", async(function()
+    local ev = repl.evaluator(_G)
+    local status, text = ev:feed("error('boom')")
+    assert.are.equal("error", status)
+    assert.are.equal("stdin:1: boom\nstack traceback:\n\t[C]: in function 'error'\n"
+      .. "\tstdin:1: in main chunk", text)
+    status, text = ev:feed("error({code = 1})")
+    assert.are.equal("error", status)
+    assert.matches("^%(error object is a table value: { code = 1 }%)\nstack traceback:", text)
+    assert.are.same({ "ok", "ok" }, { ev:feed("'ok'") })
+  end))
+
+  it("runs each input as a task of its own, which may suspend", async(function()
+    local env = setmetatable({ loom = loom }, { __index = _G })
+    local ev = repl.evaluator(env, { name = "input" })
+    env.caller = loom.current()
+    assert.are.same({ "ok", "input\tfalse" },
+      { ev:feed("loom.sleep(0.01) return loom.current().name, loom.current() == caller") })
+    ev:feed("t = loom.spawn(function() loom.sleep(0.01) return 7 end)")
+    assert.are.same({ "ok", "7" }, { ev:feed("t:await()") })
+  end))
+
+  it("cancels the input that runs: its cleanup runs, the error says so", async(function()
+    local log = {}
+    local env = setmetatable({ log = log, loom = loom }, { __index = _G })
+    local ev = repl.evaluator(env)
+    local t = loom.spawn(ev.feed, ev, "local _ <close> = setmetatable({}, {__close = function() "
+      .. "log[#log + 1] = 'cleanup' end}) log[#log + 1] = 'started' loom.sleep(10)")
+    while #log == 0 do loom.yield() end
+    assert.is_false(repl.evaluator({}):cancel())
+    assert.is_true(ev:cancel())
+    local status, text = t:await()
+    assert.are.equal("error", status)
+    assert.matches("^loom.Cancelled: interrupted\nstack traceback:\n\t%[C%]: in function 'loom.sleep'", text)
+    assert.are.same({ "started", "cleanup" }, log)
+    assert.is_false(ev:cancel())
+  end))
+
+  it("cancels the input when the caller of feed is cancelled", async(function()
+    local log = {}
+    local env = setmetatable({ log = log, loom = loom }, { __index = _G })
+    local ev = repl.evaluator(env)
+    local t = loom.spawn(ev.feed, ev, "local _ <close> = setmetatable({}, {__close = function() "
+      .. "log[#log + 1] = 'cleanup' end}) log[#log + 1] = 'started' loom.sleep(10)")
+    while #log == 0 do loom.yield() end
+    t:cancel()
+    -- as an await does, the cancellation goes into the input, whose
+    -- error the evaluator gives
+    local status, text = t:await()
+    assert.are.equal("error", status)
+    assert.matches("^loom.Cancelled", text)
+    assert.are.same({ "started", "cleanup" }, log)
+  end))
+
+  it("names itself in misuse", async(function()
+    local ev = repl.evaluator()
+    assert.matches("bad argument #1 to 'evaluator:feed' %(string expected, got nil%)",
+      helper.raised(ev.feed, ev))
+    assert.matches("bad argument #1 to 'repl.evaluator' %(table expected, got number%)",
+      helper.raised(repl.evaluator, 1))
+    assert.matches("bad argument #1 to 'repl.complete'", helper.raised(repl.complete))
+  end))
+end)
+
+-- }====================================================================
+
+
