@@ -202,3 +202,91 @@ end)
 -- }====================================================================
 
 
+-- {====================================================================
+-- The binary's REPL, piped
+
+-- Runs 'loom -i' (or 'args') on the input 'src'.
+local function piped(src, args)
+  return run_bin(args or { "-i" }, src, 20)
+end
+
+describe("loom -i, piped", function()
+  it("prints values only: no banner, no prompt", function()
+    local out, err, code = piped("1 + 1\n= 'a', nil\nx = 3\nx * 2\n{1, 2, k = 'v'}\n")
+    assert.are.equal("", err)
+    assert.are.equal(0, code)
+    assert.are.equal('2\na\tnil\n6\n{ 1, 2, k = "v" }\n', out)
+  end)
+
+  it("takes multi-line input", function()
+    local out, err = piped("function f(n)\n  if n < 2 then return n end\n"
+      .. "  return f(n - 1) + f(n - 2)\nend\nf(10)\ns = [[a\nb]]\n#s\n")
+    assert.are.equal("", err)
+    assert.are.equal("55\n3\n", out)
+  end)
+
+  it("reports an error with its traceback and goes on", function()
+    local out, err, code = piped("print('before')\nlocal function boom() error('boom') end boom()\n"
+      .. "x = )\nprint('after')\n")
+    assert.are.equal("before\nafter\n", out)
+    assert.are.equal(0, code)
+    assert.are.equal("stdin:1: boom\nstack traceback:\n\t[C]: in function 'error'\n"
+      .. "\tstdin:1: in local 'boom'\n\tstdin:1: in main chunk\n"
+      .. "stdin:1: unexpected symbol near ')'\n", err)
+  end)
+
+  it("keeps globals between inputs, not locals", function()
+    local out = piped("g = 1\nlocal l = 2\ng, l\n")
+    assert.are.equal("1\tnil\n", out)
+  end)
+
+  it("sleeps at the prompt while other tasks run", function()
+    local out, err = piped("bg = loom.spawn(function() for i = 1, 3 do print('tick', i) loom.sleep(0.01) end end)\n"
+      .. "loom.sleep(0.1) return 'slept'\nt = loom.spawn(function() loom.sleep(0.01) return 'awaited' end)\n"
+      .. "t:await()\n")
+    assert.are.equal("", err)
+    assert.are.equal("tick\t1\ntick\t2\ntick\t3\nslept\nawaited\n", out)
+  end)
+
+  it("at the end of input cancels the tasks left, runs their cleanup and exits", function()
+    local out, err, code = piped("t = loom.spawn(function()\n"
+      .. "  local _ <close> = setmetatable({}, {__close = function() print('cleanup ran') end})\n"
+      .. "  loom.sleep(1000)\nend)\n"
+      .. "srv = loom.net.listen('127.0.0.1', 0, function() end)\n"
+      .. "print('left')\n")
+    assert.are.equal("", err)
+    assert.are.equal(0, code)
+    assert.are.equal("left\ncleanup ran\n", out)
+  end)
+
+  it("-i script: the script runs first, then the REPL sees its globals", function()
+    local path = helper.script("print('script', ...)\nfrom_script = 41\n")
+    local out, err, code = piped("from_script + 1\narg[1]\n", { "-i", path, "a1" })
+    os.remove(path)
+    assert.are.equal("", err)
+    assert.are.equal(0, code)
+    assert.are.equal("script\ta1\n42\na1\n", out)
+  end)
+
+  it("-i after -e runs the -e chunk first", function()
+    local out = piped("y\n", { "-e", "y = 'from -e'", "-i" })
+    assert.are.equal("from -e\n", out)
+  end)
+
+  it("-i script that fails: the error, no REPL, status 1", function()
+    local path = helper.script("error('script failed')\n")
+    local out, err, code = piped("print('repl ran')\n", { "-i", path })
+    os.remove(path)
+    assert.are.equal(1, code)
+    assert.are.equal("", out)
+    assert.truthy(has(err, "script failed"), err)
+  end)
+
+  it("without -i, piped standard input still runs as a script", function()
+    local out, _, code = run_bin({}, "x = 1\nprint(x + 1)\n")
+    assert.are.equal(0, code)
+    assert.are.equal("2\n", out)
+  end)
+end)
+
+-- }====================================================================

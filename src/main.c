@@ -35,7 +35,7 @@ static void usage(const char *badoption) {
           "usage: %s [options] [script [args]]\n"
           "Available options are:\n"
           "  -e stat   execute string 'stat'\n"
-          "  -i        interactive mode (not available in this version)\n"
+          "  -i        enter interactive mode after executing 'script'\n"
           "  -l mod    require library 'mod' into global 'mod'\n"
           "  -l g=mod  require library 'mod' into global 'g'\n"
           "  -v        show version information\n"
@@ -175,10 +175,16 @@ static int raise_load_error(lua_State *L) {
 ** does: a traceback shows "(command line):1: in main chunk" and no
 ** frame of loom's.  Each step is {k = kind, s = string, ...}: 'e' a
 ** chunk (name 'name'), 'f' a file (s nil: stdin) with arguments 1..n,
-** 'l' a module for global 'g', 'W' warnings on.  A step may suspend:
-** lua_callk continues with the next one.
+** 'l' a module for global 'g', 'W' warnings on, 'i' the REPL.  A step
+** may suspend: lua_callk continues with the next one.
 */
 static int run_steps(lua_State *L, lua_Integer i);
+
+/*
+** Whether the REPL runs: Ctrl-C is then its own (see repl_sigint).  Set
+** by its step, read by the signal handler.
+*/
+static volatile sig_atomic_t interactive;
 
 /* Step 'i' (at 2) returned its results (above it). */
 static void step_returned(lua_State *L) {
@@ -186,6 +192,23 @@ static void step_returned(lua_State *L) {
     lua_pushvalue(L, 3);
     lua_setglobal(L, lua_tostring(L, -2));
   }
+}
+
+/*
+** Pushes require(module)[fn] and its options {tty = stdin is a
+** terminal}; 'interactive' from now on.
+*/
+static void push_interactive(lua_State *L, const char *module,
+                             const char *fn) {
+  lua_getglobal(L, "require");
+  lua_pushstring(L, module);
+  lua_call(L, 1, 1);
+  lua_getfield(L, -1, fn);
+  lua_remove(L, -2);  /* the module */
+  lua_createtable(L, 0, 1);
+  lua_pushboolean(L, isatty(0));
+  lua_setfield(L, -2, "tty");
+  interactive = 1;
 }
 
 /* The continuation of a step that suspended. */
@@ -214,6 +237,10 @@ static int run_steps(lua_State *L, lua_Integer i) {
       lua_getglobal(L, "require");
       lua_pushstring(L, s);
       nargs = nres = 1;
+    }
+    else if (kind == 'i') {
+      push_interactive(L, "loom.repl", "run");
+      nargs = 1;
     }
     else {
       int status;
@@ -301,7 +328,8 @@ static const char *script_name(char **argv, int script, int from_stdin) {
 
 /*
 ** Pushes the list of steps: LUA_INIT (unless -E), then '-e', '-l' and
-** '-W' in the order given, then the script, as lua.c runs them.
+** '-W' in the order given, then the script, then the REPL (-i), as
+** lua.c runs them.
 */
 static void build_steps(lua_State *L, char **argv, int argc, int script,
                         int from_stdin, int flags) {
@@ -333,6 +361,7 @@ static void build_steps(lua_State *L, char **argv, int argc, int script,
     lua_setfield(L, -2, "n");
     lua_pop(L, 1);
   }
+  if (flags & HAS_I) add_step(L, steps, 'i', NULL);
 }
 
 /* Whether LUA_INIT is to run. */
@@ -350,7 +379,7 @@ static int has_init(int flags) {
 static int spawn_main(lua_State *L, loom_host *H, char **argv, int argc,
                       int script, int from_stdin, int flags) {
   int i, nargs;
-  if (!(flags & (HAS_E | HAS_L)) && !has_init(flags)
+  if (!(flags & (HAS_E | HAS_L | HAS_I)) && !has_init(flags)
       && (script < argc || from_stdin)) {
     if (flags & HAS_W) lua_warning(L, "@on", 0);
     if (luaL_loadfile(L, script_name(argv, script, from_stdin)) != LUA_OK)
@@ -386,17 +415,47 @@ static int spawn_main(lua_State *L, loom_host *H, char **argv, int argc,
 */
 static int sigint_count;
 
+/* Interrupts raised that the REPL's Ctrl-C has seen (see repl_sigint). */
+static volatile sig_atomic_t repl_raised;
+
 /*
-** The first Ctrl-C cancels the main task, so its <close> variables and
-** pcall cleanup run; the second (or one after the main task is done)
-** exits at once with the status a shell gives to SIGINT.  A main task
-** that the interrupt made fail (see on_sigint) is done already: the run
-** ends as after any error, the error reported, with status 130.
+** Ctrl-C in the REPL is its own: it cancels the input that runs
+** (repl.interrupt) and nothing else, so the REPL goes on; at the prompt
+** the line editor reads the key itself.  When an interrupt was raised
+** meanwhile (an input that did not suspend), that interrupt took this
+** Ctrl-C already.
+*/
+static void repl_sigint(loom_host *H) {
+  lua_State *L = loom_state(H);
+  int raised = loom_interrupt(H, 0);  /* drops an interrupt that waits */
+  if (raised > repl_raised) {
+    repl_raised = raised;
+    return;
+  }
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  if (lua_getfield(L, -1, "loom.repl") == LUA_TTABLE) {
+    lua_getfield(L, -1, "interrupt");
+    if (lua_pcall(L, 0, 0, 0) != LUA_OK) lua_pop(L, 1);  /* the error */
+  }
+  lua_pop(L, 2);  /* the module and package.loaded */
+}
+
+/*
+** Outside the REPL, the first Ctrl-C cancels the main task, so its
+** <close> variables and pcall cleanup run; the second (or one after the
+** main task is done) exits at once with the status a shell gives to
+** SIGINT.  A main task that the interrupt made fail (see on_sigint) is
+** done already: the run ends as after any error, the error reported,
+** with status 130.
 */
 static void sigint_cb(loom_host *H, int signum, void *ud) {
   lua_State *L = loom_state(H);
   int cancelled = 0;
   (void)signum; (void)ud;
+  if (interactive) {
+    repl_sigint(H);
+    return;
+  }
   if (sigint_count++ == 0 && loom_push_main(H) == LOOM_OK) {
     int state = loom_task_state(H, -1);
     cancelled = loom_cancel(H, -1, "interrupted") == 1;
@@ -426,7 +485,9 @@ static void sigint_cb(loom_host *H, int signum, void *ud) {
 ** while the first waits for its task interrupts at once.  Once an
 ** interrupt was raised, the next Ctrl-C exits at once: a loop whose
 ** pcall caught the interrupt cannot hold the process (lua.c's second
-** Ctrl-C kills it likewise).
+** Ctrl-C kills it likewise).  In the REPL only while the loop has not
+** run since: an input that failed with the interrupt was the end of
+** it, and the REPL goes on.
 */
 #define GRACE_MS 500
 
@@ -435,7 +496,8 @@ static struct sigaction libuv_sigint;
 
 static void on_sigint(int signum, siginfo_t *info, void *context) {
   int saved = errno;
-  if (loom_interrupt(sigint_host, GRACE_MS) > 0) _exit(130);
+  if (loom_interrupt(sigint_host, GRACE_MS) > (interactive ? repl_raised : 0))
+    _exit(130);
   errno = saved;
   if (libuv_sigint.sa_flags & SA_SIGINFO)
     libuv_sigint.sa_sigaction(signum, info, context);
@@ -469,13 +531,15 @@ static void handle_sigint(loom_host *H, int on) {
 ** error was reported).  After Ctrl-C it is 130 however the main task
 ** ended (a script that catches the cancellation or the interrupt and
 ** returns was still interrupted, as asyncio re-raises
-** KeyboardInterrupt).  A main task that nothing could ever wake was
-** cancelled: say where it waited.
+** KeyboardInterrupt), unless the REPL ran (its Ctrl-C ends inputs, not
+** the run).  A main task that nothing could ever wake was cancelled:
+** say where it waited.
 */
 static int exit_status(loom_host *H, int status) {
   lua_State *L = loom_state(H);
   int state;
-  if (sigint_count > 0 || loom_interrupt(H, 0) > 0) return 130;
+  if (!interactive && (sigint_count > 0 || loom_interrupt(H, 0) > 0))
+    return 130;
   if (loom_push_main(H) != LOOM_OK) return status;
   state = loom_task_state(H, -1);
   if (state == LOOM_TASK_STALLED && loom_results(H, -1) == LOOM_EFAILED) {
@@ -499,20 +563,13 @@ int main(int argc, char **argv) {
     return 1;
   }
   if (flags & HAS_V) print_version();
-  if (flags & HAS_I) {
-    fprintf(stderr, "%s: interactive mode is not available in this "
-                    "version\n", progname);
-    return 1;
+  if (script == argc && !(flags & (HAS_E | HAS_V | HAS_I))) {
+    if (isatty(0)) flags |= HAS_I;  /* a REPL, as lua's */
+    else from_stdin = 1;  /* run standard input, as lua does */
   }
-  if (script == argc && !(flags & (HAS_E | HAS_V))) {
-    if (isatty(0)) {
-      print_version();
-      fprintf(stderr, "%s: no script given (usage: %s script.lua [args])\n",
-              progname, progname);
-      return 1;
-    }
-    from_stdin = 1;  /* run standard input, as lua does */
-  }
+  /* lua's -i shows the version: here only on a terminal, so that piped
+  ** output holds the values and nothing else */
+  if ((flags & (HAS_I | HAS_V)) == HAS_I && isatty(0)) print_version();
   H = loom_new();
   if (H == NULL) {
     fprintf(stderr, "%s: cannot create the host\n", progname);
