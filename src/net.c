@@ -14,6 +14,10 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -42,6 +46,8 @@ typedef struct loom_sock {
   int cb_ref;                 /* server: on_conn */
   int self_ref;               /* server: its userdata, while listening */
   int accept_errors;          /* server: failed accepts (EMFILE...) */
+  int unref;                  /* server: neither it nor its connections
+                                 keep the loop alive */
   dgram *qhead, *qtail;       /* udp: received, not yet taken */
   int qlen;
   int recving, rerr;
@@ -248,6 +254,7 @@ static int accept_conn(lua_State *L) {
     k->accept_errors++;
     return 0;
   }
+  if (k->unref) uv_unref(&s->u.h);
   if (k->kind == SOCK_TCP_SERVER
       && uv_tcp_getpeername(&s->u.tcp, (struct sockaddr *)&ss, &len) == 0) {
     loom__push_sockaddr(L, (struct sockaddr *)&ss, ip);
@@ -356,23 +363,62 @@ static int l_tcp_listen(lua_State *L) {
   return listening(L, k, 5);
 }
 
-/* core.pipe_listen(path, backlog, on_conn) */
+/*
+** A socket file at 'path' that nobody listens on any more (its program
+** ended without closing it) is removed, so that a new server may take
+** its place; one that a live program listens on is left to make the
+** bind fail.  A connect to a Unix socket does not wait: refused means
+** nobody listens.
+*/
+static void remove_stale(const char *path) {
+  struct sockaddr_un sa;
+  struct stat st;
+  int fd;
+  if (lstat(path, &st) != 0 || !S_ISSOCK(st.st_mode)) return;
+  if (strlen(path) >= sizeof sa.sun_path) return;
+  memset(&sa, 0, sizeof sa);
+  sa.sun_family = AF_UNIX;
+  memcpy(sa.sun_path, path, strlen(path));
+  fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return;
+  if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0
+      && errno == ECONNREFUSED)
+    unlink(path);
+  close(fd);
+}
+
+/*
+** core.pipe_listen(path, backlog, on_conn [, console]): a Server, or
+** nil, msg, code.  The console's (loom.console) takes over a stale
+** socket file, is only the owner's (mode 0600, set between the bind and
+** the listen: until it listens, a connect is refused, so there is no
+** moment when another user could connect), and neither it nor its
+** connections keep the loop alive, as Node's server.unref().
+*/
 static int l_pipe_listen(lua_State *L) {
   loom_host *H = loom__host(L);
   const char *path = loom__checkcstring(L, 1, "net.listen_unix");
   int backlog = (int)loom__optinteger(L, 2, "net.listen_unix", 511);
+  int console = lua_toboolean(L, 4);
   loom_sock *k;
   int r;
   loom__checktype(L, 3, "net.listen_unix", LUA_TFUNCTION);
+  if (console) remove_stale(path);
   k = sock_new(L, H, SOCK_PIPE_SERVER, &server_class);
   uv_pipe_init(H->loop, &k->u.pipe, 0);
   k->u.h.data = k;
   snprintf(k->name, sizeof k->name, "%s", path);
   r = uv_pipe_bind(&k->u.pipe, path);
+  if (r == 0 && console && chmod(path, S_IRUSR | S_IWUSR) != 0)
+    r = uv_translate_sys_error(errno);
   if (r == 0) r = uv_listen(&k->u.s, backlog, connection_cb);
   if (r != 0) {
     sock_close(k);
     return loom__fail(L, "listen on", path, r);
+  }
+  if (console) {
+    k->unref = 1;
+    uv_unref(&k->u.h);
   }
   return listening(L, k, 3);
 }
