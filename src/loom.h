@@ -315,6 +315,15 @@ LOOM_API int loom_set_signal_fn(loom_host *H, int signum, loom_signal_fn fn,
 */
 LOOM_API int loom_interrupt(loom_host *H, int grace_ms);
 
+/*
+** Writes out, waiting as long as it takes, what the host queued for
+** standard output and standard error, and
+** puts a terminal left in raw mode back as it was: for an embedder
+** about to exit without closing the host.  Closing the host does it
+** too, and so does the exit of the process.
+*/
+LOOM_API void loom_flush(loom_host *H);
+
 /* The module entry point for require "loom". */
 LOOM_API int luaopen_loom(lua_State *L);
 

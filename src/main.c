@@ -150,15 +150,18 @@ static char *load_error;
 
 static void error_fn(loom_host *H, const char *msg, const char *traceback,
                      void *ud) {
-  (void)H; (void)ud;
+  (void)ud;
   if (load_error != NULL && strcmp(msg, load_error) == 0) {
+    loom_flush(H);  /* after what was queued */
     fprintf(stderr, "%s: %s\n", progname, msg);
     free(load_error);
     load_error = NULL;
   }
-  else
+  else {
+    loom_flush(H);
     fprintf(stderr, "%s: %s\n%s\n", progname, msg,
             traceback ? traceback : "");
+  }
   fflush(stderr);
 }
 
@@ -464,6 +467,7 @@ static void sigint_cb(loom_host *H, int signum, void *ud) {
   }
   loom_interrupt(H, 0);  /* no task runs: drops an interrupt that waits */
   if (cancelled) return;
+  loom_flush(H);  /* what was queued goes out; the terminal is restored */
   fflush(stdout);
   _exit(130);
 }
@@ -496,8 +500,11 @@ static struct sigaction libuv_sigint;
 
 static void on_sigint(int signum, siginfo_t *info, void *context) {
   int saved = errno;
-  if (loom_interrupt(sigint_host, GRACE_MS) > (interactive ? repl_raised : 0))
+  if (loom_interrupt(sigint_host, GRACE_MS)
+      > (interactive ? repl_raised : 0)) {
+    uv_tty_reset_mode();  /* async-signal-safe, as _exit */
     _exit(130);
+  }
   errno = saved;
   if (libuv_sigint.sa_flags & SA_SIGINFO)
     libuv_sigint.sa_sigaction(signum, info, context);
@@ -594,6 +601,7 @@ int main(int argc, char **argv) {
   ** done; the C library flushes open files; the system takes the rest.
   ** LOOM_CLOSE_AT_EXIT=1 closes it anyway (leak checking).
   */
+  loom_flush(H);
   fflush(NULL);
   handle_sigint(H, 0);
   if (getenv("LOOM_CLOSE_AT_EXIT") != NULL) loom_free(H);
