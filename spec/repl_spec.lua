@@ -13,7 +13,7 @@ local loom = require "loom"
 local repl = require "loom.repl"
 local async = require("loom.busted").async
 
-local run_bin, has = helper.run_bin, helper.has
+local run_bin, has, q = helper.run_bin, helper.has, helper.quote
 
 -- {====================================================================
 -- repl.format
@@ -287,6 +287,177 @@ describe("loom -i, piped", function()
     assert.are.equal(0, code)
     assert.are.equal("2\n", out)
   end)
+end)
+
+-- Starts 'loom -i' with pipes; the process, and a reaper for <close>.
+local function start_repl()
+  local p = assert(loom.process.spawn { helper.loom_bin, "-i", stdin = "pipe",
+                                        stderr = "pipe" })
+  return p, setmetatable({}, { __close = function()
+    if not p:status() then p:kill("SIGKILL") end
+    p:close()
+  end })
+end
+
+describe("loom -i, driven line by line", function()
+  it("Ctrl-C cancels the input that runs (its cleanup runs), and the REPL goes on", async(function()
+    local p, _ <close> = start_repl()
+    p.stdin:write("local _ <close> = setmetatable({}, {__close = function() print('cleanup') end})"
+      .. " print('sleeping') loom.sleep(1000)\n")
+    assert.are.equal("sleeping", p.stdout:read_line())
+    p:kill("SIGINT")
+    assert.are.equal("cleanup", p.stdout:read_line())
+    assert.are.equal("loom.Cancelled: interrupted", p.stderr:read_line())
+    p.stdin:write("print('after')\n")
+    assert.are.equal("after", p.stdout:read_line())
+    -- an input that never suspends is interrupted too
+    p.stdin:write("print('spinning') while true do end\n")
+    assert.are.equal("spinning", p.stdout:read_line())
+    p:kill("SIGINT")
+    local line
+    repeat line = p.stderr:read_line() until line == nil or line:find("interrupted!", 1, true)
+    assert.truthy(line)
+    p.stdin:write("print('still here')\n")
+    assert.are.equal("still here", p.stdout:read_line())
+    p.stdin:close()
+    assert.are.same({ 0 }, { p:wait() })
+  end, { timeout = 20 }))
+
+  it("a background task's output comes while the REPL waits for a line", async(function()
+    local p, _ <close> = start_repl()
+    p.stdin:write("bg = loom.spawn(function() loom.sleep(0.05) print('from the background') end)\n")
+    assert.are.equal("from the background", p.stdout:read_line())
+    p.stdin:write("1 + 1\n")
+    assert.are.equal("2", p.stdout:read_line())
+    p.stdin:close()
+    assert.are.same({ 0 }, { p:wait() })
+  end, { timeout = 20 }))
+end)
+
+-- }====================================================================
+-- {====================================================================
+-- The binary's REPL on a real terminal: tmux
+
+--[[ A private tmux server (its own socket in a fresh folder) runs the
+  binary in a pane of 100x30; the spec types with send-keys and reads
+  the screen with capture-pane, waiting until what it wants is there
+  (reading the pane again every 20 ms, for at most 'limit' seconds).
+  HOME is the folder, so the history file is the test's own. ]]
+local function terminal(dir)
+  local sock = dir .. "/tmux.sock"
+  local env = helper.peer_env()
+  local self = {}
+  local function tmux(...)
+    local argv = { "tmux", "-S", sock, ... }
+    argv.env, argv.timeout = env, 10
+    return assert(loom.process.run(argv))
+  end
+  function self.start(cmd)
+    local r = tmux("new-session", "-d", "-x", "100", "-y", "30",
+      ("env HOME=%s TERM=xterm sh -c %s"):format(q(dir),
+        q(cmd .. '; echo "exit status $?"; sleep 60')))
+    assert(r.code == 0, r.stderr)
+  end
+  function self.keys(...) tmux("send-keys", "-t", "0", ...) end
+  function self.type(text) tmux("send-keys", "-t", "0", "-l", text) end
+  -- The screen, its lines without trailing blanks (as tmux gives
+  -- them: a prompt "> " is ">"), without the empty lines below.
+  function self.screen()
+    return (tmux("capture-pane", "-p", "-t", "0").stdout:gsub("[ \t]+\n", "\n")
+      :gsub("\n+$", ""))
+  end
+  -- Waits until the screen holds 'text' (a pattern when 'pat'); the
+  -- screen.
+  function self.wait(text, pat, limit)
+    local deadline = loom.now() + (limit or 15)
+    while true do
+      local s = self.screen()
+      if s:find(text, 1, not pat) then return s end
+      assert(loom.now() < deadline, ("no %q on the screen:\n%s"):format(text, s))
+      loom.sleep(0.02)
+    end
+  end
+  -- Waits for an empty prompt (">", or ">>") on the last line.
+  function self.prompt(p)
+    return self.wait("\n" .. (p or ">") .. "$", true)
+  end
+  self.close = function() pcall(tmux, "kill-server") end
+  return setmetatable(self, { __close = self.close })
+end
+
+-- The lines of the screen that follow the last line holding 'text'.
+local function after(screen, text)
+  local at = 0
+  local lines = {}
+  for l in (screen .. "\n"):gmatch("([^\n]*)\n") do lines[#lines + 1] = l end
+  for i, l in ipairs(lines) do if has(l, text) then at = i end end
+  return { table.unpack(lines, at + 1) }
+end
+
+local bin = helper.loom_bin:sub(1, 1) == "/" and helper.loom_bin
+  or os.getenv("PWD") .. "/" .. helper.loom_bin
+
+describe("the REPL on a terminal (tmux)", function()
+  local TT = { timeout = 40 }
+
+  it("shows the banner, runs inputs, and continues an unfinished one", helper.in_dir("/tmp/loom-repl-", function(dir)
+    local t <close> = terminal(dir)
+    t.start(q(bin))
+    t.prompt()
+    assert.matches("^loom %S+ %(Lua 5%.4", t.screen())
+    t.type("function sq(x)")
+    t.keys("Enter")
+    t.prompt(">>")
+    t.type("return x * x end")
+    t.keys("Enter")
+    t.type("sq(12)")
+    t.keys("Enter")
+    t.wait("\n144\n>$", true)
+  end, TT))
+
+  it("sleeps at the prompt while a background task prints", helper.in_dir("/tmp/loom-repl-", function(dir)
+    local t <close> = terminal(dir)
+    t.start(q(bin))
+    t.prompt()
+    t.type("bg = loom.spawn(function() for i = 1, 3 do loom.sleep(0.05) print('bg ' .. i) end end)")
+    t.keys("Enter")
+    t.type("loom.sleep(0.4) return 'slept'")
+    t.keys("Enter")
+    local s = t.wait("\nslept\n>$", true)
+    local rest = after(s, "return 'slept'")
+    assert.are.same({ "bg 1", "bg 2", "bg 3", "slept", ">" }, rest)
+  end, TT))
+
+  it("Ctrl-C during a long sleep cancels it, runs its cleanup, and the REPL goes on", helper.in_dir("/tmp/loom-repl-", function(dir)
+    local t <close> = terminal(dir)
+    t.start(q(bin))
+    t.prompt()
+    t.type("c = setmetatable({}, {__close = function() print('cleaned up') end})")
+    t.keys("Enter")
+    t.type("local _ <close> = c print('sleeping') loom.sleep(100)")
+    t.keys("Enter")
+    t.wait("\nsleeping$", true)
+    t.keys("C-c")
+    t.wait("loom.Cancelled: interrupted")
+    local s = t.prompt()
+    assert.truthy(has(s, "cleaned up"), s)
+    t.type("6 * 7")
+    t.keys("Enter")
+    t.wait("\n42\n>$", true)
+  end, TT))
+
+  it("Ctrl-D exits, cancelling the background tasks and running their cleanup", helper.in_dir("/tmp/loom-repl-", function(dir)
+    local t <close> = terminal(dir)
+    t.start(q(bin))
+    t.prompt()
+    t.type("bg = loom.spawn(function() local _ <close> = setmetatable({}, "
+      .. "{__close = function() print('background cleanup') end}) loom.sleep(1000) end)")
+    t.keys("Enter")
+    t.prompt()
+    t.keys("C-d")
+    local s = t.wait("exit status 0")
+    assert.truthy(has(s, "background cleanup"), s)
+  end, TT))
 end)
 
 -- }====================================================================

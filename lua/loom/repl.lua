@@ -398,9 +398,6 @@ function M.input(opts)
     end
   end
   self.stdin = loom.stdin
-  if self.stdin == nil then
-    self.file = assert(loom.fs.open("/dev/stdin"))
-  end
   return self
 end
 
@@ -410,7 +407,7 @@ function input_methods:read(prompt)
     io.stdout:write(prompt)
     io.stdout:flush()
   end
-  local line = (self.stdin or self.file):read_line()
+  local line = self.stdin:read_line()
   if line ~= nil then return line end
   if self.tty then io.stdout:write("\n") end
   return nil, "eof"
@@ -422,8 +419,7 @@ end
 
 function input_methods:close()
   if self.ed then self.ed:close() end
-  if self.file then self.file:close() end
-  self.ed, self.file = nil, nil
+  self.ed = nil
 end
 
 -- Cancels every other task and waits for their cleanup.
