@@ -237,6 +237,7 @@ LOOM_API int luaopen_loom(lua_State *L) {
   loom__timer_open(L, H);
   loom__error_open(L, H);
   loom__work_register(L, H);
+  loom__inspect_register(L, H);
   loom__queue_register(L, H);
   loom__net_register(L, H);
   loom__tls_register(L, H);
