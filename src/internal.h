@@ -448,7 +448,8 @@ loom_future *loom__tofuture(lua_State *L, int idx);  /* or NULL */
 loom_task *loom__totask(lua_State *L, int idx);  /* or NULL */
 void loom__report_unobserved(lua_State *L, loom_host *H);
 void loom__report_unrun(lua_State *L, loom_host *H);  /* state closes */
-void loom__report_pending(loom_host *H);  /* debug: tasks still waiting */
+void loom__report_pending(loom_host *H);  /* debug: tasks nothing wakes */
+void loom__report_exit(loom_host *H);  /* debug: what is left as a run ends */
 void loom__describe_pending(lua_State *L, loom_host *H);  /* pushes it */
 
 /* host.c */

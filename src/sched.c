@@ -204,6 +204,7 @@ int loom__loop(loom_host *H) {
   H->running = 0;
   H->run_depth = 0;
   loom__report_unobserved(H->L, H);
+  if (H->debug) loom__report_exit(H);
   return H->failures - failures;
 }
 
@@ -1399,7 +1400,11 @@ static void report_failure(lua_State *L, loom_host *H, int idx) {
   else {
     const char *msg = loom__tostring(L, -1);
     loom__push_name(L, idx);
-    lua_pushfstring(L, "error in task '%s': %s", lua_tostring(L, -1), msg);
+    if (loom__get_aux(L, idx, "spawned") == LUA_TSTRING)  /* debug mode */
+      lua_pushfstring(L, "error in task '%s' (spawned at %s): %s",
+                      lua_tostring(L, -2), lua_tostring(L, -1), msg);
+    else lua_pushfstring(L, "error in task '%s': %s", lua_tostring(L, -2),
+                         msg);
   }
   if (loom__get_aux(L, idx, "trace") != LUA_TSTRING) {
     lua_pop(L, 1);
@@ -1475,11 +1480,112 @@ void loom__describe_pending(lua_State *L, loom_host *H) {
   lua_pop(L, 1);
 }
 
+#define REPORT_MAX 50  /* tasks or handles listed one by one */
+
+/*
+** Warns about each task still pending, 'why' being what became of it:
+** its name, where it was spawned (debug mode) and where it waits.
+*/
+static void report_tasks(lua_State *L, loom_host *H, const char *why) {
+  int n = 0;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, H->live_ref);
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    loom_task *t = has_mt(L, -1, H->task_mt_ref);
+    if (t != NULL && t->f.state == FUT_PENDING && ++n <= REPORT_MAX) {
+      int top = lua_gettop(L);
+      loom__push_name(L, top);
+      if (loom__get_aux(L, top, "spawned") == LUA_TSTRING)
+        lua_pushfstring(L, " (spawned at %s)", lua_tostring(L, -1));
+      else lua_pushliteral(L, "");
+      lua_pushfstring(L, "task '%s'%s %s", lua_tostring(L, top + 1),
+                      lua_tostring(L, -1), why);
+      if (t->co != NULL) luaL_traceback(L, t->co, NULL, 0);
+      else lua_pushliteral(L, "stack traceback:\n\t(not started)");
+      loom__warn(H, lua_tostring(L, -2), lua_tostring(L, -1));
+      lua_settop(L, top);
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  if (n > REPORT_MAX) {
+    lua_pushfstring(L, "and %d more tasks %s", n - REPORT_MAX, why);
+    loom__warn(H, lua_tostring(L, -1), NULL);
+    lua_pop(L, 1);
+  }
+}
+
+/*
+** Warns about what the script left open, the standard streams aside:
+** each with its kind and the line that made it (debug mode), in one
+** warning.
+*/
+static void report_handles(lua_State *L, loom_host *H) {
+  int i, n, lidx, acc, left = 0;
+  n = loom__push_handles(L, H);
+  lidx = lua_gettop(L);
+  lua_pushliteral(L, "");
+  acc = lua_gettop(L);
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, lidx, i);
+    if (lua_getfield(L, -1, "lasting") == LUA_TNIL && ++left <= REPORT_MAX) {
+      lua_getfield(L, -2, "kind");
+      lua_getfield(L, -3, "what");
+      if (lua_getfield(L, -4, "where") == LUA_TSTRING)
+        lua_pushfstring(L, ", created at %s", lua_tostring(L, -1));
+      else lua_pushliteral(L, "");
+      lua_pushfstring(L, "%s\n  %s: %s%s", lua_tostring(L, acc),
+                      lua_tostring(L, -4), lua_tostring(L, -3),
+                      lua_tostring(L, -1));
+      lua_replace(L, acc);
+    }
+    lua_settop(L, acc);
+  }
+  if (left > REPORT_MAX) {
+    lua_pushfstring(L, "%s\n  and %d more", lua_tostring(L, acc),
+                    left - REPORT_MAX);
+    lua_replace(L, acc);
+  }
+  if (left > 0) {
+    lua_pushfstring(L, "%d %s still open at exit:%s", left,
+                    left == 1 ? "handle" : "handles", lua_tostring(L, acc));
+    loom__warn(H, lua_tostring(L, -1), NULL);
+  }
+  lua_settop(L, lidx - 1);
+}
+
+/* report_p(why, at_exit): debug mode's reports, protected (they allocate) */
+static int report_p(lua_State *L) {
+  loom_host *H = loom__host_of_state(L);
+  if (H->ntasks > 0) report_tasks(L, H, lua_touserdata(L, 1));
+  if (lua_toboolean(L, 2)) report_handles(L, H);
+  return 0;
+}
+
+static void report_debug(loom_host *H, const char *why, int at_exit) {
+  lua_State *L = H->L;
+  int top = lua_gettop(L);
+  lua_pushcfunction(L, report_p);
+  lua_pushlightuserdata(L, (void *)why);
+  lua_pushboolean(L, at_exit);
+  if (lua_pcall(L, 2, 0, 0) != LUA_OK)
+    loom__warn(H, "debug mode: no memory was left for its report", NULL);
+  lua_settop(L, top);
+}
+
+/* Debug mode: the tasks nothing can wake, before they are cancelled. */
 void loom__report_pending(loom_host *H) {
-  loom__describe_pending(H->L, H);
-  lua_pushfstring(H->L, "tasks still waiting:%s", lua_tostring(H->L, -1));
-  loom__warn(H, lua_tostring(H->L, -1), NULL);
-  lua_pop(H->L, 2);
+  report_debug(H, "waits for something nothing will do: it is cancelled",
+               0);
+}
+
+/*
+** Debug mode, as a run ends: the tasks still pending (name, where each
+** was spawned and where it waits) and what the script left open (kind,
+** and the line that made it).
+*/
+void loom__report_exit(loom_host *H) {
+  report_debug(H, "is still pending at exit", 1);
 }
 
 /* }==================================================================== */
