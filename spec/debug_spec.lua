@@ -1,7 +1,8 @@
 -- Debug mode: loom.debug(true), LOOM_DEBUG=1, loom.run_with{debug = true}.
 -- Its reports are loom's own warnings on stderr: slow steps, tasks still
--- pending and handles still open at exit, failures nobody saw (with
--- where the task was spawned).  Off, it reports nothing of the kind.
+-- pending and handles still open at exit, futures set twice, failures
+-- nobody saw (with where the task was spawned).  Off, it reports nothing
+-- of the kind.
 local loom = require "loom"
 local h = require "spec.helper"
 
@@ -198,6 +199,36 @@ t.name = "forgotten"
     ]])
     assert.are.equal(0, code, err)
     assert.matches("still open at exit:.*\n%-%-\n$", err)
+  end)
+end)
+
+describe("debug mode: a future set twice", function()
+  local SRC = [[
+local f = loom.future()
+f:set_result(1)
+local ok, e = pcall(function() f:set_error("late") end)
+print(e)
+local g = loom.future()
+g:cancel()
+ok, e = pcall(function() g:set_result(2) end)
+print(e)
+]]
+
+  it("raises an error that names both places", function()
+    local out, err, code, path = run(SRC, "1")
+    assert.are.equal(0, code, err)
+    assert.are.equal(path .. ":3: future:set_error: the future is already "
+      .. "done (future:set_result set it at " .. path .. ":2)\n"
+      .. path .. ":7: future:set_result: the future is already done "
+      .. "(future:cancel set it at " .. path .. ":6)\n", out)
+  end)
+
+  it("raises the plain error when off", function()
+    local out, _, code, path = run(SRC)
+    assert.are.equal(0, code)
+    assert.are.equal(path .. ":3: future:set_error: the future is already "
+      .. "done\n" .. path .. ":7: future:set_result: the future is already "
+      .. "done\n", out)
   end)
 end)
 

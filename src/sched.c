@@ -18,7 +18,8 @@
 ** 'trace' (traceback of a failure), 'throw' (an error waiting to be
 ** raised in the task), 'cause' and 'cause_trace' (the failure it got
 ** from a task it awaited), 'callbacks' (on_done), 'watch', and in
-** debug mode 'spawned' (a task's "file:line").
+** debug mode 'spawned' (a task's "file:line") and 'set_at' (who set a
+** future, and where).
 **
 ** A pending task is anchored in the host's live table at 't->ref'.
 ** Before it starts, UV_VALUE holds its function and user values 2..
