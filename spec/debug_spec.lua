@@ -1,8 +1,8 @@
 -- Debug mode: loom.debug(true), LOOM_DEBUG=1, loom.run_with{debug = true}.
 -- Its reports are loom's own warnings on stderr: slow steps, tasks still
 -- pending and handles still open at exit, futures set twice, failures
--- nobody saw (with where the task was spawned).  Off, it reports nothing
--- of the kind.
+-- nobody saw (with where the task was spawned), and writes to a stream
+-- whose peer went away.  Off, it reports nothing of the kind.
 local loom = require "loom"
 local h = require "spec.helper"
 
@@ -253,4 +253,61 @@ t.name = "orphan"
     assert.is_true(h.has(err, "loom: error in task 'orphan': " .. path
       .. ":2: lost\n"), err)
   end)
+end)
+
+describe("debug mode: writes after the peer went away", function()
+  -- Two clients connect and go away at once; each handler then writes
+  -- 1,000 times without looking at what write returns.
+  local SRC = [[
+local done, n = loom.future(), 0
+local srv
+srv = loom.net.listen("127.0.0.1", 0, function(s)
+  loom.sleep(0.05)  -- the client has gone
+  for _ = 1, 1000 do s:write("data\n") end
+  s:close()
+  n = n + 1
+  if n == 2 then done:set_result() end
+end)
+local _, port = srv:address()
+for _ = 1, 2 do loom.net.connect("127.0.0.1", port):close() end
+done:await()
+srv:close()
+]]
+
+  it("are reported once per stream, with where the write is", function()
+    local _, err, code, path = run(SRC, "1")
+    assert.are.equal(0, code, err)
+    assert.are.equal(2, count(err, "written 5 times after its peer went "
+      .. "away"), err)
+    assert.matches("loom: stream to 127%.0%.0%.1:%d+ written 5 times after "
+      .. "its peer went away %(E[A-Z]+%): nobody looks at what stream:write "
+      .. "returns\nstack traceback:\n\t[^\n]*:5: in function", err)
+    assert.is_true(h.has(err, path .. ":5:"), err)
+  end)
+
+  it("are not reported when off", function()
+    local _, err, code = run(SRC)
+    assert.are.equal(0, code)
+    assert.are.equal("", err)
+  end)
+
+  it("are not reported when the handler stops at the first failure",
+    function()
+      local _, err, code = run([[
+local done = loom.future()
+local srv
+srv = loom.net.listen("127.0.0.1", 0, function(s)
+  loom.sleep(0.05)
+  while s:write("data\n") do end
+  s:close()
+  done:set_result()
+end)
+local _, port = srv:address()
+loom.net.connect("127.0.0.1", port):close()
+done:await()
+srv:close()
+]], "1")
+      assert.are.equal(0, code, err)
+      assert.are.equal("", err)
+    end)
 end)

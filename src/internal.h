@@ -521,6 +521,7 @@ struct loom_stream {
   unsigned skipline : 1;    /* dropping the rest of an over-long line */
   unsigned lingering : 1;   /* closed, its queued writes still going */
   unsigned released : 1;    /* its handle is closing: no Lua any more */
+  unsigned lost_writes : 3; /* debug: writes after the peer went away */
   write_req *writes;        /* writes in flight (stream.c) */
   loom_task *readers, *writers;  /* WAIT_LIST */
   const loom_stream_hook *hook;  /* or NULL: the socket's bytes as they are */
