@@ -3,7 +3,11 @@
 ** script's main chunk (after LUA_INIT, -l and -e) runs as the main
 ** task, so suspending calls work at top level.  The process lives
 ** until every task and handle are done.  Exit status: 0, or 1 when an
-** error went uncaught, or 130 when Ctrl-C ended the main task.
+** error went uncaught, or 130 when Ctrl-C ended the main task.  With
+** -i (or no script, on a terminal) the REPL of lua/loom/repl.lua runs
+** last, in the main task; 'loom --attach path' runs the console client
+** of lua/loom/console.lua instead of a script; LOOM_CONSOLE=path opens
+** a console (loom.console) before the script runs.
 */
 #include <errno.h>
 #include <signal.h>
@@ -33,6 +37,7 @@ static void usage(const char *badoption) {
     fprintf(stderr, "%s: unrecognized option '%s'\n", progname, badoption);
   fprintf(stderr,
           "usage: %s [options] [script [args]]\n"
+          "       %s --attach path\n"
           "Available options are:\n"
           "  -e stat   execute string 'stat'\n"
           "  -i        enter interactive mode after executing 'script'\n"
@@ -42,8 +47,10 @@ static void usage(const char *badoption) {
           "  -E        ignore environment variables\n"
           "  -W        turn warnings on\n"
           "  --        stop handling options\n"
-          "  -         stop handling options and execute stdin\n",
-          progname);
+          "  -         stop handling options and execute stdin\n"
+          "  --attach path  a REPL into the program whose console "
+          "listens at 'path'\n",
+          progname, progname);
 }
 
 static void print_version(void) {
@@ -178,22 +185,32 @@ static int raise_load_error(lua_State *L) {
 ** does: a traceback shows "(command line):1: in main chunk" and no
 ** frame of loom's.  Each step is {k = kind, s = string, ...}: 'e' a
 ** chunk (name 'name'), 'f' a file (s nil: stdin) with arguments 1..n,
-** 'l' a module for global 'g', 'W' warnings on, 'i' the REPL.  A step
-** may suspend: lua_callk continues with the next one.
+** 'l' a module for global 'g', 'W' warnings on, 'i' the REPL, 'a' the
+** console client for path 's'.  A step may suspend: lua_callk continues
+** with the next one.
 */
 static int run_steps(lua_State *L, lua_Integer i);
 
 /*
-** Whether the REPL runs: Ctrl-C is then its own (see repl_sigint).  Set
-** by its step, read by the signal handler.
+** Whether the REPL (or the console client) runs: Ctrl-C is then its
+** own (see repl_sigint).  Set by its step, read by the signal handler.
 */
 static volatile sig_atomic_t interactive;
+
+/* The console client could not connect. */
+static int attach_failed;
 
 /* Step 'i' (at 2) returned its results (above it). */
 static void step_returned(lua_State *L) {
   if (lua_getfield(L, 2, "g") == LUA_TSTRING) {  /* -l: the global */
     lua_pushvalue(L, 3);
     lua_setglobal(L, lua_tostring(L, -2));
+  }
+  lua_getfield(L, 2, "k");
+  if (*lua_tostring(L, -1) == 'a' && !lua_toboolean(L, 3)) {
+    fprintf(stderr, "%s: %s\n", progname, luaL_optstring(L, 4, "?"));
+    fflush(stderr);
+    attach_failed = 1;
   }
 }
 
@@ -244,6 +261,12 @@ static int run_steps(lua_State *L, lua_Integer i) {
     else if (kind == 'i') {
       push_interactive(L, "loom.repl", "run");
       nargs = 1;
+    }
+    else if (kind == 'a') {
+      push_interactive(L, "loom.console", "attach");
+      lua_pushstring(L, s);
+      lua_insert(L, -2);  /* the path before the options */
+      nargs = nres = 2;
     }
     else {
       int status;
@@ -422,11 +445,11 @@ static int sigint_count;
 static volatile sig_atomic_t repl_raised;
 
 /*
-** Ctrl-C in the REPL is its own: it cancels the input that runs
-** (repl.interrupt) and nothing else, so the REPL goes on; at the prompt
-** the line editor reads the key itself.  When an interrupt was raised
-** meanwhile (an input that did not suspend), that interrupt took this
-** Ctrl-C already.
+** Ctrl-C in the REPL and in the console client is theirs: it cancels
+** the input that runs (repl.interrupt) and nothing else, so the REPL
+** goes on; at the prompt the line editor reads the key itself.  When
+** an interrupt was raised meanwhile (an input that did not suspend),
+** that interrupt took this Ctrl-C already.
 */
 static void repl_sigint(loom_host *H) {
   lua_State *L = loom_state(H);
@@ -560,17 +583,52 @@ static int exit_status(loom_host *H, int status) {
   return status;
 }
 
+/*
+** 'loom --attach path': its steps, pushed (nothing else may follow).
+** Returns 0 after printing the usage.
+*/
+static int attach_steps(lua_State *L, char **argv, int argc) {
+  if (argc != 3) {
+    fprintf(stderr, "%s: usage: %s --attach path\n", progname, progname);
+    return 0;
+  }
+  lua_newtable(L);
+  add_step(L, lua_gettop(L), 'a', argv[2]);
+  return 1;
+}
+
+/*
+** LOOM_CONSOLE=path: loom.console(path) before anything runs.  A
+** console that cannot listen is said, and the program runs without it.
+*/
+static void open_console(lua_State *L) {
+  const char *path = getenv("LOOM_CONSOLE");
+  if (path == NULL || *path == '\0') return;
+  lua_getglobal(L, "loom");
+  lua_getfield(L, -1, "console");
+  lua_remove(L, -2);  /* loom */
+  lua_pushstring(L, path);
+  if (lua_pcall(L, 1, 2, 0) != LUA_OK)
+    fprintf(stderr, "%s: LOOM_CONSOLE: %s\n", progname, lua_tostring(L, -1));
+  else if (lua_isnil(L, -2))
+    fprintf(stderr, "%s: LOOM_CONSOLE: %s\n", progname,
+            luaL_optstring(L, -1, "?"));
+  fflush(stderr);
+  lua_settop(L, 0);
+}
+
 int main(int argc, char **argv) {
-  int flags = 0, bad = 0, from_stdin = 0, script, status;
+  int flags = 0, bad = 0, from_stdin = 0, script, status, attach;
   loom_host *H;
   lua_State *L;
-  script = collect_args(argv, argc, &flags, &bad);
+  attach = argc > 1 && strcmp(argv[1], "--attach") == 0;
+  script = attach ? argc : collect_args(argv, argc, &flags, &bad);
   if (script < 0) {
     usage(argv[bad]);
     return 1;
   }
   if (flags & HAS_V) print_version();
-  if (script == argc && !(flags & (HAS_E | HAS_V | HAS_I))) {
+  if (script == argc && !attach && !(flags & (HAS_E | HAS_V | HAS_I))) {
     if (isatty(0)) flags |= HAS_I;  /* a REPL, as lua's */
     else from_stdin = 1;  /* run standard input, as lua does */
   }
@@ -586,13 +644,27 @@ int main(int argc, char **argv) {
   lua_gc(L, LUA_GCGEN, 0, 0);  /* as lua.c: most garbage dies young */
   if (flags & HAS_BIG_E) ignore_environment(L);
   create_arg_table(L, argv, argc, script);
-  if (!spawn_main(L, H, argv, argc, script, from_stdin, flags)) {
-    loom_free(H);
-    return 1;
+  if (attach) {
+    if (!attach_steps(L, argv, argc)) {
+      loom_free(H);
+      return 1;
+    }
+    lua_pushcfunction(L, runner);
+    lua_insert(L, -2);  /* the runner below its steps */
+    loom_spawn(H, 1);
+    loom_set_main(H, -1);
+    lua_pop(L, 1);
+  }
+  else {
+    open_console(L);
+    if (!spawn_main(L, H, argv, argc, script, from_stdin, flags)) {
+      loom_free(H);
+      return 1;
+    }
   }
   loom_set_error_fn(H, error_fn, NULL);
   handle_sigint(H, 1);
-  status = loom_run(H) > 0 ? 1 : 0;
+  status = loom_run(H) > 0 || attach_failed ? 1 : 0;
   status = exit_status(H, status);
   /*
   ** Like Node, and like lua's own os.exit, the binary leaves without

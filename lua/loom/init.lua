@@ -138,6 +138,12 @@ for _, name in ipairs { "net", "fs", "process", "signal", "json" } do
   package.loaded["loom." .. name] = M[name]
 end
 
+--- loom.console(path): a live console into this program on the Unix
+-- socket 'path' (lua/loom/console.lua, loaded on first use).
+function M.console(path)
+  return require("loom.console").listen(path)
+end
+
 -- loom.http is loaded on first use: it is larger than the rest, and a
 -- script that speaks no HTTP need not parse it.  The standard streams
 -- are made on first use too: a script that never touches loom.stdin
