@@ -112,6 +112,7 @@ struct loom_host {
   unsigned char main_ended;  /* the main task failed or was cancelled */
   unsigned char state_closing;  /* closed because its state closes */
   int debug;
+  void (*tty_guard)(loom_host *H, int after);  /* around terminal output */
   uv_prepare_t prepare;
   uv_check_t check;
   uv_idle_t idle;
