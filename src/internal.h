@@ -82,6 +82,7 @@ typedef struct loom_task loom_task;
 typedef struct loom_timer loom_timer;
 typedef struct loom_tlist loom_tlist;
 typedef struct loom_sink loom_sink;
+typedef struct loom_logger loom_logger;
 
 
 /*
@@ -155,6 +156,10 @@ struct loom_host {
   loom_error_fn on_error;
   void *on_error_ud;
   struct loom_stdio *stdio;  /* the standard streams (stdio.c), or NULL */
+  loom_logger *log;        /* loom.log's writer (log.c), or NULL */
+  /* how error.c's reports and warnings reach the log (log.c sets it) */
+  void (*log_fn)(loom_host *H, int level, const char *msg,
+                 const char *trace);
 };
 
 /*
@@ -549,6 +554,9 @@ void loom__sink_on_drained(loom_sink *k, void (*fn)(loom_sink *, void *),
                            void *ud);  /* called when its queue empties */
 void loom__sink_close(loom_sink *k);  /* writes out its queue first */
 loom_sink *loom__stream_sink(loom_stream *s);  /* loom.stdout's, or NULL */
+
+/* log.c: loom.log's writer */
+void loom__log_register(lua_State *L, loom_host *H);  /* core.log_* */
 
 /* net.c, process.c, fs.c: register their core functions */
 void loom__net_register(lua_State *L, loom_host *H);  /* core.net */

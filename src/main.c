@@ -148,21 +148,33 @@ static int report_load_error(lua_State *L) {
 */
 static char *load_error;
 
+/*
+** Any other error is a record of the log, as from the default hook:
+** written in the log's queue, so that it follows the records before it.
+*/
 static void error_fn(loom_host *H, const char *msg, const char *traceback,
                      void *ud) {
+  size_t n = strlen(msg), tn = traceback ? strlen(traceback) : 0;
+  char *text;
   (void)ud;
   if (load_error != NULL && strcmp(msg, load_error) == 0) {
-    loom_flush(H);  /* after what was queued */
+    loom_flush(H);  /* after what the log queued */
     fprintf(stderr, "%s: %s\n", progname, msg);
+    fflush(stderr);
     free(load_error);
     load_error = NULL;
+    return;
   }
-  else {
-    loom_flush(H);
-    fprintf(stderr, "%s: %s\n%s\n", progname, msg,
-            traceback ? traceback : "");
+  text = malloc(n + tn + 2);
+  if (text == NULL) {
+    loom_log(H, LOOM_LOG_ERROR, msg);
+    return;
   }
-  fflush(stderr);
+  memcpy(text, msg, n);
+  text[n] = '\n';
+  memcpy(text + n + 1, traceback ? traceback : "", tn + 1);
+  loom_log(H, LOOM_LOG_ERROR, tn > 0 ? text : msg);
+  free(text);
 }
 
 static int raise_load_error(lua_State *L) {
@@ -487,8 +499,8 @@ static int exit_status(loom_host *H, int status) {
   state = loom_task_state(H, -1);
   if (state == LOOM_TASK_STALLED && loom_results(H, -1) == LOOM_EFAILED) {
     lua_getfield(L, -1, "message");
-    fprintf(stderr, "%s: %s\n", progname,
-            lua_isstring(L, -1) ? lua_tostring(L, -1) : "?");
+    loom_log(H, LOOM_LOG_ERROR,
+             lua_isstring(L, -1) ? lua_tostring(L, -1) : "?");
     lua_pop(L, 2);  /* remove message and error */
     status = 1;
   }

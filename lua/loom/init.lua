@@ -138,6 +138,8 @@ for _, name in ipairs { "net", "fs", "process", "signal", "json" } do
   package.loaded["loom." .. name] = M[name]
 end
 
+M.log = core.embedded("loom.log")(core)
+
 -- loom.http is loaded on first use: it is larger than the rest, and a
 -- script that speaks no HTTP need not parse it.  The standard streams
 -- are made on first use too: a script that never touches loom.stdin
