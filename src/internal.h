@@ -464,6 +464,7 @@ void loom__queue_register(lua_State *L, loom_host *H);  /* loom.queue */
 /* signal.c */
 void loom__signal_register(lua_State *L, loom_host *H);
 const char *loom__signal_name(int signum);  /* "SIGTERM", or NULL */
+int loom__signal_has_fn(loom_host *H, int signum);  /* a default is set */
 
 /* stream.c */
 enum { LOOM_STREAM_TCP, LOOM_STREAM_PIPE, LOOM_STREAM_TTY };
