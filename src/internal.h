@@ -82,6 +82,8 @@ typedef struct loom_future loom_future;
 typedef struct loom_task loom_task;
 typedef struct loom_timer loom_timer;
 typedef struct loom_tlist loom_tlist;
+typedef struct loom_sink loom_sink;
+typedef struct loom_logger loom_logger;
 
 
 /*
@@ -154,6 +156,11 @@ struct loom_host {
   } intr;
   loom_error_fn on_error;
   void *on_error_ud;
+  struct loom_stdio *stdio;  /* the standard streams (stdio.c), or NULL */
+  loom_logger *log;        /* loom.log's writer (log.c), or NULL */
+  /* how error.c's reports and warnings reach the log (log.c sets it) */
+  void (*log_fn)(loom_host *H, int level, const char *msg,
+                 const char *trace);
 };
 
 /*
@@ -458,9 +465,10 @@ void loom__queue_register(lua_State *L, loom_host *H);  /* loom.queue */
 /* signal.c */
 void loom__signal_register(lua_State *L, loom_host *H);
 const char *loom__signal_name(int signum);  /* "SIGTERM", or NULL */
+int loom__signal_has_fn(loom_host *H, int signum);  /* a default is set */
 
 /* stream.c */
-enum { LOOM_STREAM_TCP, LOOM_STREAM_PIPE };
+enum { LOOM_STREAM_TCP, LOOM_STREAM_PIPE, LOOM_STREAM_TTY };
 
 /*
 ** A layer between a stream's bytes and its socket (TLS: tls.c), which
@@ -481,6 +489,11 @@ struct loom_stream_hook {
   int (*finish)(loom_stream *s);
   const char *(*reason)(loom_stream *s, int err);
   void (*free)(loom_stream *s);
+  /* optional (NULL): a hook that reads by itself (a file), started
+  ** ('on' 1) and stopped, which calls loom__stream_got; the bytes the
+  ** hook holds that are not yet with the kernel */
+  int (*read)(loom_stream *s, int on);
+  size_t (*queued)(loom_stream *s);
 };
 
 struct loom_stream {
@@ -490,6 +503,7 @@ struct loom_stream {
     uv_stream_t s;
     uv_tcp_t tcp;
     uv_pipe_t pipe;
+    uv_tty_t tty;
   } u;
   char *buf;                /* read buffer: data at buf[start, start+len) */
   size_t start, len, cap;
@@ -502,6 +516,7 @@ struct loom_stream {
   unsigned skipline : 1;    /* dropping the rest of an over-long line */
   unsigned lingering : 1;   /* closed, its queued writes still going */
   unsigned released : 1;    /* its handle is closing: no Lua any more */
+  unsigned weak : 1;        /* reads only while a task waits to read */
   write_req *writes;        /* writes in flight (stream.c) */
   loom_task *readers, *writers;  /* WAIT_LIST */
   const loom_stream_hook *hook;  /* or NULL: the socket's bytes as they are */
@@ -521,9 +536,29 @@ char *loom__stream_room(loom_stream *s, size_t *room);  /* or NULL */
 int loom__stream_send(loom_stream *s, char *chunk, size_t n);  /* takes */
 int loom__stream_try(loom_stream *s, const char *p, size_t n);  /* taken */
 int loom__stream_read(loom_stream *s);  /* reads past the limit */
+void loom__stream_got(loom_stream *s, int r);  /* a read came: see stream.c */
+size_t loom__stream_queued(loom_stream *s);  /* not yet with the kernel */
+void loom__stream_drained(loom_stream *s, int err);  /* wakes writers */
+int loom__stream_put(loom_stream *s, const char *p, size_t n);  /* at once */
 int loom__stream_fail(lua_State *L, loom_stream *s, const char *what,
                       int err);
 int loom__push_sockaddr(lua_State *L, const struct sockaddr *sa, char *buf);
+
+/* stdio.c: the standard streams and their writers, the sinks */
+void loom__stdio_register(lua_State *L, loom_host *H);  /* core.stdio */
+void loom__stdio_install(lua_State *L);  /* print, io.write, file:write */
+void loom__stdio_restore(lua_State *L);  /* ...back as they were */
+loom_sink *loom__stdio_sink(loom_host *H, int fd);  /* 1 or 2; or NULL */
+loom_sink *loom__sink_new(loom_host *H, int fd, int own);  /* or NULL */
+int loom__sink_write(loom_sink *k, const char *p, size_t n, size_t bound);
+size_t loom__sink_queued(loom_sink *k);
+void loom__sink_on_drained(loom_sink *k, void (*fn)(loom_sink *, void *),
+                           void *ud);  /* called when its queue empties */
+void loom__sink_close(loom_sink *k);  /* writes out its queue first */
+loom_sink *loom__stream_sink(loom_stream *s);  /* loom.stdout's, or NULL */
+
+/* log.c: loom.log's writer */
+void loom__log_register(lua_State *L, loom_host *H);  /* core.log_* */
 
 /* net.c, process.c, fs.c: register their core functions */
 void loom__net_register(lua_State *L, loom_host *H);  /* core.net */

@@ -149,18 +149,33 @@ static int report_load_error(lua_State *L) {
 */
 static char *load_error;
 
+/*
+** Any other error is a record of the log, as from the default hook:
+** written in the log's queue, so that it follows the records before it.
+*/
 static void error_fn(loom_host *H, const char *msg, const char *traceback,
                      void *ud) {
-  (void)H; (void)ud;
+  size_t n = strlen(msg), tn = traceback ? strlen(traceback) : 0;
+  char *text;
+  (void)ud;
   if (load_error != NULL && strcmp(msg, load_error) == 0) {
+    loom_flush(H);  /* after what the log queued */
     fprintf(stderr, "%s: %s\n", progname, msg);
+    fflush(stderr);
     free(load_error);
     load_error = NULL;
+    return;
   }
-  else
-    fprintf(stderr, "%s: %s\n%s\n", progname, msg,
-            traceback ? traceback : "");
-  fflush(stderr);
+  text = malloc(n + tn + 2);
+  if (text == NULL) {
+    loom_log(H, LOOM_LOG_ERROR, msg);
+    return;
+  }
+  memcpy(text, msg, n);
+  text[n] = '\n';
+  memcpy(text + n + 1, traceback ? traceback : "", tn + 1);
+  loom_log(H, LOOM_LOG_ERROR, tn > 0 ? text : msg);
+  free(text);
 }
 
 static int raise_load_error(lua_State *L) {
@@ -415,6 +430,7 @@ static void sigint_cb(loom_host *H, int signum, void *ud) {
   }
   loom_interrupt(H, 0);  /* no task runs: drops an interrupt that waits */
   if (cancelled) return;
+  loom_flush(H);  /* what was queued goes out; the terminal is restored */
   fflush(stdout);
   _exit(130);
 }
@@ -446,7 +462,10 @@ static struct sigaction libuv_sigint;
 static void on_sigint(int signum, siginfo_t *info, void *context) {
   int saved = errno;
   int at_prompt = loom__lineedit_signalled();
-  if (loom_interrupt(sigint_host, GRACE_MS) > 0 && !at_prompt) _exit(130);
+  if (loom_interrupt(sigint_host, GRACE_MS) > 0 && !at_prompt) {
+    uv_tty_reset_mode();  /* async-signal-safe, as _exit */
+    _exit(130);
+  }
   errno = saved;
   if (libuv_sigint.sa_flags & SA_SIGINFO)
     libuv_sigint.sa_sigaction(signum, info, context);
@@ -500,8 +519,8 @@ static int exit_status(loom_host *H, int status) {
   state = loom_task_state(H, -1);
   if (state == LOOM_TASK_STALLED && loom_results(H, -1) == LOOM_EFAILED) {
     lua_getfield(L, -1, "message");
-    fprintf(stderr, "%s: %s\n", progname,
-            lua_isstring(L, -1) ? lua_tostring(L, -1) : "?");
+    loom_log(H, LOOM_LOG_ERROR,
+             lua_isstring(L, -1) ? lua_tostring(L, -1) : "?");
     lua_pop(L, 2);  /* remove message and error */
     status = 1;
   }
@@ -558,6 +577,7 @@ int main(int argc, char **argv) {
   ** done; the C library flushes open files; the system takes the rest.
   ** LOOM_CLOSE_AT_EXIT=1 closes it anyway (leak checking).
   */
+  loom_flush(H);
   fflush(NULL);
   handle_sigint(H, 0);
   if (getenv("LOOM_CLOSE_AT_EXIT") != NULL) loom_free(H);

@@ -224,6 +224,7 @@ static void module_restore(lua_State *L) {
   lua_pop(L, 1);
   lua_pushnil(L);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &savedkey);
+  loom__stdio_restore(L);
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   lua_pushnil(L);
   lua_setfield(L, -2, "loom");
@@ -245,11 +246,14 @@ LOOM_API int luaopen_loom(lua_State *L) {
   loom__signal_register(L, H);
   loom__http_register(L, H);
   loom__http_parser_register(L, H);
+  loom__stdio_register(L, H);
+  loom__log_register(L, H);
   loom__push_box(L);
   luaL_setfuncs(L, funcs, 1);
   lua_pushliteral(L, LOOM_VERSION);
   lua_setfield(L, -2, "version");
   save_originals(L, H);
+  loom__stdio_install(L);
   loom__coro_open(L, H);
   register_preload(L);
   if (loom__open_lua(L, "loom") != LUA_OK) return lua_error(L);

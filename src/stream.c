@@ -68,6 +68,7 @@ static void wake_all(loom_stream *s) {
 }
 
 static void unref_writes(loom_stream *s);
+static void read_stop(loom_stream *s);
 
 /*
 ** The handle goes.  The strings of writes still queued are let go now,
@@ -96,6 +97,8 @@ static void drop_unread(loom_stream *s) {
 static void stream_release(loom_stream *s) {
   unref_writes(s);
   drop_unread(s);
+  /* a terminal left in raw mode goes back as it was */
+  if (s->kind == LOOM_STREAM_TTY) uv_tty_set_mode(&s->u.tty, UV_TTY_MODE_NORMAL);
   s->released = 1;
   loom__handle_unlink(&s->base);
   uv_close(&s->u.h, stream_closed);
@@ -118,8 +121,7 @@ void loom__stream_close(loom_stream *s, int force) {
   s->closed = 1;
   loom__handle_detach(&s->base);
   wake_all(s);
-  if (s->reading) uv_read_stop(&s->u.s);
-  s->reading = 0;
+  if (s->reading) read_stop(s);
   /* the hook's last words (TLS's close_notify) go out as queued writes */
   if (s->hook != NULL && !force && !s->shut && s->werr == 0)
     s->hook->finish(s);
@@ -149,7 +151,8 @@ loom_stream *loom__stream_new(lua_State *L, loom_host *H, int kind,
                               const char *name) {
   loom_stream *s = loom__handle_new(L, H, &stream_class, sizeof *s, 0);
   if (kind == LOOM_STREAM_PIPE) uv_pipe_init(H->loop, &s->u.pipe, 0);
-  else uv_tcp_init(H->loop, &s->u.tcp);
+  else if (kind == LOOM_STREAM_TCP) uv_tcp_init(H->loop, &s->u.tcp);
+  /* LOOM_STREAM_TTY: the caller initialises the handle at once */
   s->u.h.data = s;
   s->kind = kind;
   s->hwm = HWM_DEFAULT;
@@ -247,28 +250,42 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   buf->len = room;
 }
 
+/* Stops the reads: the socket's, or those of a hook that reads itself. */
+static void read_stop(loom_stream *s) {
+  if (s->hook != NULL && s->hook->read != NULL) s->hook->read(s, 0);
+  else uv_read_stop(&s->u.s);
+  s->reading = 0;
+}
+
+/*
+** A read came: its bytes are in the buffer already, and 'r' < 0 ends
+** the reads (UV_EOF, or an error).  The reader waiting runs now.  Also
+** for a hook that reads itself (a file: stdio.c).
+*/
+void loom__stream_got(loom_stream *s, int r) {
+  loom_host *H = host_of(s);
+  if (r < 0) {
+    if (r == UV_EOF) s->eof = 1;
+    else s->rerr = r;
+    read_stop(s);
+  }
+  if (H != NULL && s->readers != NULL) loom__list_resume(H, &s->readers);
+  /* the reader (if any) took what it wanted, or waits for more; a weak
+  ** stream reads only for a reader */
+  if (!s->closed && s->reading && s->readers == NULL
+      && (s->len >= READ_LIMIT || s->weak))
+    read_stop(s);
+}
+
 static void read_cb(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
   loom_stream *s = h->data;
-  loom_host *H = host_of(s);
   int r = 0;
   if (nread == 0) return;  /* EAGAIN */
   if (s->hook != NULL && (nread > 0 || nread == UV_EOF))
     r = s->hook->input(s, buf->base, nread > 0 ? (size_t)nread : 0);
   else if (nread > 0) s->len += (size_t)nread;
   else r = (int)nread;
-  if (r < 0) {
-    if (r == UV_EOF) s->eof = 1;
-    else s->rerr = r;
-    uv_read_stop(h);
-    s->reading = 0;
-  }
-  if (H != NULL && s->readers != NULL) loom__list_resume(H, &s->readers);
-  /* the reader (if any) took what it wanted, or waits for more */
-  if (!s->closed && s->reading && s->readers == NULL
-      && s->len >= READ_LIMIT) {
-    uv_read_stop(h);
-    s->reading = 0;
-  }
+  loom__stream_got(s, r);
 }
 
 /*
@@ -277,9 +294,11 @@ static void read_cb(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
 */
 static int start_reading(loom_stream *s, int wanted) {
   int r;
-  if (s->reading || s->eof || s->rerr || (!wanted && s->len >= READ_LIMIT))
+  if (s->reading || s->eof || s->rerr
+      || (!wanted && (s->len >= READ_LIMIT || s->weak)))
     return 0;
-  r = uv_read_start(&s->u.s, alloc_cb, read_cb);
+  if (s->hook != NULL && s->hook->read != NULL) r = s->hook->read(s, 1);
+  else r = uv_read_start(&s->u.s, alloc_cb, read_cb);
   if (r == 0) s->reading = 1;
   else s->rerr = r;
   return r;
@@ -610,9 +629,31 @@ static void write_cb(uv_write_t *req, int status) {
     stream_release(s);
     return;
   }
-  if (H != NULL && s->writers != NULL
-      && (uv_stream_get_write_queue_size(&s->u.s) <= s->hwm
-          || s->werr || s->pending == 0))
+  loom__stream_drained(s, 0);
+}
+
+/*
+** Bytes written to 's' and not yet handed to the kernel: libuv's queue
+** and its hook's own (a standard stream's: stdio.c).
+*/
+size_t loom__stream_queued(loom_stream *s) {
+  size_t n = uv_stream_get_write_queue_size(&s->u.s);
+  if (s->hook != NULL && s->hook->queued != NULL) n += s->hook->queued(s);
+  return n;
+}
+
+/*
+** Some of what was queued went out ('err' 0), or the writes failed:
+** the writers waiting wake once the queue is below the high-water mark
+** (those in flush once it is empty: they look again when they run).
+*/
+void loom__stream_drained(loom_stream *s, int err) {
+  loom_host *H = s->released ? NULL : host_of(s);
+  size_t queued;
+  if (err < 0 && s->werr == 0) s->werr = err;
+  if (H == NULL || s->writers == NULL) return;
+  queued = loom__stream_queued(s);
+  if (queued <= s->hwm || s->werr || (s->pending == 0 && queued == 0))
     while (s->writers != NULL) loom__list_wake(H, &s->writers);
 }
 
@@ -728,6 +769,26 @@ int loom__stream_send(loom_stream *s, char *chunk, size_t n) {
   return 0;
 }
 
+/*
+** Writes p[0, n) to 's' at once, without a Lua state and without
+** waiting: through its hook, else to the kernel, what it does not take
+** queued (a copy).  For writers that cannot suspend (the log).  Returns
+** 0 or a libuv error.
+*/
+int loom__stream_put(loom_stream *s, const char *p, size_t n) {
+  char *rest;
+  int r;
+  if (s->closed) return UV_ECANCELED;
+  if (s->werr) return s->werr;
+  if (s->hook != NULL) return s->hook->output(s, p, n);
+  r = loom__stream_try(s, p, n);
+  if (r < 0 || (size_t)r == n) return r < 0 ? r : 0;
+  rest = malloc(n - (size_t)r);
+  if (rest == NULL) return UV_ENOMEM;
+  memcpy(rest, p + r, n - (size_t)r);
+  return loom__stream_send(s, rest, n - (size_t)r);
+}
+
 /* Writes the strings at 2..top through the hook. */
 static int write_hook(lua_State *L, loom_stream *s) {
   int top = lua_gettop(L), i, r = 0;
@@ -793,7 +854,7 @@ static int write_k(lua_State *L, int status, lua_KContext ctx);
 static int write_wait(lua_State *L, loom_stream *s) {
   if (s->closed) return fail_closed(L);
   if (s->werr) return loom__stream_fail(L, s, "write to", s->werr);
-  if (uv_stream_get_write_queue_size(&s->u.s) > s->hwm) {
+  if (loom__stream_queued(s) > s->hwm) {
     loom_task *t = loom__enter(L, shost(L, s), "stream:write");
     loom__list_wait(&s->writers, t);
     return loom__wait(L, write_k, (lua_KContext)0);
@@ -833,7 +894,7 @@ static int flush_k(lua_State *L, int status, lua_KContext ctx);
 static int flush_body(lua_State *L, loom_stream *s) {
   if (s->closed) return fail_closed(L);
   if (s->werr) return loom__stream_fail(L, s, "write to", s->werr);
-  if (s->pending > 0) {
+  if (s->pending > 0 || loom__stream_queued(s) > 0) {
     loom_task *t = loom__enter(L, shost(L, s), "stream:flush");
     loom__list_wait(&s->writers, t);
     return loom__wait(L, flush_k, (lua_KContext)0);

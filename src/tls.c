@@ -240,7 +240,7 @@ static void tls_free(loom_stream *s) {
 }
 
 static const loom_stream_hook tls_hook = {
-  tls_input, tls_output, tls_finish, tls_reason, tls_free
+  tls_input, tls_output, tls_finish, tls_reason, tls_free, NULL, NULL
 };
 
 /* }==================================================================== */

@@ -138,13 +138,24 @@ for _, name in ipairs { "net", "fs", "process", "signal", "json" } do
   package.loaded["loom." .. name] = M[name]
 end
 
+M.log = core.embedded("loom.log")(core)
+
 -- loom.http is loaded on first use: it is larger than the rest, and a
--- script that speaks no HTTP need not parse it.
+-- script that speaks no HTTP need not parse it.  The standard streams
+-- are made on first use too: a script that never touches loom.stdin
+-- leaves standard input to C stdio.
+local STDIO = { stdin = 0, stdout = 1, stderr = 2 }
 setmetatable(M, { __index = function(t, k)
   if k == "http" then
     local http = require "loom.http"
     rawset(t, k, http)
     return http
+  end
+  local fd = STDIO[k]
+  if fd then
+    local s = core.stdio(fd)
+    rawset(t, k, s)
+    return s
   end
 end })
 

@@ -1,0 +1,569 @@
+--[[ spec/stdio_spec.lua: loom.stdin, loom.stdout, loom.stderr and
+  stdin:raw(on), against peers loom did not write: the shell's pipes and
+  files, a Python reader that keeps its writer waiting
+  (spec/peers/slow_reader.py) and a real terminal (tmux).
+
+  Every child runs under 'timeout' (helper.sh); a terminal test kills
+  its tmux server whatever happens.
+]]
+local h = require "spec.helper"
+local q = h.quote
+
+-- (not under the sanitizer run's LD_PRELOAD: it is not loom)
+local READER = "env -u LD_PRELOAD python3 spec/peers/slow_reader.py"
+
+-- Runs 'src' with the binary as 'loom SCRIPT' inside the shell command
+-- line 'cmdline' (where it says SCRIPT); returns stdout, stderr, status.
+local function pipeline(src, cmdline, stdin, limit)
+  local path = h.script(src)
+  local out, err, code = h.sh((cmdline:gsub("SCRIPT", function()
+    return q(h.loom_bin) .. " " .. q(path)
+  end)), stdin, limit)
+  os.remove(path)
+  return out, err, code
+end
+
+local function tmpfile()
+  local p = os.tmpname()
+  os.remove(p)
+  return p
+end
+
+local function read(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+-- The flags of this process's fd 'n' (a script's, read from /proc), as
+-- Lua source that sets the global 'nonblock'.
+local NONBLOCK_OF = [[
+local function nonblock(fd)
+  local f = assert(io.open("/proc/self/fdinfo/" .. fd))
+  local flags = f:read("a"):match("flags:%s*(%d+)")
+  f:close()
+  return tonumber(flags, 8) & 0x800 ~= 0  -- O_NONBLOCK
+end
+]]
+
+describe("loom.stdin, loom.stdout, loom.stderr", function()
+  it("are Streams, the same each time", function()
+    local out, err, code = h.run_src([[
+      assert(loom.stdout == loom.stdout and loom.stdin == loom.stdin)
+      print(tostring(loom.stdin), tostring(loom.stdout), tostring(loom.stderr))
+      print(getmetatable(loom.stdout).__name, type(loom.stdout.write))
+    ]])
+    assert.are.equal(0, code, err)
+    assert.are.same({ "loom.stream (stdin)\tloom.stream (stdout)\tloom.stream (stderr)",
+                      "loom.stream\tfunction" }, h.lines(out))
+  end)
+
+  describe("stdin", function()
+    it("reads lines from a pipe while other tasks run", function()
+      -- the shell writes one line, waits for the script to say it got
+      -- it (a file appears), writes the next: the reads wait, the
+      -- ticker ticks meanwhile
+      local mark = tmpfile()
+      local out, err, code = pipeline(([[
+        local ticks = 0
+        local ticker = loom.spawn(function()
+          while true do ticks = ticks + 1; loom.sleep(0.001) end
+        end)
+        local got = {}
+        for line in loom.stdin:lines() do
+          got[#got + 1] = line
+          io.open(%q .. #got, "w"):close()
+        end
+        ticker:cancel()
+        print(table.concat(got, ","), ticks > 0)
+      ]]):format(mark), ("(echo one; while [ ! -e %s1 ]; do sleep 0.01; done; "
+        .. "printf 'two\\r\\n'; while [ ! -e %s2 ]; do sleep 0.01; done; "
+        .. "printf 'three') | SCRIPT"):format(mark, mark))
+      os.remove(mark .. "1"); os.remove(mark .. "2"); os.remove(mark .. "3")
+      assert.are.equal(0, code, err)
+      assert.are.equal("one,two,three\ttrue\n", out)
+    end)
+
+    it("reads a file on the thread pool: read_line, read(n), read_all, EOF", function()
+      local input = ("line %d\n"):rep(3):format(1, 2, 3) .. string.rep("z", 200000)
+      local path = h.script([[
+        local l1 = loom.stdin:read_line()
+        local l2 = loom.stdin:read_line()
+        local five = loom.stdin:read_exactly(5)
+        local rest = loom.stdin:read_all()
+        local none, msg, c = loom.stdin:read()
+        print(l1, l2, five, #rest, rest:sub(1, 2), rest:sub(-1), none, c)
+      ]])
+      local out, err, code = h.run_bin({ path }, input)
+      os.remove(path)
+      assert.are.equal(0, code, err)
+      assert.are.equal("line 1\tline 2\tline \t200002\t3\n\tz\tnil\tEOF\n", out)
+    end)
+
+    it("/dev/null is at its end at once", function()
+      local out, err, code = h.run_src([[
+        print(loom.stdin:read_line())
+        print(select("#", loom.stdin:read_all()), loom.stdin:read_all() == "")
+      ]])
+      assert.are.equal(0, code, err)
+      assert.are.equal("nil\tread from 'stdin': end of file\tEOF\n1\ttrue\n", out)
+    end)
+
+    it("does not keep the process alive, nor read what nobody waits for", function()
+      -- stdin stays open (the writer sleeps): a script that took one
+      -- line and ended exits at once, not when the writer is done
+      local t0 = h.clock()
+      local dir = h.tmpdir()
+      local out, err, code = pipeline([[
+        print(loom.stdin:read_line())
+        loom.spawn(function() loom.sleep(0.01) print("later") end)
+      ]], ([[
+        mkfifo %s/in
+        (echo first; exec sleep 20) > %s/in & writer=$!
+        SCRIPT < %s/in
+        echo "status $?"
+        kill $writer
+      ]]):format(dir, dir, dir), nil, 30)
+      h.rmtree(dir)
+      assert.are.equal(0, code, err)
+      assert.are.equal("first\nlater\nstatus 0\n", out)
+      if not h.coarse then assert.is_true(h.clock() - t0 < 10) end
+    end)
+
+    it("a pipe keeps blocking mode for C stdio and the writer", function()
+      local out, err, code = pipeline(NONBLOCK_OF .. [[
+        assert(loom.stdin:read_line() == "a")
+        print(nonblock(0))
+        loom.stdin:close()
+        print(io.read("l"))  -- C stdio on fd 0: the description loom
+                             -- did not touch (loom's buffer took "b")
+      ]], "printf 'a\\nb\\n' | SCRIPT")
+      assert.are.equal(0, code, err)
+      assert.are.equal("false\nnil\n", out)
+    end)
+
+    it("raw(true) on something that is not a terminal: nil, msg, ENOTTY", function()
+      local out, err, code = h.run_src([[
+        print(loom.stdin:raw(true))
+        print(loom.stdout:raw(false))
+        local ok, e = pcall(loom.stdin.raw, 42)
+        print(e)
+      ]])
+      assert.are.equal(0, code, err)
+      local l = h.lines(out)
+      assert.are.equal("nil\traw mode of 'stdin': inappropriate ioctl for device\tENOTTY", l[1])
+      assert.are.equal("nil\traw mode of 'stdout': inappropriate ioctl for device\tENOTTY", l[2])
+      assert.matches("bad argument #1 to 'stream:raw' %(loom.stream expected, got number%)", l[3])
+    end)
+  end)
+
+  describe("stdout", function()
+    it("writes to a slow pipe with backpressure, the loop running", function()
+      local got, go = tmpfile(), tmpfile()
+      local out, err, code = pipeline(([[
+        local ticks = 0
+        local ticker = loom.spawn(function()
+          while true do ticks = ticks + 1; loom.sleep(0.001) end
+        end)
+        local w = loom.spawn(function()
+          local block = string.rep("x", 65535) .. "\n"
+          for i = 1, 32 do assert(loom.stdout:write(block)) end
+          assert(loom.stdout:flush())
+        end)
+        loom.sleep(0.05)
+        local before = ticks  -- the writer waits for the reader
+        io.open(%q, "w"):close()
+        w:await()
+        ticker:cancel()
+        io.stderr:write(tostring(w:done()), " ", tostring(before > 0), "\n")
+      ]]):format(go), ("SCRIPT | %s %s --after %s"):format(READER, got, go))
+      os.remove(go)
+      local data = read(got)
+      os.remove(got)
+      assert.are.equal(0, code, err)
+      assert.are.equal("true true\n", err)
+      assert.are.equal(32 * 65536, #data)
+      assert.are.equal(string.rep(string.rep("x", 65535) .. "\n", 32), data)
+    end)
+
+    it("print, io.write, io.stdout:write and stream writes keep their order (a slow pipe)", function()
+      local got, go = tmpfile(), tmpfile()
+      local _, err, code = pipeline(([[
+        local block = string.rep("b", 200000) .. "\n"
+        -- the stream queues (the reader waits), so C stdio's writes
+        -- after it must go behind it; its writes below do not wait
+        loom.stdout:limits{ high_water = 4 * 1024 * 1024 }
+        print("first")
+        local w = loom.spawn(function() loom.stdout:write("stream ", block) end)
+        loom.yield()
+        for i = 1, 2000 do
+          if i %% 4 == 0 then print("print", i)
+          elseif i %% 4 == 1 then io.write("io.write ", i, "\n")
+          elseif i %% 4 == 2 then io.stdout:write("file ", i, "\n")
+          else loom.stdout:write("stream ", i, "\n") end
+        end
+        io.open(%q, "w"):close()
+        w:await()
+        print("last")
+      ]]):format(go), ("SCRIPT | %s %s --after %s --chunk 512"):format(
+        READER, got, go))
+      os.remove(go)
+      local data = read(got)
+      os.remove(got)
+      assert.are.equal(0, code, err)
+      local l = h.lines(data)
+      assert.are.equal(2003, #l)
+      assert.are.equal("first", l[1])
+      assert.are.equal("stream " .. string.rep("b", 200000), l[2])
+      for i = 1, 2000 do
+        local n = tonumber(l[i + 2]:match("(%d+)$"))
+        assert.are.equal(i, n, "line " .. i + 2 .. ": " .. l[i + 2])
+      end
+      assert.are.equal("last", l[2003])
+    end)
+
+    it("print, io.write and stream writes keep their order (a file)", function()
+      local path = tmpfile()
+      local _, err, code = pipeline([[
+        io.write("a")
+        loom.stdout:write("b")
+        print("c")
+        loom.stdout:write("d\n")
+        io.write("e ", 1, " ", 2.5, "\n")
+        io.stdout:write("f\n")
+        loom.stdout:write("g\n")
+      ]], "SCRIPT > " .. q(path))
+      local data = read(path)
+      os.remove(path)
+      assert.are.equal(0, code, err)
+      assert.are.equal("abc\nd\ne 1 2.5\nf\ng\n", data)
+    end)
+
+    it("print to a full pipe loses nothing, and fd 1 stays blocking", function()
+      local got = tmpfile()
+      local _, err, code = pipeline(NONBLOCK_OF .. [[
+        loom.stdout:write("start\n")
+        io.stderr:write(tostring(nonblock(1)), "\n")
+        for i = 1, 100000 do print(i) end
+      ]], ("SCRIPT | %s %s --chunk 4096 --pause 0.0005"):format(READER, got))
+      local data = read(got)
+      os.remove(got)
+      assert.are.equal(0, code, err)
+      assert.are.equal("false\n", err)
+      local l = h.lines(data)
+      assert.are.equal(100001, #l)
+      assert.are.equal("start", l[1])
+      for i = 1, 100000 do
+        if l[i + 1] ~= tostring(i) then
+          error(("line %d: %q"):format(i + 1, l[i + 1]))
+        end
+      end
+    end)
+
+    it("on a socket (stdin and stdout one description): nothing lost, nothing left non-blocking", function()
+      local input = h.script("one\ntwo\n")
+      local path = h.script(NONBLOCK_OF .. [[
+        local got = {}
+        for line in loom.stdin:lines() do got[#got + 1] = line end
+        loom.stdout:write(table.concat(got, ","), "\n")
+        loom.stdout:write(tostring(nonblock(0)), " ", tostring(nonblock(1)), "\n")
+        local w = loom.spawn(function() loom.stdout:write(string.rep("s", 300000), "\n") end)
+        loom.yield()
+        for i = 1, 30000 do print(i) end
+        w:await()
+      ]])
+      local out, err, code = h.sh(("env -u LD_PRELOAD python3 spec/peers/socket_stdio.py %s env %s %s %s")
+        :format(q(input), q("LD_PRELOAD=" .. (os.getenv("LD_PRELOAD") or "")), q(h.loom_bin), q(path)))
+      os.remove(input); os.remove(path)
+      assert.are.equal(0, code, err)
+      local l = h.lines(out)
+      assert.are.same({ "one,two", "false false", string.rep("s", 300000) },
+                      { l[1], l[2], l[3] })
+      assert.are.equal(30003, #l)
+      for i = 1, 30000 do
+        if l[i + 3] ~= tostring(i) then error(("line %d: %q"):format(i + 3, l[i + 3])) end
+      end
+    end)
+
+    it("a reader gone: writes fail with EPIPE, print does not kill", function()
+      local _, err, code = pipeline([[
+        loom.stdout:write("one\n")
+        loom.sleep(0.1)
+        local r
+        for i = 1, 1000 do
+          local ok, msg, c = loom.stdout:write(string.rep("y", 4096))
+          if not ok then r = c break end
+        end
+        print("after")
+        io.stderr:write(tostring(r), "\n")
+      ]], "SCRIPT | head -c 1 >/dev/null")
+      assert.are.equal(0, code, err)
+      assert.are.equal("EPIPE\n", err)
+    end)
+
+    it("what is queued at os.exit goes out", function()
+      local got, go = tmpfile(), tmpfile()
+      local _, err, code = pipeline(([[
+        loom.spawn(function() loom.stdout:write(string.rep("q", 300000), "\n") end)
+        loom.yield()
+        print("after the queue")
+        io.open(%q, "w"):close()
+        os.exit(3)
+      ]]):format(go), ("SCRIPT | %s %s --after %s; exit ${PIPESTATUS:-0}"):format(
+        READER, got, go))
+      os.remove(go)
+      local data = read(got)
+      os.remove(got)
+      assert.are.equal(0, code, err)
+      assert.are.equal(string.rep("q", 300000) .. "\nafter the queue\n", data)
+    end)
+
+    it("what is queued goes out on SIGTERM, which then ends the process", function()
+      local got, go = tmpfile(), tmpfile()
+      local out, err = pipeline(([[
+        loom.spawn(function() loom.stdout:write(string.rep("t", 300000), "\n") end)
+        loom.yield()
+        print("queued")
+        local f = assert(io.open("/proc/self/stat"))
+        local pid = f:read("a"):match("^(%%d+)")
+        f:close()
+        io.open(%q .. ".pid", "w"):write(pid):close()
+        loom.sleep(30)
+      ]]):format(go), ([[
+        SCRIPT | %s %s --after %s &
+        while [ ! -s %s.pid ]; do sleep 0.01; done
+        kill -TERM $(cat %s.pid)
+        touch %s
+        wait
+        echo done
+      ]]):format(READER, got, go, go, go, go))
+      os.remove(go); os.remove(go .. ".pid")
+      local data = read(got)
+      os.remove(got)
+      assert.are.equal("done\n", out, err)
+      assert.are.equal(string.rep("t", 300000) .. "\nqueued\n", data)
+    end)
+
+    it("the module: what is queued goes out when the state closes", function()
+      local got, go = tmpfile(), tmpfile()
+      local path = h.script(("package.cpath = %q .. package.cpath\n"):format(
+        h.build .. "/lua/?.so;") .. ([[
+        local loom = require "loom"
+        loom.run(function()
+          loom.spawn(function() loom.stdout:write(string.rep("m", 300000), "\n") end)
+          loom.yield()
+          print("module")
+          io.open(%q, "w"):close()
+        end)
+      ]]):format(go))
+      local _, err, code = h.sh(("lua5.4 %s | %s %s --after %s"):format(
+        q(path), READER, got, go))
+      os.remove(path); os.remove(go)
+      local data = read(got)
+      os.remove(got)
+      assert.are.equal(0, code, err)
+      assert.are.equal(string.rep("m", 300000) .. "\nmodule\n", data)
+    end)
+  end)
+
+  describe("stderr", function()
+    it("is standard error, in order with io.stderr", function()
+      local out, err, code = h.run_src([[
+        io.stderr:write("1\n")
+        loom.stderr:write("2\n")
+        io.stderr:write("3\n")
+      ]])
+      assert.are.equal(0, code, err)
+      assert.are.equal("", out)
+      assert.are.equal("1\n2\n3\n", err)
+    end)
+  end)
+end)
+
+
+-- {====================================================================
+-- A real terminal: tmux
+
+local function have_tmux()
+  return os.execute("command -v tmux >/dev/null 2>&1")
+end
+
+-- The environment a script in tmux gets: the sanitizer run's, which
+-- tmux itself (not built with them) must not have.
+local function loom_env()
+  local parts = {}
+  for _, k in ipairs { "LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS",
+                       "LOOM_CLOSE_AT_EXIT" } do
+    local v = os.getenv(k)
+    if v then parts[#parts + 1] = q(k .. "=" .. v) end
+  end
+  return "env " .. table.concat(parts, " ")
+end
+
+--[[ Runs 'src' with the binary in a new tmux session (80x24), followed
+  in the same terminal by 'stty -a' into a file.  'drive(t)' then acts:
+  t.wait(path) waits for a file the script writes, t.keys(...) types,
+  t.pid() the script's pid (it must write it with WRITE_PID), t.screen()
+  the terminal's text.  Returns what stty said after the script and the
+  script's exit status.  The server is killed whatever happens. ]]
+local WRITE_PID = [[
+local function write_pid(path)
+  local f = assert(io.open("/proc/self/stat"))
+  local pid = f:read("a"):match("^(%d+)")
+  f:close()
+  local g = assert(io.open(path .. ".tmp", "w"))
+  g:write(pid)
+  g:close()
+  os.rename(path .. ".tmp", path)
+end
+]]
+
+local function in_tmux(src, drive)
+  local dir = h.tmpdir()
+  local sock = "loom-stdio-" .. dir:match("[^/]+$")
+  local script = dir .. "/script.lua"
+  local f = assert(io.open(script, "w"))
+  f:write(WRITE_PID, ("local DIR = %q\n"):format(dir), src)
+  f:close()
+  local bin = h.loom_bin:sub(1, 1) == "/" and h.loom_bin
+              or os.getenv("PWD") .. "/" .. h.loom_bin
+  local cmd = ("%s %s %s 2>%s/stderr; echo $? > %s/status.tmp; "
+    .. "mv %s/status.tmp %s/status; stty -a > %s/stty.tmp; mv %s/stty.tmp %s/stty; "
+    .. "sleep 60"):format(loom_env(), q(bin), q(script), dir, dir, dir, dir,
+                          dir, dir, dir)
+  local tmux = "env -u LD_PRELOAD -u ASAN_OPTIONS -u UBSAN_OPTIONS "
+    .. "TERM=xterm timeout 120 tmux -L " .. sock
+  local function run(args)
+    return os.execute(tmux .. " " .. args .. " >/dev/null 2>&1")
+  end
+  local t = {}
+  function t.wait(name, secs)
+    local deadline = os.time() + (secs or 30)
+    while not read(dir .. "/" .. name) do
+      if os.time() > deadline then
+        error("no " .. name .. " from the script; stderr: "
+          .. tostring(read(dir .. "/stderr")) .. "\nscreen:\n" .. t.screen())
+      end
+      os.execute("sleep 0.02")
+    end
+    return read(dir .. "/" .. name)
+  end
+  function t.keys(...)
+    local args = {}
+    for _, k in ipairs { ... } do args[#args + 1] = q(k) end
+    assert(run("send-keys -t 0 " .. table.concat(args, " ")))
+  end
+  function t.pid() return t.wait("pid") end
+  function t.screen()
+    local p = io.popen(tmux .. " capture-pane -p -t 0 2>/dev/null")
+    local s = p:read("a")
+    p:close()
+    return s
+  end
+  function t.stderr() return read(dir .. "/stderr") end
+  local ok, e = pcall(function()
+    assert(run(("new-session -d -x 80 -y 24 %s"):format(q(cmd))),
+      "tmux did not start")
+    drive(t)
+    return { stty = t.wait("stty"), status = tonumber(t.wait("status")),
+             stderr = t.stderr() }
+  end)
+  run("kill-server")
+  h.rmtree(dir)
+  if not ok then error(e, 0) end
+  return e
+end
+
+-- Whether stty's report says canonical mode with echo, as a shell has.
+local function cooked(stty)
+  return stty:find("%f[%w-]icanon") ~= nil and stty:find("%f[%w-]echo%f[^%w]") ~= nil
+    and stty:find("%f[%w-]isig") ~= nil
+end
+
+local RAW_READER = [[
+assert(loom.stdin:raw(true))
+write_pid(DIR .. "/pid")
+local got = {}
+while #got < 3 do
+  local c = assert(loom.stdin:read(1))
+  got[#got + 1] = c:byte()
+end
+local f = assert(io.open(DIR .. "/keys", "w"))
+f:write(table.concat(got, ","))
+f:close()
+]]
+
+describe("a terminal (tmux)", function()
+  if not have_tmux() then
+    pending("tmux is not installed")
+    return
+  end
+
+  it("raw mode reads each key as typed, no Enter, no echo; restored at exit", function()
+    local r = in_tmux(RAW_READER .. [[
+      print("typed")
+    ]], function(t)
+      t.pid()
+      t.keys("a", "b")
+      t.keys("C-c")  -- raw: a byte like any other, no SIGINT
+      assert.are.equal("97,98,3", t.wait("keys"))
+      t.wait("status")
+      local screen = t.screen()
+      assert.is_nil(screen:find("ab", 1, true), screen)  -- no echo
+    end)
+    assert.are.equal(0, r.status, r.stderr)
+    assert.is_true(cooked(r.stty), r.stty)
+  end)
+
+  it("restored after an uncaught error", function()
+    local r = in_tmux(RAW_READER .. [[
+      error("after the keys")
+    ]], function(t)
+      t.pid()
+      t.keys("x", "y", "z")
+      t.wait("keys")
+    end)
+    assert.are.equal(1, r.status)
+    assert.matches("after the keys", r.stderr)
+    assert.is_true(cooked(r.stty), r.stty)
+  end)
+
+  it("restored after SIGINT (the main task is cancelled)", function()
+    local r = in_tmux(RAW_READER, function(t)
+      assert(os.execute("kill -INT " .. t.pid()))
+    end)
+    assert.are.equal(130, r.status)
+    assert.is_true(cooked(r.stty), r.stty)
+  end)
+
+  it("restored after SIGTERM, which still ends the process", function()
+    local r = in_tmux(RAW_READER, function(t)
+      assert(os.execute("kill -TERM " .. t.pid()))
+    end)
+    assert.are.equal(143, r.status)
+    assert.is_true(cooked(r.stty), r.stty)
+  end)
+
+  it("raw(false) turns it off; reading lines on a terminal", function()
+    local r = in_tmux([[
+      assert(loom.stdin:raw(true))
+      assert(loom.stdin:raw(false))
+      write_pid(DIR .. "/pid")
+      local line = loom.stdin:read_line()
+      loom.stdout:write("[", line, "]\n")
+      print("print after")
+    ]], function(t)
+      t.pid()
+      t.keys("hello", "Enter")
+      t.wait("status")
+      local screen = t.screen()
+      assert.truthy(screen:find("hello\n[hello]\nprint after", 1, true), screen)
+    end)
+    assert.are.equal(0, r.status, r.stderr)
+    assert.is_true(cooked(r.stty), r.stty)
+  end)
+end)
+
+-- }====================================================================
