@@ -43,9 +43,9 @@
 ** The terminal is restored whenever the prompt goes: a line read, the
 ** reading task cancelled, the editor closed (close, <close>, __gc, its
 ** host closing), at exit (atexit), and on SIGTERM, SIGHUP and SIGQUIT,
-** whose default would end the process with the terminal raw: while a
-** prompt shows, each of those that has no handler gets one that puts
-** the terminal back and dies of the signal as it would have.
+** which may end the process with the terminal raw: while a prompt
+** shows, a handler of ours puts the terminal back first, then passes
+** the signal on to what handled it before (or dies of it).
 */
 #include <errno.h>
 #include <fcntl.h>
@@ -228,15 +228,31 @@ static const int fatal_signals[] = {SIGTERM, SIGHUP, SIGQUIT};
 static struct sigaction fatal_old[NFATAL];
 static int fatal_set[NFATAL];
 
-/* the terminal and its mode for the handler, set before it is */
+/* the terminal and its modes for the handler, set before it is */
 static int tty_fd = -1;
-static struct termios tty_mode;
+static struct termios tty_mode, tty_raw;
+static volatile sig_atomic_t tty_lost;  /* the handler put 'tty_mode' back */
 
-static void fatal_handler(int signum) {
+/*
+** The terminal's mode goes back first; then the signal goes where it
+** went before: its default (the process ends of it, as it would have),
+** or the handler that was there (libuv's, for a script that watches it
+** or for the standard streams' default, which then run on the loop).
+*/
+static void fatal_handler(int signum, siginfo_t *info, void *context) {
   int saved = errno;
+  size_t i;
   tcsetattr(tty_fd, TCSANOW, &tty_mode);
-  signal(signum, SIG_DFL);
-  raise(signum);  /* blocked until the handler returns: then it ends us */
+  tty_lost = 1;
+  for (i = 0; i < NFATAL && fatal_signals[i] != signum; i++) continue;
+  if (i < NFATAL && (fatal_old[i].sa_flags & SA_SIGINFO))
+    fatal_old[i].sa_sigaction(signum, info, context);
+  else if (i == NFATAL || fatal_old[i].sa_handler == SIG_DFL) {
+    signal(signum, SIG_DFL);
+    raise(signum);  /* blocked until the handler returns: then it ends us */
+  }
+  else if (fatal_old[i].sa_handler != SIG_IGN)
+    fatal_old[i].sa_handler(signum);
   errno = saved;
 }
 
@@ -244,14 +260,16 @@ static void fatal_catch(loom_editor *ed) {
   size_t i;
   tty_fd = ed->fd;
   tty_mode = ed->tio;
+  tty_lost = 0;
   for (i = 0; i < NFATAL; i++) {
     struct sigaction sa;
     if (sigaction(fatal_signals[i], NULL, &fatal_old[i]) != 0) continue;
-    if ((fatal_old[i].sa_flags & SA_SIGINFO)
-        || fatal_old[i].sa_handler != SIG_DFL)
-      continue;  /* someone handles it: theirs to do */
+    if (!(fatal_old[i].sa_flags & SA_SIGINFO)
+        && fatal_old[i].sa_handler == SIG_IGN)
+      continue;  /* it ends nothing */
     memset(&sa, 0, sizeof sa);
-    sa.sa_handler = fatal_handler;
+    sa.sa_sigaction = fatal_handler;
+    sa.sa_flags = SA_SIGINFO | (fatal_old[i].sa_flags & SA_RESTART);
     sigemptyset(&sa.sa_mask);
     fatal_set[i] = sigaction(fatal_signals[i], &sa, NULL) == 0;
   }
@@ -265,9 +283,16 @@ static void fatal_release(void) {
     if (!fatal_set[i]) continue;
     fatal_set[i] = 0;
     if (sigaction(fatal_signals[i], NULL, &cur) == 0
-        && !(cur.sa_flags & SA_SIGINFO) && cur.sa_handler == fatal_handler)
+        && (cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == fatal_handler)
       sigaction(fatal_signals[i], &fatal_old[i], NULL);
   }
+}
+
+/* The prompt goes on after such a signal (a script took it): raw again. */
+static void tty_regain(void) {
+  if (!tty_lost) return;
+  tty_lost = 0;
+  tcsetattr(tty_fd, TCSADRAIN, &tty_raw);
 }
 
 /* }==================================================================== */
@@ -448,6 +473,7 @@ static void tty_guard(loom_host *H, int after) {
   loom_editor *ed = shown;
   (void)H;
   if (ed == NULL || in_edit) return;  /* libedit draws: leave it be */
+  tty_regain();
   if (!after) {
     if (ed->guards++ == 0) {
       fflush(stdout);
@@ -489,6 +515,7 @@ static int prompt_start(loom_editor *ed, loom_host *H, const char *prompt) {
   ed->prompting = 1;
   fflush(stdout);
   rl_callback_handler_install(prompt, on_line);
+  tcgetattr(ed->fd, &tty_raw);
   H->tty_guard = tty_guard;
   return 0;
 }
@@ -556,6 +583,11 @@ static void poll_cb(uv_poll_t *p, int status, int events) {
     return;
   }
   if (status < 0) ed->eof = 1;
+  tty_regain();
+  if (ed->erased) {  /* a writer that raised never said it was done */
+    ed->guards = 0;
+    redraw(ed);
+  }
   for (i = 0; i < KEYS_PER_ROUND; i++) {
     if (ed->outcome != READ_NONE || ed->eof || !ed->prompting) break;
     edit_key();
