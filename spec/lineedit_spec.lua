@@ -38,9 +38,10 @@ local ed = assert(le.open{
     return {"loom.net", "loom.now", "loom.sleep", "loom.spawn", 42}
   end,
 })
+local pid = io.open("/proc/self/stat"):read("a"):match("^%d+")
 do  -- for the tests that send signals
   local f = assert(io.open("pid", "w"))
-  f:write(io.open("/proc/self/stat"):read("a"):match("^%d+"))
+  f:write(pid)
   f:close()
 end
 if mode == "ticks" then
@@ -51,6 +52,10 @@ elseif mode == "error" then
   loom.spawn(function() ed:read("e> ") end)
   signal.wait("SIGUSR1")
   error("boom")
+elseif mode == "killed" then  -- a watcher, whose process then dies
+  signal.on("SIGTERM", function()
+    require("loom.process").kill(tonumber(pid), "SIGKILL")
+  end)
 elseif mode == "exit" then
   signal.on("SIGUSR1", function() os.exit(3) end)
 elseif mode == "misuse" then
@@ -305,6 +310,40 @@ describe_tty("loom.lineedit on a terminal", function()
       if not ok then error(e, 0) end
     end)
 
+  it("prints a task's output above the prompt, the line kept", with_term(
+    { "ticks" }, function(t)
+      t:wait("tick 2")
+      t:type("typed while it ticks")
+      t:press("Left", "Left")
+      t:type("#")
+      t:wait("tick 20")
+      -- the prompt and the line are below every tick, never cut (on the
+      -- screen: what tmux keeps above it may hold a prompt drawn before
+      -- it gave the pane its size)
+      local s = t:screen()
+      local rows = helper.lines(s)
+      assert.equal("> typed while it tic#ks", rows[#rows])
+      for i = 1, #rows - 1 do
+        assert.truthy(rows[i]:match("^tick %d+$"), s)
+      end
+      -- a line longer than the terminal is wide: two rows to take away
+      t:press("End")
+      t:type((" and on"):rep(14))
+      local long = "> typed while it tic#ks" .. (" and on"):rep(14)
+      t:wait(long:sub(1, 100))
+      local seen = tonumber(t:screen():match(".*tick (%d+)"))
+      t:wait("tick " .. seen + 5)
+      s = t:screen()
+      rows = helper.lines(s)
+      assert.equal(long:sub(1, 100), rows[#rows - 1], s)
+      assert.equal(long:sub(101), rows[#rows], s)
+      for i = 1, #rows - 2 do
+        assert.truthy(rows[i]:match("^tick %d+$"), s)
+      end
+      t:press("Enter")
+      t:wait_line("[" .. long:sub(3, 100))
+    end))
+
   it("completes a word with Tab: one match, then several", with_term(
     { "plain" }, function(t)
       t:wait_line(">")
@@ -336,7 +375,7 @@ describe_tty("loom.lineedit on a terminal", function()
       t:wait_line("[boom!|nil]")
       t:type("yield")
       t:press("Tab")
-      t:wait("outside a task")
+      t:wait("loom.sleep called")
       t:press("Enter")
       t:wait_line("[yield|nil]")
     end))
@@ -455,6 +494,14 @@ describe_tty("loom.lineedit on a terminal", function()
       assert.equal(143, (t:exit_status()))
       assert.truthy(t:restored())
     end))
+
+    it("on a SIGTERM that a script watches", with_term({ "killed" },
+      function(t)
+        t:wait_line(">")
+        helper.sh("kill -TERM " .. t:pid())
+        assert.equal(137, (t:exit_status()))
+        assert.truthy(t:restored())
+      end))
   end)
 end)
 
