@@ -76,6 +76,13 @@ elseif mode == "misuse" then
   collectgarbage()
   say("after __gc:", le.open{}:close())
   return
+elseif mode == "handover" then  -- a reader cancelled, the next at once
+  local first = loom.spawn(function() return ed:read("a> ") end)
+  loom.yield()
+  first:cancel()
+  local line = ed:read("b> ")
+  say("first:", pcall(first.await, first))
+  say("second:", line)
 elseif mode == "timeout" then
   say("timed out:", pcall(loom.timeout, 0.2, ed.read, ed, "t> "))
 end
@@ -448,6 +455,15 @@ describe_tty("loom.lineedit on a terminal", function()
     has("after __gc: true")
     assert.truthy(t:restored())
   end))
+
+  it("hands the terminal from a cancelled reader to the next",
+    with_term({ "handover" }, function(t)
+      t:wait_line("b>")
+      t:type("for b")
+      t:press("Enter")
+      t:wait("first: false loom.Cancelled")
+      t:wait_line("second: for b")
+    end))
 
   describe("gives the terminal back", function()
     it("when the editor closes", with_term({ "plain" }, function(t)

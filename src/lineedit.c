@@ -97,6 +97,7 @@ typedef struct loom_editor {
   char *line;              /* READ_LINE: the line (libedit's malloc) */
   char *complete_error;    /* what the complete function raised */
   int outcome;             /* READ_*: how the read ended */
+  unsigned owner;          /* the id of the task the prompt is for */
   int guards;              /* tty_guard calls that wait for their end */
   unsigned prompting : 1;  /* a prompt shows: the terminal is raw */
   unsigned erased : 1;     /* the prompt is erased for output */
@@ -488,9 +489,15 @@ static void tty_guard(loom_host *H, int after) {
 ** Shows 'prompt' and lets libedit have the terminal; returns 0 or a
 ** libuv error.
 */
-static int prompt_start(loom_editor *ed, loom_host *H, const char *prompt) {
-  char *copy = strdup(prompt);
+static int prompt_start(loom_editor *ed, loom_host *H, loom_task *t,
+                        const char *prompt) {
+  char *copy;
   int err;
+  if (ed->prompting) {  /* a cancelled reader's, not yet taken away */
+    leave_line(ed, "");
+    prompt_stop(ed);
+  }
+  copy = strdup(prompt);
   if (copy == NULL) return UV_ENOMEM;
   if (tcgetattr(ed->fd, &ed->tio) != 0) {
     free(copy);
@@ -505,6 +512,7 @@ static int prompt_start(loom_editor *ed, loom_host *H, const char *prompt) {
   free(ed->prompt);
   ed->prompt = copy;
   ed->outcome = READ_NONE;
+  ed->owner = t->id;
   ed->guards = 0;
   ed->erased = 0;
   fatal_catch(ed);
@@ -826,7 +834,8 @@ static void editor_close(loom_handle *h, int why) {
   history_save(ed);
   if (H != NULL) {
     while (ed->readers != NULL) loom__list_wake(H, &ed->readers);
-    luaL_unref(H->mainL, LUA_REGISTRYINDEX, ed->complete_ref);
+    if (!H->state_closing)
+      luaL_unref(H->mainL, LUA_REGISTRYINDEX, ed->complete_ref);
   }
   ed->complete_ref = LUA_NOREF;
   if (open_ed == ed) open_ed = NULL;
@@ -1006,7 +1015,7 @@ static int ed_read(lua_State *L) {
     lua_pushliteral(L, "eof");
     return 2;
   }
-  err = prompt_start(ed, H, prompt);
+  err = prompt_start(ed, H, t, prompt);
   if (err < 0) return loom__fail(L, "read from", "the terminal", err);
   loom__list_wait(&ed->readers, t);
   return loom__wait(L, read_k, 0);
@@ -1018,11 +1027,14 @@ static int ed_read(lua_State *L) {
 */
 static int read_k(lua_State *L, int status, lua_KContext ctx) {
   loom_editor *ed = *(loom_editor **)lua_touserdata(L, 1);
+  loom_task *t = loom__host(L)->current;
   int outcome = READ_EOF;  /* the editor was closed */
   (void)status; (void)ctx;
-  if (ed != NULL) {
+  /* a prompt shown since for another reader is not this one's */
+  if (ed != NULL && t != NULL && ed->owner == t->id) {
     outcome = ed->outcome;
     ed->outcome = READ_NONE;
+    ed->owner = 0;
     if (outcome == READ_NONE && ed->prompting) {  /* not woken by a key */
       leave_line(ed, "");
       prompt_stop(ed);
