@@ -87,7 +87,7 @@ describe("loom command line", function()
       local out, err, code = loom({ "-l", "nosuchmod", "-e", "1" })
       assert.are.equal("", out)
       assert.are.equal(1, code)
-      assert.matches("^loom: module 'nosuchmod' not found:\n", err)
+      assert.matches("^module 'nosuchmod' not found:\n", helper.unlog(err))
       assert.not_matches("loom%.cli", err)
       assert.not_matches("unexpected symbol", err)
     end)
@@ -96,11 +96,12 @@ describe("loom command line", function()
       local out, err, code = loom({ "-e", "x = 1", "-e", "error('x')" })
       assert.are.equal("", out)
       assert.are.equal(1, code)
-      assert.are.equal("loom: (command line):1: x\n"
+      assert.are.equal("ERROR", helper.records(err)[1].level)
+      assert.are.equal("(command line):1: x\n"
         .. "stack traceback of task 'main':\n"
         .. "\t[C]: in function 'error'\n"
         .. "\t(command line):1: in main chunk\n"
-        .. "\t[C]: in ?\n", err)
+        .. "\t[C]: in ?\n", helper.unlog(err))
     end)
 
     it("a script after -e shows 'main chunk' in its traceback", function()
@@ -168,7 +169,7 @@ describe("loom command line", function()
       out, err, code = loom({ "-e", "print('e')" }, { LUA_INIT_5_4 = "error('boom')" })
       assert.are.equal("", out)
       assert.are.equal(1, code)
-      assert.matches("^loom: LUA_INIT_5_4:1: boom\n", err)
+      assert.matches("^LUA_INIT_5_4:1: boom\n", helper.unlog(err))
       assert.matches("LUA_INIT_5_4:1: in main chunk", err)
     end)
 
@@ -222,7 +223,8 @@ describe("loom command line", function()
       local out, err, code = interrupt({ "-e", READY .. "while true do end" })
       assert.are.equal("ready\n", out)
       assert.are.equal(130, code)
-      assert.are.equal("loom: interrupted!\n"
+      err = helper.unlog(err)
+      assert.are.equal("interrupted!\n"
         .. "stack traceback of task 'main':\n"
         .. "\t(command line):1: in main chunk\n"
         .. "\t[C]: in ?\n", err)
@@ -241,7 +243,8 @@ describe("loom command line", function()
       ]] })
       assert.are.equal(130, code)
       assert.are.same({ "ready", "main\ttrue" }, lines(out))
-      assert.matches("^loom: error in task 'spinner': interrupted!\n", err)
+      err = helper.unlog(err)
+      assert.matches("^error in task 'spinner': interrupted!\n", err)
       assert.matches("stack traceback of task 'spinner':\n\t%(command line%):%d+: "
         .. "in function <%(command line%):1>\n$", err)
     end)
@@ -275,7 +278,8 @@ describe("loom command line", function()
       ]] })
       assert.are.equal("ready\n", out)
       assert.are.equal(130, code)
-      assert.matches("^loom: interrupted!\nstack traceback of task 'task%-%d+':\n", err)
+      err = helper.unlog(err)
+      assert.matches("^interrupted!\nstack traceback of task 'task%-%d+':\n", err)
       assert.matches("awaited by task 'main'", err)
     end)
 

@@ -136,6 +136,35 @@ end
 
 function M.rmtree(path) os.execute("rm -rf " .. quote(path)) end
 
+--- The records of loom.log's text format in 's' (a program's stderr):
+-- a list of {ts =, level =, task =, msg =}, 'msg' with its further
+-- lines joined back, unindented; lines that are no record's are
+-- records of their own with only 'msg'.
+function M.records(s)
+  local list = {}
+  for line in s:gmatch("([^\n]*)\n") do
+    local ts, level, task, msg = line:match(
+      "^(%d%d%d%d%-%d%d%-%d%d %d%d:%d%d:%d%d%.%d%d%dZ?) (%u+) +%[(.-)%] (.*)$")
+    local last = list[#list]
+    if ts then
+      list[#list + 1] = { ts = ts, level = level, task = task, msg = msg }
+    elseif last and last.level and line:sub(1, 2) == "  " then
+      last.msg = last.msg .. "\n" .. line:sub(3)
+    else
+      list[#list + 1] = { msg = line }
+    end
+  end
+  return list
+end
+
+--- The text of 's' (stderr) without the log's time, level and task: the
+-- messages of its records, each ending with a newline.
+function M.unlog(s)
+  local t = {}
+  for _, r in ipairs(M.records(s)) do t[#t + 1] = r.msg .. "\n" end
+  return table.concat(t)
+end
+
 --- Whether the string 'hay' holds 'needle' (plain text).
 function M.has(hay, needle)
   return type(hay) == "string" and hay:find(needle, 1, true) ~= nil

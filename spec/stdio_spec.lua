@@ -262,6 +262,31 @@ describe("loom.stdin, loom.stdout, loom.stderr", function()
       end
     end)
 
+    it("on a socket (stdin and stdout one description): nothing lost, nothing left non-blocking", function()
+      local input = h.script("one\ntwo\n")
+      local path = h.script(NONBLOCK_OF .. [[
+        local got = {}
+        for line in loom.stdin:lines() do got[#got + 1] = line end
+        loom.stdout:write(table.concat(got, ","), "\n")
+        loom.stdout:write(tostring(nonblock(0)), " ", tostring(nonblock(1)), "\n")
+        local w = loom.spawn(function() loom.stdout:write(string.rep("s", 300000), "\n") end)
+        loom.yield()
+        for i = 1, 30000 do print(i) end
+        w:await()
+      ]])
+      local out, err, code = h.sh(("env -u LD_PRELOAD python3 spec/peers/socket_stdio.py %s env %s %s %s")
+        :format(q(input), q("LD_PRELOAD=" .. (os.getenv("LD_PRELOAD") or "")), q(h.loom_bin), q(path)))
+      os.remove(input); os.remove(path)
+      assert.are.equal(0, code, err)
+      local l = h.lines(out)
+      assert.are.same({ "one,two", "false false", string.rep("s", 300000) },
+                      { l[1], l[2], l[3] })
+      assert.are.equal(30003, #l)
+      for i = 1, 30000 do
+        if l[i + 3] ~= tostring(i) then error(("line %d: %q"):format(i + 3, l[i + 3])) end
+      end
+    end)
+
     it("a reader gone: writes fail with EPIPE, print does not kill", function()
       local _, err, code = pipeline([[
         loom.stdout:write("one\n")

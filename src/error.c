@@ -461,22 +461,35 @@ const char *loom__tostring(lua_State *L, int idx) {
 ** =====================================================================
 */
 
-void loom__default_error_fn(loom_host *H, const char *msg,
-                             const char *traceback, void *ud) {
-  (void)H; (void)ud;
-  fprintf(stderr, "loom: %s\n%s\n", msg, traceback ? traceback : "");
-  fflush(stderr);
-}
-
 /*
-** A warning of loom's own (debug mode's reports): not a failure, so it
-** never goes to core.set_report's function; 'trace' may be NULL.
+** Writes a report to the log (log.c), which shares its queue and its
+** format with loom.log's records, or, before there is one, to stderr.
 */
-void loom__warn(loom_host *H, const char *msg, const char *trace) {
-  (void)H;
+static void to_log(loom_host *H, int level, const char *msg,
+                   const char *trace) {
+  if (H->log_fn != NULL) {
+    H->log_fn(H, level, msg, trace);
+    return;
+  }
   fprintf(stderr, "loom: %s\n", msg);
   if (trace != NULL && *trace != '\0') fprintf(stderr, "%s\n", trace);
   fflush(stderr);
+}
+
+/* The default error hook: a record of level "error". */
+void loom__default_error_fn(loom_host *H, const char *msg,
+                             const char *traceback, void *ud) {
+  (void)ud;
+  to_log(H, LOOM_LOG_ERROR, msg, traceback);
+}
+
+/*
+** A warning of loom's own (debug mode's reports): a record of level
+** "warn".  Not a failure, so it never goes to core.set_report's
+** function; 'trace' may be NULL.
+*/
+void loom__warn(loom_host *H, const char *msg, const char *trace) {
+  to_log(H, LOOM_LOG_WARN, msg, trace);
 }
 
 /* report_p(fn, msg, trace): the Lua report function, protected */

@@ -36,7 +36,8 @@
 **      its loom_call_* functions, as an embedder's C code would.
 **   5. module.c (luaopen_loom and the loom_new* constructors, which
 **      open the module in a state), then main.c, the binary, which
-**      uses loom.h alone.
+**      uses loom.h alone, and lineedit.c, the binary's line editor
+**      (loom.lineedit), a family of the binary's own.
 */
 #ifndef LOOM_INTERNAL_H
 #define LOOM_INTERNAL_H
@@ -83,6 +84,7 @@ typedef struct loom_task loom_task;
 typedef struct loom_timer loom_timer;
 typedef struct loom_tlist loom_tlist;
 typedef struct loom_sink loom_sink;
+typedef struct loom_logger loom_logger;
 
 
 /*
@@ -163,6 +165,10 @@ struct loom_host {
   loom_error_fn on_error;
   void *on_error_ud;
   struct loom_stdio *stdio;  /* the standard streams (stdio.c), or NULL */
+  loom_logger *log;        /* loom.log's writer (log.c), or NULL */
+  /* how error.c's reports and warnings reach the log (log.c sets it) */
+  void (*log_fn)(loom_host *H, int level, const char *msg,
+                 const char *trace);
 };
 
 /*
@@ -480,6 +486,7 @@ void loom__queue_register(lua_State *L, loom_host *H);  /* loom.queue */
 /* signal.c */
 void loom__signal_register(lua_State *L, loom_host *H);
 const char *loom__signal_name(int signum);  /* "SIGTERM", or NULL */
+int loom__signal_has_fn(loom_host *H, int signum);  /* a default is set */
 
 /* stream.c */
 enum { LOOM_STREAM_TCP, LOOM_STREAM_PIPE, LOOM_STREAM_TTY };
@@ -571,6 +578,9 @@ void loom__sink_on_drained(loom_sink *k, void (*fn)(loom_sink *, void *),
                            void *ud);  /* called when its queue empties */
 void loom__sink_close(loom_sink *k);  /* writes out its queue first */
 loom_sink *loom__stream_sink(loom_stream *s);  /* loom.stdout's, or NULL */
+
+/* log.c: loom.log's writer */
+void loom__log_register(lua_State *L, loom_host *H);  /* core.log_* */
 
 /* net.c, process.c, fs.c: register their core functions */
 void loom__net_register(lua_State *L, loom_host *H);  /* core.net */

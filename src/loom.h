@@ -279,7 +279,10 @@ LOOM_API void loom_call_release(loom_call *c);
 typedef void (*loom_error_fn)(loom_host *H, const char *msg,
                               const char *traceback, void *ud);
 
-/* Replaces the error hook; 'fn' NULL restores the default (stderr). */
+/*
+** Replaces the error hook; 'fn' NULL restores the default, which writes
+** the error as a record of loom.log at level "error" (to stderr).
+*/
 LOOM_API void loom_set_error_fn(loom_host *H, loom_error_fn fn, void *ud);
 
 /*
@@ -315,9 +318,22 @@ LOOM_API int loom_set_signal_fn(loom_host *H, int signum, loom_signal_fn fn,
 */
 LOOM_API int loom_interrupt(loom_host *H, int grace_ms);
 
+/* Levels of loom_log, as loom.log's */
+#define LOOM_LOG_DEBUG 0
+#define LOOM_LOG_INFO  1
+#define LOOM_LOG_WARN  2
+#define LOOM_LOG_ERROR 3
+
+/*
+** Writes 'msg' as a record of loom.log at 'level' (a LOOM_LOG_*), if
+** the log's level lets it through: the same line, in the same queue, as
+** loom.log.info(msg) writes.  It never waits.
+*/
+LOOM_API void loom_log(loom_host *H, int level, const char *msg);
+
 /*
 ** Writes out, waiting as long as it takes, what the host queued for
-** standard output and standard error, and
+** standard output and standard error (log records among them), and
 ** puts a terminal left in raw mode back as it was: for an embedder
 ** about to exit without closing the host.  Closing the host does it
 ** too, and so does the exit of the process.

@@ -20,6 +20,7 @@
 #include <lualib.h>
 
 #include "loom.h"
+#include "lineedit.h"
 
 static const char *progname = "loom";
 
@@ -155,21 +156,33 @@ static int report_load_error(lua_State *L) {
 */
 static char *load_error;
 
+/*
+** Any other error is a record of the log, as from the default hook:
+** written in the log's queue, so that it follows the records before it.
+*/
 static void error_fn(loom_host *H, const char *msg, const char *traceback,
                      void *ud) {
+  size_t n = strlen(msg), tn = traceback ? strlen(traceback) : 0;
+  char *text;
   (void)ud;
   if (load_error != NULL && strcmp(msg, load_error) == 0) {
-    loom_flush(H);  /* after what was queued */
+    loom_flush(H);  /* after what the log queued */
     fprintf(stderr, "%s: %s\n", progname, msg);
+    fflush(stderr);
     free(load_error);
     load_error = NULL;
+    return;
   }
-  else {
-    loom_flush(H);
-    fprintf(stderr, "%s: %s\n%s\n", progname, msg,
-            traceback ? traceback : "");
+  text = malloc(n + tn + 2);
+  if (text == NULL) {
+    loom_log(H, LOOM_LOG_ERROR, msg);
+    return;
   }
-  fflush(stderr);
+  memcpy(text, msg, n);
+  text[n] = '\n';
+  memcpy(text + n + 1, traceback ? traceback : "", tn + 1);
+  loom_log(H, LOOM_LOG_ERROR, tn > 0 ? text : msg);
+  free(text);
 }
 
 static int raise_load_error(lua_State *L) {
@@ -438,6 +451,11 @@ static int spawn_main(lua_State *L, loom_host *H, char **argv, int argc,
 ** The loop sees a signal only once the running task suspends, so the
 ** binary's own handler also interrupts a task that does not, as lua.c
 ** interrupts a loop (see on_sigint).
+**
+** A Ctrl-C at a prompt of loom.lineedit (lineedit.c) is the prompt's:
+** the handler tells the editor it came (loom__lineedit_signalled), and
+** the default gives it to the editor first (loom__lineedit_sigint),
+** which drops the line typed instead of ending the program.
 */
 static int sigint_count;
 
@@ -445,19 +463,24 @@ static int sigint_count;
 static volatile sig_atomic_t repl_raised;
 
 /*
-** Ctrl-C in the REPL and in the console client is theirs: it cancels
-** the input that runs (repl.interrupt) and nothing else, so the REPL
-** goes on; at the prompt the line editor reads the key itself.  When
-** an interrupt was raised meanwhile (an input that did not suspend),
-** that interrupt took this Ctrl-C already.
+** In the REPL: whether an interrupt was raised since the last Ctrl-C
+** (an input that did not suspend failed with it), which took this
+** Ctrl-C already.
+*/
+static int interrupt_took_it(loom_host *H) {
+  int raised = loom_interrupt(H, 0);  /* drops an interrupt that waits */
+  if (raised <= repl_raised) return 0;
+  repl_raised = raised;
+  return 1;
+}
+
+/*
+** Ctrl-C in the REPL and in the console client, but at a prompt, is
+** theirs: it cancels the input that runs (repl.interrupt) and nothing
+** else, so the REPL goes on.
 */
 static void repl_sigint(loom_host *H) {
   lua_State *L = loom_state(H);
-  int raised = loom_interrupt(H, 0);  /* drops an interrupt that waits */
-  if (raised > repl_raised) {
-    repl_raised = raised;
-    return;
-  }
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   if (lua_getfield(L, -1, "loom.repl") == LUA_TTABLE) {
     lua_getfield(L, -1, "interrupt");
@@ -478,6 +501,11 @@ static void sigint_cb(loom_host *H, int signum, void *ud) {
   lua_State *L = loom_state(H);
   int cancelled = 0;
   (void)signum; (void)ud;
+  if (interactive && interrupt_took_it(H)) return;
+  if (loom__lineedit_sigint(H)) {  /* a prompt's: it drops its line */
+    loom_interrupt(H, 0);
+    return;
+  }
   if (interactive) {
     repl_sigint(H);
     return;
@@ -512,9 +540,9 @@ static void sigint_cb(loom_host *H, int signum, void *ud) {
 ** while the first waits for its task interrupts at once.  Once an
 ** interrupt was raised, the next Ctrl-C exits at once: a loop whose
 ** pcall caught the interrupt cannot hold the process (lua.c's second
-** Ctrl-C kills it likewise).  In the REPL only while the loop has not
-** run since: an input that failed with the interrupt was the end of
-** it, and the REPL goes on.
+** Ctrl-C kills it likewise); but not at a prompt, which takes it, nor
+** in the REPL once the loop has run since: an input that failed with
+** the interrupt was the end of it, and the REPL goes on.
 */
 #define GRACE_MS 500
 
@@ -523,8 +551,9 @@ static struct sigaction libuv_sigint;
 
 static void on_sigint(int signum, siginfo_t *info, void *context) {
   int saved = errno;
+  int at_prompt = loom__lineedit_signalled();
   if (loom_interrupt(sigint_host, GRACE_MS)
-      > (interactive ? repl_raised : 0)) {
+      > (interactive ? repl_raised : 0) && !at_prompt) {
     uv_tty_reset_mode();  /* async-signal-safe, as _exit */
     _exit(130);
   }
@@ -556,6 +585,15 @@ static void handle_sigint(loom_host *H, int on) {
 /* }==================================================================== */
 
 
+/* The modules only the binary has: loom.lineedit. */
+static void preload_binary_modules(lua_State *L) {
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  lua_pushcfunction(L, luaopen_loom_lineedit);
+  lua_setfield(L, -2, "loom.lineedit");
+  lua_pop(L, 1);  /* remove package.preload */
+}
+
+
 /*
 ** The exit status once the run is over ('status': 0, or 1 when an
 ** error was reported).  After Ctrl-C it is 130 however the main task
@@ -574,8 +612,8 @@ static int exit_status(loom_host *H, int status) {
   state = loom_task_state(H, -1);
   if (state == LOOM_TASK_STALLED && loom_results(H, -1) == LOOM_EFAILED) {
     lua_getfield(L, -1, "message");
-    fprintf(stderr, "%s: %s\n", progname,
-            lua_isstring(L, -1) ? lua_tostring(L, -1) : "?");
+    loom_log(H, LOOM_LOG_ERROR,
+             lua_isstring(L, -1) ? lua_tostring(L, -1) : "?");
     lua_pop(L, 2);  /* remove message and error */
     status = 1;
   }
@@ -642,6 +680,7 @@ int main(int argc, char **argv) {
   }
   L = loom_state(H);
   lua_gc(L, LUA_GCGEN, 0, 0);  /* as lua.c: most garbage dies young */
+  preload_binary_modules(L);
   if (flags & HAS_BIG_E) ignore_environment(L);
   create_arg_table(L, argv, argc, script);
   if (attach) {

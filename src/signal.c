@@ -307,6 +307,15 @@ LOOM_API int loom_set_signal_fn(loom_host *H, int signum, loom_signal_fn fn,
   return LOOM_OK;
 }
 
+/* Whether the host has a default for 'signum' already. */
+int loom__signal_has_fn(loom_host *H, int signum) {
+  loom_handle *h;
+  for (h = H->handles; h != NULL; h = h->next)
+    if (h->cls == &slot_class && ((loom_sigslot *)h)->signum == signum)
+      return ((loom_sigslot *)h)->cfn != NULL;
+  return 0;
+}
+
 /* }==================================================================== */
 
 

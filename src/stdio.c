@@ -9,8 +9,10 @@
 ** switches its raw mode.  A pipe is a uv_pipe_t on a description of
 ** its own, opened again through /proc/self/fd: libuv makes its
 ** descriptor non-blocking, and on fd 0 itself that would reach C stdio
-** and the process at the other end.  A file (or anything else) is read
-** on libuv's thread pool, so a read never blocks the loop.  Standard
+** and the process at the other end.  A socket, which cannot be opened
+** again, is read with recv's MSG_DONTWAIT when a uv_poll_t says it is
+** readable, its description left blocking.  A file (or anything else)
+** is read on libuv's thread pool, so a read never blocks the loop.  Standard
 ** input reads only while a task waits for it: it never takes more of
 ** the input than the script asks for, and never keeps the loop alive.
 **
@@ -19,12 +21,13 @@
 ** another's bytes.  On a pipe, the sink writes at once what the kernel
 ** takes, to a description of its own set non-blocking, and queues the
 ** rest in its own buffer, written by the loop when the pipe is writable
-** (a uv_poll_t).  Because the queue is its own (not libuv's), it can be
+** (a uv_poll_t); on a socket, with send's MSG_DONTWAIT, the description
+** left blocking.  Because the queue is its own (not libuv's), it can be
 ** written out synchronously at any time: when the host closes, at exit,
 ** before the binary's Ctrl-C exit and on SIGTERM, so nothing queued is
-** lost.  To a terminal or a file, and where no description of its own
-** can be had (a socket), the sink writes synchronously, as Node's stdio
-** does there.
+** lost.  To a terminal or a file, and to a pipe when /proc cannot
+** give a description of its own, the sink writes synchronously, as
+** Node's stdio does there.
 **
 ** print, io.write and file:write on io.stdout and io.stderr keep their
 ** order against the sinks: C stdio's buffer is flushed before a sink
@@ -40,6 +43,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -52,6 +56,7 @@ struct loom_sink {
   int fd;
   unsigned own : 1;         /* 'fd' is the sink's own: closed with it */
   unsigned async : 1;       /* non-blocking: queued, written by the loop */
+  unsigned sock : 1;        /* a socket: send(MSG_DONTWAIT) */
   unsigned tty : 1;         /* a terminal: H->tty_guard around writes */
   unsigned broken : 1;      /* a write failed (EPIPE): nothing more goes */
   unsigned polling : 1;
@@ -72,17 +77,17 @@ struct loom_sink {
 ** A host's standard streams: one handle, so that the host closes (and
 ** drains) them together.  'ref' holds the Streams made so far.
 */
+typedef struct sock_reader sock_reader;
+
 typedef struct loom_stdio {
   loom_handle base;
   loom_sink *sink[3];       /* 1: stdout, 2: stderr */
+  sock_reader *in;          /* standard input on a socket, or NULL */
   int ref[3];               /* registry: the Streams */
   int term;                 /* SIGTERM's default is set */
 } loom_stdio;
 
-/*
-** Every sink with bytes queued, in the process, for the exit handler;
-** and the terminals in raw mode.
-*/
+/* Every sink with bytes queued, in the process, for the exit handler. */
 static pthread_mutex_t sinks_lock = PTHREAD_MUTEX_INITIALIZER;
 static loom_sink *queued_sinks;
 static pthread_once_t exit_once = PTHREAD_ONCE_INIT;
@@ -148,10 +153,16 @@ static void sink_emptied(loom_sink *k) {
   }
 }
 
+/* One write that never waits. */
+static ssize_t try_write(loom_sink *k, const char *p, size_t n) {
+  if (k->sock) return send(k->fd, p, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+  return write(k->fd, p, n);
+}
+
 /* Writes what the kernel takes of the queue; 0, or an error. */
 static int sink_pump(loom_sink *k) {
   while (k->len > 0) {
-    ssize_t r = write(k->fd, k->q + k->head, k->len);
+    ssize_t r = try_write(k, k->q + k->head, k->len);
     if (r < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
@@ -226,7 +237,7 @@ int loom__sink_write(loom_sink *k, const char *p, size_t n, size_t bound) {
   }
   if (k->len == 0) {
     ssize_t w;
-    do w = write(k->fd, p, n); while (w < 0 && errno == EINTR);
+    do w = try_write(k, p, n); while (w < 0 && errno == EINTR);
     if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
       sink_broke(k, -errno);
       return k->err;
@@ -315,33 +326,57 @@ static int reopen_pipe(int fd, int flags) {
   return nfd;
 }
 
+/* A duplicate of 'fd' when it is a socket, else -1. */
+static int dup_socket(int fd) {
+  struct stat st;
+  if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) return -1;
+  return fcntl(fd, F_DUPFD_CLOEXEC, 3);
+}
+
+/*
+** A poll handle (malloc'd, in '*pp') on 'fd', whose description keeps
+** its flags: uv_poll_init makes it non-blocking, which a socket's
+** description, shared with fd 0, 1 or 2, must not become.
+*/
+static int poll_new(loom_host *H, uv_poll_t **pp, int fd) {
+  uv_poll_t *p = malloc(sizeof *p);
+  int flags = fcntl(fd, F_GETFL), r;
+  if (p == NULL) return UV_ENOMEM;
+  r = uv_poll_init(H->loop, p, fd);
+  if (flags >= 0) fcntl(fd, F_SETFL, flags);
+  if (r != 0) {
+    free(p);
+    return r;
+  }
+  *pp = p;
+  return 0;
+}
+
 /*
 ** A sink on 'fd' ('own': the sink closes it): asynchronous on a pipe of
-** its own, else synchronous.  NULL when memory runs out.
+** its own or on a socket, else synchronous.  NULL when memory runs out.
 */
 loom_sink *loom__sink_new(loom_host *H, int fd, int own) {
-  loom_sink *k = calloc(1, sizeof *k);
   uv_handle_type type = uv_guess_handle(fd);
-  int pfd = type == UV_NAMED_PIPE ? reopen_pipe(fd, O_WRONLY) : -1;
+  loom_sink *k = calloc(1, sizeof *k);
+  int afd = -1, sock = 0;
   if (k == NULL) return NULL;
   k->H = H;
   k->fd = fd;
   k->own = (unsigned)own;
   k->tty = type == UV_TTY;
-  if (pfd >= 0) {
-    k->poll = malloc(sizeof *k->poll);
-    if (k->poll == NULL || uv_poll_init(H->loop, k->poll, pfd) != 0) {
-      free(k->poll);
-      k->poll = NULL;
-      close(pfd);
-    }
-    else {
-      if (own) close(fd);
-      k->fd = pfd;
-      k->own = k->async = 1;
-      k->poll->data = k;
-    }
+  if (type == UV_NAMED_PIPE || type == UV_TCP) {
+    afd = reopen_pipe(fd, O_WRONLY);
+    if (afd < 0) sock = (afd = dup_socket(fd)) >= 0;
   }
+  if (afd >= 0 && poll_new(H, &k->poll, afd) == 0) {
+    if (own) close(fd);
+    k->fd = afd;
+    k->own = k->async = 1;
+    k->sock = (unsigned)sock;
+    k->poll->data = k;
+  }
+  else if (afd >= 0) close(afd);
   return k;
 }
 
@@ -498,6 +533,70 @@ static const loom_stream_hook file_hook = {
   NULL
 };
 
+/*
+** Input from a socket: a poll handle on a duplicate, read with recv's
+** MSG_DONTWAIT.  The host's stdio handle owns it (and closes it), since
+** libuv must close the poll handle before the loop does; the stream
+** only lets go of it.
+*/
+struct sock_reader {
+  int fd;
+  uv_poll_t *poll;
+  loom_stream *s;           /* NULL once the stream's memory went */
+};
+
+static void sock_read_cb(uv_poll_t *h, int status, int events) {
+  sock_reader *sr = h->data;
+  loom_stream *s = sr->s;
+  size_t room;
+  char *p;
+  ssize_t n;
+  (void)events;
+  if (s == NULL) return;
+  if (status < 0) {
+    loom__stream_got(s, status);
+    return;
+  }
+  p = loom__stream_room(s, &room);
+  if (p == NULL) {
+    loom__stream_got(s, UV_ENOMEM);
+    return;
+  }
+  do n = recv(sr->fd, p, room, MSG_DONTWAIT); while (n < 0 && errno == EINTR);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+  if (n > 0) s->len += (size_t)n;
+  loom__stream_got(s, n > 0 ? 0 : n == 0 ? UV_EOF : -errno);
+}
+
+static int sock_read(loom_stream *s, int on) {
+  sock_reader *sr = s->hook_ud;
+  if (sr == NULL) return on ? UV_ECANCELED : 0;
+  if (!on) return uv_poll_stop(sr->poll);
+  return uv_poll_start(sr->poll, UV_READABLE | UV_DISCONNECT, sock_read_cb);
+}
+
+static int sock_output(loom_stream *s, const char *p, size_t n) {
+  sock_reader *sr = s->hook_ud;
+  return sr != NULL ? write_fully(sr->fd, p, n) : UV_ECANCELED;
+}
+
+static void sock_free(loom_stream *s) {
+  sock_reader *sr = s->hook_ud;
+  if (sr != NULL) sr->s = NULL;
+}
+
+static const loom_stream_hook sock_hook = {
+  out_input, sock_output, out_finish, out_reason, sock_free, sock_read,
+  NULL
+};
+
+static void sock_reader_close(sock_reader *sr) {
+  if (sr->s != NULL) sr->s->hook_ud = NULL;
+  uv_close((uv_handle_t *)sr->poll, poll_closed);
+  close(sr->fd);
+  free(sr);
+}
+
 /* }==================================================================== */
 
 
@@ -548,14 +647,36 @@ static int open_tty(loom_host *H, loom_stream *s) {
   return r;
 }
 
+/* Standard input on a socket: see sock_reader. */
+static int open_socket(loom_host *H, loom_stream *s, int fd) {
+  loom_stdio *io = H->stdio;
+  sock_reader *sr = calloc(1, sizeof *sr);
+  int r = sr != NULL ? poll_new(H, &sr->poll, fd) : UV_ENOMEM;
+  if (r != 0) {
+    free(sr);
+    close(fd);
+    return r;
+  }
+  sr->fd = fd;
+  sr->s = s;
+  sr->poll->data = sr;
+  if (io->in != NULL) sock_reader_close(io->in);  /* a stdin closed */
+  io->in = sr;
+  s->hook = &sock_hook;
+  s->hook_ud = sr;
+  return 0;
+}
+
 /*
-** Standard input on a pipe or a socket: a uv_pipe_t on a description
-** of its own when there is one, else (a socket) on a duplicate, whose
-** description libuv then makes non-blocking, as Node's does.
+** Standard input on a pipe: a uv_pipe_t on a description of its own;
+** on a socket, see above; where /proc is missing, a uv_pipe_t on a
+** duplicate, whose description libuv then makes non-blocking (as
+** Node's does), restored at exit.
 */
-static int open_pipe(loom_stream *s) {
+static int open_pipe(loom_host *H, loom_stream *s) {
   int fd = reopen_pipe(0, O_RDONLY);
   int r;
+  if (fd < 0 && (fd = dup_socket(0)) >= 0) return open_socket(H, s, fd);
   if (fd < 0) fd = fcntl(0, F_DUPFD_CLOEXEC, 3);
   if (fd < 0) return -errno;
   r = uv_pipe_open(&s->u.pipe, fd);
@@ -586,7 +707,7 @@ static void new_stdin(lua_State *L, loom_host *H) {
       break;
     case UV_NAMED_PIPE: case UV_TCP:
       s = loom__stream_new(L, H, LOOM_STREAM_PIPE, "stdin");
-      r = open_pipe(s);
+      r = open_pipe(H, s);
       break;
     default:
       s = loom__stream_new(L, H, LOOM_STREAM_PIPE, "stdin");
@@ -638,6 +759,7 @@ static void stdio_close_h(loom_handle *h, int why) {
   loom__handle_unlink(h);
   for (i = 1; i <= 2; i++)
     if (io->sink[i] != NULL) loom__sink_close(io->sink[i]);
+  if (io->in != NULL) sock_reader_close(io->in);
   if (io->ref[0] != LUA_NOREF) restore_fd0();
   if (H != NULL) {
     H->stdio = NULL;
@@ -664,7 +786,8 @@ static const loom_class stdio_class = {
 ** SIGTERM, while something is queued or a terminal is raw: the queue
 ** goes out and the terminal is restored, then the process ends as
 ** SIGTERM ends it.  It is the host's default (loom_set_signal_fn): a
-** script watching SIGTERM itself takes it over.
+** script watching SIGTERM itself takes it over, and an embedder's own
+** default stays (it may call loom_flush).
 */
 static void sigterm_cb(loom_host *H, int signum, void *ud) {
   (void)ud;
@@ -677,7 +800,8 @@ static void sigterm_default(loom_host *H) {
   loom_stdio *io = H != NULL ? H->stdio : NULL;
   if (io == NULL || io->term) return;
   io->term = 1;
-  loom_set_signal_fn(H, SIGTERM, sigterm_cb, NULL);
+  if (!loom__signal_has_fn(H, SIGTERM))
+    loom_set_signal_fn(H, SIGTERM, sigterm_cb, NULL);
 }
 
 /*

@@ -13,7 +13,8 @@
   headers =, body =} (or json = value instead of body); a body that is
   a function is called for chunks until it returns nil and sent chunked
   (HTTP/1.1) or up to the end of the connection (HTTP/1.0).  A handler
-  error gives 500 and is logged with its traceback on stderr.
+  error gives 500 and is logged with its traceback (loom.log, level
+  "error").
 
   A malformed request gets 400, one over a limit 414, 431 or 413, and
   the connection is closed.  Timeouts (one loom deadline per
@@ -35,7 +36,6 @@ local concat = table.concat
 local lower, find, format = string.lower, string.find, string.format
 local os_time, os_date = os.time, os.date
 local traceback = debug.traceback
-local stderr = io.stderr
 
 local new_parser = core.http.parser
 local deadline, current, now = core.deadline, core.current, core.now
@@ -100,8 +100,10 @@ local function refuse(status, message)
   error(setmetatable({ status = status, message = message }, Refusal), 0)
 end
 
+-- A record of loom.log at level "error", in the log's queue and format.
+local log_write = core.log_write
 local function log_error(what, msg, tb)
-  stderr:write("loom: ", what, ": ", msg, "\n", tb or "", tb and "\n" or "")
+  log_write(3, what .. ": " .. msg .. (tb and "\n" .. tb or ""))
 end
 
 

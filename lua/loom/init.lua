@@ -138,6 +138,8 @@ for _, name in ipairs { "net", "fs", "process", "signal", "json" } do
   package.loaded["loom." .. name] = M[name]
 end
 
+M.log = core.embedded("loom.log")(core)
+
 --- loom.console(path): a live console into this program on the Unix
 -- socket 'path' (lua/loom/console.lua, loaded on first use).
 function M.console(path)
