@@ -165,6 +165,68 @@ function M.unlog(s)
   return table.concat(t)
 end
 
+--[=[ terminal(dir): a private tmux server (its own socket in the folder
+  'dir') whose one pane of 100x30 runs a command; a test types with
+  t.type(text) and t.keys(key...) (send-keys) and reads t.screen()
+  (capture-pane), or waits with t.wait(text [, pat [, limit]]) until
+  the screen holds 'text' (a pattern when 'pat'), reading it again
+  every 20 ms for at most 'limit' seconds (default 15), or with
+  t.prompt([p]) for an empty prompt ">" (or 'p') on its last line.
+  t.start(cmd) runs the shell command 'cmd' with HOME set to 'dir' (so
+  a history file is the test's own) and the sanitizer run's variables
+  (tmux runs without them), then prints "exit status N".  A watchdog
+  kills the pane's processes after M.LIMIT seconds (not coreutils'
+  timeout, which would pass the terminal's Ctrl-C on a second time);
+  the pane's shells live through a Ctrl-C (a trap, which the commands
+  they run do not inherit).  Closing 't' (<close>) kills the server. ]=]
+local SANITIZER_VARS = { "LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS",
+                         "LSAN_OPTIONS", "LOOM_CLOSE_AT_EXIT" }
+function M.terminal(dir)
+  local loom = require "loom"
+  local sock = dir .. "/tmux.sock"
+  local env = M.peer_env()
+  local self = {}
+  local function tmux(...)
+    local argv = { "tmux", "-S", sock, "-f", "/dev/null", ... }
+    argv.env, argv.timeout = env, 10
+    return assert(loom.process.run(argv))
+  end
+  function self.start(cmd)
+    local vars = { "HOME=" .. quote(dir), "TERM=xterm" }
+    for _, k in ipairs(SANITIZER_VARS) do
+      if os.getenv(k) then vars[#vars + 1] = quote(k .. "=" .. os.getenv(k)) end
+    end
+    local r = tmux("new-session", "-d", "-x", "100", "-y", "30",
+      ("(trap '' INT; sleep %d; kill -KILL 0) & trap : INT; "
+       .. "env %s sh -c %s; echo \"exit status $?\"; wait")
+        :format(M.LIMIT, table.concat(vars, " "), quote("trap : INT; " .. cmd)))
+    assert(r.code == 0, r.stderr)
+  end
+  function self.keys(...) tmux("send-keys", "-t", "0", ...) end
+  function self.type(text) tmux("send-keys", "-t", "0", "-l", text) end
+  -- the lines without trailing blanks (as tmux gives them: a prompt
+  -- "> " is ">"), without the empty lines below
+  function self.screen()
+    return (tmux("capture-pane", "-p", "-t", "0").stdout
+      :gsub("[ \t]+\n", "\n"):gsub("\n+$", ""))
+  end
+  function self.wait(text, pat, limit)
+    local deadline = loom.now() + (limit or 15)
+    while true do
+      local s = self.screen()
+      if s:find(text, 1, not pat) then return s end
+      assert(loom.now() < deadline,
+        ("no %q on the screen:\n%s"):format(text, s))
+      loom.sleep(0.02)
+    end
+  end
+  function self.prompt(p)
+    return self.wait("\n" .. (p or ">") .. "$", true)
+  end
+  self.close = function() pcall(tmux, "kill-server") end
+  return setmetatable(self, { __close = self.close })
+end
+
 --- Whether the string 'hay' holds 'needle' (plain text).
 function M.has(hay, needle)
   return type(hay) == "string" and hay:find(needle, 1, true) ~= nil

@@ -338,53 +338,6 @@ end)
 -- {====================================================================
 -- The binary's REPL on a real terminal: tmux
 
---[[ A private tmux server (its own socket in a fresh folder) runs the
-  binary in a pane of 100x30; the spec types with send-keys and reads
-  the screen with capture-pane, waiting until what it wants is there
-  (reading the pane again every 20 ms, for at most 'limit' seconds).
-  HOME is the folder, so the history file is the test's own. ]]
-local function terminal(dir)
-  local sock = dir .. "/tmux.sock"
-  local env = helper.peer_env()
-  local self = {}
-  local function tmux(...)
-    local argv = { "tmux", "-S", sock, ... }
-    argv.env, argv.timeout = env, 10
-    return assert(loom.process.run(argv))
-  end
-  function self.start(cmd)
-    local r = tmux("new-session", "-d", "-x", "100", "-y", "30",
-      ("env HOME=%s TERM=xterm sh -c %s"):format(q(dir),
-        q(cmd .. '; echo "exit status $?"; sleep 60')))
-    assert(r.code == 0, r.stderr)
-  end
-  function self.keys(...) tmux("send-keys", "-t", "0", ...) end
-  function self.type(text) tmux("send-keys", "-t", "0", "-l", text) end
-  -- The screen, its lines without trailing blanks (as tmux gives
-  -- them: a prompt "> " is ">"), without the empty lines below.
-  function self.screen()
-    return (tmux("capture-pane", "-p", "-t", "0").stdout:gsub("[ \t]+\n", "\n")
-      :gsub("\n+$", ""))
-  end
-  -- Waits until the screen holds 'text' (a pattern when 'pat'); the
-  -- screen.
-  function self.wait(text, pat, limit)
-    local deadline = loom.now() + (limit or 15)
-    while true do
-      local s = self.screen()
-      if s:find(text, 1, not pat) then return s end
-      assert(loom.now() < deadline, ("no %q on the screen:\n%s"):format(text, s))
-      loom.sleep(0.02)
-    end
-  end
-  -- Waits for an empty prompt (">", or ">>") on the last line.
-  function self.prompt(p)
-    return self.wait("\n" .. (p or ">") .. "$", true)
-  end
-  self.close = function() pcall(tmux, "kill-server") end
-  return setmetatable(self, { __close = self.close })
-end
-
 -- The lines of the screen that follow the last line holding 'text'.
 local function after(screen, text)
   local at = 0
@@ -401,7 +354,7 @@ describe("the REPL on a terminal (tmux)", function()
   local TT = { timeout = 40 }
 
   it("shows the banner, runs inputs, and continues an unfinished one", helper.in_dir("/tmp/loom-repl-", function(dir)
-    local t <close> = terminal(dir)
+    local t <close> = helper.terminal(dir)
     t.start(q(bin))
     t.prompt()
     assert.matches("^loom %S+ %(Lua 5%.4", t.screen())
@@ -416,7 +369,7 @@ describe("the REPL on a terminal (tmux)", function()
   end, TT))
 
   it("sleeps at the prompt while a background task prints", helper.in_dir("/tmp/loom-repl-", function(dir)
-    local t <close> = terminal(dir)
+    local t <close> = helper.terminal(dir)
     t.start(q(bin))
     t.prompt()
     t.type("bg = loom.spawn(function() for i = 1, 3 do loom.sleep(0.05) print('bg ' .. i) end end)")
@@ -429,7 +382,7 @@ describe("the REPL on a terminal (tmux)", function()
   end, TT))
 
   it("Ctrl-C during a long sleep cancels it, runs its cleanup, and the REPL goes on", helper.in_dir("/tmp/loom-repl-", function(dir)
-    local t <close> = terminal(dir)
+    local t <close> = helper.terminal(dir)
     t.start(q(bin))
     t.prompt()
     t.type("c = setmetatable({}, {__close = function() print('cleaned up') end})")
@@ -446,8 +399,92 @@ describe("the REPL on a terminal (tmux)", function()
     t.wait("\n42\n>$", true)
   end, TT))
 
+  it("completes globals and fields with Tab", helper.in_dir("/tmp/loom-repl-", function(dir)
+    local t <close> = helper.terminal(dir)
+    t.start(q(bin))
+    t.prompt()
+    t.type("x = loom.ne")
+    t.keys("Tab")
+    t.wait("\n> x = loom.net$", true)
+    t.type(".con")
+    t.keys("Tab")
+    t.wait("\n> x = loom.net.connect$", true)
+    t.keys("C-u")
+    t.type("prin")
+    t.keys("Tab")
+    t.type("(string.fo")
+    t.keys("Tab")
+    t.type("('%03d', 7))")
+    t.keys("Enter")
+    t.wait("\n> print%(string.format%('%%03d', 7%)%)\n007\n>$", true)
+  end, TT))
+
+  it("Ctrl-C at the prompt drops the line typed; the REPL goes on", helper.in_dir("/tmp/loom-repl-", function(dir)
+    local t <close> = helper.terminal(dir)
+    t.start(q(bin))
+    t.prompt()
+    t.type("this is not lua")
+    t.keys("C-c")
+    t.wait("\n> this is not lua^C\n>$", true)
+    t.type("function f()")  -- an unfinished input goes too
+    t.keys("Enter")
+    t.prompt(">>")
+    t.keys("C-c")
+    t.prompt()
+    t.type("1 + 1")
+    t.keys("Enter")
+    local s = t.wait("\n2\n>$", true)
+    assert.falsy(has(s, "stdin:"), s)  -- no syntax error of either
+  end, TT))
+
+  it("prints a background task's output above the line being typed", helper.in_dir("/tmp/loom-repl-", function(dir)
+    local t <close> = helper.terminal(dir)
+    t.start(q(bin))
+    t.prompt()
+    t.type("go = loom.event() bg = loom.spawn(function() go:wait() "
+      .. "for i = 1, 3 do print('bg ' .. i) loom.sleep(0.02) end end)")
+    t.keys("Enter")
+    t.prompt()
+    t.type("go:set() x = 12")  -- runs once Enter is pressed: nothing yet
+    t.keys("Enter")
+    t.type("y = 4")
+    local s = t.wait("\nbg 3\n> y = 4$", true)
+    assert.are.same({ "bg 1", "bg 2", "bg 3", "> y = 4" }, after(s, "go:set() x = 12"))
+    t.type("5")
+    t.keys("Enter")
+    t.type("x, y")
+    t.keys("Enter")
+    t.wait("\n12 +45\n>$", true)  -- the tab, as spaces
+  end, TT))
+
+  it("keeps the history in ~/.loom_history", helper.in_dir("/tmp/loom-repl-", function(dir)
+    local t <close> = helper.terminal(dir)
+    t.start(q(bin) .. "; " .. q(bin))
+    t.prompt()
+    t.type("first = 1")
+    t.keys("Enter")
+    t.type("second = 2")
+    t.keys("Enter")
+    t.prompt()
+    t.keys("C-d")
+    t.wait("%^D\nloom [^\n]*\n>$", true)  -- the second loom's prompt
+    t.keys("Up")
+    t.wait("\n> second = 2$", true)
+    t.keys("Up")
+    t.wait("\n> first = 1$", true)
+    t.keys("C-u", "C-d")
+    t.wait("exit status 0")
+    local f = assert(io.open(dir .. "/.loom_history"))
+    -- libedit's format: spaces and the like as octal escapes
+    local text = f:read("a"):gsub("\\(%d%d%d)", function(o)
+      return string.char(tonumber(o, 8))
+    end)
+    f:close()
+    assert.truthy(has(text, "first = 1") and has(text, "second = 2"), text)
+  end, TT))
+
   it("Ctrl-D exits, cancelling the background tasks and running their cleanup", helper.in_dir("/tmp/loom-repl-", function(dir)
-    local t <close> = terminal(dir)
+    local t <close> = helper.terminal(dir)
     t.start(q(bin))
     t.prompt()
     t.type("bg = loom.spawn(function() local _ <close> = setmetatable({}, "
