@@ -78,11 +78,16 @@ local function load(port, stop)
   end)
 end
 
--- 'loom --attach path', its stdin and stdout piped.
+local GREETING = "^loom console: pid %d+, Lua 5%.4; %.help lists the commands$"
+
+-- 'loom --attach path', its stdin and stdout piped, once it printed
+-- the program's greeting.
 local function attach(path)
   local p = assert(loom.process.spawn { helper.loom_bin, "--attach", path,
                                         stderr = "pipe" })
-  return p, reaper(p)
+  local r = reaper(p)
+  assert.matches(GREETING, p.stdout:read_line() or "")
+  return p, r
 end
 
 -- Sends 'line' to the attached client, then a marker; the lines it
@@ -309,6 +314,36 @@ s.close()
     a:kill("SIGINT")
     assert.are.equal("loom.Cancelled: interrupted from the console", a.stderr:read_line())
     assert.are.same({ "after" }, ask(a, "'after'"))
+  end, OPTS))
+
+  it("attaches with line editing on a terminal (tmux)", helper.in_dir("/tmp/loom-console-", function(dir)
+    local sock = dir .. "/console.sock"
+    local p = start(dir, SERVER, sock)
+    local _ <close> = reaper(p)
+    local t <close> = helper.terminal(dir)
+    t.start(q(helper.loom_bin:sub(1, 1) == "/" and helper.loom_bin
+      or os.getenv("PWD") .. "/" .. helper.loom_bin) .. " --attach " .. q(sock))
+    t.wait("^loom console: pid %d+, Lua 5%.4; %.help lists the commands\n>$", true)
+    t.type("served")
+    t.keys("Enter")
+    t.wait("\n> served\n0\n>$", true)
+    t.type("function f()")
+    t.keys("Enter")
+    t.prompt(">>")
+    t.keys("C-c")  -- at the prompt: drops the unfinished input
+    t.prompt()
+    t.type("print('sleeping') loom.sleep(100)")
+    t.keys("Enter")
+    t.wait("\nsleeping$", true)
+    t.keys("C-c")  -- while it runs: cancels it, in the program
+    t.wait("loom.Cancelled: interrupted from the console\nstack traceback:", true)
+    t.prompt()
+    t.type(".tasks")
+    t.keys("Enter")
+    local s = t.wait("\n%d+ tasks\n>$", true)
+    assert.falsy(has(s, "console input"), s)
+    t.keys("C-d")
+    t.wait("\ndetached\nexit status 0$", true)
   end, OPTS))
 
   it("LOOM_CONSOLE opens a console for any script", helper.in_dir("/tmp/loom-console-", function(dir)

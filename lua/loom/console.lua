@@ -307,9 +307,10 @@ local function session(stream)
   local lines = loom.queue { maxsize = 64 }
   local reader = spawn(read_client, s, lines, ev, out)
   reader.name = "console reader"
+  local banner = ("loom console: pid %s, %s; .help lists the commands")
+    :format(loom.process.pid, _VERSION)
   local ok, e = pcall(function()
-    out:lines("o", ("loom console: pid %s, %s; .help lists the commands")
-      :format(loom.process.pid, _VERSION))
+    out:lines("o", banner)
     out:prompt("> ")
     while true do
       local item = lines:get()
@@ -327,8 +328,9 @@ local function session(stream)
           if status == "ok" and text ~= "" then out:lines("o", text)
           elseif status == "error" then out:lines("e", text) end
         end
-      else
+      else  -- .attach: the greeting again, tagged
         out:add("\n")  -- ends the line of the plain prompt sent before
+        out:lines("o", banner)
       end
       out:prompt(ev:more() and ">> " or "> ")
     end
@@ -373,18 +375,21 @@ function M.attach(path, opts)
   local reading  -- the task that reads the user's next line
   local closed = false  -- by the program
   local reader = spawn(function()
-    local started = false  -- the lines before the first prompt: greeting
+    -- the lines before the first tagged one are the plain greeting and
+    -- prompt, sent before .attach was read
+    local started = false
     while true do
       local line = s:read_line()
       if line == nil then break end
       local tag, text = line:sub(1, 1), line:sub(3)
-      if tag == "p" then
-        started = true
+      started = started or line:find("^[oep] ") ~= nil
+      if not started then  -- luacheck: ignore 542
+      elseif tag == "p" then
         prompts:put(text)
-      elseif started and tag == "o" then
+      elseif tag == "o" then
         io.stdout:write(text, "\n")
         io.stdout:flush()
-      elseif started and tag == "e" then
+      elseif tag == "e" then
         io.stderr:write(text, "\n")
         io.stderr:flush()
       end
