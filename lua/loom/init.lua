@@ -139,6 +139,7 @@ for _, name in ipairs { "net", "fs", "process", "signal", "json" } do
 end
 
 M.log = core.embedded("loom.log")(core)
+package.loaded["loom.log"] = M.log
 
 -- loom.http is loaded on first use: it is larger than the rest, and a
 -- script that speaks no HTTP need not parse it.  The standard streams
