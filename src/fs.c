@@ -806,6 +806,7 @@ static int push_file(lua_State *L, fsreq *r) {
   f->regular = fstat(f->fd, &st) == 0 && S_ISREG(st.st_mode);
   f->path = r->path;  /* the request's copy goes to the file */
   r->path = NULL;
+  loom__track(L, loom__host_of_state(L), -1);  /* core.handles lists it */
   return 1;
 }
 
@@ -1185,6 +1186,7 @@ static int f_close(lua_State *L) {
     f->fd = -1;
     free(f->buf);
     f->buf = NULL;
+    loom__untrack(L, 1);
   }
   lua_pushboolean(L, 1);
   return 1;
@@ -1200,6 +1202,7 @@ static void file_free(loom_file *f) {
 
 /* No request can be in flight: a request keeps its File alive. */
 static int f_gc(lua_State *L) {
+  loom__untrack(L, 1);
   file_free(lua_touserdata(L, 1));
   return 0;
 }

@@ -25,12 +25,15 @@
 ** its methods (upvalue 1: the host box), 'close', '__close' and '__gc'
 ** that close it once, '__tostring', and '__name' for argument errors.
 */
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
 
 static char hostkey;  /* registry key of the host box */
+static char trackkey;  /* registry key of the open objects (see loom__track) */
 
 
 /*
@@ -118,6 +121,8 @@ void loom__handle_unlink(loom_handle *h) {
   if (h->next != NULL) h->next->prev = h->prev;
   h->next = h->prev = NULL;
   h->linked = 0;
+  free(h->where);  /* nobody lists it any more */
+  h->where = NULL;
 }
 
 void loom__handle_detach(loom_handle *h) {
@@ -150,6 +155,10 @@ void *loom__handle_new(lua_State *L, loom_host *H, const loom_class *cls,
   if (h == NULL) loom__nomem(L);
   h->box = box;
   *box = h;
+  if (H->debug) {  /* where it was made, for the report at exit */
+    char where[LOOM_SITE_MAX];
+    if (loom__site(L, H, where, sizeof where)) h->where = strdup(where);
+  }
   return h;
 }
 
@@ -200,14 +209,20 @@ int loom__handle_close(lua_State *L) {
   return 1;
 }
 
+/* Pushes what tostring of the open handle 'h' says. */
+void loom__handle_describe(lua_State *L, loom_handle *h) {
+  const loom_class *cls = h->cls;
+  if (cls->describe == NULL) lua_pushfstring(L, "%s: %p", cls->name, h);
+  else lua_pushfstring(L, "%s (%s)", cls->name, cls->describe(h));
+}
+
 static int handle_tostring(lua_State *L) {
   const loom_class *cls = lua_touserdata(L, lua_upvalueindex(1));
   loom_handle *h = loom__tohandle(L, 1, cls);
   if (h == NULL)
     lua_pushfstring(L, "%s (%s)", cls->name,
                     cls->closed_as ? cls->closed_as : "closed");
-  else if (cls->describe == NULL) lua_pushfstring(L, "%s: %p", cls->name, h);
-  else lua_pushfstring(L, "%s (%s)", cls->name, cls->describe(h));
+  else loom__handle_describe(L, h);
   return 1;
 }
 
@@ -316,6 +331,146 @@ void loom__handles_close(loom_host *H) {
     h->cls->close(h, LOOM_CLOSE_HOST);
     if (H->handles == h) loom__handle_unlink(h);  /* a class forgot to */
   }
+}
+
+/* }==================================================================== */
+
+
+/*
+** {====================================================================
+** What is open, and where it was made
+** =====================================================================
+*/
+
+/*
+** Writes "file:line" of the user's code running in 'L' into 'buf': the
+** innermost Lua frame that is not one of loom's embedded chunks, so a
+** binding reached through a Lua wrapper or through pcall still names
+** the user's line.  In a callback of the loop, on the thread that runs
+** the loop, only the frames above the loop count: the call of loom.run
+** below them made nothing there (an accepted connection has no line).
+** Returns 0, 'buf' empty, when there is no such frame.  A lua_getinfo
+** per frame: debug mode alone pays it.
+*/
+int loom__site(lua_State *L, loom_host *H, char *buf, size_t size) {
+  lua_Debug ar;
+  int level, limit = INT_MAX;
+  if (L == H->L && H->running) {
+    for (limit = 0; lua_getstack(L, limit, &ar); limit++) {}
+    limit -= H->run_depth;
+  }
+  for (level = 0; level < limit && lua_getstack(L, level, &ar); level++) {
+    lua_getinfo(L, "Sl", &ar);
+    if (ar.currentline <= 0 || strncmp(ar.source, "@[loom]", 7) == 0)
+      continue;
+    snprintf(buf, size, "%s:%d", ar.short_src, ar.currentline);
+    return 1;
+  }
+  buf[0] = '\0';
+  return 0;
+}
+
+/* "stream" for "loom.stream": the kind core.handles gives. */
+static const char *kind_of(const char *name) {
+  if (strcmp(name, "loom.alarm") == 0) return "timer";
+  return strncmp(name, "loom.", 5) == 0 ? name + 5 : name;
+}
+
+/*
+** Files are plain userdata on no list.  The table at 'trackkey' (weak
+** keys) holds those open, each with the line that made it (debug mode)
+** or true, so that core.handles and the report at exit see them too:
+** a table store on open and one on close, nothing beside a system call.
+*/
+static int push_tracked(lua_State *L, int create) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &trackkey) == LUA_TTABLE) return 1;
+  lua_pop(L, 1);
+  if (!create) return 0;
+  lua_newtable(L);
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "k");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &trackkey);
+  return 1;
+}
+
+void loom__track(lua_State *L, loom_host *H, int idx) {
+  char where[LOOM_SITE_MAX];
+  idx = lua_absindex(L, idx);
+  push_tracked(L, 1);
+  lua_pushvalue(L, idx);
+  if (H->debug && loom__site(L, H, where, sizeof where))
+    lua_pushstring(L, where);
+  else lua_pushboolean(L, 1);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);  /* remove the table */
+}
+
+/* Never allocates: a __gc may call it. */
+void loom__untrack(lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
+  if (!push_tracked(L, 0)) return;
+  lua_pushvalue(L, idx);
+  lua_pushnil(L);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
+}
+
+/* Sets item 'n' of the list at 'lidx' to {kind, what, where} ('what' is
+** on top: popped). */
+static void add_entry(lua_State *L, int lidx, int n, const char *kind,
+                      const char *where, int lasting) {
+  lua_createtable(L, 0, 4);
+  lua_insert(L, -2);
+  lua_setfield(L, -2, "what");
+  lua_pushstring(L, kind);
+  lua_setfield(L, -2, "kind");
+  if (where != NULL) {
+    lua_pushstring(L, where);
+    lua_setfield(L, -2, "where");
+  }
+  if (lasting) {
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "lasting");
+  }
+  lua_rawseti(L, lidx, n);
+}
+
+/*
+** Pushes the list of what a script has open on 'H': its handles, oldest
+** first (those it holds: not loom's own, not one closed and finishing
+** its writes), then its files.  Each is {kind =, what = tostring of it,
+** where = "file:line" when made in debug mode}; 'lasting' marks the
+** standard streams.  Returns how many.
+*/
+int loom__push_handles(lua_State *L, loom_host *H) {
+  loom_handle *h = H->handles;
+  int n = 0, lidx;
+  lua_newtable(L);
+  lidx = lua_gettop(L);
+  while (h != NULL && h->next != NULL) h = h->next;
+  for (; h != NULL; h = h->prev) {
+    if (h->box == NULL) continue;
+    loom__handle_describe(L, h);
+    add_entry(L, lidx, ++n, kind_of(h->cls->name), h->where, h->lasting);
+  }
+  if (!push_tracked(L, 0)) return n;
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {  /* object, where or true */
+    int top = lua_gettop(L);
+    const char *where = lua_type(L, -1) == LUA_TSTRING
+                        ? lua_tostring(L, -1) : NULL;
+    const char *name = "?";
+    if (luaL_getmetafield(L, -2, "__name") == LUA_TSTRING)
+      name = lua_tostring(L, -1);
+    luaL_tolstring(L, top - 1, NULL);
+    add_entry(L, lidx, ++n, kind_of(name), where, 0);
+    lua_settop(L, top - 1);  /* keep the key */
+  }
+  lua_pop(L, 1);  /* remove the table */
+  return n;
 }
 
 /* }==================================================================== */

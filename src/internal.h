@@ -33,7 +33,8 @@
 **      log.c (loom.log, on the sinks; error.c's reports reach it through
 **      H->log_fn, which it sets), then
 **      http_parser.c (llhttp's requests as Lua tables) and
-**      http_client.c (libcurl's multi interface on the loop).  Those
+**      http_client.c (libcurl's multi interface on the loop), then
+**      inspect.c (what a console sees of a running host).  Those
 **      after call.c wait for libuv requests through
 **      its loom_call_* functions, as an embedder's C code would.
 **   5. module.c (luaopen_loom and the loom_new* constructors, which
@@ -150,6 +151,13 @@ struct loom_host {
   unsigned next_id;
   int failures;            /* failures reported */
   int report_ref;          /* registry: core.set_report's function */
+  /* debug mode and what the introspection primitives read (inspect.c) */
+  unsigned char timing;    /* core.timing: steps are timed */
+  int run_depth;           /* frames of 'L' below the loop's callbacks */
+  uint64_t slow_ns;        /* debug: a step longer than this is reported */
+  uint64_t iterations;     /* loop iterations so far */
+  uint64_t slowest_ns;     /* the longest step timed so far */
+  char slowest[64];        /* the name of its task */
   struct {                 /* loom_interrupt's, written by a handler */
     volatile sig_atomic_t pending, raised, grace, started;
     volatile uint64_t loop_time;  /* loop time when it came */
@@ -213,9 +221,12 @@ struct loom_handle {
   const loom_class *cls;
   loom_hostbox *hb;          /* the box of its host, and the host's */
   uint32_t gen;              /* generation: see loom__handle_host */
-  unsigned linked;           /* on the host's list */
+  unsigned linked : 1;       /* on the host's list */
+  unsigned lasting : 1;      /* open for the host's life (the standard
+                             ** streams): not reported at exit */
   loom_handle *next, *prev;  /* the host's list */
   loom_handle **box;         /* its userdata's pointer to it, or NULL */
+  char *where;               /* debug: "file:line" that made it, or NULL */
 };
 
 /* The host of 'h', or NULL once that host has closed. */
@@ -245,6 +256,13 @@ void *loom__udata_is(lua_State *L, int idx);  /* metatable on top: pops */
 void *loom__toobject(lua_State *L, int idx, const loom_class *cls);
 void *loom__checkobject(lua_State *L, int idx, const loom_class *cls);
 void loom__handles_close(loom_host *H);
+void loom__handle_describe(lua_State *L, loom_handle *h);  /* tostring */
+#define LOOM_SITE_MAX 96  /* room for "file:line" */
+int loom__site(lua_State *L, loom_host *H, char *buf,
+               size_t size);  /* the user's "file:line", or 0 */
+void loom__track(lua_State *L, loom_host *H, int idx);  /* open file */
+void loom__untrack(lua_State *L, int idx);  /* closed: never allocates */
+int loom__push_handles(lua_State *L, loom_host *H);  /* list; how many */
 
 /* error.c */
 void loom__error_open(lua_State *L, loom_host *H);  /* core.Cancelled... */
@@ -370,6 +388,7 @@ struct loom_task {
   unsigned escaped : 1;    /* coroutine.running() gave its coroutine out */
   unsigned woken : 1;      /* WAIT_LIST: taken off its list by a waker */
   unsigned stalled : 1;    /* cancelled because nothing could wake it */
+  uint32_t born;           /* loop ms when spawned (wraps): its age */
   union {
     loom_task **back;      /* loom_call_await: the call's pointer to it */
     loom_timer sleep;      /* loom.sleep */
@@ -440,7 +459,8 @@ loom_future *loom__tofuture(lua_State *L, int idx);  /* or NULL */
 loom_task *loom__totask(lua_State *L, int idx);  /* or NULL */
 void loom__report_unobserved(lua_State *L, loom_host *H);
 void loom__report_unrun(lua_State *L, loom_host *H);  /* state closes */
-void loom__report_pending(loom_host *H);  /* debug: tasks still waiting */
+void loom__report_pending(loom_host *H);  /* debug: tasks nothing wakes */
+void loom__report_exit(loom_host *H);  /* debug: what is left as a run ends */
 void loom__describe_pending(lua_State *L, loom_host *H);  /* pushes it */
 
 /* host.c */
@@ -462,6 +482,7 @@ void loom__timer_open(lua_State *L, loom_host *H);  /* time API */
 double loom__checkduration(lua_State *L, int idx, const char *fname);
 void loom__coro_open(lua_State *L, loom_host *H);  /* wraps coroutine.* */
 void loom__work_register(lua_State *L, loom_host *H);  /* loom.work */
+void loom__inspect_register(lua_State *L, loom_host *H);  /* core.stats.. */
 void loom__queue_register(lua_State *L, loom_host *H);  /* loom.queue */
 
 /* signal.c */
@@ -519,6 +540,7 @@ struct loom_stream {
   unsigned lingering : 1;   /* closed, its queued writes still going */
   unsigned released : 1;    /* its handle is closing: no Lua any more */
   unsigned weak : 1;        /* reads only while a task waits to read */
+  unsigned lost_writes : 3; /* debug: writes after the peer went away */
   write_req *writes;        /* writes in flight (stream.c) */
   loom_task *readers, *writers;  /* WAIT_LIST */
   const loom_stream_hook *hook;  /* or NULL: the socket's bytes as they are */

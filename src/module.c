@@ -96,12 +96,12 @@ static int run_main(lua_State *L, const char *fname, int fidx,
   H->L = L;
   H->vnow = uv_now(H->loop);
   H->is_virtual = (unsigned char)is_virtual;
-  H->debug = debug || saved_debug;
+  if (debug) H->debug = 1;
   loom__loop(H);
   H->L = H->mainL;
   loom__set_main(L, H, 0);
   H->is_virtual = 0;
-  H->debug = saved_debug;
+  if (debug) H->debug = saved_debug;  /* else as the run left it */
   if (t->f.state == FUT_PENDING)
     return luaL_error(L, "loom.run: the main task never finished");
   if (loom__state(&t->f) == LOOM_TASK_STALLED) {  /* where each waited */
@@ -139,11 +139,30 @@ static int l_run_with(lua_State *L) {
   return run_main(L, "loom.run_with", 2, is_virtual, debug);
 }
 
+/*
+** loom.debug([on | {slow = s}]): turns debug mode on or off; a table
+** turns it on with its settings ('slow': the seconds a step may run
+** before it is reported).  Returns the state: on, slow.
+*/
 static int l_debug(lua_State *L) {
   loom_host *H = loom__host(L);
-  if (!lua_isnone(L, 1)) H->debug = lua_toboolean(L, 1);
+  if (lua_istable(L, 1)) {
+    if (lua_getfield(L, 1, "slow") != LUA_TNIL) {
+      int isnum;
+      lua_Number s = lua_tonumberx(L, -1, &isnum);
+      if (!isnum || !(s >= 0) || s > 1e9)
+        loom__argerror(L, 1, "loom.debug", lua_pushfstring(L,
+                       "'slow' must be a number of seconds, got %s",
+                       isnum ? loom__shownumber(L, -1)
+                             : luaL_typename(L, -1)));
+      H->slow_ns = (uint64_t)(s * 1e9);
+    }
+    H->debug = 1;
+  }
+  else if (!lua_isnone(L, 1)) H->debug = lua_toboolean(L, 1);
   lua_pushboolean(L, H->debug);
-  return 1;
+  lua_pushnumber(L, (lua_Number)H->slow_ns / 1e9);
+  return 2;
 }
 
 static const luaL_Reg funcs[] = {
@@ -238,6 +257,7 @@ LOOM_API int luaopen_loom(lua_State *L) {
   loom__timer_open(L, H);
   loom__error_open(L, H);
   loom__work_register(L, H);
+  loom__inspect_register(L, H);
   loom__queue_register(L, H);
   loom__net_register(L, H);
   loom__tls_register(L, H);

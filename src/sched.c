@@ -17,7 +17,9 @@
 ** aux table (weak keys), one table per future that needs them: 'name',
 ** 'trace' (traceback of a failure), 'throw' (an error waiting to be
 ** raised in the task), 'cause' and 'cause_trace' (the failure it got
-** from a task it awaited), 'callbacks' (on_done), 'watch'.
+** from a task it awaited), 'callbacks' (on_done), 'watch', and in
+** debug mode 'spawned' (a task's "file:line") and 'set_at' (who set a
+** future, and where).
 **
 ** A pending task is anchored in the host's live table at 't->ref'.
 ** Before it starts, UV_VALUE holds its function and user values 2..
@@ -112,6 +114,7 @@ static void idle_cb(uv_idle_t *h) {
 */
 static void prepare_cb(uv_prepare_t *h) {
   loom_host *H = h->data;
+  H->iterations++;  /* once per iteration: core.stats */
   if (H->nready > 0) {
     run_ready(H);
     uv_update_time(H->loop);
@@ -144,6 +147,7 @@ void loom__sched_open(lua_State *L, loom_host *H) {
   }
   lua_createtable(L, POOL_MAX, 0);
   H->pool_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  H->slow_ns = SLOW_MS * 1000000ull;
   uv_prepare_start(&H->prepare, prepare_cb);
   uv_check_start(&H->check, check_cb);
   uv_unref(hs[0]);  /* they keep nothing alive */
@@ -186,16 +190,22 @@ uint64_t loom__now(loom_host *H) {
 int loom__loop(loom_host *H) {
   int rounds = 0;
   int failures = H->failures;
+  lua_Debug ar;
   H->running = 1;
   H->stalled = 0;
   H->main_ended = 0;
+  /* the frames below the loop's callbacks (see loom__site) */
+  for (H->run_depth = 0; lua_getstack(H->L, H->run_depth, &ar);
+       H->run_depth++) {}
   for (;;) {
     uv_run(H->loop, UV_RUN_DEFAULT);
     if (H->ntasks == 0 || ++rounds > 3) break;
     loom__stall(H);
   }
   H->running = 0;
+  H->run_depth = 0;
   loom__report_unobserved(H->L, H);
+  if (H->debug) loom__report_exit(H);
   return H->failures - failures;
 }
 
@@ -1019,34 +1029,70 @@ static void finish_safe(loom_host *H, loom_task *t, int status, int nres) {
 /* }==================================================================== */
 
 
-static void warn_slow(loom_host *H, loom_task *t, uint64_t ns) {
+/* Copies the name of 't' into 'buf' (allocating nothing). */
+static void name_into(loom_host *H, loom_task *t, char *buf, size_t size) {
   lua_State *L = H->L;
   loom__push_task(L, H, t);
-  if (t->co != NULL) luaL_traceback(L, t->co, NULL, 0);
+  if (loom__get_aux(L, -1, "name") == LUA_TSTRING)
+    snprintf(buf, size, "%s", lua_tostring(L, -1));
+  else if (t == H->main) snprintf(buf, size, "main");
+  else snprintf(buf, size, "task-%u", t->id);
+  lua_pop(L, 2);  /* remove name and task */
+}
+
+/* warn_p(task, ms, ended): warn_slow's report, protected */
+static int warn_p(lua_State *L) {
+  loom_host *H = loom__host_of_state(L);
+  loom_task *t = lua_touserdata(L, 1);
+  if (t->co != NULL && !lua_toboolean(L, 3))
+    luaL_traceback(L, t->co, NULL, 0);
   else lua_pushliteral(L, "");
-  loom__push_name(L, -2);
-  lua_pushfstring(L, "task '%s' ran for %d ms without suspending",
-                  lua_tostring(L, -1), (int)(ns / 1000000));
+  loom__push_name(L, 1);
+  lua_pushfstring(L, "task '%s' ran for %d ms without suspending%s",
+                  lua_tostring(L, -1), (int)lua_tointeger(L, 2),
+                  lua_toboolean(L, 3) ? ", then ended" : "");
   loom__warn(H, lua_tostring(L, -1), lua_tostring(L, -3));
-  lua_pop(L, 4);
+  return 0;
+}
+
+static void warn_slow(loom_host *H, loom_task *t, int ended, uint64_t ns) {
+  lua_State *L = H->L;
+  int top = lua_gettop(L);
+  lua_pushcfunction(L, warn_p);
+  loom__push_task(L, H, t);
+  lua_pushinteger(L, (lua_Integer)(ns / 1000000));
+  lua_pushboolean(L, ended);
+  if (lua_pcall(L, 3, 0, 0) != LUA_OK) lua_settop(L, top);
+}
+
+/*
+** A step of 't' took 'ns' (it suspended, or ended when 'ended'): the
+** slowest so far is kept for core.stats, and debug mode warns about one
+** over its threshold, with where the task suspended.
+*/
+static void timed(loom_host *H, loom_task *t, int ended, uint64_t ns) {
+  if (ns > H->slowest_ns) {
+    H->slowest_ns = ns;
+    name_into(H, t, H->slowest, sizeof H->slowest);
+  }
+  if (H->debug && ns > H->slow_ns) warn_slow(H, t, ended, ns);
 }
 
 /*
 ** Runs 't' until it suspends or ends.  A yield that does not carry the
 ** loom tag is a plain coroutine.yield at the top of the task: it acts
-** as loom.yield.
+** as loom.yield.  Steps are timed only while debug mode or core.timing
+** asks: otherwise the cost is one test.
 */
 void loom__step(loom_host *H, loom_task *t) {
   int status, nres, narg = 0;
   uint64_t t0 = 0;
   if (!t->started && !start_safe(H, t, &narg)) return;
-  if (H->debug) t0 = uv_hrtime();
+  if (H->debug | H->timing) t0 = uv_hrtime();
   H->current = t;
   status = lua_resume(t->co, H->L, narg, &nres);
   H->current = NULL;
-  if (H->debug && uv_hrtime() - t0 > SLOW_MS * 1000000ull
-      && status == LUA_YIELD)
-    warn_slow(H, t, uv_hrtime() - t0);
+  if (t0 != 0) timed(H, t, status != LUA_YIELD, uv_hrtime() - t0);
   if (status == LUA_YIELD) {
     if (nres != 1 || lua_touserdata(t->co, -1) != &loom__tag)
       loom__wake(H, t);
@@ -1355,7 +1401,11 @@ static void report_failure(lua_State *L, loom_host *H, int idx) {
   else {
     const char *msg = loom__tostring(L, -1);
     loom__push_name(L, idx);
-    lua_pushfstring(L, "error in task '%s': %s", lua_tostring(L, -1), msg);
+    if (loom__get_aux(L, idx, "spawned") == LUA_TSTRING)  /* debug mode */
+      lua_pushfstring(L, "error in task '%s' (spawned at %s): %s",
+                      lua_tostring(L, -2), lua_tostring(L, -1), msg);
+    else lua_pushfstring(L, "error in task '%s': %s", lua_tostring(L, -2),
+                         msg);
   }
   if (loom__get_aux(L, idx, "trace") != LUA_TSTRING) {
     lua_pop(L, 1);
@@ -1431,11 +1481,112 @@ void loom__describe_pending(lua_State *L, loom_host *H) {
   lua_pop(L, 1);
 }
 
+#define REPORT_MAX 50  /* tasks or handles listed one by one */
+
+/*
+** Warns about each task still pending, 'why' being what became of it:
+** its name, where it was spawned (debug mode) and where it waits.
+*/
+static void report_tasks(lua_State *L, loom_host *H, const char *why) {
+  int n = 0;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, H->live_ref);
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    loom_task *t = has_mt(L, -1, H->task_mt_ref);
+    if (t != NULL && t->f.state == FUT_PENDING && ++n <= REPORT_MAX) {
+      int top = lua_gettop(L);
+      loom__push_name(L, top);
+      if (loom__get_aux(L, top, "spawned") == LUA_TSTRING)
+        lua_pushfstring(L, " (spawned at %s)", lua_tostring(L, -1));
+      else lua_pushliteral(L, "");
+      lua_pushfstring(L, "task '%s'%s %s", lua_tostring(L, top + 1),
+                      lua_tostring(L, -1), why);
+      if (t->co != NULL) luaL_traceback(L, t->co, NULL, 0);
+      else lua_pushliteral(L, "stack traceback:\n\t(not started)");
+      loom__warn(H, lua_tostring(L, -2), lua_tostring(L, -1));
+      lua_settop(L, top);
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  if (n > REPORT_MAX) {
+    lua_pushfstring(L, "and %d more tasks %s", n - REPORT_MAX, why);
+    loom__warn(H, lua_tostring(L, -1), NULL);
+    lua_pop(L, 1);
+  }
+}
+
+/*
+** Warns about what the script left open, the standard streams aside:
+** each with its kind and the line that made it (debug mode), in one
+** warning.
+*/
+static void report_handles(lua_State *L, loom_host *H) {
+  int i, n, lidx, acc, left = 0;
+  n = loom__push_handles(L, H);
+  lidx = lua_gettop(L);
+  lua_pushliteral(L, "");
+  acc = lua_gettop(L);
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, lidx, i);
+    if (lua_getfield(L, -1, "lasting") == LUA_TNIL && ++left <= REPORT_MAX) {
+      lua_getfield(L, -2, "kind");
+      lua_getfield(L, -3, "what");
+      if (lua_getfield(L, -4, "where") == LUA_TSTRING)
+        lua_pushfstring(L, ", created at %s", lua_tostring(L, -1));
+      else lua_pushliteral(L, "");
+      lua_pushfstring(L, "%s\n  %s: %s%s", lua_tostring(L, acc),
+                      lua_tostring(L, -4), lua_tostring(L, -3),
+                      lua_tostring(L, -1));
+      lua_replace(L, acc);
+    }
+    lua_settop(L, acc);
+  }
+  if (left > REPORT_MAX) {
+    lua_pushfstring(L, "%s\n  and %d more", lua_tostring(L, acc),
+                    left - REPORT_MAX);
+    lua_replace(L, acc);
+  }
+  if (left > 0) {
+    lua_pushfstring(L, "%d %s still open at exit:%s", left,
+                    left == 1 ? "handle" : "handles", lua_tostring(L, acc));
+    loom__warn(H, lua_tostring(L, -1), NULL);
+  }
+  lua_settop(L, lidx - 1);
+}
+
+/* report_p(why, at_exit): debug mode's reports, protected (they allocate) */
+static int report_p(lua_State *L) {
+  loom_host *H = loom__host_of_state(L);
+  if (H->ntasks > 0) report_tasks(L, H, lua_touserdata(L, 1));
+  if (lua_toboolean(L, 2)) report_handles(L, H);
+  return 0;
+}
+
+static void report_debug(loom_host *H, const char *why, int at_exit) {
+  lua_State *L = H->L;
+  int top = lua_gettop(L);
+  lua_pushcfunction(L, report_p);
+  lua_pushlightuserdata(L, (void *)why);
+  lua_pushboolean(L, at_exit);
+  if (lua_pcall(L, 2, 0, 0) != LUA_OK)
+    loom__warn(H, "debug mode: no memory was left for its report", NULL);
+  lua_settop(L, top);
+}
+
+/* Debug mode: the tasks nothing can wake, before they are cancelled. */
 void loom__report_pending(loom_host *H) {
-  loom__describe_pending(H->L, H);
-  lua_pushfstring(H->L, "tasks still waiting:%s", lua_tostring(H->L, -1));
-  loom__warn(H, lua_tostring(H->L, -1), NULL);
-  lua_pop(H->L, 2);
+  report_debug(H, "waits for something nothing will do: it is cancelled",
+               0);
+}
+
+/*
+** Debug mode, as a run ends: the tasks still pending (name, where each
+** was spawned and where it waits) and what the script left open (kind,
+** and the line that made it).
+*/
+void loom__report_exit(loom_host *H) {
+  report_debug(H, "is still pending at exit", 1);
 }
 
 /* }==================================================================== */
@@ -1447,6 +1598,14 @@ void loom__report_pending(loom_host *H) {
 ** Spawning, and outcomes for C
 ** =====================================================================
 */
+
+/* Debug mode: the task on top remembers where it was spawned. */
+static void mark_spawned(lua_State *L, loom_host *H) {
+  char where[LOOM_SITE_MAX];
+  if (!loom__site(L, H, where, sizeof where)) return;
+  lua_pushstring(L, where);
+  loom__set_aux(L, -2, "spawned");
+}
 
 /*
 ** Spawns the function below the 'nargs' values on top of L as a task;
@@ -1462,9 +1621,11 @@ loom_task *loom__spawn(lua_State *L, loom_host *H, int nargs) {
   t->f.gen = H->box->gen;
   t->f.is_task = 1;
   t->id = ++H->next_id;
+  t->born = (uint32_t)loom__now(H);
   t->nargs = (unsigned short)nargs;
   lua_rawgeti(L, LUA_REGISTRYINDEX, H->task_mt_ref);
   lua_setmetatable(L, -2);
+  if (H->debug) mark_spawned(L, H);
   for (i = 0; i <= nargs; i++) {
     lua_pushvalue(L, base + i);
     lua_setiuservalue(L, -2, i + 1);

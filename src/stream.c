@@ -871,12 +871,38 @@ static int write_k(lua_State *L, int status, lua_KContext ctx) {
   return write_wait(L, s);
 }
 
+#define LOST_WRITES_WARN 5  /* writes to a lost peer that debug mode reports */
+
+/*
+** Debug mode: 's' is written although its peer went away (EPIPE,
+** ECONNRESET) and a write already said so.  One or two are a race
+** between writers; more mean that nobody looks at what stream:write
+** returns (a handler that keeps feeding a lost client), reported once
+** per stream, at the LOST_WRITES_WARN-th, as asyncio does at its 5th.
+*/
+static void lost_write(lua_State *L, loom_stream *s) {
+  if ((s->werr != UV_EPIPE && s->werr != UV_ECONNRESET)
+      || s->lost_writes > LOST_WRITES_WARN
+      || ++s->lost_writes < LOST_WRITES_WARN)
+    return;
+  s->lost_writes = LOST_WRITES_WARN + 1;  /* reported */
+  luaL_traceback(L, L, NULL, 1);
+  lua_pushfstring(L, "stream to %s written %d times after its peer went "
+                     "away (%s): nobody looks at what stream:write returns",
+                  s->name, LOST_WRITES_WARN, uv_err_name(s->werr));
+  loom__warn(host_of(s), lua_tostring(L, -1), lua_tostring(L, -2));
+  lua_pop(L, 2);
+}
+
 /* s:write(data, ...) (suspends while over the high-water mark) */
 static int s_write(lua_State *L) {
   loom_stream *s = io_stream(L, "stream:write");
   int r;
   if (s == NULL || s->closed) return fail_closed(L);
-  if (s->werr) return loom__stream_fail(L, s, "write to", s->werr);
+  if (s->werr) {
+    if (host_of(s)->debug) lost_write(L, s);
+    return loom__stream_fail(L, s, "write to", s->werr);
+  }
   if (s->shut) return loom__fail(L, "write to", s->name, UV_EPIPE);
   r = write_all(L, s);
   if (r != 0) {

@@ -159,12 +159,34 @@ static int l_yield(lua_State *L) {
   return loom__yield(L, loom__host(L), "loom.yield");
 }
 
+/*
+** Debug mode: the future 'f' at 1 remembers who set it and where
+** ('fname' at "file:line"), for the error of a second attempt.
+*/
+static void mark_set(lua_State *L, loom_future *f, const char *fname) {
+  char where[LOOM_SITE_MAX];
+  if (!loom__site(L, loom__fhost(f), where, sizeof where)) return;
+  lua_pushfstring(L, "%s set it at %s", fname, where);
+  loom__set_aux(L, 1, "set_at");
+}
+
+/*
+** Raises the error of setting the done future at 1 with 'fname', at
+** the user's line; in debug mode, it says where it was set first.
+*/
+static int already_done(lua_State *L, const char *fname) {
+  if (loom__get_aux(L, 1, "set_at") == LUA_TSTRING)
+    return loom__errorf(L, "%s: the future is already done (%s)", fname,
+                        lua_tostring(L, -1));
+  return loom__errorf(L, "%s: the future is already done", fname);
+}
+
 /* future:set_result(...) */
 static int f_set_result(lua_State *L) {
   loom_future *f = checkownfuture(L, "future:set_result");
   int n = lua_gettop(L) - 1;
-  if (f->state != FUT_PENDING)
-    loom__errorf(L, "future:set_result: the future is already done");
+  if (f->state != FUT_PENDING) return already_done(L, "future:set_result");
+  if (loom__fhost(f)->debug) mark_set(L, f, "future:set_result");
   f->state = FUT_OK;
   f->nres = n;
   loom__store_values(L, 1, L, n);
@@ -176,8 +198,8 @@ static int f_set_result(lua_State *L) {
 static int f_set_error(lua_State *L) {
   loom_future *f = checkownfuture(L, "future:set_error");
   lua_settop(L, 2);
-  if (f->state != FUT_PENDING)
-    loom__errorf(L, "future:set_error: the future is already done");
+  if (f->state != FUT_PENDING) return already_done(L, "future:set_error");
+  if (loom__fhost(f)->debug) mark_set(L, f, "future:set_error");
   f->state = loom__is_cancelled(L, loom__fhost(f), 2) ? FUT_CANCELLED
                                                        : FUT_FAILED;
   f->nres = 1;
@@ -194,6 +216,7 @@ static int f_cancel(lua_State *L) {
     lua_pushboolean(L, 0);
     return 1;
   }
+  if (loom__fhost(f)->debug) mark_set(L, f, "future:cancel");
   f->state = FUT_CANCELLED;
   f->nres = 1;
   loom__new_cancelled(L, loom__fhost(f), msg);
