@@ -116,7 +116,7 @@ end
 
 function Term:tmux(args)
   local out, err, code = helper.sh(("env -u LD_PRELOAD -u ASAN_OPTIONS "
-    .. "-u UBSAN_OPTIONS -u LSAN_OPTIONS tmux -L %s -f /dev/null %s")
+    .. "-u UBSAN_OPTIONS -u LSAN_OPTIONS tmux -u -L %s -f /dev/null %s")
     :format(self.socket, args), nil, 10)
   return out, err, code
 end
@@ -274,6 +274,18 @@ describe_tty("loom.lineedit on a terminal", function()
       t:press("Enter")
       t:wait_line("[>heXlo<!|nil]")
     end))
+
+  it("edits UTF-8 characters as characters", with_term({ "plain" },
+    function(t)
+      t:wait_line(">")
+      t:type("héllo wörld")
+      t:press("Left", "Left", "Left", "BSpace")
+      t:type("Ö")
+      t:press("C-a", "Right", "Right", "BSpace")
+      t:wait("> hllo wÖrld")
+      t:press("Enter")
+      t:wait_line("[hllo wÖrld|nil]")
+    end, { LC_ALL = "C.UTF-8" }))
 
   it("keeps the history across two runs in the history file, bounded",
     function()
