@@ -39,7 +39,8 @@
 **      its loom_call_* functions, as an embedder's C code would.
 **   5. module.c (luaopen_loom and the loom_new* constructors, which
 **      open the module in a state), then main.c, the binary, which
-**      uses loom.h alone.
+**      uses loom.h alone, and lineedit.c, the binary's line editor
+**      (loom.lineedit), a family of the binary's own.
 */
 #ifndef LOOM_INTERNAL_H
 #define LOOM_INTERNAL_H

@@ -16,6 +16,7 @@
 #include <lualib.h>
 
 #include "loom.h"
+#include "lineedit.h"
 
 static const char *progname = "loom";
 
@@ -398,6 +399,11 @@ static int spawn_main(lua_State *L, loom_host *H, char **argv, int argc,
 ** The loop sees a signal only once the running task suspends, so the
 ** binary's own handler also interrupts a task that does not, as lua.c
 ** interrupts a loop (see on_sigint).
+**
+** A Ctrl-C at a prompt of loom.lineedit (lineedit.c) is the prompt's:
+** the handler tells the editor it came (loom__lineedit_signalled), and
+** the default gives it to the editor first (loom__lineedit_sigint),
+** which drops the line typed instead of ending the program.
 */
 static int sigint_count;
 
@@ -412,6 +418,10 @@ static void sigint_cb(loom_host *H, int signum, void *ud) {
   lua_State *L = loom_state(H);
   int cancelled = 0;
   (void)signum; (void)ud;
+  if (loom__lineedit_sigint(H)) {  /* a prompt's: it drops its line */
+    loom_interrupt(H, 0);
+    return;
+  }
   if (sigint_count++ == 0 && loom_push_main(H) == LOOM_OK) {
     int state = loom_task_state(H, -1);
     cancelled = loom_cancel(H, -1, "interrupted") == 1;
@@ -442,7 +452,7 @@ static void sigint_cb(loom_host *H, int signum, void *ud) {
 ** while the first waits for its task interrupts at once.  Once an
 ** interrupt was raised, the next Ctrl-C exits at once: a loop whose
 ** pcall caught the interrupt cannot hold the process (lua.c's second
-** Ctrl-C kills it likewise).
+** Ctrl-C kills it likewise); but not at a prompt, which takes it.
 */
 #define GRACE_MS 500
 
@@ -451,7 +461,8 @@ static struct sigaction libuv_sigint;
 
 static void on_sigint(int signum, siginfo_t *info, void *context) {
   int saved = errno;
-  if (loom_interrupt(sigint_host, GRACE_MS) > 0) {
+  int at_prompt = loom__lineedit_signalled();
+  if (loom_interrupt(sigint_host, GRACE_MS) > 0 && !at_prompt) {
     uv_tty_reset_mode();  /* async-signal-safe, as _exit */
     _exit(130);
   }
@@ -481,6 +492,15 @@ static void handle_sigint(loom_host *H, int on) {
 }
 
 /* }==================================================================== */
+
+
+/* The modules only the binary has: loom.lineedit. */
+static void preload_binary_modules(lua_State *L) {
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  lua_pushcfunction(L, luaopen_loom_lineedit);
+  lua_setfield(L, -2, "loom.lineedit");
+  lua_pop(L, 1);  /* remove package.preload */
+}
 
 
 /*
@@ -539,6 +559,7 @@ int main(int argc, char **argv) {
   }
   L = loom_state(H);
   lua_gc(L, LUA_GCGEN, 0, 0);  /* as lua.c: most garbage dies young */
+  preload_binary_modules(L);
   if (flags & HAS_BIG_E) ignore_environment(L);
   create_arg_table(L, argv, argc, script);
   if (!spawn_main(L, H, argv, argc, script, from_stdin, flags)) {
