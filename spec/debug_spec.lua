@@ -7,14 +7,15 @@ local loom = require "loom"
 local h = require "spec.helper"
 
 -- Runs 'src' with the binary, LOOM_DEBUG set to 'debug' (nil: unset);
--- returns stdout, stderr, status and the script's path.
+-- returns stdout, stderr (the messages of its loom.log records, see
+-- helper.unlog), status and the script's path.
 local function run(src, debug)
   local path = h.script(src)
   local env = debug and ("LOOM_DEBUG=" .. debug .. " ") or "env -u LOOM_DEBUG "
   local out, err, code = h.sh(env .. h.quote(h.loom_bin) .. " "
     .. h.quote(path))
   os.remove(path)
-  return out, err, code, path
+  return out, h.unlog(err), code, path
 end
 
 -- How many times 'needle' is in 'hay' (plain text).
@@ -100,7 +101,7 @@ loom.sleep(0)
 ]])
       assert.are.equal(0, code, err)
       assert.are.equal(1, count(err, "without suspending"), err)
-      assert.matches("loom: task 'cruncher' ran for %d+ ms without "
+      assert.matches("task 'cruncher' ran for %d+ ms without "
         .. "suspending\nstack traceback:", err)
       assert.is_true(h.has(err, path .. ":8:"), err)
     end)
@@ -159,7 +160,7 @@ end)
 t.name = "forgotten"
 ]], "1")
       assert.are.equal(0, code, err)
-      assert.is_true(h.has(err, "loom: task 'forgotten' (spawned at "
+      assert.is_true(h.has(err, "task 'forgotten' (spawned at "
         .. path .. ":1) waits for something nothing will do: it is "
         .. "cancelled\nstack traceback:\n"), err)
       assert.is_true(h.has(err, path .. ":3: in function"), err)
@@ -183,6 +184,7 @@ t.name = "forgotten"
       end)
     ]])
     assert.are_not.equal(0, code)
+    err = h.unlog(err)
     assert.is_true(h.has(err, "1 handle still open at exit:\n  server: "
       .. "loom.server (127.0.0.1:"), err)
     -- the run ends; the next one, not in debug mode, reports nothing
@@ -243,14 +245,14 @@ t.name = "orphan"
   it("says where its task was spawned", function()
     local _, err, code, path = run(SRC, "1")
     assert.are.equal(1, code)
-    assert.is_true(h.has(err, "loom: error in task 'orphan' (spawned at "
+    assert.is_true(h.has(err, "error in task 'orphan' (spawned at "
       .. path .. ":1): " .. path .. ":2: lost\n"), err)
   end)
 
   it("is reported as before when off", function()
     local _, err, code, path = run(SRC)
     assert.are.equal(1, code)
-    assert.is_true(h.has(err, "loom: error in task 'orphan': " .. path
+    assert.is_true(h.has(err, "error in task 'orphan': " .. path
       .. ":2: lost\n"), err)
   end)
 end)
@@ -279,7 +281,7 @@ srv:close()
     assert.are.equal(0, code, err)
     assert.are.equal(2, count(err, "written 5 times after its peer went "
       .. "away"), err)
-    assert.matches("loom: stream to 127%.0%.0%.1:%d+ written 5 times after "
+    assert.matches("stream to 127%.0%.0%.1:%d+ written 5 times after "
       .. "its peer went away %(E[A-Z]+%): nobody looks at what stream:write "
       .. "returns\nstack traceback:\n\t[^\n]*:5: in function", err)
     assert.is_true(h.has(err, path .. ":5:"), err)

@@ -116,7 +116,7 @@ end
 
 function Term:tmux(args)
   local out, err, code = helper.sh(("env -u LD_PRELOAD -u ASAN_OPTIONS "
-    .. "-u UBSAN_OPTIONS -u LSAN_OPTIONS tmux -L %s -f /dev/null %s")
+    .. "-u UBSAN_OPTIONS -u LSAN_OPTIONS tmux -u -L %s -f /dev/null %s")
     :format(self.socket, args), nil, 10)
   return out, err, code
 end
@@ -141,7 +141,7 @@ local function start(dir, args, env)
   -- loom does not inherit).
   local cmd = ("(trap '' INT; sleep %d; kill -KILL 0) & trap : INT; "
     .. "cd %s && stty -g > before; env -u LUA_INIT %s %s driver.lua %s; "
-    .. "status=$?; stty -g > after; echo EXIT=$status; wait")
+    .. "status=$?; stty -g > after; echo loom-status:$status; wait")
     :format(LIMIT, q(dir), table.concat(vars, " "),
             q(absolute(helper.loom_bin)), table.concat(words, " "))
   local _, err, code = t:tmux("new-session -d -x 100 -y 30 " .. q(cmd))
@@ -194,13 +194,13 @@ end
 
 --- Waits for loom's end; returns its exit status and the screen.
 function Term:exit_status()
-  local s = self:wait("EXIT=")
-  return tonumber(s:match("EXIT=(%d+)")), s
+  local s = self:wait("loom-status:")
+  return tonumber(s:match("loom%-status:(%d+)")), s
 end
 
 --- Whether the terminal's mode after loom is the one before it.
 function Term:restored()
-  self:wait("EXIT=")
+  self:wait("loom-status:")
   local deadline = helper.clock() + WAIT
   local after
   repeat  -- the shell writes it right after the status
@@ -274,6 +274,18 @@ describe_tty("loom.lineedit on a terminal", function()
       t:press("Enter")
       t:wait_line("[>heXlo<!|nil]")
     end))
+
+  it("edits UTF-8 characters as characters", with_term({ "plain" },
+    function(t)
+      t:wait_line(">")
+      t:type("héllo wörld")
+      t:press("Left", "Left", "Left", "BSpace")
+      t:type("Ö")
+      t:press("C-a", "Right", "Right", "BSpace")
+      t:wait("> hllo wÖrld")
+      t:press("Enter")
+      t:wait_line("[hllo wÖrld|nil]")
+    end, { LC_ALL = "C.UTF-8" }))
 
   it("keeps the history across two runs in the history file, bounded",
     function()
@@ -438,7 +450,7 @@ describe_tty("loom.lineedit on a terminal", function()
     end))
 
   it("raises on misuse", with_term({ "misuse" }, function(t)
-    local s = t:wait("EXIT=")
+    local s = t:wait("loom-status:")
     local function has(text) assert.truthy(s:find(text, 1, true), s) end
     has("second open: false")
     has("lineedit.open: a line editor is open already")

@@ -91,7 +91,9 @@ describe("loom.log", function()
 
   it("outside any task the task is '-'; from the module too", function()
     local out, err, code = h.lua_src([[
+      local log = require "loom.log"
       local loom = require "loom"
+      assert(log == loom.log)
       loom.log.info("outside")
       loom.run(function() loom.log.info("inside") end)
     ]])

@@ -29,6 +29,9 @@
 **      coro.c, call.c, then work.c, queue.c, signal.c, stream.c, fs.c,
 **      then tls.c (TLS on a stream, through its hook), then net.c and
 **      process.c, built on streams (process.c also names signals), then
+**      stdio.c (the standard streams and their writers, the sinks) and
+**      log.c (loom.log, on the sinks; error.c's reports reach it through
+**      H->log_fn, which it sets), then
 **      http_parser.c (llhttp's requests as Lua tables) and
 **      http_client.c (libcurl's multi interface on the loop), then
 **      inspect.c (what a console sees of a running host).  Those

@@ -126,8 +126,8 @@ static int utf8;            /* the locale's characters are UTF-8 */
 /* what where_fn saw */
 static struct {
   int done;
-  int before, all;          /* columns of prompt and line to the cursor,
-                               and to the end */
+  int before;               /* columns of the prompt and the line up to
+                               the cursor */
   char *line;               /* the line, or NULL */
 } where;
 
@@ -397,7 +397,6 @@ static int where_fn(int count, int key) {
   if (rl_end >= 0 && (size_t)rl_end < end) end = (size_t)rl_end;
   if (point > end) point = end;
   where.before = text_cols(pcols, line, point);
-  where.all = text_cols(pcols, line, end);
   free(where.line);
   where.line = malloc(end + 1);
   if (where.line != NULL) {

@@ -271,7 +271,7 @@ static void host_log(loom_host *H, int level, const char *msg,
   loom_logger *lg = H->log;
   lua_State *L = H->L;
   const char *task = NULL;
-  int top = 0;
+  int top = -1;
   if (lg == NULL) {
     fprintf(stderr, "loom: %s\n", msg);
     if (trace != NULL && *trace != '\0') fprintf(stderr, "%s\n", trace);
@@ -295,7 +295,7 @@ static void host_log(loom_host *H, int level, const char *msg,
     free(b.p);
   }
   else log_record(H, lg, level, task, msg, strlen(msg));
-  if (task != NULL) lua_settop(L, top);
+  if (top >= 0) lua_settop(L, top);
 }
 
 /* See loom.h. */

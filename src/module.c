@@ -298,7 +298,7 @@ static int open_submodule(lua_State *L, const char *name) {
 }
 
 #define SUBMODULES(X) X(net) X(fs) X(process) X(signal) X(json) X(http) \
-  X(busted)
+  X(busted) X(log)
 
 #define OPEN_SUBMODULE(m) \
   LOOM_API int luaopen_loom_##m(lua_State *L); \

@@ -715,6 +715,7 @@ static void new_stdin(lua_State *L, loom_host *H) {
   }
   if (r != 0) s->rerr = r;  /* reads fail with it */
   s->weak = 1;
+  s->base.lasting = 1;  /* not one a script forgot to close */
 }
 
 /* Pushes a new Stream for standard output or error, on its sink. */
@@ -725,6 +726,7 @@ static void new_stdout(lua_State *L, loom_host *H, int fd) {
   s->hook = &out_hook;
   s->hook_ud = k;
   s->weak = 1;
+  s->base.lasting = 1;
   k->s = s;
 }
 

@@ -139,6 +139,7 @@ for _, name in ipairs { "net", "fs", "process", "signal", "json" } do
 end
 
 M.log = core.embedded("loom.log")(core)
+package.loaded["loom.log"] = M.log
 
 --- loom.console(path): a live console into this program on the Unix
 -- socket 'path' (lua/loom/console.lua, loaded on first use).
