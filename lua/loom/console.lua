@@ -319,8 +319,8 @@ local function session(stream)
       elseif item ~= ATTACH then
         local name, arg = item:match("^%s*%.(%a+)%s*(.-)%s*$")
         if name and not ev:more() then
-          local ok, kind, text, quit = pcall(command, name, arg)
-          if not ok then kind, text = "e", tostring(kind) end
+          local done, kind, text, quit = pcall(command, name, arg)
+          if not done then kind, text = "e", tostring(kind) end
           out:lines(kind, text)
           if quit then return end
         else
