@@ -132,6 +132,28 @@ describe("loom.stdin, loom.stdout, loom.stderr", function()
       if not h.coarse then assert.is_true(h.clock() - t0 < 10) end
     end)
 
+    it("a reader cancelled or timed out leaves nothing that keeps the process alive", function()
+      local t0 = h.clock()
+      local dir = h.tmpdir()
+      local out, err, code = pipeline([[
+        local t = loom.spawn(function() return loom.stdin:read_line() end)
+        loom.yield()
+        t:cancel()
+        print(pcall(t.await, t))
+        print(pcall(loom.timeout, 0.01, loom.stdin.read, loom.stdin))
+      ]], ([[
+        mkfifo %s/in
+        (exec sleep 20) > %s/in & writer=$!
+        SCRIPT < %s/in
+        echo "status $?"
+        kill $writer
+      ]]):format(dir, dir, dir), nil, 30)
+      h.rmtree(dir)
+      assert.are.equal(0, code, err)
+      assert.matches("^false\t.-cancel.-\nfalse\t.-timed out.-\nstatus 0\n$", out)
+      if not h.coarse then assert.is_true(h.clock() - t0 < 10) end
+    end)
+
     it("a pipe keeps blocking mode for C stdio and the writer", function()
       local out, err, code = pipeline(NONBLOCK_OF .. [[
         assert(loom.stdin:read_line() == "a")

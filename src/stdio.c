@@ -495,7 +495,8 @@ static void file_read_cb(uv_fs_t *req) {
     }
   }
   loom__stream_got(s, n > 0 ? 0 : n == 0 ? UV_EOF : (int)n);
-  if (fr->s != NULL && fr->on && s->reading && !s->closed)
+  /* (a reader that ran above may have submitted the next read itself) */
+  if (fr->s != NULL && fr->on && !fr->busy && s->reading && !s->closed)
     if (file_submit(fr) != 0) loom__stream_got(s, UV_EIO);
 }
 

@@ -375,6 +375,11 @@ static loom_stream *io_stream(lua_State *L, const char *fname) {
 loom_stream *loom__stream_resumed(lua_State *L) {
   loom_stream **box = lua_touserdata(L, 1);  /* checked before suspending */
   loom_stream *s = *box;
+  /* a weak stream whose reader left (cancelled, timed out) stops reading:
+  ** its read would keep the loop alive for nobody */
+  if (s != NULL && s->weak && s->reading && s->readers == NULL && !s->closed
+      && loom__resumed(L, NULL)->throwing)
+    read_stop(s);
   loom__list_resumed(L, s != NULL ? host_of(s) : NULL);
   return *box;
 }
