@@ -187,3 +187,59 @@ describe_install("the man page", function()
     end
   end)
 end)
+
+-- luarocks make in a copy of the checkout, into a tree of its own: the
+-- checkout, ~/.luarocks and the system's folders stay as they were.
+local describe_rock = (os.getenv("LD_PRELOAD") or not have("luarocks"))
+  and function(name)
+    describe(name, function()
+      pending("needs luarocks, in the plain run")
+    end)
+  end or describe
+
+describe_rock("luarocks make", function()
+  local tmp, tree
+
+  setup(function()
+    tmp = h.tmpdir()
+    tree = tmp .. "/tree"
+    local list = "git ls-files --cached --others --exclude-standard 2>/dev/null"
+      .. " || find . -path './build*' -prune -o -type f -print"
+    local _, err, code = h.sh(("mkdir %s && (%s) | tar -cf - -T - | tar -xf - -C %s")
+      :format(h.quote(tmp .. "/src"), list, h.quote(tmp .. "/src")))
+    assert.are.equal(0, code, err)
+  end)
+
+  teardown(function()
+    if tmp then h.rmtree(tmp) end
+  end)
+
+  it("builds and installs the module; stock lua5.4 and busted find loom and loom.busted", function()
+    local out, err, code = h.sh(("cd %s/src && HOME=%s luarocks --lua-version 5.4 make --tree %s")
+      :format(h.quote(tmp), h.quote(tmp), h.quote(tree)), nil, 600)
+    assert.are.equal(0, code, out .. err)
+    assert.matches("loom scm%-1 is now installed", out)
+    local env = ("cd %s && LUA_CPATH_5_4=%s LUA_PATH_5_4=';;' "):format(h.quote(tmp),
+      h.quote(tree .. "/lib/lua/5.4/?.so"))
+    out, err, code = h.sh(env .. [[lua5.4 -e 'require "loom"
+      print(package.searchpath("loom", package.cpath))']])
+    assert.are.equal(0, code, err)
+    assert.are.equal(tree .. "/lib/lua/5.4/loom.so\n", out)
+    local f = assert(io.open(tmp .. "/rock_spec.lua", "w"))
+    f:write([[
+local async = require("loom.busted").async
+local loom = require "loom"
+describe("a spec using the rock", function()
+  it("awaits", async(function() assert.are.equal(3, loom.sleep(0.01) or 3) end))
+end)
+]])
+    f:close()
+    out, err, code = h.sh(env .. "LUA_CPATH_5_4=\"$LUA_CPATH_5_4;;\" busted --lua=lua5.4 -o TAP rock_spec.lua")
+    assert.are.equal(0, code, out .. err)
+    assert.matches("ok 1 %- a spec using the rock awaits", out)
+    -- HOME was the temporary folder: what luarocks keeps stayed in it too
+    out = h.sh(("cd %s && ls -A"):format(h.quote(tmp)))
+    out = out:gsub("%.cache\n", ""):gsub("%.luarocks\n", "")
+    assert.are.equal("rock_spec.lua\nsrc\ntree\n", out)
+  end)
+end)
