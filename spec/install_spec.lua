@@ -162,6 +162,23 @@ describe_install("the layout for the prefix /usr (Debian's packages)", function(
     assert.is_true(has("/usr/share/man/man1/loom.1"))
     assert.is_true(has("/usr/bin/loom"))
   end)
+  it("packages every installed file in exactly one of debian/'s packages", function()
+    local globs = {}
+    for _, pkg in ipairs { "loom", "libloom0", "libloom-dev", "lua-loom" } do
+      for line in io.lines("debian/" .. pkg .. ".install") do
+        local pattern = "^/" .. line:gsub("%${DEB_HOST_MULTIARCH}", "x86_64-linux-gnu")
+          :gsub("[%.%-]", "%%%0"):gsub("%*", "[^/]*") .. "$"
+        globs[#globs + 1] = { pkg = pkg, pattern = pattern }
+      end
+    end
+    for _, path in ipairs(installed) do
+      local owners = {}
+      for _, g in ipairs(globs) do
+        if path:match(g.pattern) then owners[#owners + 1] = g.pkg end
+      end
+      assert.are.equal(1, #owners, path .. ": " .. table.concat(owners, ", "))
+    end
+  end)
 end)
 
 describe_install("the man page", function()
