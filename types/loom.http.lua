@@ -20,7 +20,7 @@ local http = {}
 ---An HTTP request (HTTP/1.1 and HTTPS, redirects, keep-alive, chunked
 ---and gzip bodies). An error status (404, 500) is a response too.
 ---@async
----@overload async fun(opts: loom.RequestOptions): loom.Response?, string?, loom.ErrorCode?
+---@overload fun(opts: loom.RequestOptions): loom.Response?, string?, loom.ErrorCode?
 ---@param url string
 ---@param opts? loom.RequestOptions
 ---@return loom.Response? response

@@ -56,8 +56,7 @@ function loom.run_with(opts, fn, ...) end
 ---Turns debug mode on or off (a table turns it on with its settings:
 ---`slow`, the seconds a step may run before it is reported). Returns the
 ---state after the call.
----@overload fun(): on: boolean, slow: number
----@param on boolean|{slow?: number}
+---@param on? boolean|{slow?: number}
 ---@return boolean on
 ---@return number slow
 function loom.debug(on) end
@@ -445,6 +444,7 @@ local Queue = {}
 ---@async
 ---@param v any
 ---@param priority? number
+---@return true
 function Queue:put(v, priority) end
 
 ---@param v any

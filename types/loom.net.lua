@@ -69,7 +69,8 @@ function net.listen(host, port, handler, opts) end
 function net.listen_unix(path, handler, opts) end
 
 ---A UDP socket, bound when host is given.
----@param host? string
+---@overload fun(): loom.UDP?, string?, loom.ErrorCode?
+---@param host string
 ---@param port? integer
 ---@return loom.UDP? socket
 ---@return string? err
