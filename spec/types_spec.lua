@@ -1,6 +1,7 @@
 -- The editor annotations in types/ (LuaCATS '---@meta' files) name
--- exactly what loom exports: every module's functions and fields, every
--- class's methods; nothing missing, nothing invented.
+-- exactly what loom exports (spec/exports.lua reads it from the module):
+-- every module's functions and fields, every class's methods and
+-- fields; nothing missing, nothing invented.
 local h = require "spec.helper"
 
 local DIR = "types"
@@ -62,8 +63,8 @@ local function append(t, list)
 end
 
 --[[ The annotated API: modules = {[name] = {names}}, classes =
-  {[name] = {methods}} (classes with a table of their own only), files =
-  {[module] = path}. ]]
+  {[name] = {methods =, fields =}} (classes with a table of their own
+  only), files = {[module] = path}. ]]
 local function annotated()
   local modules, classes, files = {}, {}, {}
   local ls = io.popen("ls " .. DIR .. "/*.lua")
@@ -85,104 +86,14 @@ local function annotated()
         else
           append(names, colon)
           assert(dot == nil, path .. ": " .. cname .. " with functions")
-          classes[cname] = sorted(names)
+          classes[cname] = { methods = sorted(names),
+                             fields = sorted(c.fields) }
         end
       end
     end
   end
   ls:close()
   return modules, classes, files
-end
-
---[[ What the runtime exports, as the lists to compare with:
-  modules() -> sorted {{name =, names = {sorted}}}, classes() -> sorted
-  {{name =, methods = {sorted}}}; names beginning with '_' are private. ]]
-local runtime = {}
-
-local function public(k)
-  return type(k) == "string" and not k:match("^_")
-end
-
-local function keys(t, extra)
-  local r = {}
-  for k in pairs(t) do if public(k) then r[#r + 1] = k end end
-  append(r, extra)
-  return sorted(r)
-end
-
-local function by_name(a, b) return a.name < b.name end
-
-function runtime.modules()
-  local loom = require "loom"
-  -- made on first use, so not among the table's keys before
-  local lazy = { "http", "stdin", "stdout", "stderr" }
-  local r = { { name = "loom", names = keys(loom, lazy) } }
-  for _, n in ipairs { "net", "fs", "process", "signal", "json", "log",
-                       "http", "busted" } do
-    r[#r + 1] = { name = "loom." .. n, names = keys(require("loom." .. n)) }
-  end
-  table.sort(r, by_name)
-  return r
-end
-
--- The methods of object 'o': its metatable's __index, or the table a
--- function __index looks in (its first upvalue: tasks, HTTP requests).
-local function methods(o)
-  local idx = getmetatable(o).__index
-  if type(idx) == "function" then idx = select(2, debug.getupvalue(idx, 1)) end
-  local r = {}
-  for k, v in pairs(idx) do
-    if public(k) and type(v) == "function" then r[#r + 1] = k end
-  end
-  return sorted(r)
-end
-
-function runtime.classes()
-  local loom = require "loom"
-  local o = {}
-  loom.run(function()
-    local t = loom.spawn(function() end)
-    loom.await(t)
-    o["loom.Task"], o["loom.Future"] = t, loom.future()
-    o["loom.Lock"], o["loom.Event"] = loom.lock(), loom.event()
-    o["loom.Condition"], o["loom.Semaphore"] = loom.condition(),
-      loom.semaphore(1)
-    o["loom.Queue"] = loom.queue()
-    loom.group(function(g) o["loom.Group"] = g end)
-    local srv = assert(loom.net.listen("127.0.0.1", 0, function() end))
-    local _, port = srv:address()
-    local s = assert(loom.net.connect("127.0.0.1", port))
-    o["loom.Server"], o["loom.Stream"] = srv, s
-    s:close()
-    srv:close()
-    o["loom.UDP"] = assert(loom.net.udp())
-    o["loom.UDP"]:close()
-    local dir = h.tmpdir()
-    local f = assert(loom.fs.open(dir .. "/a", "w"))
-    f:close()
-    local w = assert(loom.fs.watch(dir))
-    w:close()
-    h.rmtree(dir)
-    o["loom.File"], o["loom.Watcher"] = f, w
-    local p = assert(loom.process.spawn { "true" })
-    p:wait()
-    p:close()
-    o["loom.Process"] = p
-    o["loom.SignalHandler"] = loom.signal.on("SIGUSR2", function() end)
-    o["loom.SignalHandler"]:cancel()
-    local hs = assert(loom.http.serve("127.0.0.1", 0, function(req)
-      o["loom.Request"] = req
-      return 200, ""
-    end))
-    local _, hp = hs:address()
-    o["loom.HTTPServer"] = hs
-    o["loom.Response"] = assert(loom.http.get("http://127.0.0.1:" .. hp .. "/"))
-    hs:close()
-  end)
-  local r = {}
-  for name, x in pairs(o) do r[#r + 1] = { name = name, methods = methods(x) } end
-  table.sort(r, by_name)
-  return r
 end
 
 -- What 'got' lacks of 'want' and has beyond it, as two sorted lists.
@@ -237,7 +148,7 @@ describe("types/ (editor annotations)", function()
     end
   end)
 
-  local exports = runtime
+  local exports = require "spec.exports"
   local modules, classes = annotated()
 
   it("annotate every exported module, and no other", function()
@@ -263,8 +174,10 @@ describe("types/ (editor annotations)", function()
   end)
 
   for _, c in ipairs(exports.classes()) do
-    it("name the methods of " .. c.name, function()
-      same(c.name, c.methods, classes[c.name] or {})
+    it("name the methods and fields of " .. c.name, function()
+      local got = classes[c.name] or {}
+      same(c.name .. " methods", c.methods, got.methods or {})
+      same(c.name .. " fields", c.fields or {}, got.fields or {})
     end)
   end
 

@@ -5,7 +5,7 @@
 ---@class loom.http
 local http = {}
 
----@class loom.RequestOptions
+---@class loom.http.RequestOptions
 ---@field url? string (http.request with a table)
 ---@field method? string default "GET" ("POST" for http.post)
 ---@field headers? table<string, string|number>
@@ -20,18 +20,18 @@ local http = {}
 ---An HTTP request (HTTP/1.1 and HTTPS, redirects, keep-alive, chunked
 ---and gzip bodies). An error status (404, 500) is a response too.
 ---@async
----@overload fun(opts: loom.RequestOptions): loom.Response?, string?, loom.ErrorCode?
+---@overload fun(opts: loom.http.RequestOptions): loom.http.Response?, string?, loom.ErrorCode?
 ---@param url string
----@param opts? loom.RequestOptions
----@return loom.Response? response
+---@param opts? loom.http.RequestOptions
+---@return loom.http.Response? response
 ---@return string? err
 ---@return loom.ErrorCode? code
 function http.request(url, opts) end
 
 ---@async
 ---@param url string
----@param opts? loom.RequestOptions
----@return loom.Response? response
+---@param opts? loom.http.RequestOptions
+---@return loom.http.Response? response
 ---@return string? err
 ---@return loom.ErrorCode? code
 function http.get(url, opts) end
@@ -40,8 +40,8 @@ function http.get(url, opts) end
 ---@async
 ---@param url string
 ---@param body string?
----@param opts? loom.RequestOptions
----@return loom.Response? response
+---@param opts? loom.http.RequestOptions
+---@return loom.http.Response? response
 ---@return string? err
 ---@return loom.ErrorCode? code
 function http.post(url, body, opts) end
@@ -69,15 +69,15 @@ function http.post(url, body, opts) end
 ---500 and is logged.
 ---@param host string
 ---@param port integer
----@param handler async fun(req: loom.Request): (integer|loom.HTTPReply), string?, table<string, string|number>?
+---@param handler async fun(req: loom.http.Request): (integer|loom.HTTPReply), string?, table<string, string|number>?
 ---@param opts? loom.ServeOptions
----@return loom.HTTPServer? server
+---@return loom.http.Server? server
 ---@return string? err
 ---@return loom.ErrorCode? code
 function http.serve(host, port, handler, opts) end
 
 ---A response of the client.
----@class loom.Response
+---@class loom.http.Response
 ---@field status integer
 ---@field headers table<string, string|string[]> lower-case names
 ---@field body string? the body (nil when streamed)
@@ -110,15 +110,13 @@ function Response:buffered() end
 function Response:json() end
 
 ---A request, as `http.serve`'s handler gets it.
----@class loom.Request
+---@class loom.http.Request
 ---@field method string
 ---@field path string without the query
 ---@field target string as sent
----@field rawquery string? the query string
 ---@field query table<string, string|true|string[]> the query, decoded
 ---@field version string "1.1" or "1.0"
 ---@field headers table<string, string> lower-case names
----@field keep_alive boolean
 ---@field peer string the client's address
 local Request = {}
 
@@ -151,19 +149,19 @@ function Request:body() end
 function Request:json() end
 
 ---What http.serve returns.
----@class loom.HTTPServer
-local HTTPServer = {}
+---@class loom.http.Server
+local Server = {}
 
 ---@return string host
 ---@return integer port
-function HTTPServer:address() end
+function Server:address() end
 
 ---Stops accepting; idle connections end at once, the others after the
 ---response in flight. Harmless the second time.
-function HTTPServer:close() end
+function Server:close() end
 
 ---Until the server is closed and its last connection has ended.
 ---@async
-function HTTPServer:wait() end
+function Server:wait() end
 
 return http

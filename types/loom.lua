@@ -191,18 +191,24 @@ function Future:cancel() end
 
 -- {=== Errors
 
----loom's own error objects.
----@class loom.Error
----@field code string "ECANCELED" or "ETIMEDOUT"
+---The error a cancelled task's suspension raises.
+---@class loom.Cancelled
+---@field code "ECANCELED"
 ---@field message string
+local Cancelled = {}
 
----The error a cancelled task's suspension raises; `loom.Cancelled(msg)`
----makes one.
----@type fun(msg?: string): loom.Error
+---The error a deadline (loom.timeout, loom.wait_for) raises.
+---@class loom.Timeout
+---@field code "ETIMEDOUT"
+---@field message string
+local Timeout = {}
+
+---Makes a cancellation error, as loom raises it.
+---@type fun(msg?: string): loom.Cancelled
 loom.Cancelled = nil
 
----The error a deadline raises; `loom.Timeout(msg)` makes one.
----@type fun(msg?: string): loom.Error
+---Makes a timeout error, as loom raises it.
+---@type fun(msg?: string): loom.Timeout
 loom.Timeout = nil
 
 ---@param e any

@@ -61,7 +61,6 @@ function process.kill(pid, sig) end
 ---A child process (process.spawn).
 ---@class loom.Process
 ---@field pid integer
----@field command string the command as given
 ---@field stdin loom.Stream? the child's stdin, when a pipe
 ---@field stdout loom.Stream? the child's stdout, when a pipe
 ---@field stderr loom.Stream? the child's stderr, when a pipe
