@@ -509,4 +509,7 @@ function loom.work(fn, ...) end
 
 -- }===
 
+-- The `loom` binary gives scripts `loom` as a global too.
+_G.loom = loom
+
 return loom
