@@ -139,6 +139,20 @@ describe("loom.signal", function()
     assert.has_error(function() signal.on("SIGKILL", function() end) end)
   end))
 
+  it("a signal that cannot be watched leaves no handle open", function()
+    local out, err, code = helper.lua_src([[
+      local loom = require "loom"
+      collectgarbage("stop")  -- the refused watcher is not collected
+      loom.run(function()
+        print(pcall(loom.signal.on, "SIGKILL", function() end))
+      end)
+      loom.run_with({ debug = true }, function() end)
+    ]])
+    assert.are.equal("", err)
+    assert.are.equal(0, code)
+    assert.are.equal("false\tcannot watch SIGKILL: invalid argument\n", out)
+  end)
+
   it("wait outside a task raises", function()
     assert.has_error(function() signal.wait("SIGUSR1") end,
       "loom: signal.wait called outside a task (use loom.run or the loom binary)")
