@@ -53,6 +53,22 @@ function M.script(src, path)
   return path
 end
 
+--- A fresh temporary path, with no file at it yet.
+function M.tmppath()
+  local path = os.tmpname()
+  os.remove(path)
+  return path
+end
+
+--- The contents of the file 'path', or nil if there is none.
+function M.read(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
 -- How long a command that a spec runs may take, in seconds, unless the
 -- spec says otherwise: generous, for the sanitizer builds.
 M.LIMIT = tonumber(os.getenv("LOOM_SPEC_LIMIT")) or 60
@@ -93,6 +109,22 @@ function M.run_src(src, args, stdin, limit)
   local out, err, code = M.run_bin(all, stdin, limit)
   os.remove(path)
   return out, err, code, path
+end
+
+--- Runs 'src' as a script with the binary inside the shell command line
+-- 'cmdline' where it says SCRIPT (default: just the script), with the
+-- environment 'env' ({NAME = value}) added, on the input 'stdin', for
+-- at most 'limit' seconds (see sh); returns stdout, stderr and status.
+function M.pipeline(src, cmdline, env, stdin, limit)
+  local path = M.script(src)
+  local parts = {}
+  for k, v in pairs(env or {}) do parts[#parts + 1] = quote(k .. "=" .. v) end
+  local bin = (#parts > 0 and "env " .. table.concat(parts, " ") .. " " or "")
+    .. quote(M.loom_bin) .. " " .. quote(path)
+  local out, err, code = M.sh(((cmdline or "SCRIPT"):gsub("SCRIPT",
+    function() return bin end)), stdin, limit)
+  os.remove(path)
+  return out, err, code
 end
 
 --- Runs 'src' in a stock lua5.4 with the module under test (see sh for

@@ -12,29 +12,12 @@ local q = h.quote
 -- (not under the sanitizer run's LD_PRELOAD: it is not loom)
 local READER = "env -u LD_PRELOAD python3 spec/peers/slow_reader.py"
 
+local tmpfile, read = h.tmppath, h.read
+
 -- Runs 'src' with the binary as 'loom SCRIPT' inside the shell command
 -- line 'cmdline' (where it says SCRIPT); returns stdout, stderr, status.
 local function pipeline(src, cmdline, stdin, limit)
-  local path = h.script(src)
-  local out, err, code = h.sh((cmdline:gsub("SCRIPT", function()
-    return q(h.loom_bin) .. " " .. q(path)
-  end)), stdin, limit)
-  os.remove(path)
-  return out, err, code
-end
-
-local function tmpfile()
-  local p = os.tmpname()
-  os.remove(p)
-  return p
-end
-
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
+  return h.pipeline(src, cmdline, nil, stdin, limit)
 end
 
 -- The flags of this process's fd 'n' (a script's, read from /proc), as
