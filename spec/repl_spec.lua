@@ -97,6 +97,18 @@ end)
 -- The evaluator
 
 describe("repl.evaluator", function()
+  -- An evaluator fed, in a task, an input that sleeps once it started
+  -- (with a cleanup): the evaluator, that task and the log of both.
+  local function sleeping_input()
+    local log = {}
+    local env = setmetatable({ log = log, loom = loom }, { __index = _G })
+    local ev = repl.evaluator(env)
+    local t = loom.spawn(ev.feed, ev, "local _ <close> = setmetatable({}, {__close = function() "
+      .. "log[#log + 1] = 'cleanup' end}) log[#log + 1] = 'started' loom.sleep(10)")
+    while #log == 0 do loom.yield() end
+    return ev, t, log
+  end
+
   it("shows an expression's values; '=' is optional; statements show nothing", async(function()
     local ev = repl.evaluator({})
     assert.are.same({ "ok", "2" }, { ev:feed("1 + 1") })
@@ -158,12 +170,7 @@ describe("repl.evaluator", function()
   end))
 
   it("cancels the input that runs: its cleanup runs, the error says so", async(function()
-    local log = {}
-    local env = setmetatable({ log = log, loom = loom }, { __index = _G })
-    local ev = repl.evaluator(env)
-    local t = loom.spawn(ev.feed, ev, "local _ <close> = setmetatable({}, {__close = function() "
-      .. "log[#log + 1] = 'cleanup' end}) log[#log + 1] = 'started' loom.sleep(10)")
-    while #log == 0 do loom.yield() end
+    local ev, t, log = sleeping_input()
     assert.is_false(repl.evaluator({}):cancel())
     assert.is_true(ev:cancel())
     local status, text = t:await()
@@ -174,12 +181,7 @@ describe("repl.evaluator", function()
   end))
 
   it("cancels the input when the caller of feed is cancelled", async(function()
-    local log = {}
-    local env = setmetatable({ log = log, loom = loom }, { __index = _G })
-    local ev = repl.evaluator(env)
-    local t = loom.spawn(ev.feed, ev, "local _ <close> = setmetatable({}, {__close = function() "
-      .. "log[#log + 1] = 'cleanup' end}) log[#log + 1] = 'started' loom.sleep(10)")
-    while #log == 0 do loom.yield() end
+    local ev, t, log = sleeping_input()
     t:cancel()
     -- as an await does, the cancellation goes into the input, whose
     -- error the evaluator gives
