@@ -207,11 +207,12 @@ end
   notes the terminal's mode (stty -a) before loom starts and after it
   ends, then prints "exit status N".
 
-  A test types with t:type(text) and t:keys(key...) (tmux's names:
-  Enter, C-c, Left...), reads t:screen([all]) (with what scrolled off
-  it when 'all'; lines without trailing blanks, as tmux gives them, so
-  a prompt "> " is ">"; no empty lines below) and waits, reading all of
-  it again every 20 ms for at most M.WAIT seconds: t:wait(text [, pat])
+  A test types with t:type(text), t:keys(key...) (tmux's names: Enter,
+  C-c, Left...) and t:line(text) (the text, then Enter), reads
+  t:screen([all]) (with what scrolled off it when 'all'; lines without
+  trailing blanks, as tmux gives them, so a prompt "> " is ">"; no
+  empty lines below) and waits, reading all of it again every 20 ms
+  for at most M.WAIT seconds: t:wait(text [, pat])
   until it holds 'text' (a pattern when 'pat'), t:wait_line(line) for a
   line that is 'line', t:prompt([p]) until its last line is ">" (or
   'p').  Each returns the screen.  t:exit_status() waits for loom's end:
@@ -283,6 +284,11 @@ end
 function Terminal:type(text) self:tmux("send-keys", "-t", "0", "-l", text) end
 
 function Terminal:keys(...) self:tmux("send-keys", "-t", "0", ...) end
+
+function Terminal:line(text)
+  self:type(text)
+  self:keys("Enter")
+end
 
 function Terminal:screen(all)
   return (self:tmux("capture-pane", "-p", "-t", "0", all and "-S" or nil,

@@ -462,23 +462,20 @@ describe("a terminal (tmux)", function()
       assert.is_true(ok, stty)
     end))
 
-  it("restored after SIGINT (the main task is cancelled)", on_terminal(
-    RAW_READER, function(t)
-      t:wait("raw on")
-      t:signal("SIGINT")
-      local status, _, ok, stty = ended(t)
-      assert.are.equal(130, status)
-      assert.is_true(ok, stty)
-    end))
-
-  it("restored after SIGTERM, which still ends the process", on_terminal(
-    RAW_READER, function(t)
-      t:wait("raw on")
-      t:signal("SIGTERM")
-      local status, _, ok, stty = ended(t)
-      assert.are.equal(143, status)
-      assert.is_true(ok, stty)
-    end))
+  for _, case in ipairs {
+    { "SIGINT", 130, " (the main task is cancelled)" },
+    { "SIGTERM", 143, ", which still ends the process" },
+  } do
+    local sig, want, how = table.unpack(case)
+    it(("restored after %s%s"):format(sig, how), on_terminal(RAW_READER,
+      function(t)
+        t:wait("raw on")
+        t:signal(sig)
+        local status, _, ok, stty = ended(t)
+        assert.are.equal(want, status)
+        assert.is_true(ok, stty)
+      end))
+  end
 
   it("raw(false) turns it off; reading lines on a terminal", on_terminal([[
       assert(loom.stdin:raw(true))
