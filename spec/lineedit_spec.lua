@@ -368,20 +368,18 @@ describe_tty("loom.lineedit on a terminal", function()
         restored(t)
       end))
 
-    it("after SIGTERM", with_term({ "plain" }, function(t)
-      t:wait_line(">")
-      t:signal("SIGTERM")
-      assert.equal(143, (t:exit_status()))
-      restored(t)
-    end))
-
-    it("on a SIGTERM that a script watches", with_term({ "killed" },
-      function(t)
+    for _, case in ipairs {
+      { "after SIGTERM", "plain", 143 },
+      { "on a SIGTERM that a script watches", "killed", 137 },
+    } do
+      local name, mode, want = table.unpack(case)
+      it(name, with_term({ mode }, function(t)
         t:wait_line(">")
         t:signal("SIGTERM")
-        assert.equal(137, (t:exit_status()))
+        assert.equal(want, (t:exit_status()))
         restored(t)
       end))
+    end
   end)
 end)
 
