@@ -321,6 +321,23 @@ describe("the submodules", function()
     assert.are.equal(0, code)
     assert.are.equal("0\tnil\tnil\tnil\tfunction\n", out)
   end)
+
+  it("require finds the same submodules once package.loaded forgot them, and none of loom's own parts", function()
+    local out, err, code = stock_lua([[
+      local loom = require "loom"
+      for k in pairs(package.loaded) do
+        if k:find("^loom") then package.loaded[k] = nil end
+      end
+      local same = {}
+      for _, name in ipairs { "net", "fs", "process", "signal", "json", "log" } do
+        same[#same + 1] = tostring(require("loom." .. name) == loom[name])
+      end
+      print(table.concat(same, " "))
+      print(pcall(require, "loom.check"))
+    ]])
+    assert.are.equal(0, code, err)
+    assert.matches("^true true true true true true\nfalse\tmodule 'loom.check' not found", out)
+  end)
 end)
 
 describe("the C entry points of this family", function()

@@ -138,6 +138,18 @@ end
 M.log = core.embedded("loom.log")(core)
 package.loaded["loom.log"] = M.log
 
+-- When package.loaded forgets them (busted empties it between spec
+-- files), require "loom.net" and the others find the same tables again;
+-- the parts loaded above are loom's own, not for require.
+for _, name in ipairs { "net", "fs", "process", "signal", "json", "log" } do
+  local m = M[name]
+  package.preload["loom." .. name] = function() return m end
+end
+for _, name in ipairs { "check", "detached", "combinators", "group", "sync",
+                        "require", "http_server", "http_client" } do
+  package.preload["loom." .. name] = nil
+end
+
 --- loom.console(path): a live console into this program on the Unix
 -- socket 'path' (lua/loom/console.lua, loaded on first use).
 function M.console(path)
