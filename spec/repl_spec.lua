@@ -373,8 +373,10 @@ describe("the REPL on a terminal (tmux)", function()
   end))
 
   it("sleeps at the prompt while a background task prints", on_terminal(function(t)
-    t:line("bg = loom.spawn(function() for i = 1, 3 do loom.sleep(0.05) print('bg ' .. i) end end)")
-    t:line("loom.sleep(0.4) return 'slept'")
+    -- the background task starts printing once the sleeping input runs,
+    -- so its lines come while the input sleeps however slow the typing
+    t:line("go = loom.event() bg = loom.spawn(function() go:wait() for i = 1, 3 do loom.sleep(0.05) print('bg ' .. i) end end)")
+    t:line("go:set() loom.sleep(0.4) return 'slept'")
     local s = t:wait("\nslept\n>$", true)
     local rest = after(s, "return 'slept'")
     assert.are.same({ "bg 1", "bg 2", "bg 3", "slept", ">" }, rest)
