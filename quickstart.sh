@@ -3,6 +3,8 @@
 #
 #   ./quickstart.sh demo   install what is missing, build, run the demo
 #   ./quickstart.sh test   install what is missing, build, run every test
+#   ./quickstart.sh deb    install what is missing, build the Debian
+#                          packages into build-deb/, check them with lintian
 #   ./quickstart.sh bench [name]
 #                          the same, with the peers the benchmarks compare
 #                          with (Python, Node, luv, wrk, nginx with ngx_lua,
@@ -19,11 +21,15 @@ cd "$(dirname "$0")"
 PACKAGES=(gcc libc6-dev pkg-config meson ninja-build lua5.4 liblua5.4-dev
           libuv1-dev lua-busted lua-cjson valgrind libssl-dev
           libcurl4-openssl-dev node-llhttp openssl curl python3 nginx-light
-          python3-aiohttp libedit-dev tmux)
+          python3-aiohttp libedit-dev tmux groff-base binutils
+          luarocks)
 
 # what bench/run compares loom with, beyond what the build needs
 BENCH_PACKAGES=(python3 nodejs lua-luv wrk nginx-light libnginx-mod-http-lua
                 python3-aiohttp)
+
+# what building the Debian packages needs, beyond what the build needs
+DEB_PACKAGES=(debhelper dpkg-dev lintian)
 
 # install_missing [more packages...]
 install_missing() {
@@ -110,6 +116,24 @@ case "${1:-}" in
     build build
     exec ./build/loom examples/demo.lua
     ;;
+  deb)
+    # built from a copy of the checkout, which dpkg-buildpackage leaves as
+    # it found it; the packages land in build-deb/
+    install_missing "${DEB_PACKAGES[@]}"
+    work=$(mktemp -d)
+    trap 'rm -rf "$work"' EXIT
+    mkdir "$work/loom"
+    { git ls-files --cached --others --exclude-standard 2>/dev/null \
+        || find . -path './build*' -prune -o -type f -print; } \
+      | tar -cf - -T - | tar -xf - -C "$work/loom"
+    (cd "$work/loom" && dpkg-buildpackage -us -uc -b >"$work/build.log" 2>&1) \
+      || { tail -40 "$work/build.log"; exit 1; }
+    rm -rf build-deb
+    mkdir build-deb
+    cp "$work"/*.deb "$work"/*.changes "$work"/*.buildinfo build-deb/
+    lintian --fail-on error build-deb/*.changes
+    ls build-deb/*.deb
+    ;;
   bench)
     install_missing "${BENCH_PACKAGES[@]}"
     build build
@@ -136,7 +160,7 @@ case "${1:-}" in
     [ "$FAILED" -eq 0 ]
     ;;
   *)
-    echo "usage: $0 demo|test|bench [name]" >&2
+    echo "usage: $0 demo|test|deb|bench [name]" >&2
     exit 2
     ;;
 esac
