@@ -303,6 +303,24 @@ describe("the submodules", function()
     assert.are.equal(0, code)
     assert.are.equal("true\n", out)
   end)
+
+  it("no public name leads to the private core", function()
+    local out, err, code = stock_lua([[
+      local loom = require "loom"
+      local private = {}
+      for k in pairs(loom) do
+        if type(k) == "string" and k:sub(1, 1) == "_" then
+          private[#private + 1] = k
+        end
+      end
+      local http = require "loom.http"
+      print(#private, loom._core, http._core, package.loaded["loom.core"],
+            type(debug.getregistry()["loom.core"].alarm))
+    ]])
+    assert.are.equal("", err)
+    assert.are.equal(0, code)
+    assert.are.equal("0\tnil\tnil\tnil\tfunction\n", out)
+  end)
 end)
 
 describe("the C entry points of this family", function()

@@ -4,7 +4,7 @@
   request, never a crash (the sanitizer run checks its memory).
 ]]
 local loom = require "loom"
-local core = loom._core
+local core = debug.getregistry()["loom.core"]
 
 local function parser(limits) return core.http.parser(limits or {}) end
 

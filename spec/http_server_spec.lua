@@ -22,6 +22,22 @@ local function serve(handler, opts)
   return srv, port
 end
 
+--- Runs fn() with loom.log's records going to a file rather than to
+-- stderr (a handler error is logged); returns the records it logged
+-- (h.records) as "LEVEL message", in order.
+local function logged(fn)
+  local path = os.tmpname()
+  assert(loom.log.to(path))
+  local ok, e = pcall(fn)
+  loom.log.to(nil)
+  local msgs = {}
+  for _, r in ipairs(h.records(h.slurp(path))) do
+    msgs[#msgs + 1] = tostring(r.level) .. " " .. r.msg
+  end
+  if not ok then error(e, 0) end
+  return msgs
+end
+
 local function url(port, path) return ("http://127.0.0.1:%d%s"):format(port, path or "/") end
 
 -- Runs a command (argv) to the end, bounded; its stdout (stderr, code).
@@ -619,9 +635,17 @@ print(r.status, r.read().decode())
 
   it("ends the connection after a 500 when the client asked for it", async(function()
     local srv, port = serve(function() error("boom") end)
-    local out = raw(port, "GET /err HTTP/1.0\r\n\r\n")  -- returns at the end of the connection
-    local out2 = raw(port, "GET /err HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    local out, out2
+    local msgs = logged(function()
+      out = raw(port, "GET /err HTTP/1.0\r\n\r\n")  -- returns at the end of the connection
+      out2 = raw(port, "GET /err HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    end)
     srv:close()
+    assert.are.equal(2, #msgs)
+    for _, m in ipairs(msgs) do
+      assert.matches("^ERROR error in the HTTP handler for GET /err: spec/http_server_spec.lua:%d+: boom\n"
+        .. "stack traceback:\n", m)
+    end
     for _, o in ipairs { out, out2 } do
       local status, headers = parse_response(o)
       assert.are.equal(500, status)
@@ -678,8 +702,21 @@ print(r.status, r.read().decode())
       if req.path == "/name" then return 200, "x", { ["Bad Name"] = "x" } end
       return { status = 200, headers = "oops", body = "x" }
     end)
-    for _, path in ipairs { "/99", "/101", "/table", "/headers", "/name" } do
-      assert.are.equal(500, (parse_response(curl("-i", url(port, path)))), path)
+    local msgs = logged(function()
+      for _, path in ipairs { "/99", "/101", "/table", "/headers", "/name" } do
+        assert.are.equal(500, (parse_response(curl("-i", url(port, path)))), path)
+      end
+    end)
+    local want = {
+      "GET /99: handler returned a bad status: 99 (an integer from 200 to 999 expected)",
+      "GET /101: handler returned a bad status: 101 (an integer from 200 to 999 expected)",
+      "GET /table: handler returned a table body (a string, a function or nil expected)",
+      "GET /headers: handler returned string headers (a table expected)",
+      "GET /name: bad response header 'Bad Name': not a token",
+    }
+    assert.are.equal(#want, #msgs)
+    for i, w in ipairs(want) do
+      assert.are.equal("ERROR error in the HTTP handler for " .. w, msgs[i]:match("^[^\n]*"))
     end
     local status, _, body = parse_response(curl("-i", url(port, "/float")))
     srv:close()

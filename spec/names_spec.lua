@@ -6,7 +6,7 @@
 local loom = require "loom"
 local async = require("loom.busted").async
 local net, fs, signal = loom.net, loom.fs, loom.signal
-local core = loom._core
+local core = debug.getregistry()["loom.core"]
 local h = require "spec.helper"
 
 local FILE = "spec/names_spec.lua"

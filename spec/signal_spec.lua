@@ -102,7 +102,7 @@ describe("loom.signal", function()
   end))
 
   it("a watcher closed while a delivery runs is skipped, then let go", async(function()
-    local csig = loom._core.sig
+    local csig = debug.getregistry()["loom.core"].sig
     local usr1 = csig.signum("SIGUSR1")
     local log = {}
     local a, b
@@ -138,6 +138,20 @@ describe("loom.signal", function()
     assert.has_error(function() signal.on("SIGINT", 42) end)
     assert.has_error(function() signal.on("SIGKILL", function() end) end)
   end))
+
+  it("a signal that cannot be watched leaves no handle open", function()
+    local out, err, code = helper.lua_src([[
+      local loom = require "loom"
+      collectgarbage("stop")  -- the refused watcher is not collected
+      loom.run(function()
+        print(pcall(loom.signal.on, "SIGKILL", function() end))
+      end)
+      loom.run_with({ debug = true }, function() end)
+    ]])
+    assert.are.equal("", err)
+    assert.are.equal(0, code)
+    assert.are.equal("false\tcannot watch SIGKILL: invalid argument\n", out)
+  end)
 
   it("wait outside a task raises", function()
     assert.has_error(function() signal.wait("SIGUSR1") end,

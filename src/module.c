@@ -41,11 +41,22 @@ int loom__open_lua(lua_State *L, const char *name) {
   return luaL_loadbufferx(L, (const char *)c->src, c->len, chunkname, "t");
 }
 
-/* Runs the embedded module 'name' (with its name); pushes its value. */
+/*
+** The private 'core' sits in the registry under CORE_KEY, where only
+** loom's own chunks (and a spec, through debug.getregistry) reach it;
+** the public 'loom' table does not name it.
+*/
+#define CORE_KEY "loom.core"
+
+/*
+** Runs the embedded module 'name' with its name and the private core,
+** as 'local name, core = ...'; pushes its value.
+*/
 static int run_embedded(lua_State *L, const char *name) {
   if (loom__open_lua(L, name) != LUA_OK) return lua_error(L);
   lua_pushstring(L, name);
-  lua_call(L, 1, 1);
+  lua_getfield(L, LUA_REGISTRYINDEX, CORE_KEY);
+  lua_call(L, 2, 1);
   return 1;
 }
 
@@ -243,6 +254,8 @@ static void module_restore(lua_State *L) {
   lua_pop(L, 1);
   lua_pushnil(L);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &savedkey);
+  lua_pushnil(L);
+  lua_setfield(L, LUA_REGISTRYINDEX, CORE_KEY);
   loom__stdio_restore(L);
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   lua_pushnil(L);
@@ -272,6 +285,8 @@ LOOM_API int luaopen_loom(lua_State *L) {
   luaL_setfuncs(L, funcs, 1);
   lua_pushliteral(L, LOOM_VERSION);
   lua_setfield(L, -2, "version");
+  lua_pushvalue(L, -1);
+  lua_setfield(L, LUA_REGISTRYINDEX, CORE_KEY);
   save_originals(L, H);
   loom__stdio_install(L);
   loom__coro_open(L, H);

@@ -291,7 +291,10 @@ static int p_kill(lua_State *L) {
 /* proc:status(): nil while running, else as :wait() */
 static int p_status(lua_State *L) {
   loom_proc *p = checkproc(L, "process:status");
-  if (!p->exited) return 0;
+  if (!p->exited) {
+    lua_pushnil(L);
+    return 1;
+  }
   return push_status(L, p);
 }
 

@@ -341,8 +341,11 @@ static int l_watch(lua_State *L) {
   w->closed = 1;  /* until linked */
   w->fn_ref = w->self_ref = LUA_NOREF;
   s = slot_of(H, signum, &err);
-  if (s == NULL)
+  if (s == NULL) {  /* no watcher after all: not one left open */
+    loom__handle_detach(&w->base);
+    watch_close_h(&w->base, LOOM_CLOSE_USER);
     return loom__errorf(L, "cannot watch %s: %s", name, uv_strerror(err));
+  }
   lua_pushvalue(L, 2);
   w->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pushvalue(L, -1);

@@ -269,7 +269,10 @@ static int m_result(lua_State *L) {
 
 static int m_error(lua_State *L) {
   loom_future *f = checkfuture(L, 1, "Task or Future", MNAME(L, "error"));
-  if (f->state == FUT_OK || f->state == FUT_PENDING) return 0;
+  if (f->state == FUT_OK || f->state == FUT_PENDING) {
+    lua_pushnil(L);  /* one value, as for a failure: print(t:error()) */
+    return 1;
+  }
   loom__observe(L, f, 1);
   return loom__push_value(L, f, 1);
 }

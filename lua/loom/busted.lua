@@ -14,7 +14,7 @@
   cannot leak into the next.
 ]]
 local loom = require "loom"
-local core = loom._core
+local _, core = ...  -- the private core, from src/module.c's loader
 local check = core.check
 
 local pcall, xpcall, error, type, tostring = pcall, xpcall, error, type,

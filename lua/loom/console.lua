@@ -23,7 +23,7 @@
 ]]
 local loom = require "loom"
 local repl = require "loom.repl"
-local core = loom._core
+local _, core = ...  -- the private core, from src/module.c's loader
 local net = loom.net
 
 local tostring, tonumber, select, pcall, ipairs, pairs, setmetatable, rawget =

@@ -232,7 +232,8 @@ local function again(f, ...)
   local a, b, c, d = f(...)
   while a == true do a, b, c, d = f(...) end
   if a ~= nil then return a end
-  return a, b, c, d  -- nil, msg, code (and partial data)
+  if d == nil then return a, b, c end  -- nil, msg, code
+  return a, b, c, d  -- and the partial data
 end
 
 function file:read(n)

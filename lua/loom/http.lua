@@ -7,7 +7,7 @@
   or loom.http.
 ]]
 local loom = require "loom"
-local core = loom._core
+local _, core = ...  -- the private core, from src/module.c's loader
 
 local M = {}
 for _, name in ipairs { "loom.http_server", "loom.http_client" } do

@@ -121,9 +121,6 @@ function M.every(s, fn, ...)
   return t
 end
 
--- NOTE: the private core, for loom's own modules (loom.busted).
-M._core = core
-
 -- The Lua-side parts, each in a module of its own, merged into 'loom'.
 for _, name in ipairs {
   "loom.combinators", "loom.group", "loom.sync",

@@ -17,7 +17,7 @@
   editor when the terminal has one, else on plain lines.
 ]]
 local loom = require "loom"
-local core = loom._core
+local _, core = ...  -- the private core, from src/module.c's loader
 
 local type, tostring, select, pcall, xpcall, error, next, rawget =
   type, tostring, select, pcall, xpcall, error, next, rawget
