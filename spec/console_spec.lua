@@ -53,10 +53,7 @@ end
 -- leave a socket open to all, and with the environment 'env' (a string
 -- of NAME=value words); the process, once it said "port N", and N.
 local function start(dir, src, arg1, env)
-  local script = dir .. "/prog.lua"
-  local f = assert(io.open(script, "w"))
-  f:write(src)
-  f:close()
+  local script = helper.script(src, dir .. "/prog.lua")
   local p = assert(loom.process.spawn { "sh", "-c",
     "umask 000; " .. (env or "") .. ' exec "$0" "$@"', helper.loom_bin,
     script, arg1, stderr = "pipe" })
@@ -76,6 +73,17 @@ local function load(port, stop)
       stop.n = stop.n + 1
     end
   end)
+end
+
+-- A test body given SERVER running with its console at 'sock' in a
+-- fresh folder: fn(sock, p, port, dir), p killed after.
+local function with_server(fn)
+  return helper.in_dir("/tmp/loom-console-", function(dir)
+    local sock = dir .. "/console.sock"
+    local p, port = start(dir, SERVER, sock)
+    local _ <close> = reaper(p)
+    fn(sock, p, port, dir)
+  end, OPTS)
 end
 
 local GREETING = "^loom console: pid %d+, Lua 5%.4; %.help lists the commands$"
@@ -129,10 +137,7 @@ local function run_python(src, ...)
 end
 
 describe("loom.console", function()
-  it("lists, shows and cancels a server's tasks under load; the server goes on", helper.in_dir("/tmp/loom-console-", function(dir)
-    local sock = dir .. "/console.sock"
-    local p, port = start(dir, SERVER, sock)
-    local _ <close> = reaper(p)
+  it("lists, shows and cancels a server's tasks under load; the server goes on", with_server(function(sock, p, port)
     assert.truthy(port)
     local stop = { n = 0 }
     local busy = load(port, stop)
@@ -185,20 +190,14 @@ describe("loom.console", function()
     assert.are.equal("echo after", c:read_line())
     c:close()
     hang:close()
-  end, OPTS))
+  end))
 
-  it("has a socket only its owner may use, whatever the umask", helper.in_dir("/tmp/loom-console-", function(dir)
-    local sock = dir .. "/console.sock"
-    local p = start(dir, SERVER, sock)
-    local _ <close> = reaper(p)
+  it("has a socket only its owner may use, whatever the umask", with_server(function(sock)
     local r = assert(loom.process.run { "stat", "-c", "%a %F", sock, timeout = 10 })
     assert.are.equal("600 socket\n", r.stdout)
-  end, OPTS))
+  end))
 
-  it("shows errors, handles and stats, and the commands", helper.in_dir("/tmp/loom-console-", function(dir)
-    local sock = dir .. "/console.sock"
-    local p = start(dir, SERVER, sock)
-    local _ <close> = reaper(p)
+  it("shows errors, handles and stats, and the commands", with_server(function(sock)
     local a, _ <close> = attach(sock)
     assert.are.same({}, ask(a, "x = 1"))
     assert.are.same({ "x is 1" }, ask(a, "print('x is ' .. x)"))
@@ -231,12 +230,9 @@ describe("loom.console", function()
     assert.truthy(ms and ms >= 60, stats)
     a.stdin:close()  -- Ctrl-D: detaches
     assert.are.same({ 0 }, { a:wait() })
-  end, OPTS))
+  end))
 
-  it("speaks plain lines to a raw socket client, and takes its misbehaviour", helper.in_dir("/tmp/loom-console-", function(dir)
-    local sock = dir .. "/console.sock"
-    local p = start(dir, SERVER, sock)
-    local _ <close> = reaper(p)
+  it("speaks plain lines to a raw socket client, and takes its misbehaviour", with_server(function(sock, p)
     local r = run_python([[
 import json, socket, sys
 s = socket.socket(socket.AF_UNIX)
@@ -280,12 +276,9 @@ s.close()
     assert.are.equal("raw cleanup", p.stdout:read_line())
     local a, _ <close> = attach(sock)
     assert.is_nil(task_row(ask(a, ".tasks"), "console input"))
-  end, OPTS))
+  end))
 
-  it("survives a client killed mid-command, and takes a second client", helper.in_dir("/tmp/loom-console-", function(dir)
-    local sock = dir .. "/console.sock"
-    local p, port = start(dir, SERVER, sock)
-    local _ <close> = reaper(p)
+  it("survives a client killed mid-command, and takes a second client", with_server(function(sock, p, port)
     local a1, _ <close> = attach(sock)
     local a2, _ <close> = attach(sock)
     assert.are.same({ "one" }, ask(a1, "'one'"))
@@ -302,49 +295,40 @@ s.close()
     c:close()
     local a3, _ <close> = attach(sock)
     assert.are.same({ "three" }, ask(a3, "'three'"))
-  end, OPTS))
+  end))
 
-  it("Ctrl-C in the client cancels its input and the session goes on", helper.in_dir("/tmp/loom-console-", function(dir)
-    local sock = dir .. "/console.sock"
-    local p = start(dir, SERVER, sock)
-    local _ <close> = reaper(p)
+  it("Ctrl-C in the client cancels its input and the session goes on", with_server(function(sock)
     local a, _ <close> = attach(sock)
     a.stdin:write("print('sleeping') loom.sleep(100)\n")
     assert.are.equal("sleeping", a.stdout:read_line())
     a:kill("SIGINT")
     assert.are.equal("loom.Cancelled: interrupted from the console", a.stderr:read_line())
     assert.are.same({ "after" }, ask(a, "'after'"))
-  end, OPTS))
+  end))
 
-  it("attaches with line editing on a terminal (tmux)", helper.in_dir("/tmp/loom-console-", function(dir)
-    local sock = dir .. "/console.sock"
-    local p = start(dir, SERVER, sock)
-    local _ <close> = reaper(p)
+  it("attaches with line editing on a terminal (tmux)", with_server(function(sock, _, _, dir)
     local t <close> = helper.terminal(dir)
-    t.start(q(helper.loom_bin:sub(1, 1) == "/" and helper.loom_bin
-      or os.getenv("PWD") .. "/" .. helper.loom_bin) .. " --attach " .. q(sock))
-    t.wait("^loom console: pid %d+, Lua 5%.4; %.help lists the commands\n>$", true)
-    t.type("served")
-    t.keys("Enter")
-    t.wait("\n> served\n0\n>$", true)
-    t.type("function f()")
-    t.keys("Enter")
-    t.prompt(">>")
-    t.keys("C-c")  -- at the prompt: drops the unfinished input
-    t.prompt()
-    t.type("print('sleeping') loom.sleep(100)")
-    t.keys("Enter")
-    t.wait("\nsleeping$", true)
-    t.keys("C-c")  -- while it runs: cancels it, in the program
-    t.wait("loom.Cancelled: interrupted from the console\nstack traceback:", true)
-    t.prompt()
-    t.type(".tasks")
-    t.keys("Enter")
-    local s = t.wait("\n%d+ tasks\n>$", true)
+    t:start { "--attach", sock }
+    t:prompt()
+    assert.matches("^loom console: pid %d+, Lua 5%.4; %.help lists the commands\n>$", t:screen())
+    t:line("served")
+    t:wait("\n> served\n0\n>$", true)
+    t:line("function f()")
+    t:prompt(">>")
+    t:keys("C-c")  -- at the prompt: drops the unfinished input
+    t:prompt()
+    t:line("print('sleeping') loom.sleep(100)")
+    t:wait("\nsleeping$", true)
+    t:keys("C-c")  -- while it runs: cancels it, in the program
+    t:wait("loom.Cancelled: interrupted from the console\nstack traceback:", true)
+    t:prompt()
+    t:line(".tasks")
+    local s = t:wait("\n%d+ tasks\n>$", true)
     assert.falsy(has(s, "console input"), s)
-    t.keys("C-d")
-    t.wait("\ndetached\nexit status 0$", true)
-  end, OPTS))
+    t:keys("C-d")
+    t:wait("\ndetached\nexit status 0$", true)
+    t:assert_clean()
+  end))
 
   it("LOOM_CONSOLE opens a console for any script", helper.in_dir("/tmp/loom-console-", function(dir)
     local sock = dir .. "/env.sock"
@@ -401,9 +385,7 @@ s.close()
     srv:close()
     -- a socket file left by a program that ended without closing it
     local src = ("assert(loom.console(%q)) os.exit(0)\n"):format(sock)
-    local f = assert(io.open(dir .. "/leave.lua", "w"))
-    f:write(src)
-    f:close()
+    helper.script(src, dir .. "/leave.lua")
     assert(loom.process.run { helper.loom_bin, dir .. "/leave.lua", timeout = 10 })
     assert.truthy(loom.fs.exists(sock))
     srv = assert(loom.console(sock))

@@ -106,6 +106,7 @@ local function fields_of(name, obj)
 end
 
 -- Makes one of each object a user gets and hands it to 'add(name, obj)'.
+-- (classes() runs a loop of its own: call it outside loom.run.)
 local function make_all(loom, add)
   local net, fs, process, signal = loom.net, loom.fs, loom.process, loom.signal
   add("loom.Task", loom.spawn(function() end))

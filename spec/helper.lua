@@ -43,13 +43,30 @@ local function quote(s)
 end
 M.quote = quote
 
---- Writes 'src' to a fresh temporary file and returns its path.
-function M.script(src)
-  local path = os.tmpname()
+--- Writes 'src' to the file 'path' (default: a fresh temporary file)
+-- and returns its path.
+function M.script(src, path)
+  path = path or os.tmpname()
   local f = assert(io.open(path, "wb"))
   f:write(src)
   f:close()
   return path
+end
+
+--- A fresh temporary path, with no file at it yet.
+function M.tmppath()
+  local path = os.tmpname()
+  os.remove(path)
+  return path
+end
+
+--- The contents of the file 'path', or nil if there is none.
+function M.read(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
 end
 
 -- How long a command that a spec runs may take, in seconds, unless the
@@ -94,6 +111,22 @@ function M.run_src(src, args, stdin, limit)
   return out, err, code, path
 end
 
+--- Runs 'src' as a script with the binary inside the shell command line
+-- 'cmdline' where it says SCRIPT (default: just the script), with the
+-- environment 'env' ({NAME = value}) added, on the input 'stdin', for
+-- at most 'limit' seconds (see sh); returns stdout, stderr and status.
+function M.pipeline(src, cmdline, env, stdin, limit)
+  local path = M.script(src)
+  local parts = {}
+  for k, v in pairs(env or {}) do parts[#parts + 1] = quote(k .. "=" .. v) end
+  local bin = (#parts > 0 and "env " .. table.concat(parts, " ") .. " " or "")
+    .. quote(M.loom_bin) .. " " .. quote(path)
+  local out, err, code = M.sh(((cmdline or "SCRIPT"):gsub("SCRIPT",
+    function() return bin end)), stdin, limit)
+  os.remove(path)
+  return out, err, code
+end
+
 --- Runs 'src' in a stock lua5.4 with the module under test (see sh for
 -- 'limit'); returns stdout, stderr and the exit status.
 function M.lua_src(src, limit)
@@ -120,7 +153,7 @@ end
 --- A port nobody listens on on 127.0.0.1: one the system gave, then
 -- released (in a task).
 function M.free_port()
-  local srv = assert(require("loom.net").listen("127.0.0.1", 0, function() end))
+  local srv = assert(require("loom").net.listen("127.0.0.1", 0, function() end))
   local _, port = srv:address()
   srv:close()
   return port
@@ -165,67 +198,206 @@ function M.unlog(s)
   return table.concat(t)
 end
 
---[=[ terminal(dir): a private tmux server (its own socket in the folder
-  'dir') whose one pane of 100x30 runs a command; a test types with
-  t.type(text) and t.keys(key...) (send-keys) and reads t.screen()
-  (capture-pane), or waits with t.wait(text [, pat [, limit]]) until
-  the screen holds 'text' (a pattern when 'pat'), reading it again
-  every 20 ms for at most 'limit' seconds (default 15), or with
-  t.prompt([p]) for an empty prompt ">" (or 'p') on its last line.
-  t.start(cmd) runs the shell command 'cmd' with HOME set to 'dir' (so
-  a history file is the test's own) and the sanitizer run's variables
-  (tmux runs without them), then prints "exit status N".  A watchdog
-  kills the pane's processes after M.LIMIT seconds (not coreutils'
-  timeout, which would pass the terminal's Ctrl-C on a second time);
-  the pane's shells live through a Ctrl-C (a trap, which the commands
-  they run do not inherit).  Closing 't' (<close>) kills the server. ]=]
+--[=[ terminal(dir): a real terminal for a test that runs as a task
+  (in_dir): a pane of 100x30 of a tmux server of its own (its socket in
+  the folder 'dir').  t:start(args [, env]) runs the loom binary with the
+  arguments 'args' in the pane, in 'dir' with HOME set to it (so a
+  history file is the test's own), with the sanitizer run's variables
+  (tmux runs without them) and 'env' ({NAME = value}).  The pane's shell
+  notes the terminal's mode (stty -a) before loom starts and after it
+  ends, then prints "exit status N".
+
+  A test types with t:type(text), t:keys(key...) (tmux's names: Enter,
+  C-c, Left...) and t:line(text) (the text, then Enter), reads
+  t:screen([all]) (with what scrolled off it when 'all'; lines without
+  trailing blanks, as tmux gives them, so a prompt "> " is ">"; no
+  empty lines below) and waits, reading all of it again every 20 ms
+  for at most M.WAIT seconds: t:wait(text [, pat])
+  until it holds 'text' (a pattern when 'pat'), t:wait_line(line) for a
+  line that is 'line', t:prompt([p]) until its last line is ">" (or
+  'p').  Each returns the screen.  t:exit_status() waits for loom's end:
+  its status and the screen; t:modes() then the terminal's mode before
+  and after loom; t:pid() is loom's pid, t:signal(sig) signals it,
+  t:assert_clean() fails on a sanitizer's report on the screen.
+
+  A watchdog kills the pane's processes after M.LIMIT seconds (not
+  coreutils' timeout, which would pass the terminal's Ctrl-C on a
+  second time); the pane's shell lives through a Ctrl-C (a trap, which
+  loom does not inherit).  Closing 't' (<close>) kills the server and
+  waits for the pane's processes to be gone, whatever happened: without
+  suspending, since an error's unwinding may be what closes it. ]=]
+
+-- How long a test waits for a terminal's screen, in seconds.
+M.WAIT = tonumber(os.getenv("LOOM_SPEC_WAIT")) or 20
+
 local SANITIZER_VARS = { "LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS",
                          "LSAN_OPTIONS", "LOOM_CLOSE_AT_EXIT" }
-function M.terminal(dir)
-  local loom = require "loom"
-  local sock = dir .. "/tmux.sock"
-  local env = M.peer_env()
-  local self = {}
-  local function tmux(...)
-    local argv = { "tmux", "-S", sock, "-f", "/dev/null", ... }
-    argv.env, argv.timeout = env, 10
-    return assert(loom.process.run(argv))
-  end
-  function self.start(cmd)
-    local vars = { "HOME=" .. quote(dir), "TERM=xterm" }
-    for _, k in ipairs(SANITIZER_VARS) do
-      if os.getenv(k) then vars[#vars + 1] = quote(k .. "=" .. os.getenv(k)) end
-    end
-    local r = tmux("new-session", "-d", "-x", "100", "-y", "30",
-      ("(trap '' INT; sleep %d; kill -KILL 0) & trap : INT; "
-       .. "env %s sh -c %s; echo \"exit status $?\"; wait")
-        :format(M.LIMIT, table.concat(vars, " "), quote("trap : INT; " .. cmd)))
-    assert(r.code == 0, r.stderr)
-  end
-  function self.keys(...) tmux("send-keys", "-t", "0", ...) end
-  function self.type(text) tmux("send-keys", "-t", "0", "-l", text) end
-  -- the lines without trailing blanks (as tmux gives them: a prompt
-  -- "> " is ">"), without the empty lines below
-  function self.screen()
-    return (tmux("capture-pane", "-p", "-t", "0").stdout
-      :gsub("[ \t]+\n", "\n"):gsub("\n+$", ""))
-  end
-  function self.wait(text, pat, limit)
-    local deadline = loom.now() + (limit or 15)
-    while true do
-      local s = self.screen()
-      if s:find(text, 1, not pat) then return s end
-      assert(loom.now() < deadline,
-        ("no %q on the screen:\n%s"):format(text, s))
-      loom.sleep(0.02)
-    end
-  end
-  function self.prompt(p)
-    return self.wait("\n" .. (p or ">") .. "$", true)
-  end
-  self.close = function() pcall(tmux, "kill-server") end
-  return setmetatable(self, { __close = self.close })
+
+local function absolute(path)
+  if path:sub(1, 1) == "/" then return path end
+  return assert(os.getenv("PWD")) .. "/" .. path
 end
+
+local Terminal = {}
+Terminal.__index = Terminal
+local terminals = 0  -- each has files of its own, though in one folder
+
+function M.terminal(dir)
+  terminals = terminals + 1
+  local base = ("%s/.tty%d"):format(dir, terminals)
+  local t = setmetatable({ dir = dir, base = base, sock = base .. ".sock" },
+                         Terminal)
+  return t
+end
+
+function Terminal:tmux(...)
+  local argv = { "tmux", "-u", "-S", self.sock, "-f", "/dev/null", ... }
+  argv.env, argv.timeout = M.peer_env(), 10
+  local r = assert(require("loom").process.run(argv))
+  assert(r.code == 0, ("tmux %s: %s"):format((...), r.stderr))
+  return r.stdout
+end
+
+function Terminal:start(args, env)
+  local words = { "HOME=" .. self.dir }
+  for _, k in ipairs(SANITIZER_VARS) do
+    if os.getenv(k) then words[#words + 1] = k .. "=" .. os.getenv(k) end
+  end
+  local names = {}
+  for k in pairs(env or {}) do names[#names + 1] = k end
+  table.sort(names)
+  for _, k in ipairs(names) do words[#words + 1] = k .. "=" .. env[k] end
+  words[#words + 1] = absolute(M.loom_bin)
+  for _, a in ipairs(args) do words[#words + 1] = a end
+  for i, w in ipairs(words) do words[i] = quote(w) end
+  -- the inner shell writes its pid and becomes env, then loom
+  local cmd = ("(trap '' INT; sleep %d; kill -KILL 0) & trap : INT; "
+    .. "stty -a > %s; sh -c 'echo $$ > \"$0\"; exec \"$@\"' %s env %s; "
+    .. "status=$?; stty -a > %s; echo \"exit status $status\"; wait")
+    :format(M.LIMIT, quote(self.base .. ".before"), quote(self.base .. ".pid"),
+            table.concat(words, " "), quote(self.base .. ".after"))
+  local out = self:tmux("new-session", "-d", "-P", "-F", "#{pane_pid}",
+    "-x", "100", "-y", "30", "-c", self.dir, cmd)
+  self.pane = assert(math.tointeger(tonumber(out)), out)
+end
+
+function Terminal:type(text) self:tmux("send-keys", "-t", "0", "-l", text) end
+
+function Terminal:keys(...) self:tmux("send-keys", "-t", "0", ...) end
+
+function Terminal:line(text)
+  self:type(text)
+  self:keys("Enter")
+end
+
+function Terminal:screen(all)
+  return (self:tmux("capture-pane", "-p", "-t", "0", all and "-S" or nil,
+                    all and "-" or nil)
+    :gsub("[ \t]+\n", "\n"):gsub("\n+$", ""))
+end
+
+-- Reads the whole screen until found(screen) gives a value, which it
+-- returns with the screen; 'what' names what it waits for (in the
+-- error, which names the caller's caller).
+function Terminal:poll(what, found)
+  local loom = require "loom"
+  local deadline = loom.now() + M.WAIT
+  while true do
+    local s = self:screen(true)
+    local v = found(s)
+    if v then return v, s end
+    if loom.now() > deadline then
+      error(("no %s on the screen after %g s; it shows:\n%s")
+        :format(what, M.WAIT, s), 3)
+    end
+    loom.sleep(0.02)
+  end
+end
+
+function Terminal:wait(text, pat)
+  local what = ("%q"):format(text):gsub("\\\n", "\\n")
+  return select(2, self:poll(what, function(s)
+    return s:find(text, 1, not pat)
+  end))
+end
+
+function Terminal:wait_line(line)
+  return select(2, self:poll(("line %q"):format(line), function(s)
+    for l in s:gmatch("[^\n]+") do if l == line then return true end end
+  end))
+end
+
+function Terminal:prompt(p)
+  p = p or ">"
+  return select(2, self:poll(("prompt %q"):format(p), function(s)
+    return s:match("[^\n]*$") == p
+  end))
+end
+
+function Terminal:exit_status()
+  local status, s = self:poll("exit status", function(s)
+    return s:match("exit status (%d+)")
+  end)
+  return tonumber(status), s
+end
+
+function Terminal:modes()
+  self:exit_status()  -- the shell wrote both before it said so
+  local function read(path)
+    local f = assert(io.open(path))
+    local text = f:read("a")
+    f:close()
+    return text
+  end
+  return read(self.base .. ".before"), read(self.base .. ".after")
+end
+
+function Terminal:pid()
+  local path = self.base .. ".pid"
+  return self:poll("pid in " .. path, function()
+    local f = io.open(path)
+    local pid = f and f:read("a"):match("^(%d+)\n")
+    if f then f:close() end
+    return math.tointeger(tonumber(pid))
+  end)
+end
+
+function Terminal:signal(sig)
+  assert(require("loom").process.kill(self:pid(), sig))
+end
+
+function Terminal:assert_clean()
+  local s = self:screen(true)
+  assert(not s:find("Sanitizer") and not s:find("runtime error:"), s)
+end
+
+-- Whether the process 'pid' runs (it is neither gone nor a zombie).
+local function alive(pid)
+  local f = io.open("/proc/" .. pid .. "/stat")
+  if not f then return false end
+  local state = f:read("a"):match("%) (%a)")
+  f:close()
+  return state ~= nil and state ~= "Z"
+end
+
+function Terminal:close()
+  if self.closed then return end
+  self.closed = true
+  M.sh(("env -u LD_PRELOAD tmux -S %s kill-server"):format(quote(self.sock)),
+       nil, 10)
+  if not self.pane then return end
+  -- the pane's processes are its shell's group; the shell and loom are
+  -- those that write in 'dir'
+  require("loom").process.kill(-self.pane, "SIGKILL")
+  local f = io.open(self.base .. ".pid")
+  local pid = f and f:read("a"):match("^%d+")
+  if f then f:close() end
+  local deadline = M.clock() + M.WAIT
+  while (alive(self.pane) or pid and alive(pid)) and M.clock() < deadline do
+    require("system").sleep(0.01)
+  end
+end
+Terminal.__close = Terminal.close
 
 --- Whether the string 'hay' holds 'needle' (plain text).
 function M.has(hay, needle)
@@ -235,7 +407,9 @@ end
 --- A test body (run as a task) given a fresh folder made under 'prefix'
 -- (a path prefix for fs.mkdtemp), removed afterwards whatever happens.
 function M.in_dir(prefix, fn, opts)
-  local fs = require "loom.fs"
+  -- (by way of 'loom': busted empties package.loaded after each spec
+  -- file, and only 'require "loom"' puts loom.fs back in it)
+  local fs = require("loom").fs
   return require("loom.busted").async(function()
     local d = assert(fs.mkdtemp(prefix))
     local ok, e = pcall(fn, d)

@@ -14,33 +14,13 @@ local READER = "env -u LD_PRELOAD python3 spec/peers/slow_reader.py"
 local REC = "^(%d%d%d%d)%-(%d%d)%-(%d%d) (%d%d):(%d%d):(%d%d)%.(%d%d%d)(Z?) "
   .. "(%u+) +%[(.-)%] (.*)$"
 
+local tmpfile, read = h.tmppath, h.read
+
 -- Runs 'src' with the binary, with the environment 'env' ({NAME =
 -- value}), inside the shell command line 'cmdline' where it says
 -- SCRIPT (default: just the script).
 local function run(src, env, cmdline)
-  local path = h.script(src)
-  local parts = {}
-  for k, v in pairs(env or {}) do parts[#parts + 1] = q(k .. "=" .. v) end
-  local bin = (#parts > 0 and "env " .. table.concat(parts, " ") .. " " or "")
-    .. q(h.loom_bin) .. " " .. q(path)
-  local out, err, code = h.sh(((cmdline or "SCRIPT"):gsub("SCRIPT",
-    function() return bin end)))
-  os.remove(path)
-  return out, err, code
-end
-
-local function tmpfile()
-  local p = os.tmpname()
-  os.remove(p)
-  return p
-end
-
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
+  return h.pipeline(src, cmdline, env)
 end
 
 -- The lines of a record text that are no record's nor a continuation.

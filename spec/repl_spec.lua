@@ -13,7 +13,7 @@ local loom = require "loom"
 local repl = require "loom.repl"
 local async = require("loom.busted").async
 
-local run_bin, has, q = helper.run_bin, helper.has, helper.quote
+local run_bin, has = helper.run_bin, helper.has
 
 -- {====================================================================
 -- repl.format
@@ -97,6 +97,18 @@ end)
 -- The evaluator
 
 describe("repl.evaluator", function()
+  -- An evaluator fed, in a task, an input that sleeps once it started
+  -- (with a cleanup): the evaluator, that task and the log of both.
+  local function sleeping_input()
+    local log = {}
+    local env = setmetatable({ log = log, loom = loom }, { __index = _G })
+    local ev = repl.evaluator(env)
+    local t = loom.spawn(ev.feed, ev, "local _ <close> = setmetatable({}, {__close = function() "
+      .. "log[#log + 1] = 'cleanup' end}) log[#log + 1] = 'started' loom.sleep(10)")
+    while #log == 0 do loom.yield() end
+    return ev, t, log
+  end
+
   it("shows an expression's values; '=' is optional; statements show nothing", async(function()
     local ev = repl.evaluator({})
     assert.are.same({ "ok", "2" }, { ev:feed("1 + 1") })
@@ -158,12 +170,7 @@ describe("repl.evaluator", function()
   end))
 
   it("cancels the input that runs: its cleanup runs, the error says so", async(function()
-    local log = {}
-    local env = setmetatable({ log = log, loom = loom }, { __index = _G })
-    local ev = repl.evaluator(env)
-    local t = loom.spawn(ev.feed, ev, "local _ <close> = setmetatable({}, {__close = function() "
-      .. "log[#log + 1] = 'cleanup' end}) log[#log + 1] = 'started' loom.sleep(10)")
-    while #log == 0 do loom.yield() end
+    local ev, t, log = sleeping_input()
     assert.is_false(repl.evaluator({}):cancel())
     assert.is_true(ev:cancel())
     local status, text = t:await()
@@ -174,12 +181,7 @@ describe("repl.evaluator", function()
   end))
 
   it("cancels the input when the caller of feed is cancelled", async(function()
-    local log = {}
-    local env = setmetatable({ log = log, loom = loom }, { __index = _G })
-    local ev = repl.evaluator(env)
-    local t = loom.spawn(ev.feed, ev, "local _ <close> = setmetatable({}, {__close = function() "
-      .. "log[#log + 1] = 'cleanup' end}) log[#log + 1] = 'started' loom.sleep(10)")
-    while #log == 0 do loom.yield() end
+    local ev, t, log = sleeping_input()
     t:cancel()
     -- as an await does, the cancellation goes into the input, whose
     -- error the evaluator gives
@@ -347,133 +349,110 @@ local function after(screen, text)
   return { table.unpack(lines, at + 1) }
 end
 
-local bin = helper.loom_bin:sub(1, 1) == "/" and helper.loom_bin
-  or os.getenv("PWD") .. "/" .. helper.loom_bin
+-- A test body given the REPL ('loom' alone) on a terminal, at its
+-- first prompt.
+local function on_terminal(fn)
+  return helper.in_dir("/tmp/loom-repl-", function(dir)
+    local t <close> = helper.terminal(dir)
+    t:start {}
+    t:prompt()
+    fn(t, dir)
+    t:assert_clean()
+  end, { timeout = 40 })
+end
 
 describe("the REPL on a terminal (tmux)", function()
-  local TT = { timeout = 40 }
 
-  it("shows the banner, runs inputs, and continues an unfinished one", helper.in_dir("/tmp/loom-repl-", function(dir)
-    local t <close> = helper.terminal(dir)
-    t.start(q(bin))
-    t.prompt()
-    assert.matches("^loom %S+ %(Lua 5%.4", t.screen())
-    t.type("function sq(x)")
-    t.keys("Enter")
-    t.prompt(">>")
-    t.type("return x * x end")
-    t.keys("Enter")
-    t.type("sq(12)")
-    t.keys("Enter")
-    t.wait("\n144\n>$", true)
-  end, TT))
+  it("shows the banner, runs inputs, and continues an unfinished one", on_terminal(function(t)
+    assert.matches("^loom %S+ %(Lua 5%.4", t:screen())
+    t:line("function sq(x)")
+    t:prompt(">>")
+    t:line("return x * x end")
+    t:line("sq(12)")
+    t:wait("\n144\n>$", true)
+  end))
 
-  it("sleeps at the prompt while a background task prints", helper.in_dir("/tmp/loom-repl-", function(dir)
-    local t <close> = helper.terminal(dir)
-    t.start(q(bin))
-    t.prompt()
-    t.type("bg = loom.spawn(function() for i = 1, 3 do loom.sleep(0.05) print('bg ' .. i) end end)")
-    t.keys("Enter")
-    t.type("loom.sleep(0.4) return 'slept'")
-    t.keys("Enter")
-    local s = t.wait("\nslept\n>$", true)
+  it("sleeps at the prompt while a background task prints", on_terminal(function(t)
+    t:line("bg = loom.spawn(function() for i = 1, 3 do loom.sleep(0.05) print('bg ' .. i) end end)")
+    t:line("loom.sleep(0.4) return 'slept'")
+    local s = t:wait("\nslept\n>$", true)
     local rest = after(s, "return 'slept'")
     assert.are.same({ "bg 1", "bg 2", "bg 3", "slept", ">" }, rest)
-  end, TT))
+  end))
 
-  it("Ctrl-C during a long sleep cancels it, runs its cleanup, and the REPL goes on", helper.in_dir("/tmp/loom-repl-", function(dir)
-    local t <close> = helper.terminal(dir)
-    t.start(q(bin))
-    t.prompt()
-    t.type("c = setmetatable({}, {__close = function() print('cleaned up') end})")
-    t.keys("Enter")
-    t.type("local _ <close> = c print('sleeping') loom.sleep(100)")
-    t.keys("Enter")
-    t.wait("\nsleeping$", true)
-    t.keys("C-c")
-    t.wait("loom.Cancelled: interrupted")
-    local s = t.prompt()
+  it("Ctrl-C during a long sleep cancels it, runs its cleanup, and the REPL goes on", on_terminal(function(t)
+    t:line("c = setmetatable({}, {__close = function() print('cleaned up') end})")
+    t:line("local _ <close> = c print('sleeping') loom.sleep(100)")
+    t:wait("\nsleeping$", true)
+    t:keys("C-c")
+    t:wait("loom.Cancelled: interrupted")
+    local s = t:prompt()
     assert.truthy(has(s, "cleaned up"), s)
-    t.type("6 * 7")
-    t.keys("Enter")
-    t.wait("\n42\n>$", true)
-  end, TT))
+    t:line("6 * 7")
+    t:wait("\n42\n>$", true)
+  end))
 
-  it("completes globals and fields with Tab", helper.in_dir("/tmp/loom-repl-", function(dir)
-    local t <close> = helper.terminal(dir)
-    t.start(q(bin))
-    t.prompt()
-    t.type("x = loom.ne")
-    t.keys("Tab")
-    t.wait("\n> x = loom.net$", true)
-    t.type(".con")
-    t.keys("Tab")
-    t.wait("\n> x = loom.net.connect$", true)
-    t.keys("C-u")
-    t.type("prin")
-    t.keys("Tab")
-    t.type("(string.fo")
-    t.keys("Tab")
-    t.type("('%03d', 7))")
-    t.keys("Enter")
-    t.wait("\n> print%(string.format%('%%03d', 7%)%)\n007\n>$", true)
-  end, TT))
+  it("completes globals and fields with Tab", on_terminal(function(t)
+    t:type("x = loom.ne")
+    t:keys("Tab")
+    t:wait("\n> x = loom.net$", true)
+    t:type(".con")
+    t:keys("Tab")
+    t:wait("\n> x = loom.net.connect$", true)
+    t:keys("C-u")
+    t:type("prin")
+    t:keys("Tab")
+    t:type("(string.fo")
+    t:keys("Tab")
+    t:line("('%03d', 7))")
+    t:wait("\n> print%(string.format%('%%03d', 7%)%)\n007\n>$", true)
+  end))
 
-  it("Ctrl-C at the prompt drops the line typed; the REPL goes on", helper.in_dir("/tmp/loom-repl-", function(dir)
-    local t <close> = helper.terminal(dir)
-    t.start(q(bin))
-    t.prompt()
-    t.type("this is not lua")
-    t.keys("C-c")
-    t.wait("\n> this is not lua^C\n>$", true)
-    t.type("function f()")  -- an unfinished input goes too
-    t.keys("Enter")
-    t.prompt(">>")
-    t.keys("C-c")
-    t.prompt()
-    t.type("1 + 1")
-    t.keys("Enter")
-    local s = t.wait("\n2\n>$", true)
+  it("Ctrl-C at the prompt drops the line typed; the REPL goes on", on_terminal(function(t)
+    t:type("this is not lua")
+    t:keys("C-c")
+    t:wait("\n> this is not lua^C\n>$", true)
+    t:type("function f()")  -- an unfinished input goes too
+    t:keys("Enter")
+    t:prompt(">>")
+    t:keys("C-c")
+    t:prompt()
+    t:line("1 + 1")
+    local s = t:wait("\n2\n>$", true)
     assert.falsy(has(s, "stdin:"), s)  -- no syntax error of either
-  end, TT))
+  end))
 
-  it("prints a background task's output above the line being typed", helper.in_dir("/tmp/loom-repl-", function(dir)
-    local t <close> = helper.terminal(dir)
-    t.start(q(bin))
-    t.prompt()
-    t.type("go = loom.event() bg = loom.spawn(function() go:wait() "
+  it("prints a background task's output above the line being typed", on_terminal(function(t)
+    t:type("go = loom.event() bg = loom.spawn(function() go:wait() "
       .. "for i = 1, 3 do print('bg ' .. i) loom.sleep(0.02) end end)")
-    t.keys("Enter")
-    t.prompt()
-    t.type("go:set() x = 12")  -- runs once Enter is pressed: nothing yet
-    t.keys("Enter")
-    t.type("y = 4")
-    local s = t.wait("\nbg 3\n> y = 4$", true)
+    t:keys("Enter")
+    t:prompt()
+    t:type("go:set() x = 12")  -- runs once Enter is pressed: nothing yet
+    t:keys("Enter")
+    t:type("y = 4")
+    local s = t:wait("\nbg 3\n> y = 4$", true)
     assert.are.same({ "bg 1", "bg 2", "bg 3", "> y = 4" }, after(s, "go:set() x = 12"))
-    t.type("5")
-    t.keys("Enter")
-    t.type("x, y")
-    t.keys("Enter")
-    t.wait("\n12 +45\n>$", true)  -- the tab, as spaces
-  end, TT))
+    t:line("5")
+    t:line("x, y")
+    t:wait("\n12 +45\n>$", true)  -- the tab, as spaces
+  end))
 
-  it("keeps the history in ~/.loom_history", helper.in_dir("/tmp/loom-repl-", function(dir)
-    local t <close> = helper.terminal(dir)
-    t.start(q(bin) .. "; " .. q(bin))
-    t.prompt()
-    t.type("first = 1")
-    t.keys("Enter")
-    t.type("second = 2")
-    t.keys("Enter")
-    t.prompt()
-    t.keys("C-d")
-    t.wait("%^D\nloom [^\n]*\n>$", true)  -- the second loom's prompt
-    t.keys("Up")
-    t.wait("\n> second = 2$", true)
-    t.keys("Up")
-    t.wait("\n> first = 1$", true)
-    t.keys("C-u", "C-d")
-    t.wait("exit status 0")
+  it("keeps the history in ~/.loom_history", on_terminal(function(t, dir)
+    t:line("first = 1")
+    t:line("second = 2")
+    t:prompt()
+    t:keys("C-d")
+    assert.are.equal(0, (t:exit_status()))
+    local again <close> = helper.terminal(dir)  -- a second loom, same HOME
+    again:start {}
+    again:prompt()
+    again:keys("Up")
+    again:wait("\n> second = 2$", true)
+    again:keys("Up")
+    again:wait("\n> first = 1$", true)
+    again:keys("C-u", "C-d")
+    assert.are.equal(0, (again:exit_status()))
+    again:assert_clean()
     local f = assert(io.open(dir .. "/.loom_history"))
     -- libedit's format: spaces and the like as octal escapes
     local text = f:read("a"):gsub("\\(%d%d%d)", function(o)
@@ -481,20 +460,17 @@ describe("the REPL on a terminal (tmux)", function()
     end)
     f:close()
     assert.truthy(has(text, "first = 1") and has(text, "second = 2"), text)
-  end, TT))
+  end))
 
-  it("Ctrl-D exits, cancelling the background tasks and running their cleanup", helper.in_dir("/tmp/loom-repl-", function(dir)
-    local t <close> = helper.terminal(dir)
-    t.start(q(bin))
-    t.prompt()
-    t.type("bg = loom.spawn(function() local _ <close> = setmetatable({}, "
+  it("Ctrl-D exits, cancelling the background tasks and running their cleanup", on_terminal(function(t)
+    t:type("bg = loom.spawn(function() local _ <close> = setmetatable({}, "
       .. "{__close = function() print('background cleanup') end}) loom.sleep(1000) end)")
-    t.keys("Enter")
-    t.prompt()
-    t.keys("C-d")
-    local s = t.wait("exit status 0")
+    t:keys("Enter")
+    t:prompt()
+    t:keys("C-d")
+    local s = t:wait("exit status 0")
     assert.truthy(has(s, "background cleanup"), s)
-  end, TT))
+  end))
 end)
 
 -- }====================================================================

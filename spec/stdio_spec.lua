@@ -12,29 +12,30 @@ local q = h.quote
 -- (not under the sanitizer run's LD_PRELOAD: it is not loom)
 local READER = "env -u LD_PRELOAD python3 spec/peers/slow_reader.py"
 
+local tmpfile, read = h.tmppath, h.read
+
 -- Runs 'src' with the binary as 'loom SCRIPT' inside the shell command
 -- line 'cmdline' (where it says SCRIPT); returns stdout, stderr, status.
 local function pipeline(src, cmdline, stdin, limit)
-  local path = h.script(src)
-  local out, err, code = h.sh((cmdline:gsub("SCRIPT", function()
-    return q(h.loom_bin) .. " " .. q(path)
-  end)), stdin, limit)
-  os.remove(path)
+  return h.pipeline(src, cmdline, nil, stdin, limit)
+end
+
+-- Runs 'src' on a FIFO whose writer runs the shell command 'writes',
+-- then keeps it open for 20 s; stdout ends with "status N" (the
+-- script's), and the script must end well before the writer does.
+local function on_open_fifo(src, writes)
+  local t0 = h.clock()
+  local dir = h.tmpdir()
+  local out, err, code = pipeline(src, ([[
+    mkfifo %s/in
+    (%s; exec sleep 20) > %s/in & writer=$!
+    SCRIPT < %s/in
+    echo "status $?"
+    kill $writer
+  ]]):format(dir, writes, dir, dir), nil, 30)
+  h.rmtree(dir)
+  if not h.coarse then assert.is_true(h.clock() - t0 < 10) end
   return out, err, code
-end
-
-local function tmpfile()
-  local p = os.tmpname()
-  os.remove(p)
-  return p
-end
-
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
 end
 
 -- The flags of this process's fd 'n' (a script's, read from /proc), as
@@ -114,44 +115,24 @@ describe("loom.stdin, loom.stdout, loom.stderr", function()
     it("does not keep the process alive, nor read what nobody waits for", function()
       -- stdin stays open (the writer sleeps): a script that took one
       -- line and ended exits at once, not when the writer is done
-      local t0 = h.clock()
-      local dir = h.tmpdir()
-      local out, err, code = pipeline([[
+      local out, err, code = on_open_fifo([[
         print(loom.stdin:read_line())
         loom.spawn(function() loom.sleep(0.01) print("later") end)
-      ]], ([[
-        mkfifo %s/in
-        (echo first; exec sleep 20) > %s/in & writer=$!
-        SCRIPT < %s/in
-        echo "status $?"
-        kill $writer
-      ]]):format(dir, dir, dir), nil, 30)
-      h.rmtree(dir)
+      ]], "echo first")
       assert.are.equal(0, code, err)
       assert.are.equal("first\nlater\nstatus 0\n", out)
-      if not h.coarse then assert.is_true(h.clock() - t0 < 10) end
     end)
 
     it("a reader cancelled or timed out leaves nothing that keeps the process alive", function()
-      local t0 = h.clock()
-      local dir = h.tmpdir()
-      local out, err, code = pipeline([[
+      local out, err, code = on_open_fifo([[
         local t = loom.spawn(function() return loom.stdin:read_line() end)
         loom.yield()
         t:cancel()
         print(pcall(t.await, t))
         print(pcall(loom.timeout, 0.01, loom.stdin.read, loom.stdin))
-      ]], ([[
-        mkfifo %s/in
-        (exec sleep 20) > %s/in & writer=$!
-        SCRIPT < %s/in
-        echo "status $?"
-        kill $writer
-      ]]):format(dir, dir, dir), nil, 30)
-      h.rmtree(dir)
+      ]], ":")
       assert.are.equal(0, code, err)
       assert.matches("^false\t.-cancel.-\nfalse\t.-timed out.-\nstatus 0\n$", out)
-      if not h.coarse then assert.is_true(h.clock() - t0 < 10) end
     end)
 
     it("a pipe keeps blocking mode for C stdio and the writer", function()
@@ -408,94 +389,19 @@ end)
 -- {====================================================================
 -- A real terminal: tmux
 
-local function have_tmux()
-  return os.execute("command -v tmux >/dev/null 2>&1")
-end
+local TT = { timeout = 60 }
 
--- The environment a script in tmux gets: the sanitizer run's, which
--- tmux itself (not built with them) must not have.
-local function loom_env()
-  local parts = {}
-  for _, k in ipairs { "LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS",
-                       "LOOM_CLOSE_AT_EXIT" } do
-    local v = os.getenv(k)
-    if v then parts[#parts + 1] = q(k .. "=" .. v) end
-  end
-  return "env " .. table.concat(parts, " ")
-end
-
---[[ Runs 'src' with the binary in a new tmux session (80x24), followed
-  in the same terminal by 'stty -a' into a file.  'drive(t)' then acts:
-  t.wait(path) waits for a file the script writes, t.keys(...) types,
-  t.pid() the script's pid (it must write it with WRITE_PID), t.screen()
-  the terminal's text.  Returns what stty said after the script and the
-  script's exit status.  The server is killed whatever happens. ]]
-local WRITE_PID = [[
-local function write_pid(path)
-  local f = assert(io.open("/proc/self/stat"))
-  local pid = f:read("a"):match("^(%d+)")
-  f:close()
-  local g = assert(io.open(path .. ".tmp", "w"))
-  g:write(pid)
-  g:close()
-  os.rename(path .. ".tmp", path)
-end
-]]
-
-local function in_tmux(src, drive)
-  local dir = h.tmpdir()
-  local sock = "loom-stdio-" .. dir:match("[^/]+$")
-  local script = dir .. "/script.lua"
-  local f = assert(io.open(script, "w"))
-  f:write(WRITE_PID, ("local DIR = %q\n"):format(dir), src)
-  f:close()
-  local bin = h.loom_bin:sub(1, 1) == "/" and h.loom_bin
-              or os.getenv("PWD") .. "/" .. h.loom_bin
-  local cmd = ("%s %s %s 2>%s/stderr; echo $? > %s/status.tmp; "
-    .. "mv %s/status.tmp %s/status; stty -a > %s/stty.tmp; mv %s/stty.tmp %s/stty; "
-    .. "sleep 60"):format(loom_env(), q(bin), q(script), dir, dir, dir, dir,
-                          dir, dir, dir)
-  local tmux = "env -u LD_PRELOAD -u ASAN_OPTIONS -u UBSAN_OPTIONS "
-    .. "TERM=xterm timeout 120 tmux -L " .. sock
-  local function run(args)
-    return os.execute(tmux .. " " .. args .. " >/dev/null 2>&1")
-  end
-  local t = {}
-  function t.wait(name, secs)
-    local deadline = os.time() + (secs or 30)
-    while not read(dir .. "/" .. name) do
-      if os.time() > deadline then
-        error("no " .. name .. " from the script; stderr: "
-          .. tostring(read(dir .. "/stderr")) .. "\nscreen:\n" .. t.screen())
-      end
-      os.execute("sleep 0.02")
-    end
-    return read(dir .. "/" .. name)
-  end
-  function t.keys(...)
-    local args = {}
-    for _, k in ipairs { ... } do args[#args + 1] = q(k) end
-    assert(run("send-keys -t 0 " .. table.concat(args, " ")))
-  end
-  function t.pid() return t.wait("pid") end
-  function t.screen()
-    local p = io.popen(tmux .. " capture-pane -p -t 0 2>/dev/null")
-    local s = p:read("a")
-    p:close()
-    return s
-  end
-  function t.stderr() return read(dir .. "/stderr") end
-  local ok, e = pcall(function()
-    assert(run(("new-session -d -x 80 -y 24 %s"):format(q(cmd))),
-      "tmux did not start")
+--[[ A test body: 'src' runs as a script with the binary on a terminal,
+  'drive(t)' acts on it (helper.terminal), then gets the exit status
+  and what stty said after the script ended. ]]
+local function on_terminal(src, drive)
+  return h.in_dir("/tmp/loom-stdio-", function(dir)
+    h.script(src, dir .. "/script.lua")
+    local t <close> = h.terminal(dir)
+    t:start { "script.lua" }
     drive(t)
-    return { stty = t.wait("stty"), status = tonumber(t.wait("status")),
-             stderr = t.stderr() }
-  end)
-  run("kill-server")
-  h.rmtree(dir)
-  if not ok then error(e, 0) end
-  return e
+    t:assert_clean()
+  end, TT)
 end
 
 -- Whether stty's report says canonical mode with echo, as a shell has.
@@ -504,88 +410,86 @@ local function cooked(stty)
     and stty:find("%f[%w-]isig") ~= nil
 end
 
+-- The exit status of the script on 't', the screen, and whether the
+-- terminal was cooked after it.
+local function ended(t)
+  local status, screen = t:exit_status()
+  local _, after = t:modes()
+  return status, screen, cooked(after), after
+end
+
 local RAW_READER = [[
 assert(loom.stdin:raw(true))
-write_pid(DIR .. "/pid")
+print("raw on")
 local got = {}
 while #got < 3 do
   local c = assert(loom.stdin:read(1))
   got[#got + 1] = c:byte()
 end
-local f = assert(io.open(DIR .. "/keys", "w"))
-f:write(table.concat(got, ","))
-f:close()
+print("keys " .. table.concat(got, ","))
 ]]
 
 describe("a terminal (tmux)", function()
-  if not have_tmux() then
+  if not os.execute("command -v tmux >/dev/null 2>&1") then
     pending("tmux is not installed")
     return
   end
 
-  it("raw mode reads each key as typed, no Enter, no echo; restored at exit", function()
-    local r = in_tmux(RAW_READER .. [[
+  it("raw mode reads each key as typed, no Enter, no echo; restored at exit",
+    on_terminal(RAW_READER .. [[
       print("typed")
     ]], function(t)
-      t.pid()
-      t.keys("a", "b")
-      t.keys("C-c")  -- raw: a byte like any other, no SIGINT
-      assert.are.equal("97,98,3", t.wait("keys"))
-      t.wait("status")
-      local screen = t.screen()
+      t:wait("raw on")
+      t:keys("a", "b")
+      t:keys("C-c")  -- raw: a byte like any other, no SIGINT
+      t:wait("keys 97,98,3")
+      local status, screen, ok, stty = ended(t)
+      assert.are.equal(0, status, screen)
       assert.is_nil(screen:find("ab", 1, true), screen)  -- no echo
-    end)
-    assert.are.equal(0, r.status, r.stderr)
-    assert.is_true(cooked(r.stty), r.stty)
-  end)
+      assert.is_true(ok, stty)
+    end))
 
-  it("restored after an uncaught error", function()
-    local r = in_tmux(RAW_READER .. [[
+  it("restored after an uncaught error", on_terminal(RAW_READER .. [[
       error("after the keys")
     ]], function(t)
-      t.pid()
-      t.keys("x", "y", "z")
-      t.wait("keys")
-    end)
-    assert.are.equal(1, r.status)
-    assert.matches("after the keys", r.stderr)
-    assert.is_true(cooked(r.stty), r.stty)
-  end)
+      t:wait("raw on")
+      t:keys("x", "y", "z")
+      local status, screen, ok, stty = ended(t)
+      assert.are.equal(1, status)
+      assert.matches("after the keys", screen)
+      assert.is_true(ok, stty)
+    end))
 
-  it("restored after SIGINT (the main task is cancelled)", function()
-    local r = in_tmux(RAW_READER, function(t)
-      assert(os.execute("kill -INT " .. t.pid()))
-    end)
-    assert.are.equal(130, r.status)
-    assert.is_true(cooked(r.stty), r.stty)
-  end)
+  for _, case in ipairs {
+    { "SIGINT", 130, " (the main task is cancelled)" },
+    { "SIGTERM", 143, ", which still ends the process" },
+  } do
+    local sig, want, how = table.unpack(case)
+    it(("restored after %s%s"):format(sig, how), on_terminal(RAW_READER,
+      function(t)
+        t:wait("raw on")
+        t:signal(sig)
+        local status, _, ok, stty = ended(t)
+        assert.are.equal(want, status)
+        assert.is_true(ok, stty)
+      end))
+  end
 
-  it("restored after SIGTERM, which still ends the process", function()
-    local r = in_tmux(RAW_READER, function(t)
-      assert(os.execute("kill -TERM " .. t.pid()))
-    end)
-    assert.are.equal(143, r.status)
-    assert.is_true(cooked(r.stty), r.stty)
-  end)
-
-  it("raw(false) turns it off; reading lines on a terminal", function()
-    local r = in_tmux([[
+  it("raw(false) turns it off; reading lines on a terminal", on_terminal([[
       assert(loom.stdin:raw(true))
       assert(loom.stdin:raw(false))
-      write_pid(DIR .. "/pid")
+      print("raw off")
       local line = loom.stdin:read_line()
       loom.stdout:write("[", line, "]\n")
       print("print after")
     ]], function(t)
-      t.pid()
-      t.keys("hello", "Enter")
-      t.wait("status")
-      local screen = t.screen()
+      t:wait("raw off")
+      t:keys("hello", "Enter")
+      local status, screen, ok, stty = ended(t)
+      assert.are.equal(0, status, screen)
       assert.truthy(screen:find("hello\n[hello]\nprint after", 1, true), screen)
-    end)
-    assert.are.equal(0, r.status, r.stderr)
-    assert.is_true(cooked(r.stty), r.stty)
-  end)
+      assert.is_true(ok, stty)
+    end))
 end)
 
 -- }====================================================================

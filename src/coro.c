@@ -22,16 +22,7 @@
 static char suspendedkey;
 
 static void mark_suspended(lua_State *L, lua_State *co, int on) {
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &suspendedkey) != LUA_TTABLE) {
-    lua_pop(L, 1);
-    lua_newtable(L);
-    lua_createtable(L, 0, 1);
-    lua_pushliteral(L, "k");
-    lua_setfield(L, -2, "__mode");
-    lua_setmetatable(L, -2);
-    lua_pushvalue(L, -1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &suspendedkey);
-  }
+  loom__push_weak(L, &suspendedkey, "k");
   lua_pushthread(co);
   lua_xmove(co, L, 1);
   if (on) lua_pushboolean(L, 1);

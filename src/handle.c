@@ -377,23 +377,35 @@ static const char *kind_of(const char *name) {
 }
 
 /*
+** Pushes the table at 'key' in the registry, made on first use with
+** the weak mode 'mode' ("k", "v" or "kv").
+*/
+void loom__push_weak(lua_State *L, const void *key, const char *mode) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, key) == LUA_TTABLE) return;
+  lua_pop(L, 1);
+  lua_newtable(L);
+  lua_createtable(L, 0, 1);
+  lua_pushstring(L, mode);
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, key);
+}
+
+/*
 ** Files are plain userdata on no list.  The table at 'trackkey' (weak
 ** keys) holds those open, each with the line that made it (debug mode)
 ** or true, so that core.handles and the report at exit see them too:
 ** a table store on open and one on close, nothing beside a system call.
 */
 static int push_tracked(lua_State *L, int create) {
+  if (create) {
+    loom__push_weak(L, &trackkey, "k");
+    return 1;
+  }
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &trackkey) == LUA_TTABLE) return 1;
   lua_pop(L, 1);
-  if (!create) return 0;
-  lua_newtable(L);
-  lua_createtable(L, 0, 1);
-  lua_pushliteral(L, "k");
-  lua_setfield(L, -2, "__mode");
-  lua_setmetatable(L, -2);
-  lua_pushvalue(L, -1);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &trackkey);
-  return 1;
+  return 0;
 }
 
 void loom__track(lua_State *L, loom_host *H, int idx) {

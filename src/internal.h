@@ -263,6 +263,8 @@ int loom__site(lua_State *L, loom_host *H, char *buf,
                size_t size);  /* the user's "file:line", or 0 */
 void loom__track(lua_State *L, loom_host *H, int idx);  /* open file */
 void loom__untrack(lua_State *L, int idx);  /* closed: never allocates */
+void loom__push_weak(lua_State *L, const void *key,
+                     const char *mode);  /* registry[key], made weak */
 int loom__push_handles(lua_State *L, loom_host *H);  /* list; how many */
 
 /* error.c */
