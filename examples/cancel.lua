@@ -8,8 +8,8 @@ local function open_resource(name)
 end
 
 local worker = loom.spawn(function()
-  local res <close> = open_resource("database connection")
-  local ok, err = pcall(function()
+  local _res <close> = open_resource("database connection")
+  local _, err = pcall(function()
     print("working...")
     loom.sleep(60)
   end)
@@ -19,5 +19,5 @@ end)
 
 loom.sleep(0.1)
 print("cancel returned " .. tostring(worker:cancel("shutting down")))
-local ok, err = pcall(worker.await, worker)
+local _, err = pcall(worker.await, worker)
 print("worker cancelled: " .. tostring(worker:cancelled()), tostring(err))

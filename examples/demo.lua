@@ -27,7 +27,7 @@ stamp("slow call: ok=%s, %s", ok, tostring(err))
 
 -- 3. Cancelling a task runs its cleanup: <close> variables release.
 local holder = loom.spawn(function()
-  local conn <close> = setmetatable({}, {
+  local _conn <close> = setmetatable({}, {
     __close = function() stamp("connection released") end,
   })
   stamp("connection opened, waiting...")

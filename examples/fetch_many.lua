@@ -35,7 +35,8 @@ local function serve(s)
     loom.sleep(0.02)  -- the work a real server would do
     serving = serving - 1
     local n = path and path:match("^/item/(%d+)$")
-    if n then respond(s, 200, "item " .. n) else respond(s, 404, "no such page") end
+    if n then respond(s, 200, "item " .. n)
+    else respond(s, 404, "no such page") end
   end
 end
 

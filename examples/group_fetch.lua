@@ -12,7 +12,7 @@ local function fetch(url, seconds, fail)
   return url
 end
 
-local ok, err = pcall(loom.group, function(g)
+local _, err = pcall(loom.group, function(g)
   g:spawn(fetch, "https://example.org/a", 0.05)
   g:spawn(fetch, "https://example.org/b", 0.10, true)
   g:spawn(fetch, "https://example.org/c", 0.50)

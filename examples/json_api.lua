@@ -19,7 +19,7 @@ end
 
 local routes = {}
 
-function routes.GET(req, id)
+function routes.GET(_req, id)
   if not id then
     local list = {}
     for _, note in pairs(notes) do list[#list + 1] = note end
@@ -43,7 +43,7 @@ function routes.POST(req, id)
            headers = { Location = "/notes/" .. note.id } }
 end
 
-function routes.DELETE(req, id)
+function routes.DELETE(_req, id)
   if not id or not notes[id] then return problem(404, "no such note") end
   notes[id] = nil
   return 204

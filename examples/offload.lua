@@ -21,5 +21,6 @@ end)
 local start = loom.now()
 local primes = loom.work(count_primes, 300000)
 ticker:cancel()
-print(("%d primes below 300,000 in %.2f s; the ticker ticked %d times meanwhile")
+print(("%d primes below 300,000 in %.2f s; the ticker ticked %d times "
+  .. "meanwhile")
   :format(primes, loom.now() - start, ticks))

@@ -1,7 +1,7 @@
 -- timeout.lua: a timeout that fires.  The slow operation is interrupted
 -- where it waits, its cleanup runs, and loom.timeout raises loom.Timeout.
 local function slow_operation()
-  local ok, err = pcall(loom.sleep, 10)
+  local _, err = pcall(loom.sleep, 10)
   print("cleanup ran, the sleep raised: " .. tostring(err))
   error(err, 0)  -- pass the timeout on
 end

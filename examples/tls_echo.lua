@@ -43,7 +43,8 @@ end
 
 -- a client that trusts only the system's CAs refuses the self-signed one
 local s, err = net.connect("localhost", port, { tls = true })
-print("without ca: " .. (s and "connected?!" or err:match("certificate verify failed.*")))
+print("without ca: "
+  .. (s and "connected?!" or err:match("certificate verify failed.*")))
 
 server:close()
 cleanup()

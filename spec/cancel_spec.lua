@@ -23,8 +23,8 @@ describe("loom cancellation", function()
   it("runs <close> variables and pcall cleanup of the cancelled task", async(function()
     local log = {}
     local t = loom.spawn(function()
-      local r <close> = setmetatable({}, { __close = function() log[#log + 1] = "closed" end })
-      local ok, e = pcall(loom.sleep, 10)
+      local _r <close> = setmetatable({}, { __close = function() log[#log + 1] = "closed" end })
+      local _, e = pcall(loom.sleep, 10)
       log[#log + 1] = "pcall cleanup"
       error(e, 0)
     end)
@@ -38,7 +38,7 @@ describe("loom cancellation", function()
   it("closes <close> variables of a task that fails with an error", async(function()
     local closed_with
     local t = loom.spawn(function()
-      local r <close> = setmetatable({}, { __close = function(_, e) closed_with = e end })
+      local _r <close> = setmetatable({}, { __close = function(_, e) closed_with = e end })
       loom.sleep(0)
       error("fail", 0)
     end)
@@ -80,7 +80,7 @@ describe("loom cancellation", function()
   it("a task that cancels itself gets Cancelled at its next suspension", async(function()
     local t = loom.spawn(function()
       loom.current():cancel("self")
-      local ok, err = pcall(loom.sleep, 1)
+      local _, err = pcall(loom.sleep, 1)
       return err
     end)
     local e = t:await()
@@ -91,7 +91,7 @@ describe("loom cancellation", function()
   it("cancelling a task that awaits another cancels that one too", async(function()
     local inner_cleanup = false
     local inner = loom.spawn(function()
-      local ok, e = pcall(loom.sleep, 10)
+      local _, e = pcall(loom.sleep, 10)
       inner_cleanup = true
       error(e, 0)
     end)
@@ -122,7 +122,7 @@ describe("loom cancellation", function()
 
   it("is not reported as a failure", function()
     local h = require "spec.helper"
-    local out, err, code = h.run_src([[
+    local _, err, code = h.run_src([[
       local t = loom.spawn(function() loom.sleep(10) end)
       loom.sleep(0.01)
       t:cancel()

@@ -11,7 +11,6 @@
 ]]
 local helper = require "spec.helper"
 local loom = require "loom"
-local async = require("loom.busted").async
 
 local has, q = helper.has, helper.quote
 
@@ -116,17 +115,6 @@ local function task_row(rows, name)
   for _, r in ipairs(rows) do
     local id, rest = r:match("^(%d+)%s+" .. name:gsub("%p", "%%%0") .. "%s+(.*)$")
     if id then return tonumber(id), rest end
-  end
-end
-
--- Waits until 'stream' gives the line 'want'; the lines before it.
-local function wait_line(stream, want)
-  local seen = {}
-  while true do
-    local l = stream:read_line()
-    assert(l, ("no line %q; got:\n%s"):format(want, table.concat(seen, "\n")))
-    if l == want then return seen end
-    seen[#seen + 1] = l
   end
 end
 
@@ -338,7 +326,8 @@ s.close()
     assert.are.same({ "42" }, ask(a, "secret"))
   end, OPTS))
 
-  it("keeps no program alive: it ends when its work is done, attached or not", helper.in_dir("/tmp/loom-console-", function(dir)
+  it("keeps no program alive: it ends when its work is done, attached or not",
+     helper.in_dir("/tmp/loom-console-", function(dir)
     local sock = dir .. "/console.sock"
     local src = ("assert(loom.console(%q))\nprint('port 0')\n"
       .. "while not go do loom.sleep(0.01) end\nprint('done')\n"):format(sock)
@@ -375,7 +364,8 @@ s.close()
     assert.are.same({ 0 }, { p:wait() })
   end, OPTS))
 
-  it("refuses a path where a live program listens; takes over a stale one", helper.in_dir("/tmp/loom-console-", function(dir)
+  it("refuses a path where a live program listens; takes over a stale one",
+     helper.in_dir("/tmp/loom-console-", function(dir)
     local sock = dir .. "/console.sock"
     local srv = assert(loom.console(sock))
     local s, err, code = loom.console(sock)

@@ -63,7 +63,7 @@ describe("coroutines inside tasks", function()
     local cleaned = false
     local t = loom.spawn(function()
       local gen = coroutine.wrap(function()
-        local ok, e = pcall(loom.sleep, 10)
+        local _, e = pcall(loom.sleep, 10)
         cleaned = true
         error(e, 0)
       end)
@@ -172,7 +172,7 @@ describe("require inside tasks", function()
   end))
 
   it("still works outside tasks, returning the loader data", function()
-    local m, extra = require("spec.helper")
+    local m = require("spec.helper")
     assert.are.equal("table", type(m))
     assert.has_error(function() require() end)
   end)

@@ -174,7 +174,7 @@ t.name = "forgotten"
   end)
 
   it("is reported at the end of loom.run_with{debug = true}", function()
-    local out, err, code = h.lua_src([[
+    local _, err, code = h.lua_src([[
       local loom = require "loom"
       local srv
       loom.run_with({ debug = true }, function()
@@ -188,7 +188,7 @@ t.name = "forgotten"
     assert.is_true(h.has(err, "1 handle still open at exit:\n  server: "
       .. "loom.server (127.0.0.1:"), err)
     -- the run ends; the next one, not in debug mode, reports nothing
-    out, err, code = h.lua_src([[
+    _, err, code = h.lua_src([[
       local loom = require "loom"
       local srv
       pcall(loom.run_with, { debug = true }, function()

@@ -43,7 +43,7 @@ describe("loom errors", function()
   end)
 
   it("is reported when its task is collected, not only at the end", function()
-    local out, err = lua_src([[
+    local _, err = lua_src([[
       local loom = require "loom"
       loom.run(function()
         loom.spawn(function() error("collected failure", 0) end)

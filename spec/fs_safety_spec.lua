@@ -46,30 +46,30 @@ describe("loom.fs safety", function()
     -- where "x" exists, so a cut path would find something.  (Not tail
     -- calls: the error names the line of the frame that calls fs.)
     local calls = {
-      { "open", 1, function(d, p) return (fs.open(p)) end },
-      { "open", 1, function(d, p) return (fs.open(p, "w")) end },
-      { "read_file", 1, function(d, p) return (fs.read_file(p)) end },
-      { "write_file", 1, function(d, p) return (fs.write_file(p, "data")) end },
-      { "append_file", 1, function(d, p) return (fs.append_file(p, "data")) end },
-      { "stat", 1, function(d, p) return (fs.stat(p)) end },
-      { "lstat", 1, function(d, p) return (fs.lstat(p)) end },
-      { "exists", 1, function(d, p) return (fs.exists(p)) end },
-      { "list", 1, function(d, p) return (fs.list(p)) end },
-      { "dir", 1, function(d, p) return (fs.dir(p)) end },
-      { "mkdir", 1, function(d, p) return (fs.mkdir(p)) end },
-      { "mkdir", 1, function(d, p) return (fs.mkdir(p, { parents = true })) end },
-      { "remove", 1, function(d, p) return (fs.remove(p)) end },
+      { "open", 1, function(_d, p) return (fs.open(p)) end },
+      { "open", 1, function(_d, p) return (fs.open(p, "w")) end },
+      { "read_file", 1, function(_d, p) return (fs.read_file(p)) end },
+      { "write_file", 1, function(_d, p) return (fs.write_file(p, "data")) end },
+      { "append_file", 1, function(_d, p) return (fs.append_file(p, "data")) end },
+      { "stat", 1, function(_d, p) return (fs.stat(p)) end },
+      { "lstat", 1, function(_d, p) return (fs.lstat(p)) end },
+      { "exists", 1, function(_d, p) return (fs.exists(p)) end },
+      { "list", 1, function(_d, p) return (fs.list(p)) end },
+      { "dir", 1, function(_d, p) return (fs.dir(p)) end },
+      { "mkdir", 1, function(_d, p) return (fs.mkdir(p)) end },
+      { "mkdir", 1, function(_d, p) return (fs.mkdir(p, { parents = true })) end },
+      { "remove", 1, function(_d, p) return (fs.remove(p)) end },
       { "rename", 1, function(d, p) return (fs.rename(p, d .. "/y")) end },
       { "rename", 2, function(d, p) return (fs.rename(d .. "/x", p)) end },
       { "copy", 1, function(d, p) return (fs.copy(p, d .. "/y")) end },
       { "copy", 2, function(d, p) return (fs.copy(d .. "/x", p)) end },
       { "symlink", 1, function(d, p) return (fs.symlink(p, d .. "/y")) end },
-      { "symlink", 2, function(d, p) return (fs.symlink("x", p)) end },
-      { "readlink", 1, function(d, p) return (fs.readlink(p)) end },
-      { "realpath", 1, function(d, p) return (fs.realpath(p)) end },
-      { "chmod", 1, function(d, p) return (fs.chmod(p, tonumber("600", 8))) end },
-      { "mkdtemp", 1, function(d, p) return (fs.mkdtemp(p)) end },
-      { "watch", 1, function(d, p)
+      { "symlink", 2, function(_d, p) return (fs.symlink("x", p)) end },
+      { "readlink", 1, function(_d, p) return (fs.readlink(p)) end },
+      { "realpath", 1, function(_d, p) return (fs.realpath(p)) end },
+      { "chmod", 1, function(_d, p) return (fs.chmod(p, tonumber("600", 8))) end },
+      { "mkdtemp", 1, function(_d, p) return (fs.mkdtemp(p)) end },
+      { "watch", 1, function(_d, p)
         local w = fs.watch(p)
         if w then w:close() end  -- (when not refused)
       end },
@@ -173,7 +173,7 @@ describe("loom.fs safety", function()
 
     it("a link relative to the current folder", in_dir(function(d)
       -- a link given without a folder: its target is relative to '.'
-      local out, err, code = h.sh(("cd %s && printf old > f && ln -s f l && %s -e %s")
+      local _, err, code = h.sh(("cd %s && printf old > f && ln -s f l && %s -e %s")
         :format(h.quote(d), h.quote(bin_abs()),
                 h.quote([[assert(require("loom.fs").write_file("l", "new"))]])))
       assert.are.equal(0, code, err)

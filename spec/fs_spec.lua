@@ -1015,7 +1015,8 @@ describe("loom.fs", function()
       local w = assert(fs.watch(p))
       assert(fs.append_file(p, " two"))  -- queued until read
       local ev = loom.timeout(10, function()
-        for e in w:events() do return e end
+        local next_event = w:events()
+        return next_event()
       end)
       w:close()
       assert.is_table(ev)
@@ -1141,7 +1142,7 @@ describe("loom.fs", function()
 
   describe("bad input raises naming the function", function()
     local cases = {
-      { "fs.open", function(d) return fs.open(42) end },
+      { "fs.open", function() return fs.open(42) end },
       { "fs.open", function(d) return fs.open(d .. "/f", 3) end },
       { "fs.open", function(d) return fs.open(d .. "/f", "rw") end, "invalid mode" },
       { "fs.open", function(d) return fs.open(d .. "/f", "x") end, "invalid mode" },

@@ -85,7 +85,7 @@ describe("loom.group", function()
       siblings[1] = g:spawn(until_cancelled(log, "s1", 0.5))
       siblings[2] = g:spawn(until_cancelled(log, "s2", 0.2))
       g:spawn(failing(0.1, err))
-      local ok2, e2 = pcall(loom.sleep, 10)
+      local _, e2 = pcall(loom.sleep, 10)
       body_error = e2
       log[#log + 1] = "body cleanup"
       error(e2, 0)

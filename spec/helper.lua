@@ -81,7 +81,7 @@ function M.sh(cmdline, stdin, limit)
   local input = "/dev/null"
   if stdin then input = M.script(stdin) end
   limit = limit or M.LIMIT
-  local ok, how, code = os.execute(("timeout -k 5 %g sh -c %s <%s >%s 2>%s")
+  local _, how, code = os.execute(("timeout -k 5 %g sh -c %s <%s >%s 2>%s")
     :format(limit, quote(cmdline), quote(input), quote(out), quote(err)))
   if stdin then os.remove(input) end
   if how == "signal" then code = 128 + code end

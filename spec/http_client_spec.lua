@@ -336,7 +336,8 @@ describe("http client", function()
 
     it("a failure in the body reaches the reader", with_peer(function(base)
       local res = get_ok(base .. "/short", { stream = true })
-      local body, s, err, code = {}, nil, nil, nil
+      local body = {}
+      local s, err, code
       repeat
         s, err, code = res:read()
         body[#body + 1] = s
@@ -383,6 +384,7 @@ describe("http client", function()
         res, err, code = http.get(base .. "/slow", { timeout = 0.2 })
         assert.is_nil(res)
         assert.are.equal("ETIMEDOUT", code)
+        assert.matches("^GET '.-/slow': Operation timed out", err)
         assert.are.equal("1", get_ok(base .. "/aborted?n=1").body)
       end))
 

@@ -3,7 +3,7 @@
   whole or split anywhere, and that mangled input gives an error or a
   request, never a crash (the sanitizer run checks its memory).
 ]]
-local loom = require "loom"
+require "loom"  -- which puts its private core in the registry
 local core = debug.getregistry()["loom.core"]
 
 local function parser(limits) return core.http.parser(limits or {}) end

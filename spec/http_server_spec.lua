@@ -315,7 +315,7 @@ print(r.getheader("transfer-encoding"), r.read().decode())
     local pieces = {}
     local srv, port = serve(function(req)
       while true do
-        local p, err, code = req:read(4)
+        local p, _, code = req:read(4)
         if not p then
           pieces[#pieces + 1] = code
           break
@@ -388,9 +388,9 @@ print(r.getheader("transfer-encoding"), r.read().decode())
     assert.is_nil(headers["content-length"])
     assert.are.equal("", body)
     out = curl("-i", url(port, "/number"))
-    status, _, body = parse_response(out)
-    assert.are.equal(404, status)
-    assert.are.equal("12345", body)
+    local status404, _, body404 = parse_response(out)
+    assert.are.equal(404, status404)
+    assert.are.equal("12345", body404)
     srv:close()
   end))
 

@@ -130,7 +130,7 @@ describe("loom.net", function()
       -- Nagle's algorithm the second write waits for the ACK of the first,
       -- which the peer delays, so rounds take tens of milliseconds.
       local function rounds(opts)
-        local srv <close>, port = listen(function(s)
+        local _srv <close>, port = listen(function(s)
           s:nodelay(true)
           while s:read_exactly(2) do s:write("k") end
         end)
@@ -207,14 +207,14 @@ describe("loom.net", function()
     end))
 
     it("write takes several strings and numbers, sent in order", async(function()
-      local srv <close>, port = listen(echo)
+      local _srv <close>, port = listen(echo)
       local c <close> = assert(net.connect("127.0.0.1", port))
       assert.is_true(c:write("a", 1, "b", 2.5, ""))
       assert.are.equal("a1b2.5", c:read_exactly(6))
     end))
 
     it("listening on a port in use fails with EADDRINUSE naming the address", async(function()
-      local srv <close>, port = listen(echo)
+      local _srv <close>, port = listen(echo)
       local dup, msg, code = net.listen("127.0.0.1", port, echo)
       assert.is_nil(dup)
       assert.are.equal("EADDRINUSE", code)
@@ -257,7 +257,7 @@ describe("loom.net", function()
   describe("reading", function()
     it("read(n) gives up to n bytes, whatever is buffered, without waiting for more", async(function()
       local go, one_read, done = loom.event(), loom.event(), loom.event()
-      local srv <close>, port = listen(function(s)
+      local _srv <close>, port = listen(function(s)
         s:nodelay(true)
         s:write("abcdef")
         go:wait()
@@ -285,7 +285,7 @@ describe("loom.net", function()
     end))
 
     it("read_exactly gives exactly n bytes, across packets", async(function()
-      local srv <close>, port = pieces_server({ "hel", "lo wo", "rld!" })
+      local _srv <close>, port = pieces_server({ "hel", "lo wo", "rld!" })
       local c <close> = assert(net.connect("127.0.0.1", port))
       assert.are.equal("hello", c:read_exactly(5))
       assert.are.equal("", c:read_exactly(0))
@@ -294,7 +294,7 @@ describe("loom.net", function()
     end))
 
     it("read_exactly at EOF before n: nil, msg, 'EOF' and the partial data", async(function()
-      local srv <close>, port = pieces_server({ "0123", "4567" })
+      local _srv <close>, port = pieces_server({ "0123", "4567" })
       local c <close> = assert(net.connect("127.0.0.1", port))
       assert.are.equal("01", c:read_exactly(2))
       local r = pack(c:read_exactly(100))
@@ -311,7 +311,7 @@ describe("loom.net", function()
     end))
 
     it("read_exactly at EOF with a 1-byte tail gives that byte, once", async(function()
-      local srv <close>, port = listen(function(s)
+      local _srv <close>, port = listen(function(s)
         s:write("abc")
       end)
       local c <close> = assert(net.connect("127.0.0.1", port))
@@ -323,7 +323,7 @@ describe("loom.net", function()
       assert.are.equal(3, r2.n)
       assert.are.equal("EOF", r2[3])
       -- a 1-byte tail after a longer read is the same
-      local srv2 <close>, port2 = listen(function(s) s:write("xyz") end)
+      local _srv2 <close>, port2 = listen(function(s) s:write("xyz") end)
       local c2 <close> = assert(net.connect("127.0.0.1", port2))
       local r3 = pack(c2:read_exactly(4))
       assert.are.equal("EOF", r3[3])
@@ -331,7 +331,7 @@ describe("loom.net", function()
     end))
 
     it("lines() ends at EOF but raises on other failures", async(function()
-      local srv <close>, port = listen(function(s)
+      local _srv <close>, port = listen(function(s)
         s:write("one\ntwo\n", string.rep("x", 200), "\n")
         s:read()
       end)
@@ -351,7 +351,7 @@ describe("loom.net", function()
       assert.is_false(ok2)
       assert.matches("net_spec%.lua:%d+: the stream is closed$", tostring(e2))
       -- and EOF simply ends the loop
-      local srv2 <close>, port2 = listen(function(s) s:write("a\nb") end)
+      local _srv2 <close>, port2 = listen(function(s) s:write("a\nb") end)
       local c2 <close> = assert(net.connect("127.0.0.1", port2))
       local all = {}
       for line in c2:lines() do all[#all + 1] = line end
@@ -360,7 +360,7 @@ describe("loom.net", function()
 
     it("read_exactly of more than the 1 MiB read buffer", async(function()
       local size = 3 * MiB
-      local srv <close>, port = listen(function(s)
+      local _srv <close>, port = listen(function(s)
         s:write(string.rep("q", size))
         s:flush()
         s:read()
@@ -372,7 +372,7 @@ describe("loom.net", function()
     end, { timeout = 10 }))
 
     it("read_until includes the separator, even one split across packets", async(function()
-      local srv <close>, port = pieces_server({ "one|", "|two||thr", "ee|", "|rest" })
+      local _srv <close>, port = pieces_server({ "one|", "|two||thr", "ee|", "|rest" })
       local c <close> = assert(net.connect("127.0.0.1", port))
       assert.are.equal("one||", c:read_until("||"))
       assert.are.equal("two||", c:read_until("||"))
@@ -386,7 +386,7 @@ describe("loom.net", function()
 
     it("read_until finds a separator more than 1 MiB away", async(function()
       local size = 2 * MiB
-      local srv <close>, port = listen(function(s)
+      local _srv <close>, port = listen(function(s)
         s:write(string.rep("z", size), "END", "tail")
         s:flush()
         s:read()
@@ -400,7 +400,7 @@ describe("loom.net", function()
     end, { timeout = 10 }))
 
     it("read_line joins lines split across packets and strips \\n and \\r\\n", async(function()
-      local srv <close>, port = pieces_server({
+      local _srv <close>, port = pieces_server({
         "first li", "ne\r\nsec", "ond\n\nfou", "r\rth\r", "\nlast" })
       local c <close> = assert(net.connect("127.0.0.1", port))
       assert.are.equal("first line", c:read_line())
@@ -415,7 +415,7 @@ describe("loom.net", function()
     end))
 
     it("a line over the limit gives nil, msg, 'ELINE' and the next line still reads", async(function()
-      local srv <close>, port = pieces_server({
+      local _srv <close>, port = pieces_server({
         "0123456789\n", "0123456789abcdef\nshort\n", "again\n" })
       local c <close> = assert(net.connect("127.0.0.1", port))
       local hwm = c:limits()
@@ -433,7 +433,7 @@ describe("loom.net", function()
 
     it("the default line limit is 64 KiB; a longer line arriving in pieces is skipped whole", async(function()
       local long = string.rep("b", 40 * KiB)
-      local srv <close>, port = pieces_server({ long, long, long .. "\nnext\n" }, 0.05)
+      local _srv <close>, port = pieces_server({ long, long, long .. "\nnext\n" }, 0.05)
       local c <close> = assert(net.connect("127.0.0.1", port))
       local hwm, line = c:limits()
       assert.are.equal(64 * KiB, hwm)
@@ -449,7 +449,7 @@ describe("loom.net", function()
 
     it("a line of exactly 64 KiB is within the default limit", async(function()
       local long = string.rep("c", 64 * KiB)
-      local srv <close>, port = pieces_server({ long .. "\n", "ok\n" })
+      local _srv <close>, port = pieces_server({ long .. "\n", "ok\n" })
       local c <close> = assert(net.connect("127.0.0.1", port))
       assert.are.equal(long, c:read_line())
       assert.are.equal("ok", c:read_line())
@@ -457,7 +457,7 @@ describe("loom.net", function()
 
     it("read_all reads everything to EOF, beyond the 1 MiB buffer", async(function()
       local big = string.rep("0123456789abcdef", 160 * KiB)  -- 2.5 MiB
-      local srv <close>, port = pieces_server({ "head:", big, ":tail" })
+      local _srv <close>, port = pieces_server({ "head:", big, ":tail" })
       local c <close> = assert(net.connect("127.0.0.1", port))
       local ok, all = pcall(loom.timeout, 2, c.read_all, c)
       assert.is_true(ok, "read_all did not return: " .. tostring(all))
@@ -469,7 +469,7 @@ describe("loom.net", function()
     end, { timeout = 10 }))
 
     it("lines() iterates the lines to EOF", async(function()
-      local srv <close>, port = pieces_server({ "a\nb", "\r\n\nc" })
+      local _srv <close>, port = pieces_server({ "a\nb", "\r\n\nc" })
       local c <close> = assert(net.connect("127.0.0.1", port))
       local got = {}
       for line in c:lines() do got[#got + 1] = line end
@@ -477,7 +477,7 @@ describe("loom.net", function()
     end))
 
     it("only one task may wait to read a stream at a time", async(function()
-      local srv <close>, port = listen(echo)
+      local _srv <close>, port = listen(echo)
       local c <close> = assert(net.connect("127.0.0.1", port))
       local t = loom.spawn(function() return c:read() end)
       h.settle()
@@ -494,7 +494,7 @@ describe("loom.net", function()
     it("a write timed out or cancelled while it waits leaves the stream usable", async(function()
       local size = 4 * MiB
       local go, received = loom.event(), loom.future()
-      local srv <close>, port = listen(function(s)
+      local _srv <close>, port = listen(function(s)
         go:wait()
         received:set_result(s:read_all())
       end)
@@ -528,7 +528,7 @@ describe("loom.net", function()
         local kb = collectgarbage("count")
         if kb > max_mem then max_mem = kb end
       end
-      local srv <close>, port = listen(function(s)
+      local _srv <close>, port = listen(function(s)
         while true do
           local d = s:read(256 * KiB)
           if not d then break end
@@ -544,10 +544,9 @@ describe("loom.net", function()
       local c <close> = assert(net.connect("127.0.0.1", port))
       local written, suspended, max_lag = 0, 0, 0
       for i = 1, total // chunk do
-        local data = string.rep(string.char(65 + i % 26), chunk)  -- fresh
         local before = reads
-        assert.is_true(c:write(data))
-        data = nil
+        -- a fresh string each time
+        assert.is_true(c:write(string.rep(string.char(65 + i % 26), chunk)))
         if reads ~= before then suspended = suspended + 1 end
         written = written + chunk
         local lag = written - read_bytes
@@ -569,7 +568,7 @@ describe("loom.net", function()
     end, { timeout = 30 }))
 
     it("limits{high_water} sets when a write suspends", async(function()
-      local srv <close>, port = listen(function(s)
+      local _srv <close>, port = listen(function(s)
         loom.sleep(0.2)
         while s:read() do end
       end)
@@ -594,7 +593,7 @@ describe("loom.net", function()
     it("flush waits until everything written reached the kernel", async(function()
       local size = 8 * MiB
       local got = loom.future()
-      local srv <close>, port = listen(function(s)
+      local _srv <close>, port = listen(function(s)
         loom.sleep(0.1)   -- let the client queue up
         local n = 0
         while true do
@@ -615,7 +614,7 @@ describe("loom.net", function()
 
     it("shutdown comes after the pending writes", async(function()
       local size = 8 * MiB
-      local srv <close>, port = listen(function(s)
+      local _srv <close>, port = listen(function(s)
         loom.sleep(0.1)
         local n = 0
         while true do
@@ -635,7 +634,7 @@ describe("loom.net", function()
     it("data written before the handler returns reaches the client", async(function()
       local size = 32 * MiB
       local done = loom.future()
-      local srv <close>, port = listen(function(s)
+      local _srv <close>, port = listen(function(s)
         s:limits { high_water = 2 * size }
         local ok = s:write(string.rep("h", size), "END")   -- returns at once, queued
         done:set_result(ok)
@@ -657,7 +656,7 @@ describe("loom.net", function()
     end, { timeout = 15 }))
 
     it("shutdown half-closes: the peer reads EOF, the writer still reads the reply", async(function()
-      local srv <close>, port = listen(function(s)
+      local _srv <close>, port = listen(function(s)
         local q = s:read_all()          -- returns at the client's shutdown
         s:write("answer to ", q)
       end)
@@ -676,7 +675,7 @@ describe("loom.net", function()
   -- {================================================================
   describe("close", function()
     it("a pending reader gets nil, msg, 'ECANCELED'", async(function()
-      local srv <close>, port = listen(echo)
+      local _srv <close>, port = listen(echo)
       for _, method in ipairs { "read", "read_line", "read_exactly", "read_until", "read_all" } do
         local c = assert(net.connect("127.0.0.1", port))
         local t = loom.spawn(function()
@@ -693,7 +692,7 @@ describe("loom.net", function()
     end))
 
     it("a writer suspended on backpressure gets nil, msg, 'ECANCELED'", async(function()
-      local srv <close>, port = listen(function(s) loom.sleep(1) end)
+      local _srv <close>, port = listen(function() loom.sleep(1) end)
       local c = assert(net.connect("127.0.0.1", port))
       local t = loom.spawn(function()
         for _ = 1, 64 do
@@ -711,17 +710,17 @@ describe("loom.net", function()
     end))
 
     it("closing twice is harmless; the closed stream says so", async(function()
-      local srv <close>, port = listen(echo)
+      local _srv <close>, port = listen(echo)
       local c = assert(net.connect("127.0.0.1", port))
       assert.are.equal("loom.stream (127.0.0.1:" .. port .. ")", tostring(c))
       c:close()
       c:close()
       assert.are.equal("loom.stream (closed)", tostring(c))
-      do local d <close> = c end   -- __close on a closed stream
+      do local _d <close> = c end   -- __close on a closed stream
     end))
 
     it("non-I/O methods on a closed stream raise", async(function()
-      local srv <close>, port = listen(echo)
+      local _srv <close>, port = listen(echo)
       local c = assert(net.connect("127.0.0.1", port))
       c:close()
       for _, call in ipairs {
@@ -737,7 +736,7 @@ describe("loom.net", function()
     -- contract lists "read after close" with refused, reset and EPIPE);
     -- the other methods raise, as misuse of a closed handle.
     it("reads and writes on a closed stream give nil, msg, \"ECANCELED\"", async(function()
-      local srv <close>, port = listen(echo)
+      local _srv <close>, port = listen(echo)
       local c = assert(net.connect("127.0.0.1", port))
       c:close()
       for _, call in ipairs {
@@ -754,12 +753,11 @@ describe("loom.net", function()
 
     it("a stream collected without close is closed (the peer reads EOF)", async(function()
       local got = loom.future()
-      local srv <close>, port = listen(function(s)
+      local _srv <close>, port = listen(function(s)
         got:set_result(pack(s:read()))
       end)
-      do
-        local c = assert(net.connect("127.0.0.1", port))
-        c = nil
+      do  -- a connection nothing refers to
+        assert(net.connect("127.0.0.1", port))
       end
       collectgarbage(); collectgarbage()
       local r = got:await()
@@ -786,7 +784,7 @@ describe("loom.net", function()
     end))
 
     it("reset by peer: a server that closes with unread data", async(function()
-      local srv <close>, port = listen(function(s)
+      local _srv <close>, port = listen(function(s)
         s:read(1)
         loom.sleep(0.1)   -- the client's data piles up unread
       end)
@@ -818,7 +816,7 @@ describe("loom.net", function()
     end, { timeout = 20 }))
 
     it("reading after the peer closed gives its data, then EOF, each time", async(function()
-      local srv <close>, port = listen(function(s) s:write("bye") end)
+      local _srv <close>, port = listen(function(s) s:write("bye") end)
       local c <close> = assert(net.connect("127.0.0.1", port))
       assert.are.equal("bye", c:read_exactly(3))
       for _ = 1, 2 do
@@ -834,7 +832,7 @@ describe("loom.net", function()
     end))
 
     it("writing after the peer closed gives EPIPE or ECONNRESET", async(function()
-      local srv <close>, port = listen(function(s) end)
+      local _srv <close>, port = listen(function() end)
       local c <close> = assert(net.connect("127.0.0.1", port))
       assert.are.equal("EOF", select(3, c:read()))
       local msg, code
@@ -929,7 +927,7 @@ describe("loom.net", function()
     end, { timeout = 30 }))
 
     it("opts.timeout on connect: it connects, or gives ETIMEDOUT naming the address", async(function()
-      local srv <close>, port = listen(echo)
+      local _srv <close>, port = listen(echo)
       for _, t in ipairs { 0, 1e-6, 0.001, 5 } do
         local c, msg, code = net.connect("127.0.0.1", port, { timeout = t })
         if c then
@@ -945,7 +943,7 @@ describe("loom.net", function()
     end))
 
     it("loom.timeout around a read raises loom.Timeout; the stream stays usable", async(function()
-      local srv <close>, port = listen(line_echo)
+      local _srv <close>, port = listen(line_echo)
       local c <close> = assert(net.connect("127.0.0.1", port))
       local t0 = loom.now()
       local ok, e = pcall(loom.timeout, 0.05, c.read_line, c)
@@ -977,7 +975,7 @@ describe("loom.net", function()
         n = 400   -- two descriptors per connection in this process
       end
       local served = 0
-      local srv <close>, port = listen(function(s)
+      local _srv <close>, port = listen(function(s)
         served = served + 1
         line_echo(s)
       end)
@@ -1063,7 +1061,7 @@ describe("loom.net", function()
     end)
 
     it("the stream is closed when the handler returns (the client reads EOF)", async(function()
-      local srv <close>, port = listen(function(s) s:write("only this") end)
+      local _srv <close>, port = listen(function(s) s:write("only this") end)
       local c <close> = assert(net.connect("127.0.0.1", port))
       assert.are.equal("only this", c:read_all())
     end))
@@ -1358,7 +1356,7 @@ describe("loom.net", function()
     end))
 
     it("stream methods", async(function()
-      local srv <close>, port = listen(echo)
+      local _srv <close>, port = listen(echo)
       local c <close> = assert(net.connect("127.0.0.1", port))
       -- called as methods, so that Lua can name them
       check("write", function() return c:write({}) end)

@@ -181,7 +181,7 @@ describe("repl.evaluator", function()
   end))
 
   it("cancels the input when the caller of feed is cancelled", async(function()
-    local ev, t, log = sleeping_input()
+    local _, t, log = sleeping_input()
     t:cancel()
     -- as an await does, the cancellation goes into the input, whose
     -- error the evaluator gives

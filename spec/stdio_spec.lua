@@ -165,7 +165,7 @@ describe("loom.stdin, loom.stdout, loom.stderr", function()
   describe("stdout", function()
     it("writes to a slow pipe with backpressure, the loop running", function()
       local got, go = tmpfile(), tmpfile()
-      local out, err, code = pipeline(([[
+      local _, err, code = pipeline(([[
         local ticks = 0
         local ticker = loom.spawn(function()
           while true do ticks = ticks + 1; loom.sleep(0.001) end

@@ -31,7 +31,7 @@ describe("loom tasks", function()
     end))
 
     it("accepts a callable table", async(function()
-      local callable = setmetatable({}, { __call = function(self, x) return x * 2 end })
+      local callable = setmetatable({}, { __call = function(_, x) return x * 2 end })
       assert.are.equal(8, loom.spawn(callable, 4):await())
     end))
 

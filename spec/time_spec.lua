@@ -190,7 +190,7 @@ describe("loom time", function()
     it("raises at fn's suspension so its pcall cleanup and <close> run first", async(function()
       local log = {}
       local ok, e = pcall(loom.timeout, 1, function()
-        local guard <close> = setmetatable({}, { __close = function(_, err)
+        local _guard <close> = setmetatable({}, { __close = function(_, err)
           log[#log + 1] = "close:" .. (loom.is_timeout(err) and "timeout" or tostring(err))
         end })
         local ok2, e2 = pcall(loom.sleep, 10)
@@ -326,10 +326,10 @@ describe("loom time", function()
     it("on timeout cancels x, waits for its cleanup, and raises loom.Timeout", async(function()
       local log = {}
       local x = loom.spawn(function()
-        local guard <close> = setmetatable({}, { __close = function()
+        local _guard <close> = setmetatable({}, { __close = function()
           log[#log + 1] = "x closed"
         end })
-        local ok, err = pcall(loom.sleep, 10)
+        local _, err = pcall(loom.sleep, 10)
         log[#log + 1] = "x saw " .. (loom.is_cancelled(err) and "Cancelled" or tostring(err))
         loom.sleep(0.5)  -- cleanup that itself suspends
         log[#log + 1] = "x cleaned up"
@@ -403,7 +403,7 @@ describe("loom time", function()
       local log = {}
       local t0 = loom.now()
       local at
-      local h = loom.later(0.5, function(x, y)
+      local timer = loom.later(0.5, function(x, y)
         at = loom.now() - t0
         log[#log + 1] = "fn"
         return x + y, "sum"
@@ -411,7 +411,7 @@ describe("loom time", function()
       log[#log + 1] = "returned"
       loom.sleep(0.4)
       log[#log + 1] = "0.4"
-      local a, b = h:await()
+      local a, b = timer:await()
       assert.are.equal(5, a)
       assert.are.equal("sum", b)
       near(0.5, at)
@@ -421,11 +421,11 @@ describe("loom time", function()
     it("never runs fn when cancelled before it fires", async(function()
       local ran = false
       local t0 = loom.now()
-      local h = loom.later(1, function() ran = true end)
+      local timer = loom.later(1, function() ran = true end)
       loom.sleep(0.5)
-      h:cancel()
+      timer:cancel()
       loom.sleep(2)
-      local cancelled, dt = h:cancelled(), loom.now() - t0
+      local cancelled, dt = timer:cancelled(), loom.now() - t0
       assert.is_false(ran)
       assert.is_true(cancelled)
       near(2.5, dt)
@@ -442,12 +442,12 @@ describe("loom time", function()
   describe("every", function()
     it("calls fn(...) every s seconds until cancelled", async(function()
       local calls = {}
-      local h = loom.every(0.1, function(tag) calls[#calls + 1] = tag end, "tick")
+      local timer = loom.every(0.1, function(tag) calls[#calls + 1] = tag end, "tick")
       loom.sleep(0.55)
       local n_at = #calls
-      h:cancel()
+      timer:cancel()
       loom.sleep(1)
-      local n_end, cancelled = #calls, h:cancelled()
+      local n_end, cancelled = #calls, timer:cancelled()
       assert.are.equal(5, n_at)
       assert.are.equal(5, n_end)
       assert.is_true(cancelled)
@@ -457,11 +457,11 @@ describe("loom time", function()
     it("ticks at start + k*s on the virtual clock", async(function()
       local t0 = loom.now()
       local times = {}
-      local h = loom.every(0.1, function()
+      local timer = loom.every(0.1, function()
         times[#times + 1] = loom.now() - t0
         if #times == 10 then return false end
       end)
-      h:await()
+      timer:await()
       assert.are.equal(10, #times)
       -- exactly on the millisecond: the clock has 1 ms resolution
       for k = 1, 10 do near(k * 0.1, times[k], 0.0005) end
@@ -470,12 +470,12 @@ describe("loom time", function()
     it("keeps to its schedule when fn takes part of the interval", async(function()
       local t0 = loom.now()
       local times = {}
-      local h = loom.every(1, function()
+      local timer = loom.every(1, function()
         times[#times + 1] = loom.now() - t0
         loom.sleep(0.4)   -- the next tick is still due at t0 + k
         if #times == 4 then return false end
       end)
-      h:await()
+      timer:await()
       assert.are.equal(4, #times)
       for k = 1, 4 do near(k, times[k]) end
     end, { clock = "virtual" }))
@@ -483,12 +483,12 @@ describe("loom time", function()
     it("a tick that runs past the next one's time skips it rather than bursting", async(function()
       local t0 = loom.now()
       local times = {}
-      local h = loom.every(1, function()
+      local timer = loom.every(1, function()
         times[#times + 1] = loom.now() - t0
         if #times == 1 then loom.sleep(2.5) end
         if #times == 3 then return false end
       end)
-      h:await()
+      timer:await()
       assert.are.equal(3, #times)
       near(1, times[1])
       near(4.5, times[2])  -- one interval after the late tick ended
@@ -498,15 +498,15 @@ describe("loom time", function()
     it("stops when fn returns false", async(function()
       local n = 0
       local t0 = loom.now()
-      local h = loom.every(0.25, function()
+      local timer = loom.every(0.25, function()
         n = n + 1
         if n == 3 then return false end
         return nil  -- nil is not false: keeps going
       end)
-      h:await()
+      timer:await()
       local dt = loom.now() - t0
       loom.sleep(2)
-      local done, cancelled = h:done(), h:cancelled()
+      local done, cancelled = timer:done(), timer:cancelled()
       assert.are.equal(3, n)
       assert.is_true(done)
       assert.is_false(cancelled)

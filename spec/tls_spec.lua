@@ -243,7 +243,7 @@ describe("TLS streams", function()
   describe("loom to loom", function()
     it("delivers what a client writes and closes at once, before the server's first read", async(function()
       local got = loom.queue()
-      local srv <close>, port = listen(function(s)
+      local _srv <close>, port = listen(function(s)
         local all, _, code, part = s:read_all()
         got:put(all and #all or (code .. " after " .. #(part or "")))
       end)
@@ -257,7 +257,7 @@ describe("TLS streams", function()
 
     it("echoes lines; stream:tls() tells the version, cipher and verification", async(function()
       local seen = loom.future()
-      local srv <close>, port = listen(function(s)
+      local _srv <close>, port = listen(function(s)
         seen:set_result(s:tls())
         line_echo(s)
       end)
@@ -288,7 +288,7 @@ describe("TLS streams", function()
     end))
 
     it("ALPN: the server's first protocol that the client offers", async(function()
-      local srv <close>, port = listen(function(s) s:write(s:tls().alpn or "none") end,
+      local _srv <close>, port = listen(function(s) s:write(s:tls().alpn or "none") end,
         server_tls { alpn = { "h2", "http/1.1" } })
       local c1 <close> = assert(connect(port, { alpn = { "http/1.1", "h2" } }))
       assert.are.equal("h2", c1:tls().alpn)
@@ -302,7 +302,7 @@ describe("TLS streams", function()
 
     it("read_exactly spans records written apart", async(function()
       local sizes = { 1, 5000, 20000, 70000 }
-      local srv <close>, port = listen(function(s)
+      local _srv <close>, port = listen(function(s)
         for i, n in ipairs(sizes) do
           assert(s:write(("%d"):format(i % 10):rep(n)))
           assert(s:flush())
@@ -325,7 +325,7 @@ describe("TLS streams", function()
       for i = 0, 255 do block[#block + 1] = string.char(i) end
       local data = table.concat(block):rep(8 * MiB // 256)
       local written = false
-      local srv <close>, port = listen(function(s)
+      local _srv <close>, port = listen(function(s)
         assert(s:write(data))
         written = true
         assert(s:flush())
@@ -349,7 +349,7 @@ describe("TLS streams", function()
     end, { timeout = 60 }))
 
     it("a clean close is EOF (close_notify); the server's handler returning sends it", async(function()
-      local srv <close>, port = listen(function(s) s:write("bye") end)
+      local _srv <close>, port = listen(function(s) s:write("bye") end)
       local c <close> = assert(connect(port))
       assert.are.equal("bye", c:read_all())
       local r = pack(c:read())
@@ -359,7 +359,7 @@ describe("TLS streams", function()
     end))
 
     it("reads and writes on a closed TLS stream fail with ECANCELED", async(function()
-      local srv <close>, port = listen(line_echo)
+      local _srv <close>, port = listen(line_echo)
       local c = assert(connect(port))
       c:close()
       c:close()   -- harmless
@@ -373,14 +373,13 @@ describe("TLS streams", function()
 
     it("a TLS stream collected without close sends close_notify (the peer reads EOF)", async(function()
       local got = loom.future()
-      local srv <close>, port = listen(function(s)
+      local _srv <close>, port = listen(function(s)
         got:set_result(pack(s:read()))
       end)
       do
         local c = assert(connect(port))
         assert.is_table(c:tls())
-        c = nil
-      end
+      end  -- nothing refers to c any more
       collectgarbage(); collectgarbage()
       local r = got:await()
       assert.is_nil(r[1])
@@ -389,7 +388,7 @@ describe("TLS streams", function()
 
     it("a Unix socket server with tls; stream:starttls on the client's side", async(function()
       local path = dir .. "/tls.sock"
-      local srv <close> = assert(net.listen_unix(path, line_echo, server_tls()))
+      local _srv <close> = assert(net.listen_unix(path, line_echo, server_tls()))
       local c <close> = assert(net.connect_unix(path))
       assert.are.equal(c, c:starttls { ca = P.cert, servername = "localhost" })
       assert.is_true(c:tls().verified)
@@ -399,7 +398,7 @@ describe("TLS streams", function()
     end))
 
     it("stream:starttls upgrades a plain stream from loom's side", async(function()
-      local peer <close>, port = python(PY_STARTTLS, { P.cert, P.key }, true)
+      local _peer <close>, port = python(PY_STARTTLS, { P.cert, P.key }, true)
       local c <close> = assert(net.connect("localhost", port))
       c:write("STARTTLS\r\n")
       assert.are.equal("220 go ahead", c:read_line())
@@ -415,7 +414,7 @@ describe("TLS streams", function()
   -- {================================================================
   describe("verification", function()
     it("refuses a self-signed certificate unless verify = false", async(function()
-      local srv <close>, port = listen(line_echo)
+      local _srv <close>, port = listen(line_echo)
       local r = pack(net.connect("127.0.0.1", port, { tls = true }))
       assert.is_nil(r[1])
       assert.are.equal("EPROTO", r[3])
@@ -429,7 +428,7 @@ describe("TLS streams", function()
     end))
 
     it("accepts it with ca = its path or its PEM text", async(function()
-      local srv <close>, port = listen(line_echo)
+      local _srv <close>, port = listen(line_echo)
       for _, ca in ipairs { P.cert, slurp(P.cert) } do
         local c <close> = assert(net.connect("localhost", port, { tls = { ca = ca } }))
         assert.is_true(c:tls().verified)
@@ -439,7 +438,7 @@ describe("TLS streams", function()
     end))
 
     it("accepts a leaf signed by the CA given (and not the CA's own certificate as a server's)", async(function()
-      local srv <close>, port = listen(line_echo,
+      local _srv <close>, port = listen(line_echo,
         server_tls { cert = P.leaf, key = P.leaf_key })
       local c <close> = assert(net.connect("localhost", port, { tls = { ca = P.ca } }))
       assert.is_true(c:tls().verified)
@@ -450,7 +449,7 @@ describe("TLS streams", function()
     end))
 
     it("refuses a certificate for another name (servername)", async(function()
-      local srv <close>, port = listen(line_echo)
+      local _srv <close>, port = listen(line_echo)
       local r = pack(connect(port, { servername = "wrong.example" }))
       assert.is_nil(r[1])
       assert.are.equal("EPROTO", r[3])
@@ -459,10 +458,10 @@ describe("TLS streams", function()
     end))
 
     it("checks an IP literal against the certificate's IP addresses", async(function()
-      local srv <close>, port = listen(line_echo)
+      local _srv <close>, port = listen(line_echo)
       local c <close> = assert(connect(port, nil, "127.0.0.1"))
       assert.is_true(c:tls().verified)
-      local srv2 <close>, port2 = listen(line_echo,
+      local _srv2 <close>, port2 = listen(line_echo,
         server_tls { cert = P.dns_cert, key = P.dns_key })
       local r = pack(net.connect("127.0.0.1", port2, { tls = { ca = P.dns_cert } }))
       assert.is_nil(r[1])
@@ -504,7 +503,7 @@ describe("TLS streams", function()
 
     it("the server closes a handshake that takes too long and goes on", async(function()
       local calls = 0
-      local srv <close>, port = listen(function(s)
+      local _srv <close>, port = listen(function(s)
         calls = calls + 1
         line_echo(s)
       end, server_tls { handshake_timeout = 0.2 })
@@ -520,7 +519,7 @@ describe("TLS streams", function()
 
     it("a plain client talking garbage to a TLS server: closed; the next client is served", async(function()
       local calls = 0
-      local srv <close>, port = listen(function(s)
+      local _srv <close>, port = listen(function(s)
         calls = calls + 1
         line_echo(s)
       end)
@@ -595,7 +594,7 @@ describe("TLS streams", function()
   -- {================================================================
   describe("peers loom did not write", function()
     it("loom's client with openssl s_server: lines, verification, ALPN", async(function()
-      local peer <close>, port = s_server { "-cert", P.cert, "-key", P.key,
+      local _peer <close>, port = s_server { "-cert", P.cert, "-key", P.key,
                                             "-alpn", "h2" }
       local r = pack(net.connect("localhost", port, { tls = true }))
       assert.is_nil(r[1])
@@ -615,7 +614,7 @@ describe("TLS streams", function()
     end))
 
     it("loom's client with openssl s_server speaking TLS 1.2 only", async(function()
-      local peer <close>, port = s_server { "-cert", P.cert, "-key", P.key,
+      local _peer <close>, port = s_server { "-cert", P.cert, "-key", P.key,
                                             "-tls1_2" }
       local c <close> = assert(connect(port))
       assert.are.equal("TLSv1.2", c:tls().version)
@@ -647,7 +646,7 @@ describe("TLS streams", function()
     end))
 
     it("openssl s_client with loom's server: verified, ALPN, the reply, close", async(function()
-      local srv <close>, port = listen(function(s)
+      local _srv <close>, port = listen(function(s)
         local line = s:read_line()
         s:write("loom says: ", line:upper(), "\n")
       end, server_tls { alpn = { "h2", "http/1.1" } })
@@ -661,7 +660,7 @@ describe("TLS streams", function()
     end))
 
     it("Python's ssl client with loom's server: loom's close sends close_notify (unwrap succeeds)", async(function()
-      local srv <close>, port = listen(function(s)
+      local _srv <close>, port = listen(function(s)
         local line = s:read_line()
         s:write("echo: ", line, "\n")
       end, server_tls { alpn = { "http/1.1" } })
@@ -672,7 +671,7 @@ describe("TLS streams", function()
     end))
 
     it("a peer that closes without close_notify: EPROTO, not a quiet EOF", async(function()
-      local peer <close>, port = python(PY_SERVER, { P.cert, P.key, "truncate" }, true)
+      local _peer <close>, port = python(PY_SERVER, { P.cert, P.key, "truncate" }, true)
       local c <close> = assert(connect(port))
       local r = pack(c:read_all())
       assert.is_nil(r[1])
@@ -683,7 +682,7 @@ describe("TLS streams", function()
     end))
 
     it("a peer that ends with close_notify: the data, then EOF", async(function()
-      local peer <close>, port = python(PY_SERVER, { P.cert, P.key, "clean" }, true)
+      local _peer <close>, port = python(PY_SERVER, { P.cert, P.key, "clean" }, true)
       local c <close> = assert(connect(port))
       assert.are.equal("payload for None", c:read_all())  -- no SNI for an IP
       local r = pack(c:read())
@@ -691,7 +690,7 @@ describe("TLS streams", function()
     end))
 
     it("SNI: the host name, or servername; none for an IP address", async(function()
-      local peer <close>, port = python(PY_SERVER, { P.cert, P.key, "clean" }, true)
+      local _peer <close>, port = python(PY_SERVER, { P.cert, P.key, "clean" }, true)
       local c1 = assert(connect(port, nil, "localhost"))
       assert.are.equal("payload for localhost", c1:read_all())
       c1:close()   -- the peer, one client at a time, waits for its close_notify
@@ -721,12 +720,13 @@ describe("TLS streams", function()
         .. "and key, got boolean)", function() net.listen("127.0.0.1", 0, line_echo, { tls = true }) end)
       raises("bad argument #4 to 'net.listen' (tls needs cert and key)",
         function() net.listen("127.0.0.1", 0, line_echo, { tls = { cert = P.cert } }) end)
+      local no_time = server_tls { handshake_timeout = 0 }
       raises("bad argument #4 to 'net.listen' (tls.handshake_timeout must be a "
-        .. "positive number)", function() net.listen("127.0.0.1", 0, line_echo, server_tls { handshake_timeout = 0 }) end)
+        .. "positive number)", function() net.listen("127.0.0.1", 0, line_echo, no_time) end)
     end))
 
     it("stream:starttls and stream:tls", async(function()
-      local srv <close>, port = listen(line_echo)
+      local _srv <close>, port = listen(line_echo)
       local c <close> = assert(connect(port))
       raises("stream:starttls: the stream is already TLS",
         function() c:starttls { ca = P.cert } end)

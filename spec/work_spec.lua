@@ -51,14 +51,6 @@ local function release_all(dir, n)
   helper.rmtree(dir)
 end
 
--- Spins for 's' seconds of CPU time in the worker (no upvalues).
-local function spin(s)
-  local c = os.clock()
-  local n = 0
-  while os.clock() - c < s do n = n + 1 end
-  return n
-end
-
 describe("loom.work", function()
   describe("results", function()
     it("returns every result, nils included", async(function()
@@ -168,13 +160,13 @@ describe("loom.work", function()
     end)
 
     it("gives the worker Lua's standard libraries, not the caller's globals", async(function()
-      LOOM_WORK_SPEC_GLOBAL = "caller"
+      _G.LOOM_WORK_SPEC_GLOBAL = "caller"
       local r = table.pack(loom.work(function()
         return type(string.format), type(table.concat), type(math.sqrt),
                type(os.clock), type(io.open), type(coroutine.wrap), type(utf8.char),
-               LOOM_WORK_SPEC_GLOBAL
+               _G.LOOM_WORK_SPEC_GLOBAL
       end))
-      LOOM_WORK_SPEC_GLOBAL = nil
+      _G.LOOM_WORK_SPEC_GLOBAL = nil
       assert.are.same({ n = 8, "function", "function", "function", "function",
                         "function", "function", "function", nil }, r)
     end))
@@ -183,8 +175,8 @@ describe("loom.work", function()
       local total = 0
       for i = 1, 30 do
         local r, seen = loom.work(function(x)
-          CALLS = (CALLS or 0) + 1
-          return x * 10, CALLS
+          _G.CALLS = (_G.CALLS or 0) + 1
+          return x * 10, _G.CALLS
         end, i)
         assert.are.equal(i * 10, r)
         assert.are.equal("integer", math.type(seen))
@@ -254,7 +246,7 @@ describe("loom.work", function()
     end))
 
     it("refuses a function in an argument, naming its path", async(function()
-      local ok, e = pcall(loom.work, function(a, b) return b end, 1,
+      local ok, e = pcall(loom.work, function(_, b) return b end, 1,
         { config = { cb = print } })
       assert.is_false(ok)
       assert.matches("bad argument #3 to 'loom.work' %(%.config%.cb:", e)

@@ -197,6 +197,7 @@ static int co_running(lua_State *L) {
 }
 
 void loom__coro_open(lua_State *L, loom_host *H) {
+  (void)H;
   lua_getglobal(L, "coroutine");
   if (lua_type(L, -1) != LUA_TTABLE) {
     lua_pop(L, 1);

@@ -409,8 +409,7 @@ static int err_new(lua_State *L) {
   return 1;
 }
 
-static int make_class(lua_State *L, loom_host *H, const char *name,
-                      int timeout) {
+static int make_class(lua_State *L, const char *name, int timeout) {
   lua_createtable(L, 0, 3);
   lua_pushstring(L, name);
   lua_setfield(L, -2, "__name");
@@ -568,9 +567,9 @@ static const luaL_Reg funcs[] = {
 };
 
 void loom__error_open(lua_State *L, loom_host *H) {
-  H->cancelled_ref = make_class(L, H, "loom.Cancelled", 0);
+  H->cancelled_ref = make_class(L, "loom.Cancelled", 0);
   lua_setfield(L, -2, "Cancelled");
-  H->timeout_ref = make_class(L, H, "loom.Timeout", 1);
+  H->timeout_ref = make_class(L, "loom.Timeout", 1);
   lua_setfield(L, -2, "Timeout");
   loom__push_box(L);
   luaL_setfuncs(L, funcs, 1);

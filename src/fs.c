@@ -1436,6 +1436,7 @@ static const loom_class watcher_class = {
 };
 
 void loom__fs_register(lua_State *L, loom_host *H) {
+  (void)H;
   loom__class_register(L, &file_class);
   loom__class_register(L, &stop_class);
   loom__class_register(L, &watcher_class);

@@ -188,7 +188,7 @@ static void hold_loop(struct loom_curlm *m, int on) {
 static void set_live(http_xfer *x, int on) {
   struct loom_curlm *m = x->m;
   if (m == NULL || x->live == (unsigned)on) return;
-  x->live = (unsigned)on;
+  x->live = on != 0;
   m->nlive += on ? 1 : -1;
   if (m->nlive == (on ? 1 : 0)) hold_loop(m, on);
 }
@@ -839,7 +839,7 @@ static int l_start(lua_State *L) {
   memcpy(x->method, method, mlen + 1);
   x->url = x->method + mlen + 1;
   memcpy(x->url, url, ulen + 1);
-  x->stream = (unsigned)opt_bool(L, "stream", 0);
+  x->stream = opt_bool(L, "stream", 0) != 0;
   x->easy = curl_easy_init();
   if (x->easy == NULL || !configure(L, x)) return loom__nomem(L);
   if (curl_multi_add_handle(m->multi, x->easy) != CURLM_OK)

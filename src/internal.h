@@ -365,6 +365,17 @@ struct loom_future {
   unsigned has_aux : 1;    /* it has a table in the host's aux table */
 };
 
+/*
+** Sets a future's count of results.  The count is of values on a Lua
+** stack, which never holds more than LUAI_MAXSTACK of them: the mask
+** changes nothing, it only tells the compiler the count fits the field.
+*/
+_Static_assert(LUAI_MAXSTACK < (1 << 22),
+               "loom_future.nres holds the count of a Lua stack");
+static inline void loom__set_nres(loom_future *f, int n) {
+  f->nres = (unsigned)n & ((1u << 22) - 1);
+}
+
 /* The host of 'f', or NULL when that host was closed. */
 static inline loom_host *loom__fhost(const loom_future *f) {
   return loom__gen_host(f->hb, f->gen);
@@ -494,7 +505,9 @@ const char *loom__signal_name(int signum);  /* "SIGTERM", or NULL */
 int loom__signal_has_fn(loom_host *H, int signum);  /* a default is set */
 
 /* stream.c */
-enum { LOOM_STREAM_TCP, LOOM_STREAM_PIPE, LOOM_STREAM_TTY };
+typedef enum {
+  LOOM_STREAM_TCP, LOOM_STREAM_PIPE, LOOM_STREAM_TTY
+} loom_stream_kind;
 
 /*
 ** A layer between a stream's bytes and its socket (TLS: tls.c), which
@@ -553,7 +566,8 @@ struct loom_stream {
 };
 
 void loom__stream_open(lua_State *L);  /* the Stream metatable */
-loom_stream *loom__stream_new(lua_State *L, loom_host *H, int kind,
+loom_stream *loom__stream_new(lua_State *L, loom_host *H,
+                              loom_stream_kind kind,
                               const char *name);
 void loom__stream_rename(loom_stream *s, const char *name);
 void loom__stream_close(loom_stream *s, int force);

@@ -577,7 +577,9 @@ static void handle_sigint(loom_host *H, int on) {
   if (sigaction(SIGINT, NULL, &libuv_sigint) != 0) return;
   sa = libuv_sigint;
   sa.sa_sigaction = on_sigint;
-  sa.sa_flags = (libuv_sigint.sa_flags & ~SA_RESETHAND) | SA_SIGINFO;
+  /* sa_flags is an int and SA_RESETHAND its sign bit (an unsigned
+     constant): the cast keeps the bit, it only names the type */
+  sa.sa_flags = (libuv_sigint.sa_flags & ~(int)SA_RESETHAND) | SA_SIGINFO;
   sigint_host = H;
   if (sigaction(SIGINT, &sa, NULL) != 0) sigint_host = NULL;
 }

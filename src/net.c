@@ -122,7 +122,8 @@ static void connect_cb(uv_connect_t *req, int status) {
 ** Pushes a new stream of 'kind' named 'name' for a connect, with its
 ** request (into '*c'); raises when memory runs out.
 */
-static loom_stream *connect_new(lua_State *L, loom_host *H, int kind,
+static loom_stream *connect_new(lua_State *L, loom_host *H,
+                                loom_stream_kind kind,
                                 const char *name, connect_req **c) {
   loom_stream *s = loom__stream_new(L, H, kind, name);
   *c = malloc(sizeof **c);
@@ -771,6 +772,7 @@ static const loom_class udp_class = {
 
 void loom__net_register(lua_State *L, loom_host *H) {
   struct sigaction sa;
+  (void)H;
   /* a write to a peer that went away must be EPIPE, not the end of the
   ** process: ignore SIGPIPE unless the program handles it itself */
   if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL)

@@ -341,6 +341,7 @@ static const loom_class proc_class = {
 };
 
 void loom__process_register(lua_State *L, loom_host *H) {
+  (void)H;
   loom__class_register(L, &proc_class);
   lua_createtable(L, 0, 3);
   loom__push_box(L);

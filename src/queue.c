@@ -469,6 +469,7 @@ static const loom_class queue_class = {
 };
 
 void loom__queue_register(lua_State *L, loom_host *H) {
+  (void)H;
   loom__class_register(L, &queue_class);
   loom__push_box(L);
   lua_pushcclosure(L, l_queue, 1);

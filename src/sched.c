@@ -820,7 +820,7 @@ static void finish(loom_host *H, loom_task *t, int status, int nres) {
   if (status == LUA_OK) {
     loom__store_values(L, idx, co, nres);
     t->f.state = FUT_OK;
-    t->f.nres = nres;
+    loom__set_nres(&t->f, nres);
   }
   else {
     lua_pushvalue(co, -1);
@@ -1316,7 +1316,7 @@ static void cancel_all(loom_host *H, const char *why, int stall) {
   while (lua_next(L, -2)) {
     loom_task *t = has_mt(L, -1, H->task_mt_ref);
     if (t != NULL && t->f.state == FUT_PENDING && !t->throwing) {
-      t->stalled = (unsigned)stall;
+      t->stalled = stall != 0;
       loom__new_cancelled(L, H, why);
       loom__throw(L, H, t);
     }

@@ -351,7 +351,7 @@ static int l_watch(lua_State *L) {
   lua_pushvalue(L, -1);
   w->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   w->closed = 0;
-  w->keep = lua_toboolean(L, 3);
+  w->keep = lua_toboolean(L, 3) != 0;
   w->slot = s;
   w->next = s->watchers;
   if (s->watchers) s->watchers->prev = w;
@@ -393,6 +393,7 @@ static const loom_class watch_class = {
 };
 
 void loom__signal_register(lua_State *L, loom_host *H) {
+  (void)H;
   loom__class_register(L, &watch_class);
   lua_createtable(L, 0, 2);
   loom__push_box(L);

@@ -129,7 +129,7 @@ static void list_queued(loom_sink *k, int on) {
     else queued_sinks = k->gnext;
     if (k->gnext != NULL) k->gnext->gprev = k->gprev;
   }
-  k->listed = (unsigned)on;
+  k->listed = on != 0;
   pthread_mutex_unlock(&sinks_lock);
 }
 
@@ -363,7 +363,7 @@ loom_sink *loom__sink_new(loom_host *H, int fd, int own) {
   if (k == NULL) return NULL;
   k->H = H;
   k->fd = fd;
-  k->own = (unsigned)own;
+  k->own = own != 0;
   k->tty = type == UV_TTY;
   if (type == UV_NAMED_PIPE || type == UV_TCP) {
     afd = reopen_pipe(fd, O_WRONLY);
@@ -373,7 +373,7 @@ loom_sink *loom__sink_new(loom_host *H, int fd, int own) {
     if (own) close(fd);
     k->fd = afd;
     k->own = k->async = 1;
-    k->sock = (unsigned)sock;
+    k->sock = sock != 0;
     k->poll->data = k;
   }
   else if (afd >= 0) close(afd);
@@ -513,7 +513,7 @@ static int file_submit(file_reader *fr) {
 
 static int file_read(loom_stream *s, int on) {
   file_reader *fr = s->hook_ud;
-  fr->on = (unsigned)on;
+  fr->on = on != 0;
   if (!on || fr->busy) return 0;
   return file_submit(fr);
 }

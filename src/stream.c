@@ -147,7 +147,8 @@ static const loom_class stream_class;
 ** pushes its userdata and returns it; raises on lack of memory.  'name'
 ** is what messages call the other end.
 */
-loom_stream *loom__stream_new(lua_State *L, loom_host *H, int kind,
+loom_stream *loom__stream_new(lua_State *L, loom_host *H,
+                              loom_stream_kind kind,
                               const char *name) {
   loom_stream *s = loom__handle_new(L, H, &stream_class, sizeof *s, 0);
   if (kind == LOOM_STREAM_PIPE) uv_pipe_init(H->loop, &s->u.pipe, 0);

@@ -188,7 +188,7 @@ static int f_set_result(lua_State *L) {
   if (f->state != FUT_PENDING) return already_done(L, "future:set_result");
   if (loom__fhost(f)->debug) mark_set(L, f, "future:set_result");
   f->state = FUT_OK;
-  f->nres = n;
+  loom__set_nres(f, n);
   loom__store_values(L, 1, L, n);
   loom__complete(L, loom__fhost(f), f, 1);
   return 0;

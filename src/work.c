@@ -524,6 +524,7 @@ static const luaL_Reg funcs[] = {
 };
 
 void loom__work_register(lua_State *L, loom_host *H) {
+  (void)H;
   loom__push_box(L);
   luaL_setfuncs(L, funcs, 1);
 }

@@ -1,7 +1,8 @@
 -- files: read a file in 64 KiB chunks, then write it back to a second file
 -- in 64 KiB chunks, through loom.fs.
 -- Run as: build/loom bench/files/loom.lua IN OUT [BYTES]
--- Prints: bytes=N read_s=R write_s=W sum=S chunk=65536 cpu_read=C cpu_write=C clock=loom.now
+-- Prints: bytes=N read_s=R write_s=W sum=S chunk=65536 cpu_read=C
+--         cpu_write=C clock=loom.now (on one line)
 --
 -- 1. read phase (timed): fs.open(IN, "r"), f:read(65536) until EOF, adding
 --    the check sum of every chunk (bench/files/gen.c: the byte at each
@@ -86,5 +87,6 @@ end
 local t3, c3 = stamp()
 
 print(string.format(
-  "bytes=%d read_s=%.6f write_s=%.6f sum=%d chunk=%d cpu_read=%.6f cpu_write=%.6f clock=loom.now",
+  "bytes=%d read_s=%.6f write_s=%.6f sum=%d chunk=%d cpu_read=%.6f "
+    .. "cpu_write=%.6f clock=loom.now",
   total, t1 - t0, t3 - t2, sum, CHUNK, c1 - c0, c3 - c2))

@@ -2,7 +2,8 @@
 -- file in 64 KiB chunks, on luv (libuv bindings for stock Lua, Debian
 -- package lua-luv), in one coroutine resumed by luv's callbacks.
 -- Run as: lua5.4 bench/files/luv.lua IN OUT [BYTES]
--- Prints: bytes=N read_s=R write_s=W sum=S chunk=65536 cpu_read=C cpu_write=C clock=uv_hrtime
+-- Prints: bytes=N read_s=R write_s=W sum=S chunk=65536 cpu_read=C
+--         cpu_write=C clock=uv_hrtime (on one line)
 --
 -- 1. read phase (timed): uv.fs_open(IN), uv.fs_read(fd, 65536, offset, cb)
 --    until it returns "", adding the check sum of every chunk
@@ -103,7 +104,8 @@ local function main()
   local t3, c3 = uv.hrtime(), os.clock()
 
   print(string.format(
-    "bytes=%d read_s=%.6f write_s=%.6f sum=%d chunk=%d cpu_read=%.6f cpu_write=%.6f clock=uv_hrtime",
+    "bytes=%d read_s=%.6f write_s=%.6f sum=%d chunk=%d cpu_read=%.6f "
+      .. "cpu_write=%.6f clock=uv_hrtime",
     total, (t1 - t0) / 1e9, (t3 - t2) / 1e9, sum, CHUNK, c1 - c0, c3 - c2))
 end
 

@@ -52,5 +52,6 @@ local t1, c1 = stamp()
 
 assert(done == n, "requests missing")
 assert(peak == math.min(INFLIGHT, n), "peak in flight " .. peak)
-print(string.format("requests=%d seconds=%.6f cpu=%.6f inflight=%d peak=%d clock=loom.now",
+print(string.format(
+  "requests=%d seconds=%.6f cpu=%.6f inflight=%d peak=%d clock=loom.now",
   n, (t1 - t0), c1 - c0, INFLIGHT, peak))

@@ -1,6 +1,7 @@
 -- http, loom's stream layer alone: a canned "hello" response for every
 -- request head, on loom.net, with no HTTP parser.
--- Run as: build/loom bench/http/loom-stream.lua [PORT]   (default 0: a free port)
+-- Run as: build/loom bench/http/loom-stream.lua [PORT]
+--         (default 0: a free port)
 -- Prints: port=P    (once listening on 127.0.0.1)
 --
 -- The same work as the C floor (bench/http/floor.c) through loom's

@@ -52,5 +52,6 @@ local t1, c1 = stamp()
 -- Every run counted, and the concurrency was what the header says.
 assert(exited == n, "runs missing")
 assert(peak == math.min(INFLIGHT, n), "peak in flight " .. peak)
-print(string.format("runs=%d seconds=%.6f cpu=%.6f inflight=%d peak=%d clock=loom.now",
+print(string.format(
+  "runs=%d seconds=%.6f cpu=%.6f inflight=%d peak=%d clock=loom.now",
   n, t1 - t0, c1 - c0, INFLIGHT, peak))

@@ -1,5 +1,6 @@
 -- tls: a TLS echo server on loom.net, one task per connection.
--- Run as: build/loom bench/tls/loom.lua CERT KEY [PORT]   (PEM files; default port 0: a free one)
+-- Run as: build/loom bench/tls/loom.lua CERT KEY [PORT]
+--         (PEM files; default port 0: a free one)
 -- Prints: port=P    (once listening on 127.0.0.1)
 --
 -- bench/echo/loom.lua with net.listen's tls option: each connection's

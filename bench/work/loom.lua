@@ -51,5 +51,6 @@ assert(total == n * 500500 + n * (n + 1) // 2, "checksum mismatch")
 -- 1..1024 (non-numbers count as 1).
 local pool = math.tointeger(tonumber(os.getenv("UV_THREADPOOL_SIZE") or 4)) or 1
 pool = math.max(1, math.min(1024, pool))
-print(string.format("calls=%d seconds=%.6f cpu=%.6f inflight=%d pool=%d clock=loom.now",
+print(string.format(
+  "calls=%d seconds=%.6f cpu=%.6f inflight=%d pool=%d clock=loom.now",
   n, t1 - t0, c1 - c0, INFLIGHT, pool))

@@ -9,7 +9,8 @@ local sum = 0
 for id = 1, 100 do
   sum = sum + tasks[id]:await()
 end
-print(("100 readings, sum %.1f, in %.0f ms"):format(sum, (loom.now() - t0) * 1000))
+print(("100 readings, sum %.1f, in %.0f ms")
+  :format(sum, (loom.now() - t0) * 1000))
 
 -- errors raised by the C side arrive as Lua errors
 local ok, err = pcall(sensor.read, -1)

@@ -185,7 +185,7 @@ function M.wait(list, opts)
   end
   check_task("loom.wait")
   local ready, left = future(), #xs
-  local function check(x)
+  local function on_done(x)
     local st = state(x)
     left = left - 1
     if left == 0 or when == "first"
@@ -193,7 +193,7 @@ function M.wait(list, opts)
       wake(ready)
     end
   end
-  for _, x in ipairs(xs) do watch(x, check) end
+  for _, x in ipairs(xs) do watch(x, on_done) end
   if #xs == 0 then wake(ready) end
   if not ready:done() then
     local d <close> = timeout and deadline(timeout, "loom.wait") or nil

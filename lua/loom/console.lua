@@ -183,7 +183,9 @@ end
 local function stats_text()
   local st = core.stats()
   local kinds = {}
-  for k, n in pairs(st.handles) do kinds[#kinds + 1] = ("%s %d"):format(k, n) end
+  for k, n in pairs(st.handles) do
+    kinds[#kinds + 1] = ("%s %d"):format(k, n)
+  end
   sort(kinds)
   local slowest = st.slowest and ("%.1f ms (task '%s')"):format(st.slowest.ms,
     tostring(st.slowest.task)) or "none timed"

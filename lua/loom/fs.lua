@@ -211,7 +211,7 @@ local watch_next = watcher._next
 function watcher:events()
   check_task("watcher:events")
   return function()
-    local p, change, code = watch_next(self)
+    local p, change = watch_next(self)
     if p == nil then
       if change ~= nil then error(change, 2) end  -- nil, msg, code
       return nil

@@ -9,7 +9,8 @@
      body = "...", url = <the final URL, after redirects>}
 
   with res:json(), res:read([n]), res:chunks(), res:close() (also
-  <close>) and res:buffered() (what a stream holds unread).  Header names are lower-case; a repeated field's values are
+  <close>) and res:buffered() (what a stream holds unread).  Header
+  names are lower-case; a repeated field's values are
   joined with ", ", except set-cookie, which is a string when it comes
   once and a list of the values when it is repeated.  Only the final
   response's headers are kept (not a redirect's, not trailers).

@@ -427,7 +427,9 @@ local function send(c, req, status, body, headers, keep)
   end
   local out, n = { status_lines[status], date() }, 2
   local has_type, has_len, close
-  if headers then n, has_type, has_len, close = header_lines(headers, out, n) end
+  if headers then
+    n, has_type, has_len, close = header_lines(headers, out, n)
+  end
   if close then keep = false end
   local head_only = req.method == "HEAD"
   local stream = type(body) == "function"
