@@ -375,7 +375,8 @@ describe("the REPL on a terminal (tmux)", function()
   it("sleeps at the prompt while a background task prints", on_terminal(function(t)
     -- the background task starts printing once the sleeping input runs,
     -- so its lines come while the input sleeps however slow the typing
-    t:line("go = loom.event() bg = loom.spawn(function() go:wait() for i = 1, 3 do loom.sleep(0.05) print('bg ' .. i) end end)")
+    t:line("go = loom.event() bg = loom.spawn(function() go:wait() "
+      .. "for i = 1, 3 do loom.sleep(0.05) print('bg ' .. i) end end)")
     t:line("go:set() loom.sleep(0.4) return 'slept'")
     local s = t:wait("\nslept\n>$", true)
     local rest = after(s, "return 'slept'")
