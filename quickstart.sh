@@ -3,6 +3,7 @@
 #
 #   ./quickstart.sh demo   install what is missing, build, run the demo
 #   ./quickstart.sh test   install what is missing, build, run every test
+#                          (the Debian packages built and linted among them)
 #   ./quickstart.sh deb    install what is missing, build the Debian
 #                          packages into build-deb/, check them with lintian
 #   ./quickstart.sh bench [name]
@@ -132,6 +133,22 @@ lint() {
   rm -f "$out"
 }
 
+# debs: the Debian packages (this script's deb case) built from the
+# checkout and checked by lintian, one test
+debs() {
+  local out
+  out=$(mktemp)
+  if "./$(basename "$0")" deb >"$out" 2>&1; then
+    echo "Debian packages: 1 passed, 0 failed"
+    PASSED=$((PASSED + 1))
+  else
+    tail -40 "$out"
+    echo "Debian packages: 0 passed, 1 failed"
+    FAILED=$((FAILED + 1))
+  fi
+  rm -f "$out"
+}
+
 case "${1:-}" in
   demo)
     install_missing
@@ -178,6 +195,7 @@ case "${1:-}" in
       LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.so)"
     ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1 \
       ctests build-asan "C tests under ASan+UBSan"
+    debs
     echo "$SKIPPED skipped"
     echo "$PASSED passed, $FAILED failed"
     [ "$FAILED" -eq 0 ]
