@@ -610,6 +610,8 @@ void loom__http_parser_register(lua_State *L, loom_host *H);  /* core.http */
 
 /* http_client.c: core.http */
 void loom__http_register(lua_State *L, loom_host *H);
+/* websocket.c: wslay's framing as buffers, core.websocket */
+void loom__websocket_register(lua_State *L, loom_host *H);
 
 /* }==================================================================== */
 

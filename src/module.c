@@ -279,6 +279,7 @@ LOOM_API int luaopen_loom(lua_State *L) {
   loom__signal_register(L, H);
   loom__http_register(L, H);
   loom__http_parser_register(L, H);
+  loom__websocket_register(L, H);
   loom__stdio_register(L, H);
   loom__log_register(L, H);
   loom__push_box(L);
