@@ -224,6 +224,10 @@ describe("the reference in docs/", function()
       local dir = path:match("^(.*/)") or ""
       for target in text:gmatch("%]%(([^)]+)%)") do
         assert.is_nil(target:match("^%a+:"), path .. " links outside: " .. target)
+        -- a page of docs/ links only within docs/: the folder is read
+        -- on its own too (installed, or browsed apart from the tree)
+        assert.is_nil(target:find("..", 1, true),
+                      path .. " links out of its folder: " .. target)
         local file = target:gsub("#.*$", "")
         if file ~= "" then
           local fh = io.open(dir .. file, "rb")
