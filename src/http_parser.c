@@ -68,13 +68,13 @@ typedef struct {
 enum { K_HEADERS = 1, K_PATH, K_TARGET, K_RAWQUERY, K_METHOD, K_VERSION,
        K_KEEP_ALIVE, K_UPGRADE, K_CHUNKED, K_CONTENT_LENGTH, K_EXPECT,
        K_EXPECT_CONTINUE, K_V11, K_V10, K_HEAD, K_REQUEST, K_BODY, K_END,
-       K_ERROR, K_SLASH, K_COMMA, K_SEMI, K_METHODS };
+       K_ERROR, K_SLASH, K_COMMA, K_SEMI, K_STATUS, K_REASON, K_METHODS };
 #define NMETHODS (HTTP_FLUSH + 1)  /* llhttp_method_t: 0 to HTTP_FLUSH */
 
 static const char *const key_names[] = { NULL, "headers", "path", "target",
   "rawquery", "method", "version", "keep_alive", "upgrade", "chunked",
   "content_length", "expect", "expect_continue", "1.1", "1.0", "head",
-  "request", "body", "end", "error", "/", ", ", "; " };
+  "request", "body", "end", "error", "/", ", ", "; ", "status", "reason" };
 
 static void key(lua_State *L, int k) { lua_rawgeti(L, KEYS, k); }
 
@@ -218,6 +218,18 @@ static int on_url_complete(llhttp_t *p) {
   return 0;
 }
 
+static int on_status(llhttp_t *p, const char *at, size_t len) {
+  return gather(of(p), at, len, 431, "response head too large");
+}
+
+static int on_status_complete(llhttp_t *p) {
+  parser *ps = of(p);
+  lua_pushlstring(ps->L, ps->scratch, ps->slen);
+  set(ps->L, K_REASON);
+  ps->slen = 0;
+  return 0;
+}
+
 static int on_method_complete(llhttp_t *p) {
   parser *ps = of(p);
   if (p->method < NMETHODS) key(ps->L, K_METHODS + p->method);
@@ -283,6 +295,10 @@ static int on_headers_complete(llhttp_t *p) {
   else if (p->http_major == 1 && p->http_minor == 0) key(L, K_V10);
   else lua_pushfstring(L, "%d.%d", p->http_major, p->http_minor);
   set(L, K_VERSION);
+  if (p->type == HTTP_RESPONSE) {
+    lua_pushinteger(L, p->status_code);
+    set(L, K_STATUS);
+  }
   set_bool(L, K_KEEP_ALIVE, llhttp_should_keep_alive(p));
   if (p->upgrade) set_bool(L, K_UPGRADE, 1);
   if (chunked) set_bool(L, K_CHUNKED, 1);
@@ -342,6 +358,8 @@ static void settings_init(void) {
   settings.on_url = on_url;
   settings.on_url_complete = on_url_complete;
   settings.on_method_complete = on_method_complete;
+  settings.on_status = on_status;
+  settings.on_status_complete = on_status_complete;
   settings.on_header_field = on_header_field;
   settings.on_header_field_complete = on_header_field_complete;
   settings.on_header_value = on_header_value;
@@ -472,10 +490,13 @@ static lua_Integer limit(lua_State *L, const char *k, lua_Integer def) {
   return n;
 }
 
-/* core.http.parser{max_header_size =, max_body_size =}: a new parser */
+/* core.http.parser{max_header_size =, max_body_size =} [, "response"]:
+** a new parser of requests, or of responses (whose "request" events
+** carry status and reason instead of method and target) */
 static int l_parser(lua_State *L) {
   parser *ps;
   lua_Integer mh, mb;
+  int response = lua_toboolean(L, 2);
   luaL_checktype(L, 1, LUA_TTABLE);
   mh = limit(L, "max_header_size", 16 * 1024);
   mb = limit(L, "max_body_size", 1024 * 1024);
@@ -484,7 +505,7 @@ static int l_parser(lua_State *L) {
   lua_setiuservalue(L, -2, 2);
   memset(ps, 0, sizeof *ps);
   settings_init();
-  llhttp_init(&ps->p, HTTP_REQUEST, &settings);
+  llhttp_init(&ps->p, response ? HTTP_RESPONSE : HTTP_REQUEST, &settings);
   ps->max_head = (size_t)mh;
   ps->max_body = (uint64_t)mb;
   return 1;
