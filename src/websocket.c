@@ -13,10 +13,11 @@
 */
 #include "internal.h"
 
-#include <string.h>
 #include <stdlib.h>
+#include <string.h>
 #include <wslay/wslay.h>
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 
 #define ENGINE_MT "loom.websocket.engine"
 
@@ -74,10 +75,8 @@ static int genmask_cb(wslay_event_context_ptr ctx, uint8_t *buf,
                       size_t len, void *ud) {
   (void)ctx;
   (void)ud;
-  /* the client's masks need not be secret, only unpredictable to
-  ** script on the page: RAND_bytes-quality is not needed here */
-  for (size_t i = 0; i < len; i++) buf[i] = (uint8_t)(rand() & 0xff);
-  return 0;
+  /* RFC 6455 10.3: a mask the page's script cannot predict */
+  return RAND_bytes(buf, (int)len) == 1 ? 0 : -1;
 }
 
 /* Whether p[0..n) is UTF-8 (no overlongs, surrogates or past U+10FFFF). */
@@ -279,6 +278,24 @@ static int l_accept(lua_State *L) {
   return 1;
 }
 
+/* core.websocket.key(): a fresh Sec-WebSocket-Key (16 random bytes) */
+static int l_key(lua_State *L) {
+  unsigned char raw[16], b64[32];
+  if (RAND_bytes(raw, sizeof raw) != 1)
+    return luaL_error(L, "no random bytes for a WebSocket key");
+  lua_pushlstring(L, (const char *)b64,
+                  (size_t)EVP_EncodeBlock(b64, raw, sizeof raw));
+  return 1;
+}
+
+/* core.websocket.utf8(s): whether s is UTF-8 (as a text message must) */
+static int l_utf8(lua_State *L) {
+  size_t n;
+  const char *s = luaL_checklstring(L, 1, &n);
+  lua_pushboolean(L, utf8_valid((const unsigned char *)s, n));
+  return 1;
+}
+
 static const luaL_Reg engine_methods[] = {
   {"feed", e_feed},
   {"queue", e_queue},
@@ -303,6 +320,8 @@ static const loom_class engine_class = {
 static const luaL_Reg funcs[] = {
   {"engine", l_engine},
   {"accept", l_accept},
+  {"key", l_key},
+  {"utf8", l_utf8},
   {NULL, NULL}
 };
 
