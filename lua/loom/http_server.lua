@@ -25,7 +25,7 @@
   client gets every response rather than a reset.  server:close() stops
   accepting, ends idle connections and lets requests in flight finish.
 ]]
-local core, loom = ...
+local core, loom, websocket = ...
 
 local type, tostring, pairs, ipairs, next = type, tostring, pairs, ipairs,
   next
@@ -532,6 +532,41 @@ local function response_of(a, b, h)
     .. "table expected)", 0)
 end
 
+--- req:websocket([opts]) (suspends): the WebSocket this request asks
+-- for (lua/loom/websocket.lua), its 101 sent; or nil, msg, "EPROTO"
+-- when it asks for none, its 400 (426 for another version) sent.
+-- Either way the handler's return value is not a response: the
+-- connection ends when the handler returns, the WebSocket closed.
+function Request:websocket(opts)
+  local o = websocket.options(opts, 2, "req:websocket")
+  check.task("req:websocket")
+  local c = live(self)
+  if not c or c.sent then
+    check.raise("req:websocket: the response to " .. self.method .. " "
+      .. self.target .. " was already sent")
+  end
+  local head, protocol, why = websocket.handshake(self, o)
+  if not head then
+    c.ws = false
+    local status = protocol
+    send(c, self, status, why .. "\n", {
+      ["Content-Type"] = "text/plain; charset=utf-8",
+      ["Sec-WebSocket-Version"] = status == 426 and "13" or nil }, false)
+    return nil, "req:websocket: " .. why, "EPROTO"
+  end
+  c.sent = true
+  local ok, err, code = c.s:write(head)
+  if not ok then
+    c.ws = false
+    return nil, err, code
+  end
+  local rest = c.data and c.data:sub(c.pos) or ""
+  c.data = nil
+  local ws = websocket.new(c.s, true, rest, protocol, o)
+  c.ws = ws
+  return ws
+end
+
 -- }====================================================================
 
 
@@ -572,7 +607,13 @@ end
 -- connection: the handler, then the response, which is checked before
 -- any of it is sent.  True when the connection may go on.
 local function run(c, req, keep)
-  local status, body, headers = response_of(c.srv.handler(req))
+  local a, b, h = c.srv.handler(req)
+  local ws = c.ws
+  if ws ~= nil then  -- upgraded (or refused): no response of its own
+    if ws then ws:close() end
+    return false
+  end
+  local status, body, headers = response_of(a, b, h)
   local state = c.body
   if state ~= "none" and state ~= "done" then
     -- an unread body: read and dropped before the next request, unless
@@ -588,7 +629,7 @@ end
 local function answer(c, req, kind)
   local srv = c.srv
   c.body = kind == "head" and "open" or "none"
-  c.continued, c.rest, c.whole = false, nil, nil
+  c.continued, c.rest, c.whole, c.ws = false, nil, nil, nil
   req[CONN] = c
   setmetatable(req, request_mt)
   c.n = c.n + 1
@@ -600,6 +641,7 @@ local function answer(c, req, kind)
     if getmetatable(more) == Refusal then
       return refuse_conn(c, req, more.status)
     end
+    if c.ws then c.ws:close(1011, "internal error") end
     if c.sent then return false end  -- the head went: cut it short
     return send(c, req, 500, "Internal Server Error\n", nil,
       keep and (c.body == "none" or c.body == "done"))
@@ -653,7 +695,10 @@ function Server:close()
   self.closing = true
   self.listener:close()
   for c in pairs(self.conns) do
-    if c.idle then c.task:cancel("server closed") end
+    if c.idle then c.task:cancel("server closed")
+    elseif c.ws then  -- a WebSocket: told the server is going away
+      loom.spawn(websocket.close_state, c.ws, 1001, "server shutting down")
+    end
   end
   if next(self.conns) == nil then self.done:set() end
 end

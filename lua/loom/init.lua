@@ -146,7 +146,8 @@ for _, name in ipairs { "net", "fs", "process", "signal", "json", "log" } do
   package.preload["loom." .. name] = function() return m end
 end
 for _, name in ipairs { "check", "detached", "combinators", "group", "sync",
-                        "require", "http_server", "http_client" } do
+                        "require", "http_server", "http_client",
+                        "websocket" } do
   package.preload["loom." .. name] = nil
 end
 
