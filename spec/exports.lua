@@ -93,6 +93,7 @@ local FIELDS = {
   ["loom.Timeout"] = { "code", "message" },
   ["loom.http.Request"] = { "headers", "method", "path", "peer", "query", "target", "version" },
   ["loom.http.Response"] = { "body", "headers", "status", "url" },
+  ["loom.http.WebSocket"] = { "close_code", "close_reason", "protocol" },
 }
 
 local function fields_of(name, obj)
@@ -153,6 +154,16 @@ local function make_all(loom, add)
   local res = assert(http.get(("http://%s:%d/"):format(host, port)))
   add("loom.http.Response", res)
   hs:close()
+  local wss = assert(http.serve("127.0.0.1", 0, function(req)
+    local ws = assert(req:websocket { protocols = "p" })
+    ws:receive()
+  end))
+  local _, wport = wss:address()
+  local ws = assert(http.websocket(("ws://127.0.0.1:%d/"):format(wport),
+    { protocols = "p" }))
+  ws:close(1000, "done")
+  add("loom.http.WebSocket", ws)
+  wss:close()
   assert(fs.remove(dir, { recursive = true }))
 end
 

@@ -148,6 +148,84 @@ function Request:body() end
 ---@return loom.ErrorCode? code
 function Request:json() end
 
+---Completes a WebSocket upgrade (101, the accept hash, a subprotocol
+---from `opts.protocols`). A request that is no upgrade gets 400 (426
+---for a version other than 13) and this returns `nil, msg, "EPROTO"`.
+---After it, what the handler returns is no response: when it returns,
+---the WebSocket is closed (1011 when it raised).
+---@async
+---@param opts? loom.http.WebSocketOptions
+---@return loom.http.WebSocket? ws
+---@return string? err
+---@return loom.ErrorCode? code
+function Request:websocket(opts) end
+
+---@class loom.http.WebSocketOptions
+---@field protocols? string|string[] subprotocols: the client's offer, the server's choice in order of preference
+---@field max_message? integer bytes (default 1 MiB; over it: close 1009)
+---@field max_queue? integer messages received and not yet read (default 16); then the peer is held back
+---@field heartbeat? number seconds: a ping after that long without input; no answer within half of it drops the connection
+---@field close_timeout? number seconds to wait for the peer's close (default 5)
+---@field headers? table<string, string|number> extra headers of the upgrade request (client) or of the 101 (server)
+---@field timeout? number the client's handshake, in seconds (default 30): then nil, msg, "ETIMEDOUT"
+---@field verify? boolean wss://: false to skip the certificate check
+---@field ca? string wss://: a CA bundle, a path or PEM text
+
+---Opens a WebSocket to a `ws://` or `wss://` URL (`http://`, `https://`
+---too).
+---@async
+---@param url string
+---@param opts? loom.http.WebSocketOptions
+---@return loom.http.WebSocket? ws
+---@return string? err
+---@return loom.ErrorCode? code
+function http.websocket(url, opts) end
+
+---A WebSocket, of either side.
+---@class loom.http.WebSocket
+---@field protocol string? the subprotocol agreed on
+---@field close_code integer? once closed: the close status (1006: no close came)
+---@field close_reason string? once closed: the close reason
+local WebSocket = {}
+
+---Sends one message: "text" (the default; valid UTF-8) or "binary".
+---Waits while the peer does not read.
+---@async
+---@param data string|number
+---@param kind? "text"|"binary"
+---@return true? ok
+---@return string? err
+---@return (loom.ErrorCode|integer)? code
+function WebSocket:send(data, kind) end
+
+---The next message; once the WebSocket is closed, `nil, msg, status`.
+---@async
+---@return string? data
+---@return "text"|"binary"|string kind or err
+---@return integer? status
+function WebSocket:receive() end
+
+---`for data, kind in ws:messages() do ... end`, until it is closed.
+---@return async fun(): string?, ("text"|"binary")?
+function WebSocket:messages() end
+
+---Sends a ping (at most 125 bytes); the peer's pong is awaited by
+---nobody.
+---@async
+---@param data? string
+---@return true? ok
+---@return string? err
+---@return (loom.ErrorCode|integer)? code
+function WebSocket:ping(data) end
+
+---The closing handshake: the close frame, then the peer's (for at most
+---`close_timeout` seconds). Status 1000 by default.
+---@async
+---@param status? integer
+---@param reason? string
+---@return true
+function WebSocket:close(status, reason) end
+
 ---What http.serve returns.
 ---@class loom.http.Server
 local Server = {}
