@@ -635,8 +635,10 @@ function M.connect(url, opts)
   local o = options(opts, 2, "http.websocket")
   local tls, host, port, target, hosthdr = parse_url(url)
   check.task("http.websocket")
+  local s  -- closed here when the time runs out
   local function open()
-    local s, err, code = loom.net.connect(host, port, {
+    local err, code
+    s, err, code = loom.net.connect(host, port, {
       tls = tls and { verify = o.verify, ca = o.ca } or nil })
     if not s then return nil, err, code end
     local key = new_key()
@@ -664,6 +666,7 @@ function M.connect(url, opts)
   end
   local ok, ws, err, code = pcall(loom.timeout, o.timeout, open)
   if not ok then
+    if s then s:close() end
     if is_timeout(ws) then
       return nil, ("websocket handshake with %s: timed out after %gs")
         :format(url, o.timeout), "ETIMEDOUT"
