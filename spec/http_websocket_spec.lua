@@ -407,6 +407,17 @@ describe("http.websocket and req:websocket", function()
     srv:close()
   end))
 
+  it("outlive the server's HTTP timeouts once upgraded", async(function()
+    local srv, url = serve(echo(), { header_timeout = 0.05,
+      keepalive_timeout = 0.05, body_timeout = 0.05 })
+    local ws = assert(http.websocket(url))
+    loom.sleep(0.3)  -- several of the server's timeouts
+    assert(ws:send("long-lived"))
+    assert.are.same({ "long-lived", "text" }, { ws:receive() })
+    ws:close()
+    srv:close()
+  end))
+
   it("run over TLS as wss://, verifying the server's certificate", async(function()
     local dir = h.tmpdir()
     local cert, key = dir .. "/cert.pem", dir .. "/key.pem"
