@@ -23,7 +23,10 @@
 
 /* Frees the host struct once nobody needs it: see loom_free. */
 static void host_release(loom_host *H) {
-  if (H->freed && H->handles_open == 0) free(H);
+  if (H->freed && H->handles_open == 0) {
+    free(H->slab);
+    free(H);
+  }
 }
 
 static void handle_closed(uv_handle_t *h) {

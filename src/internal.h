@@ -129,6 +129,7 @@ struct loom_host {
   loom_mailbox *mb;        /* calls completed from other threads */
   struct loom_curlm *curlm;  /* the HTTP client's (http_client.c) */
   loom_workpool *workpool; /* Lua states for loom.work */
+  char *slab;              /* stream.c: where small reads land first */
   loom_task *ready_head, *ready_tail;
   size_t nready;
   loom_task *current;      /* the running task, or NULL */
@@ -561,7 +562,6 @@ struct loom_stream {
   loom_task *readers, *writers;  /* WAIT_LIST */
   const loom_stream_hook *hook;  /* or NULL: the socket's bytes as they are */
   void *hook_ud;            /* the hook's state */
-  char *raw;                /* with a hook: what the socket reads goes here */
   char name[72];            /* the other end, for messages */
 };
 
@@ -574,6 +574,9 @@ void loom__stream_close(loom_stream *s, int force);
 loom_stream *loom__tostream(lua_State *L, int idx, const char *fname);
 loom_stream *loom__stream_resumed(lua_State *L);  /* at 1, or NULL */
 char *loom__stream_room(loom_stream *s, size_t *room);  /* or NULL */
+#define LOOM_READ_CHUNK (64 * 1024)  /* the slab; room of each read */
+int loom__stream_append(loom_stream *s, const char *p, size_t n);
+char *loom__stream_slab(loom_stream *s);  /* shared; or NULL */
 int loom__stream_send(loom_stream *s, char *chunk, size_t n);  /* takes */
 int loom__stream_try(loom_stream *s, const char *p, size_t n);  /* taken */
 int loom__stream_read(loom_stream *s);  /* reads past the limit */

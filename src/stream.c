@@ -9,8 +9,14 @@
 ** Node's end() and asyncio's close() do): the handle closes when the
 ** last one completes.  Only the host closing drops them.
 **
-** Reading: data goes straight into one growable buffer, which is kept
-** and reused.  The stream reads on its own until 'READ_LIMIT' bytes wait
+** Reading: a read lands in the host's slab, one READ_CHUNK shared by
+** every stream (as Node's is), and what came is copied into the
+** stream's own buffer, which is only as large as what waits unread: a
+** thousand connections trading small messages hold small buffers.  A
+** buffer with READ_CHUNK free already (a bulk transfer) takes the read
+** itself, and one grown past KEEP_BUF is freed once it is drained.
+** (libuv calls alloc_cb and read_cb back to back for one stream, so
+** one slab serves all.)  The stream reads on its own until 'READ_LIMIT' bytes wait
 ** unread, then pauses (backpressure towards the peer) unless a reader
 ** waits for more (read_exactly of 2 MiB, say).  One task at a time may
 ** wait to read; it runs as soon as data, end of file or an error comes,
@@ -37,7 +43,9 @@
 
 #include "internal.h"
 
-#define READ_CHUNK (64 * 1024)   /* room offered to each read */
+#define READ_CHUNK LOOM_READ_CHUNK  /* room offered to each read */
+#define SMALL_BUF 512            /* the least a stream's buffer holds */
+#define KEEP_BUF (128 * 1024)    /* a drained buffer larger is freed */
 #define READ_LIMIT (1024 * 1024) /* unread bytes that pause reading */
 #define HWM_DEFAULT (64 * 1024)
 #define LINE_LIMIT_DEFAULT (64 * 1024)
@@ -50,7 +58,6 @@
 static void stream_closed(uv_handle_t *h) {
   loom_stream *s = h->data;
   if (s->hook != NULL) s->hook->free(s);
-  free(s->raw);
   free(s->buf);
   free(s);
 }
@@ -215,40 +222,75 @@ int loom__stream_fail(lua_State *L, loom_stream *s, const char *what,
 ** Reading
 ** ===================================================================== */
 
+/* Room for 'n' more bytes at the end of the buffer: 0, or UV_ENOMEM. */
+static int reserve(loom_stream *s, size_t n) {
+  size_t cap;
+  char *p;
+  if (s->cap - s->start - s->len >= n) return 0;
+  if (s->start > 0) {  /* reuse the front */
+    memmove(s->buf, s->buf + s->start, s->len);
+    s->start = 0;
+    if (s->cap - s->len >= n) return 0;
+  }
+  cap = s->cap ? s->cap : SMALL_BUF;
+  while (cap - s->len < n) cap *= 2;
+  p = realloc(s->buf, cap);
+  if (p == NULL) return UV_ENOMEM;
+  s->buf = p;
+  s->cap = cap;
+  return 0;
+}
+
 /*
 ** The free end of the read buffer, at least READ_CHUNK bytes ('*room'
 ** of them), where new data goes; the caller adds what it put there to
 ** 's->len'.  NULL when memory runs out.
 */
 char *loom__stream_room(loom_stream *s, size_t *room) {
-  if (s->start > 0 && s->cap - s->start - s->len < READ_CHUNK) {
-    memmove(s->buf, s->buf + s->start, s->len);  /* reuse the front */
-    s->start = 0;
-  }
-  if (s->cap - s->len < READ_CHUNK) {
-    size_t cap = s->cap ? s->cap * 2 : 2 * READ_CHUNK;
-    char *p = realloc(s->buf, cap);
-    if (p == NULL) return NULL;
-    s->buf = p;
-    s->cap = cap;
-  }
+  if (reserve(s, READ_CHUNK) != 0) return NULL;
   *room = s->cap - s->start - s->len;
   return s->buf + s->start + s->len;
 }
 
-/* The socket's data goes into the buffer, or to the hook through 'raw'. */
+/* Copies 'n' bytes to the end of the buffer: 0, or UV_ENOMEM. */
+int loom__stream_append(loom_stream *s, const char *p, size_t n) {
+  if (reserve(s, n) != 0) return UV_ENOMEM;
+  memcpy(s->buf + s->start + s->len, p, n);
+  s->len += n;
+  return 0;
+}
+
+/* The host's slab of READ_CHUNK bytes, or NULL (out of memory). */
+char *loom__stream_slab(loom_stream *s) {
+  loom_host *H = host_of(s);
+  if (H == NULL) return NULL;
+  if (H->slab == NULL) H->slab = malloc(READ_CHUNK);
+  return H->slab;
+}
+
+/* A drained buffer that grew large goes (a small one is kept). */
+static void shrink(loom_stream *s) {
+  if (s->cap > KEEP_BUF) {
+    free(s->buf);
+    s->buf = NULL;
+    s->cap = 0;
+  }
+}
+
+/*
+** Where the socket's data goes: the buffer itself when it has a whole
+** READ_CHUNK free, else the slab (and a hook's always goes there).
+*/
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   loom_stream *s = h->data;
-  size_t room = 0;
   (void)suggested;
-  if (s->hook != NULL) {
-    if (s->raw == NULL) s->raw = malloc(READ_CHUNK);
-    buf->base = s->raw;
-    buf->len = s->raw != NULL ? READ_CHUNK : 0;  /* 0: UV_ENOBUFS */
+  if (s->hook == NULL && s->cap - s->start - s->len >= READ_CHUNK) {
+    buf->base = s->buf + s->start + s->len;
+    buf->len = s->cap - s->start - s->len;
     return;
   }
-  buf->base = loom__stream_room(s, &room);
-  buf->len = room;
+  buf->base = loom__stream_slab(s);
+  buf->len = buf->base != NULL ? READ_CHUNK : 0;  /* 0: UV_ENOBUFS */
 }
 
 /* Stops the reads: the socket's, or those of a hook that reads itself. */
@@ -284,6 +326,8 @@ static void read_cb(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
   if (nread == 0) return;  /* EAGAIN */
   if (s->hook != NULL && (nread > 0 || nread == UV_EOF))
     r = s->hook->input(s, buf->base, nread > 0 ? (size_t)nread : 0);
+  else if (nread > 0 && buf->base != s->buf + s->start + s->len)
+    r = loom__stream_append(s, buf->base, (size_t)nread);  /* the slab */
   else if (nread > 0) s->len += (size_t)nread;
   else r = (int)nread;
   loom__stream_got(s, r);
@@ -315,14 +359,20 @@ static void take(lua_State *L, loom_stream *s, size_t n) {
   lua_pushlstring(L, s->buf + s->start, n);
   s->start += n;
   s->len -= n;
-  if (s->len == 0) s->start = 0;
+  if (s->len == 0) {
+    s->start = 0;
+    shrink(s);
+  }
   if (!s->reading && s->len < READ_LIMIT) start_reading(s, 0);
 }
 
 static void drop(loom_stream *s, size_t n) {
   s->start += n;
   s->len -= n;
-  if (s->len == 0) s->start = 0;
+  if (s->len == 0) {
+    s->start = 0;
+    shrink(s);
+  }
   if (!s->reading && s->len < READ_LIMIT) start_reading(s, 0);
 }
 

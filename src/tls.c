@@ -161,18 +161,21 @@ static int pump(loom_stream *s, tls_conn *c) {
     if (ret <= 0) r = conn_error(c, ret);
   }
   while (r == 0 && SSL_is_init_finished(c->ssl)) {
-    size_t room, got;
-    char *p = loom__stream_room(s, &room);
+    size_t got;
+    char *p = loom__stream_slab(s);  /* the ciphertext is in the BIO */
     if (p == NULL) {
       r = UV_ENOBUFS;
       break;
     }
     clear_errors();
-    if (!SSL_read_ex(c->ssl, p, room, &got)) {
+    if (!SSL_read_ex(c->ssl, p, LOOM_READ_CHUNK, &got)) {
       r = conn_error(c, 0);
       break;
     }
-    s->len += got;
+    if (loom__stream_append(s, p, got) != 0) {
+      r = UV_ENOBUFS;
+      break;
+    }
     /* all read: another SSL_read would only say so */
     if (SSL_pending(c->ssl) == 0 && BIO_ctrl_pending(c->rbio) == 0) break;
   }
