@@ -29,30 +29,17 @@
  * carries its connection and sequence number); a wrong or extra byte, an
  * early end of file or a failed connect prints a reason and exits 1, so a
  * broken server fails instead of reporting a fast time.
+ *
+ * The clocks and the histogram are in load.h, shared with
+ * bench/ws/client.c.
  */
-#define _GNU_SOURCE
-#include <errno.h>
-#include <stdarg.h>
-#include <inttypes.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/resource.h>
-#include <sys/time.h>
-#include <time.h>
-#include <unistd.h>
+#include "load.h"
+
 #include <uv.h>
 
 #define MSG_SIZE 100
 #define CONNECT_BATCH 32
 #define CONNECT_DEADLINE_MS 30000  /* for all of them to be up */
-
-/* Latency histogram: 1 us buckets below 100 ms, 100 us buckets from there
- * to 10 s; anything longer lands in the last bucket. */
-#define FINE_US 100000
-#define COARSE_STEP_US 100
-#define COARSE_BUCKETS ((10000000 - FINE_US) / COARSE_STEP_US)
-#define BUCKETS (FINE_US + COARSE_BUCKETS)
 
 typedef struct {
   uv_tcp_t tcp;
@@ -71,88 +58,6 @@ static uv_loop_t *loop;
 static conn *conns;
 static int nconns, started, connected;
 static int measuring;
-static uint64_t messages;
-static uint64_t *hist;
-static pid_t server_pid;
-static clockid_t server_clock;
-static int have_server_clock;
-
-static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-
-static void fail(const char *fmt, ...) {
-  va_list ap;
-  fputs("echo-client: ", stderr);
-  va_start(ap, fmt);
-  vfprintf(stderr, fmt, ap);
-  va_end(ap);
-  fputc('\n', stderr);
-  exit(1);
-}
-
-/* ---------------------------------------------------------------- clocks */
-
-/* The server's CPU time (user + sys, every thread) in seconds. */
-static double server_cpu(void) {
-  if (have_server_clock) {
-    struct timespec ts;
-    if (clock_gettime(server_clock, &ts) == 0)
-      return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-    fail("cannot read the CPU clock of process %d: %s", (int)server_pid,
-         strerror(errno));
-  }
-  char path[64], buf[4096];
-  snprintf(path, sizeof path, "/proc/%d/stat", (int)server_pid);
-  FILE *f = fopen(path, "r");
-  if (f == NULL) fail("cannot open %s: %s", path, strerror(errno));
-  size_t n = fread(buf, 1, sizeof buf - 1, f);
-  fclose(f);
-  buf[n] = '\0';
-  /* Fields 14 and 15 (utime, stime) count from the ')' that ends the
-   * command name, which may itself hold spaces. */
-  char *p = strrchr(buf, ')');
-  unsigned long utime, stime;
-  if (p == NULL ||
-      sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
-             &utime, &stime) != 2)
-    fail("cannot parse %s", path);
-  return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
-}
-
-static double self_cpu(void) {
-  struct rusage ru;
-  getrusage(RUSAGE_SELF, &ru);
-  return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
-         (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
-}
-
-/* ---------------------------------------------------------------- latency */
-
-static void record(uint64_t ns) {
-  uint64_t us = ns / 1000;
-  size_t i;
-  if (us < FINE_US) i = (size_t)us;
-  else {
-    uint64_t c = (us - FINE_US) / COARSE_STEP_US;
-    i = FINE_US + (size_t)(c < COARSE_BUCKETS ? c : COARSE_BUCKETS - 1);
-  }
-  hist[i]++;
-}
-
-static uint64_t bucket_us(size_t i) {
-  if (i < FINE_US) return i;
-  return FINE_US + (uint64_t)(i - FINE_US) * COARSE_STEP_US;
-}
-
-/* The latency in us below which a fraction q of the round trips fell. */
-static uint64_t percentile(double q) {
-  uint64_t rank = (uint64_t)(q * (double)messages + 0.999999), seen = 0;
-  if (rank == 0) rank = 1;
-  for (size_t i = 0; i < BUCKETS; i++) {
-    seen += hist[i];
-    if (seen >= rank) return bucket_us(i);
-  }
-  return bucket_us(BUCKETS - 1);
-}
 
 /* ---------------------------------------------------------------- ping-pong */
 
@@ -204,7 +109,6 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
          c->id, c->seq);
   if (measuring) {
     record(uv_hrtime() - c->sent_at);
-    messages++;
     c->in_window++;
   }
   send_msg(c);
@@ -237,7 +141,7 @@ static void close_window(uv_timer_t *t) {
          " conn_max=%" PRIu64 " cpu_clock=%s errors=0\n",
          nconns, MSG_SIZE, t_close - t_open, messages, percentile(0.50),
          percentile(0.99), cpu_close - cpu_open, self_close - self_open, lo,
-         hi, have_server_clock ? "cpuclock" : "proc");
+         hi, server_clock_name());
   fflush(stdout);
   /* The connections go with the process; the server sees them end. */
   _exit(0);
@@ -306,6 +210,7 @@ int main(int argc, char **argv) {
             "usage: echo-client HOST PORT CONNS SECONDS WARMUP SERVER_PID\n");
     return 2;
   }
+  load_name = "echo-client";
   const char *host = argv[1];
   int port = atoi(argv[2]);
   nconns = atoi(argv[3]);
@@ -315,12 +220,10 @@ int main(int argc, char **argv) {
   if (nconns <= 0 || window_s <= 0 || warmup_s < 0 || server_pid <= 0)
     fail("bad arguments");
   if (uv_ip4_addr(host, port, &server_addr) != 0) fail("bad address %s", host);
-  have_server_clock = clock_getcpuclockid(server_pid, &server_clock) == 0;
-  (void)server_cpu();  /* fails now if the server cannot be sampled */
+  load_init();
 
   conns = calloc((size_t)nconns, sizeof *conns);
-  hist = calloc(BUCKETS, sizeof *hist);
-  if (conns == NULL || hist == NULL) fail("out of memory");
+  if (conns == NULL) fail("out of memory");
 
   loop = uv_default_loop();
   uv_timer_init(loop, &timer);
