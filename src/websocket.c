@@ -179,7 +179,11 @@ static int l_engine(lua_State *L) {
   return 1;
 }
 
-/* engine:feed(data): the list of what came ({kind, data [, status]}) */
+/*
+** engine:feed(data): the list of what came ({kind, data [, status]}),
+** the bytes to send now (pongs, a close reply: flushed as by output),
+** and, when wslay refused what came and sent a close itself, its status
+*/
 static int e_feed(lua_State *L) {
   engine *e = check_engine(L);
   size_t n;
@@ -197,14 +201,21 @@ static int e_feed(lua_State *L) {
   e->L = NULL;
   e->in = NULL;
   e->nin = 0;
-  return 1;
+  flush(L, e);
+  if (wslay_event_get_close_sent(e->ctx)
+      && !wslay_event_get_close_received(e->ctx)) {
+    lua_pushinteger(L, wslay_event_get_status_code_sent(e->ctx));
+    return 3;
+  }
+  return 2;
 }
 
 static const uint8_t OPCODES[] = {WSLAY_TEXT_FRAME, WSLAY_BINARY_FRAME,
                                   WSLAY_PING};
 
 /* engine:queue(kind, data): false when the engine no longer writes
-** (a close went); kind 0 text, 1 binary, 2 ping */
+** (a close went), else true and the bytes to send now (as output);
+** kind 0 text, 1 binary, 2 ping */
 static int e_queue(lua_State *L) {
   engine *e = check_engine(L);
   lua_Integer k = luaL_checkinteger(L, 2);
@@ -215,8 +226,12 @@ static int e_queue(lua_State *L) {
   m.opcode = OPCODES[k];
   m.msg = (const uint8_t *)p;
   m.msg_length = n;
-  lua_pushboolean(L, wslay_event_queue_msg(e->ctx, &m) == 0);
-  return 1;
+  if (wslay_event_queue_msg(e->ctx, &m) != 0) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  lua_pushboolean(L, 1);
+  return 1 + flush(L, e);
 }
 
 /* engine:close(status, reason): false when a close already went */

@@ -170,6 +170,8 @@ local function ended(st, status, reason, msg)
   st.msg = msg or ("websocket closed (" .. status
     .. (reason ~= "" and ": " .. reason or "") .. ")")
   st.inbox:close()
+  local ws = st.proxy[1]  -- the user's object, while it lives
+  if ws then ws.close_code, ws.close_reason = status, reason end
   local beat = st.beat
   if beat and beat ~= loom.current() then beat:cancel() end
   st.done:set()
@@ -225,13 +227,13 @@ local function read_loop(st)
       end
     end
     st.seen = now()
-    local evs = e:feed(data)
+    local evs, out, refused = e:feed(data)
     data = nil
-    flush(st)  -- pongs, and a close wslay sent on its own
-    local rcvd, sent, sent_status = e:state()
-    if sent and not rcvd and not st.closing then
+    if out ~= "" then s:write(out) end  -- pongs, a close wslay sent
+    if refused and not st.closing then
       -- what came was refused (1002, 1007, 1009): the connection fails
       -- (RFC 6455, 7.1.7), its close sent and no answer awaited
+      local sent_status = refused
       st.closing, st.sent_status = true, sent_status
       for i = 1, #evs do
         if evs[i][1] == "text" or evs[i][1] == "binary" then
@@ -274,8 +276,8 @@ local function heartbeat(st, every)
     if quiet < every then
       loom.sleep(every - quiet)
     else
-      st.e:queue(2, "")
-      flush(st)
+      local _, out = st.e:queue(2, "")
+      if out then st.s:write(out) end
       local asked = now()
       loom.sleep(every / 2)
       if st.seen < asked and not st.ended then
@@ -289,7 +291,8 @@ local function heartbeat(st, every)
 end
 
 local WebSocket = {}
-local ws_mt = { __name = "loom.http.websocket" }
+local ws_mt = { __name = "loom.http.websocket", __index = WebSocket }
+local WEAK = { __mode = "v" }
 
 -- A WebSocket over stream 's' ('rest': bytes read past the handshake).
 local function new(s, server, rest, protocol, o)
@@ -300,6 +303,7 @@ local function new(s, server, rest, protocol, o)
     close_timeout = o.close_timeout,
   }
   local ws = setmetatable({ [ST] = st, protocol = protocol }, ws_mt)
+  st.proxy = setmetatable({ ws }, WEAK)
   st.reader = loom.spawn(reader, st)
   st.reader.name = "websocket reader"
   if o.heartbeat then
@@ -346,8 +350,8 @@ function WebSocket:send(data, kind)
   end
   check.task("ws:send")
   if st.closing or st.ended then return closed(st) end
-  st.e:queue(k, data)
-  return flush(st)
+  local _, out = st.e:queue(k, data)
+  return st.s:write(out or "")
 end
 
 --- ws:receive() (suspends): data, kind, or nil, msg, status once closed
@@ -382,8 +386,8 @@ function WebSocket:ping(data)
   end
   check.task("ws:ping")
   if st.closing or st.ended then return closed(st) end
-  st.e:queue(2, data)
-  return flush(st)
+  local _, out = st.e:queue(2, data)
+  return st.s:write(out or "")
 end
 
 local function check_status(status, reason)
@@ -451,19 +455,6 @@ function WebSocket:close(status, reason)
   if st.ended then return true end
   check.task("ws:close")
   return close(st, status, reason)
-end
-
--- The fields a WebSocket has besides its methods.
-local fields = {
-  close_code = function(st) return st.ended and st.status or nil end,
-  close_reason = function(st) return st.ended and st.reason or nil end,
-}
-
-ws_mt.__index = function(ws, k)
-  local m = WebSocket[k]
-  if m then return m end
-  local f = fields[k]
-  if f then return f(ws[ST]) end
 end
 
 ws_mt.__tostring = function(ws)
