@@ -190,6 +190,23 @@ function M.records(s)
   return list
 end
 
+--- Runs fn() with loom.log's records going to a file rather than to
+-- stderr; returns the records it logged (M.records) as "LEVEL message",
+-- in order.  (In a loop: loom.log must be loaded.)
+function M.logged(fn)
+  local log = require("loom").log
+  local path = os.tmpname()
+  assert(log.to(path))
+  local ok, e = pcall(fn)
+  log.to(nil)
+  local msgs = {}
+  for _, r in ipairs(M.records(M.slurp(path))) do
+    msgs[#msgs + 1] = tostring(r.level) .. " " .. r.msg
+  end
+  if not ok then error(e, 0) end
+  return msgs
+end
+
 --- The text of 's' (stderr) without the log's time, level and task: the
 -- messages of its records, each ending with a newline.
 function M.unlog(s)

@@ -12,7 +12,7 @@ local process = require "loom.process"
 local async = require("loom.busted").async
 local h = require "spec.helper"
 
-local has, raised = h.has, h.raised
+local has, raised, logged = h.has, h.raised, h.logged
 
 -- A server on 127.0.0.1 (port 0) answering with 'handler'; srv, port.
 local function serve(handler, opts)
@@ -22,21 +22,6 @@ local function serve(handler, opts)
   return srv, port
 end
 
---- Runs fn() with loom.log's records going to a file rather than to
--- stderr (a handler error is logged); returns the records it logged
--- (h.records) as "LEVEL message", in order.
-local function logged(fn)
-  local path = os.tmpname()
-  assert(loom.log.to(path))
-  local ok, e = pcall(fn)
-  loom.log.to(nil)
-  local msgs = {}
-  for _, r in ipairs(h.records(h.slurp(path))) do
-    msgs[#msgs + 1] = tostring(r.level) .. " " .. r.msg
-  end
-  if not ok then error(e, 0) end
-  return msgs
-end
 
 local function url(port, path) return ("http://127.0.0.1:%d%s"):format(port, path or "/") end
 

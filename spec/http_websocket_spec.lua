@@ -13,7 +13,7 @@ local async = require("loom.busted").async
 local h = require "spec.helper"
 
 local core = debug.getregistry()["loom.core"]
-local has, raised = h.has, h.raised
+local has, raised, logged = h.has, h.raised, h.logged
 
 -- A server on 127.0.0.1 (port 0) with 'handler'; srv and its ws:// URL.
 local function serve(handler, opts)
@@ -44,19 +44,6 @@ local function until_(cond, secs)
   end
 end
 
--- The records loom.log wrote while fn() ran, as "LEVEL message".
-local function logged(fn)
-  local path = os.tmpname()
-  assert(loom.log.to(path))
-  local ok, e = pcall(fn)
-  loom.log.to(nil)
-  local msgs = {}
-  for _, r in ipairs(h.records(h.slurp(path))) do
-    msgs[#msgs + 1] = tostring(r.level) .. " " .. r.msg
-  end
-  if not ok then error(e, 0) end
-  return msgs
-end
 
 -- A raw client: the upgrade written by hand on a loom.net stream, then
 -- a client-side framing engine (src/websocket.c) to speak through it,
