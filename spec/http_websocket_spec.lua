@@ -331,6 +331,28 @@ describe("http.websocket and req:websocket", function()
     srv:close()
   end, { timeout = 10 }))
 
+  it("finish the closing handshake while unreceived messages fill the inbox", async(function()
+    local seen = {}
+    local srv, url = serve(function(req)
+      local ws = assert(req:websocket())
+      for i = 1, 5 do ws:send("m" .. i) end
+      for msg in ws:messages() do seen[#seen + 1] = msg end
+      seen.code = ws.close_code
+    end)
+    local ws = assert(http.websocket(url, { max_queue = 1, close_timeout = 3 }))
+    assert.are.equal("m1", ws:receive())  -- the rest wait in TCP and the inbox
+    local st = ws[next(ws)]  -- the WebSocket's state, its one key
+    until_(function() return st.stalled end)  -- its reader waits for room
+    local t0 = loom.now()
+    assert.is_true(ws:close(4003, "enough"))
+    assert.is_true(loom.now() - t0 < 2, "close waited for its timeout")
+    local data, msg, code = ws:receive()
+    while data do data, msg, code = ws:receive() end  -- what came before
+    assert.are.equal(4003, code)
+    assert.is_false(has(msg, "no answer"), msg)
+    srv:close()
+  end))
+
   it("close with a handshake at the end of a <close> scope", async(function()
     local seen = {}
     local srv, url = serve(echo(seen))

@@ -203,6 +203,26 @@ local function on_close(st, ev)
   hang_up(st)
 end
 
+-- Hands message 'ev' to the inbox; while it is full, waits for a
+-- receive to make room or for a close to start (what comes after
+-- loom's close is not delivered, so ws:close never waits on a full
+-- inbox).
+local function deliver(st, ev)
+  local inbox = st.inbox
+  while not st.closing do
+    if inbox:put_nowait(ev) then return end
+    local room = st.room
+    if not room then
+      room = loom.event()
+      st.room = room
+    end
+    room:clear()
+    st.stalled = true  -- the user is not receiving: no heartbeat drop
+    room:wait()
+    st.stalled = false
+  end
+end
+
 -- The reader task's body: the connection's life.
 local function read_loop(st)
   local s, e, inbox = st.s, st.e, st.inbox
@@ -235,9 +255,9 @@ local function read_loop(st)
       -- (RFC 6455, 7.1.7), its close sent and no answer awaited
       local sent_status = refused
       st.closing, st.sent_status = true, sent_status
-      for i = 1, #evs do
+      for i = 1, #evs do  -- what came before the refused part, if room
         if evs[i][1] == "text" or evs[i][1] == "binary" then
-          inbox:put(evs[i])  -- what came before the refused part
+          inbox:put_nowait(evs[i])
         end
       end
       ended(st, sent_status, "", ("websocket closed (%d): %s"):format(
@@ -249,7 +269,7 @@ local function read_loop(st)
       local ev = evs[i]
       local kind = ev[1]
       if kind == "text" or kind == "binary" then
-        if not st.closing then inbox:put(ev) end
+        deliver(st, ev)
       elseif kind == "close" then
         on_close(st, ev)
         return
@@ -280,7 +300,7 @@ local function heartbeat(st, every)
       if out then st.s:write(out) end
       local asked = now()
       loom.sleep(every / 2)
-      if st.seen < asked and not st.ended then
+      if st.seen < asked and not st.ended and not st.stalled then
         ended(st, 1006, "", ("websocket connection lost: no answer to a "
           .. "ping within %gs"):format(every / 2))
         st.s:close()
@@ -359,7 +379,11 @@ function WebSocket:receive()
   local st = state(self, "ws:receive")
   check.task("ws:receive")
   local ev = st.inbox:get()
-  if ev then return ev[2], ev[1] end
+  if ev then
+    local room = st.room
+    if room then room:set() end
+    return ev[2], ev[1]
+  end
   return nil, st.msg, st.status
 end
 
@@ -416,6 +440,7 @@ end
 local function start_close(st, status, reason)
   if st.closing or st.ended then return end
   st.closing, st.sent_status, st.sent_reason = true, status, reason
+  if st.room then st.room:set() end  -- a reader waiting for room reads on
   st.e:close(status, reason)
   if not flush(st) then
     ended(st, 1006, "", "websocket connection lost while closing")
