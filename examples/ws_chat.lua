@@ -180,7 +180,7 @@ local function client(url, message)
       print(text)
       io.stdout:flush()
       me = me or text:match("^%* welcome, (%S+) ")
-      if text == ("<%s> %s"):format(me, last) then back:set() end
+      if last and text == ("<%s> %s"):format(me, last) then back:set() end
     end
     print(("* disconnected (%d)"):format(ws.close_code))
     os.exit((last and not back:is_set()) and 1 or 0)
