@@ -373,8 +373,8 @@ end)
 -- }==================================================================
 
 
--- examples/http_hello.lua and examples/json_api.lua: servers, driven by
--- curl from a task; each child is killed if a test leaves it running
+-- examples/http_hello.lua, json_api.lua and ws_chat.lua: servers, driven
+-- by curl (and loom clients) from a task; each child is killed if a test leaves it running
 describe("examples: HTTP", function()
   local loom = require("loom")
   local async = require("loom.busted").async
@@ -453,6 +453,25 @@ describe("examples: HTTP", function()
     p:kill("SIGTERM")
     assert.are.equal(0, p:wait())
     up:close()
+  end))
+
+  it("ws_chat.lua: serves its page; its client's message comes back (spec/websocket_chat_spec.lua has more)",
+     async(function()
+    local p = assert(loom.process.spawn{ helper.loom_bin, "examples/ws_chat.lua", "0",
+                                         stderr = "pipe" })
+    local _ <close> = reaper(p)
+    local line = p.stdout:read_line()
+    local url = line and line:match("^chat on (http://127%.0%.0%.1:%d+/)$")
+    assert.truthy(url, line)
+    assert.truthy(curl(url):find("new WebSocket(url)", 1, true))
+    local r = assert(loom.process.run{ helper.loom_bin, "examples/ws_chat.lua", "client",
+                                       url .. "?name=ann", "hi", timeout = 20 })
+    assert.are.equal("", r.stderr)
+    assert.are.equal("* welcome, ann (1 here)\n<ann> hi\n", r.stdout)
+    p:kill("SIGTERM")
+    assert.are.equal("SIGTERM: closing", p.stdout:read_line())
+    assert.are.equal(0, p:wait())
+    assert.are.equal("", p.stderr:read_all())
   end))
 
   it("json_api.lua: creates, lists, reads and deletes notes", async(function()
