@@ -7,29 +7,17 @@
  *           cpu_clock=.. proto=.. cipher=.. errors=0
  *
  * bench/echo/client.c over TLS: it opens CONNS TCP connections to
- * HOST:PORT (at most CONNECT_BATCH connects and handshakes in flight), and
- * makes each a TLS client (OpenSSL's defaults, so TLS 1.3 here) that
- * checks the server's certificate against CA, the PEM file of the
- * self-signed certificate bench/run made, and for the address HOST. Once
- * all are up, every connection ping-pongs one 100-byte message: send it,
- * wait for the same 100 bytes back, send the next. After WARMUP seconds
- * the measured window opens and lasts SECONDS; then the line above is
- * printed and the process exits (the kernel closes the connections). The
- * window closes on time even when the server has stopped answering; a
- * server that does not take all the connections and finish their
- * handshakes within 30 s fails the run.
- *
- * In the window it counts the round trips that complete, records each
- * one's latency (uv_hrtime from just before the SSL_write to the SSL_read
- * that completes the echo) in a fixed histogram, and samples the CPU time
- * (user + sys, all threads) of the server process SERVER_PID at the
- * window's two ends: its process CPU-time clock when the kernel gives one
- * (cpu_clock=cpuclock), else /proc/PID/stat utime + stime
- * (cpu_clock=proc). client_cpu_s is this process's own CPU time over the
- * window: near 1 core means the client, not the server, bounded the rate.
- * conn_min and conn_max are the fewest and most round trips one
- * connection completed in the window (fairness). proto and cipher are
- * what the first connection negotiated.
+ * HOST:PORT and makes each a TLS client (OpenSSL's defaults, so TLS 1.3
+ * here) that checks the server's certificate against CA, the PEM file of
+ * the self-signed certificate bench/run made, and for the address HOST.
+ * Once all have finished their handshakes, every connection ping-pongs one
+ * 100-byte message: send it, wait for the same 100 bytes back, send the
+ * next. A round trip's latency runs from just before the SSL_write to the
+ * SSL_read that completes the echo. The arguments, the connect batches and
+ * deadline (handshakes included), the warm-up, the measured window, the
+ * clocks, the latency histogram and the line printed are echo's
+ * (bench/echo/load.h); proto and cipher, added to the line, are what the
+ * first connection negotiated.
  *
  * OpenSSL reads the sockets itself with read-ahead on; a connection goes
  * back to its poll as soon as OpenSSL holds no more bytes
@@ -38,40 +26,19 @@
  *
  * Every echo is checked byte for byte against what was sent (each message
  * carries its connection and sequence number); a wrong or extra byte, an
- * early end of file, a failed connect or handshake prints a reason and
- * exits 1, so a broken server fails instead of reporting a fast time.
+ * early end of file, a failed connect or handshake prints a reason (and
+ * OpenSSL's error queue) and exits 1, so a broken server fails instead of
+ * reporting a fast time.
  */
-#define _GNU_SOURCE
-#include <arpa/inet.h>
-#include <errno.h>
-#include <inttypes.h>
+#include "../echo/load.h"
+
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <signal.h>
-#include <stdarg.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
-#include <sys/time.h>
-#include <time.h>
-#include <unistd.h>
-#include <uv.h>
-
-#define MSG_SIZE 100
-#define CONNECT_BATCH 32
-#define CONNECT_DEADLINE_MS 30000  /* for all of them to be up */
-
-/* Latency histogram: 1 us buckets below 100 ms, 100 us buckets from there
- * to 10 s; anything longer lands in the last bucket. */
-#define FINE_US 100000
-#define COARSE_STEP_US 100
-#define COARSE_BUCKETS ((10000000 - FINE_US) / COARSE_STEP_US)
-#define BUCKETS (FINE_US + COARSE_BUCKETS)
 
 enum { CONNECTING, HANDSHAKE, RUNNING };
 
@@ -86,100 +53,13 @@ typedef struct {
   uint64_t seq;
   uint64_t sent_at;            /* uv_hrtime of the last send */
   size_t got;                  /* bytes of the echo received so far */
-  uint64_t in_window;          /* round trips completed in the window */
   char out[MSG_SIZE];
   char in[2 * MSG_SIZE];       /* room to notice an over-long echo */
 } conn;
 
-static uv_loop_t *loop;
 static SSL_CTX *ctx;
-static const char *host;
 static conn *conns;
-static int nconns, started, connected, running;
-static int measuring;
-static uint64_t messages;
-static uint64_t *hist;
-static pid_t server_pid;
-static clockid_t server_clock;
-static int have_server_clock;
-
-static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-
-static void fail(const char *fmt, ...) {
-  va_list ap;
-  fputs("tls-client: ", stderr);
-  va_start(ap, fmt);
-  vfprintf(stderr, fmt, ap);
-  va_end(ap);
-  fputc('\n', stderr);
-  ERR_print_errors_fp(stderr);
-  exit(1);
-}
-
-/* ---------------------------------------------------------------- clocks */
-
-/* The server's CPU time (user + sys, every thread) in seconds. */
-static double server_cpu(void) {
-  if (have_server_clock) {
-    struct timespec ts;
-    if (clock_gettime(server_clock, &ts) == 0)
-      return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-    fail("cannot read the CPU clock of process %d: %s", (int)server_pid,
-         strerror(errno));
-  }
-  char path[64], buf[4096];
-  snprintf(path, sizeof path, "/proc/%d/stat", (int)server_pid);
-  FILE *f = fopen(path, "r");
-  if (f == NULL) fail("cannot open %s: %s", path, strerror(errno));
-  size_t n = fread(buf, 1, sizeof buf - 1, f);
-  fclose(f);
-  buf[n] = '\0';
-  /* Fields 14 and 15 (utime, stime) count from the ')' that ends the
-   * command name, which may itself hold spaces. */
-  char *p = strrchr(buf, ')');
-  unsigned long utime, stime;
-  if (p == NULL ||
-      sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
-             &utime, &stime) != 2)
-    fail("cannot parse %s", path);
-  return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
-}
-
-static double self_cpu(void) {
-  struct rusage ru;
-  getrusage(RUSAGE_SELF, &ru);
-  return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
-         (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
-}
-
-/* ---------------------------------------------------------------- latency */
-
-static void record(uint64_t ns) {
-  uint64_t us = ns / 1000;
-  size_t i;
-  if (us < FINE_US) i = (size_t)us;
-  else {
-    uint64_t c = (us - FINE_US) / COARSE_STEP_US;
-    i = FINE_US + (size_t)(c < COARSE_BUCKETS ? c : COARSE_BUCKETS - 1);
-  }
-  hist[i]++;
-}
-
-static uint64_t bucket_us(size_t i) {
-  if (i < FINE_US) return i;
-  return FINE_US + (uint64_t)(i - FINE_US) * COARSE_STEP_US;
-}
-
-/* The latency in us below which a fraction q of the round trips fell. */
-static uint64_t percentile(double q) {
-  uint64_t rank = (uint64_t)(q * (double)messages + 0.999999), seen = 0;
-  if (rank == 0) rank = 1;
-  for (size_t i = 0; i < BUCKETS; i++) {
-    seen += hist[i];
-    if (seen >= rank) return bucket_us(i);
-  }
-  return bucket_us(BUCKETS - 1);
-}
+static int started, running;
 
 /* ---------------------------------------------------------------- ping-pong */
 
@@ -222,11 +102,7 @@ static void received(conn *c) {
   if (memcmp(c->in, c->out, MSG_SIZE) != 0)
     fail("connection %d: the echo of message %" PRIu64 " differs from it",
          c->id, c->seq);
-  if (measuring) {
-    record(uv_hrtime() - c->sent_at);
-    messages++;
-    c->in_window++;
-  }
+  round_trip(c->id, c->sent_at);
   send_msg(c);
 }
 
@@ -245,6 +121,7 @@ static void handshaken(conn *c) {
     uv_poll_t *p = &conns[i].poll;
     if (&conns[i] != c) on_poll(p, 0, UV_WRITABLE);
   }
+  load_ready();
 }
 
 /* Runs connection 'c' as far as it goes without waiting. */
@@ -301,8 +178,6 @@ static void on_poll(uv_poll_t *p, int status, int events) {
   drive(c);
 }
 
-static struct sockaddr_in server_addr;
-
 static void start_connect(void) {
   if (started >= nconns) return;
   conn *c = &conns[started];
@@ -315,8 +190,8 @@ static void start_connect(void) {
   if (c->ssl == NULL || SSL_set_fd(c->ssl, c->fd) != 1)
     fail("connection %d: SSL_new", c->id);
   SSL_set_connect_state(c->ssl);
-  if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), host) != 1)
-    fail("connection %d: %s is not an IP address", c->id, host);
+  if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), load_host) != 1)
+    fail("connection %d: %s is not an IP address", c->id, load_host);
   int r = uv_poll_init_socket(loop, &c->poll, c->fd);
   if (r < 0) fail("poll %d: %s", c->id, uv_strerror(r));
   c->poll.data = c;
@@ -327,83 +202,20 @@ static void start_connect(void) {
   want(c, UV_WRITABLE);
 }
 
-/* ---------------------------------------------------------------- phases */
+/* ---------------------------------------------------------------- main */
 
-static double t_open, cpu_open, self_open;
-static uv_timer_t timer;
-static double window_s;
-
-static double now_s(void) { return (double)uv_hrtime() / 1e9; }
-
-static void close_window(uv_timer_t *t) {
-  double t_close = now_s();
-  double cpu_close = server_cpu();
-  double self_close = self_cpu();
-  measuring = 0;
-  uv_timer_stop(t);
-
-  uint64_t lo = UINT64_MAX, hi = 0;
-  for (int i = 0; i < nconns; i++) {
-    if (conns[i].in_window < lo) lo = conns[i].in_window;
-    if (conns[i].in_window > hi) hi = conns[i].in_window;
-  }
-  if (messages == 0) fail("no round trip completed in the window");
-  printf("conns=%d size=%d seconds=%.6f messages=%" PRIu64
-         " p50_us=%" PRIu64 " p99_us=%" PRIu64
-         " server_cpu_s=%.6f client_cpu_s=%.6f conn_min=%" PRIu64
-         " conn_max=%" PRIu64 " cpu_clock=%s proto=%s cipher=%s errors=0\n",
-         nconns, MSG_SIZE, t_close - t_open, messages, percentile(0.50),
-         percentile(0.99), cpu_close - cpu_open, self_close - self_open, lo,
-         hi, have_server_clock ? "cpuclock" : "proc",
-         SSL_get_version(conns[0].ssl), SSL_get_cipher_name(conns[0].ssl));
-  fflush(stdout);
-  /* The connections go with the process; the server sees them end. */
-  _exit(0);
+static void print_tls(void) {
+  printf(" proto=%s cipher=%s", SSL_get_version(conns[0].ssl),
+         SSL_get_cipher_name(conns[0].ssl));
 }
 
-static void open_window(uv_timer_t *t) {
-  cpu_open = server_cpu();
-  self_open = self_cpu();
-  t_open = now_s();
-  measuring = 1;
-  uv_timer_start(t, close_window, (uint64_t)(window_s * 1000 + 0.5), 0);
-}
-
-static void on_warm(uv_timer_t *t) { open_window(t); }
-
-/* Starts the warm-up clock once the last connection is up. */
-static uv_check_t wait_all;
-static double warmup_s;
-
-static void on_check(uv_check_t *h) {
-  if (!running) return;
-  uv_check_stop(h);
-  uv_timer_start(&timer, on_warm, (uint64_t)(warmup_s * 1000 + 0.5), 0);
-}
-
-static void on_connect_deadline(uv_timer_t *t) {
-  (void)t;
-  fail("only %d of %d connections were up after %d s", connected, nconns,
-       CONNECT_DEADLINE_MS / 1000);
-}
+static void print_ssl_errors(void) { ERR_print_errors_fp(stderr); }
 
 int main(int argc, char **argv) {
-  if (argc != 8) {
-    fprintf(stderr,
-            "usage: tls-client HOST PORT CONNS SECONDS WARMUP SERVER_PID CA\n");
-    return 2;
-  }
-  host = argv[1];
-  int port = atoi(argv[2]);
-  nconns = atoi(argv[3]);
-  window_s = strtod(argv[4], NULL);
-  warmup_s = strtod(argv[5], NULL);
-  server_pid = (pid_t)atoi(argv[6]);
-  if (nconns <= 0 || window_s <= 0 || warmup_s < 0 || server_pid <= 0)
-    fail("bad arguments");
-  if (uv_ip4_addr(host, port, &server_addr) != 0) fail("bad address %s", host);
-  have_server_clock = clock_getcpuclockid(server_pid, &server_clock) == 0;
-  (void)server_cpu();  /* fails now if the server cannot be sampled */
+  load_name = "tls-client";
+  load_fields = print_tls;
+  load_on_fail = print_ssl_errors;
+  load_init(argc, argv, "CA");
   signal(SIGPIPE, SIG_IGN);
 
   ctx = SSL_CTX_new(TLS_client_method());
@@ -414,16 +226,6 @@ int main(int argc, char **argv) {
   SSL_CTX_set_read_ahead(ctx, 1);
 
   conns = calloc((size_t)nconns, sizeof *conns);
-  hist = calloc(BUCKETS, sizeof *hist);
-  if (conns == NULL || hist == NULL) fail("out of memory");
-
-  loop = uv_default_loop();
-  uv_timer_init(loop, &timer);
-  /* Armed until the warm-up timer takes its place. */
-  uv_timer_start(&timer, on_connect_deadline, CONNECT_DEADLINE_MS, 0);
-  uv_check_init(loop, &wait_all);
-  uv_check_start(&wait_all, on_check);
-  for (int i = 0; i < CONNECT_BATCH; i++) start_connect();
-  uv_run(loop, UV_RUN_DEFAULT);
-  fail("the loop ended before the window closed");
+  if (conns == NULL) fail("out of memory");
+  load_run(start_connect);
 }

@@ -13,8 +13,11 @@
  * for. Once all are up, every connection ping-pongs one 100-byte binary
  * message: it sends one masked frame (FIN, opcode 2, a fresh mask for
  * every message), waits for the server's one unmasked frame with the same
- * 100 bytes, and sends the next. The warm-up, the window, the server's
- * CPU time and the latency histogram are echo's (bench/echo/load.h).
+ * 100 bytes, and sends the next. The arguments, the connect batches and
+ * deadline, the warm-up, the window, the server's CPU time, the latency
+ * histogram and the line printed (with kind=binary added) are echo's
+ * (bench/echo/load.h). When the window closes the process exits without
+ * a closing handshake: every server sees its connections end (1006).
  *
  * Every echo is checked: it must be one frame, FIN and binary, unmasked,
  * of 100 bytes, the same bytes as sent (each message carries its
@@ -29,13 +32,9 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <strings.h>
-#include <uv.h>
 
-#define MSG_SIZE 100
 #define FRAME_OUT (2 + 4 + MSG_SIZE)   /* header, mask, payload */
 #define FRAME_IN (2 + MSG_SIZE)        /* header, payload */
-#define CONNECT_BATCH 32
-#define CONNECT_DEADLINE_MS 30000      /* for all of them to be up */
 #define GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 typedef struct {
@@ -47,17 +46,14 @@ typedef struct {
   uint64_t seq;
   uint64_t sent_at;            /* uv_hrtime of the last send */
   size_t got;                  /* bytes received so far */
-  uint64_t in_window;          /* round trips completed in the window */
   char accept[29];             /* the Sec-WebSocket-Accept expected */
   char payload[MSG_SIZE];
   char out[1024];              /* the handshake request, then frames */
   char in[2048];               /* the handshake response, then frames */
 } conn;
 
-static uv_loop_t *loop;
 static conn *conns;
-static int nconns, started, connected;
-static int measuring;
+static int started;
 static char host_port[64];
 
 /* ---------------------------------------------------------------- writing */
@@ -197,54 +193,11 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   if (memcmp(c->in + 2, c->payload, MSG_SIZE) != 0)
     fail("connection %d: the echo of message %" PRIu64 " differs from it",
          c->id, c->seq);
-  if (measuring) {
-    record(uv_hrtime() - c->sent_at);
-    c->in_window++;
-  }
+  round_trip(c->id, c->sent_at);
   send_msg(c);
 }
 
-/* ---------------------------------------------------------------- phases */
-
-static double t_open, cpu_open, self_open;
-static uv_timer_t timer;
-static double window_s, warmup_s;
-
-static double now_s(void) { return (double)uv_hrtime() / 1e9; }
-
-static void close_window(uv_timer_t *t) {
-  double t_close = now_s();
-  double cpu_close = server_cpu();
-  double self_close = self_cpu();
-  measuring = 0;
-  uv_timer_stop(t);
-
-  uint64_t lo = UINT64_MAX, hi = 0;
-  for (int i = 0; i < nconns; i++) {
-    if (conns[i].in_window < lo) lo = conns[i].in_window;
-    if (conns[i].in_window > hi) hi = conns[i].in_window;
-  }
-  if (messages == 0) fail("no round trip completed in the window");
-  printf("conns=%d size=%d seconds=%.6f messages=%" PRIu64
-         " p50_us=%" PRIu64 " p99_us=%" PRIu64
-         " server_cpu_s=%.6f client_cpu_s=%.6f conn_min=%" PRIu64
-         " conn_max=%" PRIu64 " cpu_clock=%s kind=binary errors=0\n",
-         nconns, MSG_SIZE, t_close - t_open, messages, percentile(0.50),
-         percentile(0.99), cpu_close - cpu_open, self_close - self_open, lo,
-         hi, server_clock_name());
-  fflush(stdout);
-  /* The connections go with the process, without a closing handshake:
-   * every server sees them end (1006). */
-  _exit(0);
-}
-
-static void open_window(uv_timer_t *t) {
-  cpu_open = server_cpu();
-  self_open = self_cpu();
-  t_open = now_s();
-  measuring = 1;
-  uv_timer_start(t, close_window, (uint64_t)(window_s * 1000 + 0.5), 0);
-}
+/* ---------------------------------------------------------------- connecting */
 
 static void start_connect(void);
 
@@ -254,8 +207,7 @@ static void start_all(void) {
   start_connect();
   if (connected < nconns) return;
   for (int i = 0; i < nconns; i++) send_msg(&conns[i]);
-  uv_timer_stop(&timer);
-  uv_timer_start(&timer, open_window, (uint64_t)(warmup_s * 1000 + 0.5), 0);
+  load_ready();
 }
 
 static void on_connect(uv_connect_t *req, int status) {
@@ -266,8 +218,6 @@ static void on_connect(uv_connect_t *req, int status) {
   if (r < 0) fail("read_start %d: %s", c->id, uv_strerror(r));
   send_handshake(c);
 }
-
-static struct sockaddr_in server_addr;
 
 static void start_connect(void) {
   if (started >= nconns) return;
@@ -281,42 +231,17 @@ static void start_connect(void) {
   if (r < 0) fail("connect %d: %s", c->id, uv_strerror(r));
 }
 
-static void on_connect_deadline(uv_timer_t *t) {
-  (void)t;
-  fail("only %d of %d connections were open after %d s", connected, nconns,
-       CONNECT_DEADLINE_MS / 1000);
-}
+static void print_kind(void) { printf(" kind=binary"); }
 
 int main(int argc, char **argv) {
   load_name = "ws-client";
-  if (argc != 7) {
-    fprintf(stderr,
-            "usage: ws-client HOST PORT CONNS SECONDS WARMUP SERVER_PID\n");
-    return 2;
-  }
-  const char *host = argv[1];
-  int port = atoi(argv[2]);
-  nconns = atoi(argv[3]);
-  window_s = strtod(argv[4], NULL);
-  warmup_s = strtod(argv[5], NULL);
-  server_pid = (pid_t)atoi(argv[6]);
-  if (nconns <= 0 || window_s <= 0 || warmup_s < 0 || server_pid <= 0)
-    fail("bad arguments");
-  if (uv_ip4_addr(host, port, &server_addr) != 0) fail("bad address %s", host);
-  snprintf(host_port, sizeof host_port, "%s:%d", host, port);
-  load_init();
-
+  load_fields = print_kind;
+  load_init(argc, argv, NULL);
+  snprintf(host_port, sizeof host_port, "%s:%d", load_host, load_port);
   conns = calloc((size_t)nconns, sizeof *conns);
   if (conns == NULL) fail("out of memory");
   /* The filler of every payload: bytes 16 to 99, the same on each. */
   for (int i = 0; i < nconns; i++)
     for (int j = 16; j < MSG_SIZE; j++) conns[i].payload[j] = (char)(j * 7);
-
-  loop = uv_default_loop();
-  uv_timer_init(loop, &timer);
-  /* Armed until the warm-up timer takes its place. */
-  uv_timer_start(&timer, on_connect_deadline, CONNECT_DEADLINE_MS, 0);
-  for (int i = 0; i < CONNECT_BATCH; i++) start_connect();
-  uv_run(loop, UV_RUN_DEFAULT);
-  fail("the loop ended before the window closed");
+  load_run(start_connect);
 }
