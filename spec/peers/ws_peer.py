@@ -1,0 +1,414 @@
+#!/usr/bin/env python3
+"""spec/peers/ws_peer.py: WebSocket peers for the specs of loom's
+WebSockets, on Python's websockets (10.x) and aiohttp (3.8): code loom
+did not write, so that both ends are not the same code's mistakes.
+
+  ws_peer.py server LIB [cert=PATH key=PATH]
+  ws_peer.py client LIB URL ACTION [ca=PATH] [protocols=a,b] [n=N]
+
+LIB is "websockets" or "aiohttp".  Everything stays on 127.0.0.1.
+
+The server binds port 0 (TLS with cert and key), prints "listening
+PORT", then serves until it is killed.  Its subprotocols are chat.v1
+and chat.v2.  Each connection's end prints "closed PATH CODE REASON"
+(the close the peer sent or answered with).  Paths:
+
+  /echo       every message back, text as text, binary as binary
+  /fragments  (websockets) a text and a binary message sent in
+              fragments (a list, then an async iterator), then /echo
+  /ping       pings with b"peer-ping"; once its pong came, the text
+              "pong received", then /echo
+  /close      after the first message, closes with 4002 "later"
+  /vanish     after the first message, is gone without a close
+              (websockets: the transport aborted; aiohttp: the process
+              kills itself)
+  /big        the text "x" * 2000, then /echo
+  /badutf8    a text frame (hand-made) of b"ok\\xff\\xfe", then waits
+  /proto      the subprotocol chosen as a text ("none" without one)
+
+The client connects to URL, prints what it sees on lines, and exits.
+ACTION:
+
+  echo        sends TEXT and BINARY (below); prints "text HEX" and
+              "binary HEX" of the two messages that come back
+  fragments   (websockets) sends TEXT and BINARY in fragments; prints
+              their echoes as echo does
+  ping        pings with b"peer-ping": "pong" once the pong came
+              (aiohttp: "pong HEX" of its data); then sends "ping me"
+              and prints "got MESSAGE" for the answer, then sends
+              "still there" and prints "got MESSAGE" for its echo
+  closeme     sends "close me"; prints "closed CODE REASON" of the
+              close that comes
+  close       closes with 4002 "later"; prints "closed CODE REASON"
+  vanish      sends "hi", waits for an answer, then kills itself
+  big         sends 1 MiB of text and 1 MiB of binary (BIG_TEXT,
+              BIG_BINARY); prints "big text ok" / "big binary ok" when
+              each came back unchanged ("... bad N" otherwise)
+  over        sends "x" * 2000; prints "closed CODE REASON"
+  badutf8     (websockets) a masked text frame (hand-made) of
+              b"ok\\xff\\xfe"; prints "closed CODE REASON"
+  proto       offers 'protocols'; prints "protocol P" ("none")
+  broadcast   opens n connections (default 1000); each sends "hello"
+              and waits for "welcome"; then the first sends "news";
+              prints "open N", then "received N" for how many got
+              "news" within 10 s
+"""
+import asyncio
+import os
+import resource
+import signal
+import ssl
+import struct
+import sys
+
+TEXT = "h\u00e9llo\x00w\u00f6rld \u2603 \U0001f600"
+BINARY = bytes(range(256)) + b"\x00\xff\x00"
+BIG_TEXT = "a\u00e9\u2603\x00\n" * 131072           # 1 MiB of UTF-8
+BIG_BINARY = bytes((i * 7 + 3) % 256 for i in range(1 << 20))
+PROTOCOLS = ["chat.v1", "chat.v2"]
+
+
+def out(*words):
+    print(*words, flush=True)
+
+
+def reason_of(r):
+    return r if r else ""
+
+
+def tls_server(opts):
+    if "cert" not in opts:
+        return None
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(opts["cert"], opts["key"])
+    return ctx
+
+
+def tls_client(opts):
+    if "ca" not in opts:
+        return None
+    return ssl.create_default_context(cafile=opts["ca"])
+
+
+def masked_text_frame(payload):
+    mask = os.urandom(4)
+    body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return struct.pack("!BB", 0x81, 0x80 | len(payload)) + mask + body
+
+
+# {=================================================================
+# Servers
+
+async def ws_server(opts):
+    import websockets
+
+    async def handler(ws):
+        path = ws.path.split("?")[0]
+        try:
+            if path == "/fragments":
+                await ws.send(["h\u00e9", "llo\x00", " w\u00f6rld"])
+
+                async def pieces():
+                    for p in (b"\x00\x01", b"\xff", b"\x80\x00"):
+                        yield p
+                await ws.send(pieces())
+            elif path == "/ping":
+                waiter = await ws.ping(b"peer-ping")
+                await asyncio.wait_for(waiter, 10)
+                await ws.send("pong received")
+            elif path == "/close":
+                await ws.recv()
+                await ws.close(4002, "later")
+            elif path == "/vanish":
+                await ws.recv()
+                ws.transport.abort()
+                return
+            elif path == "/big":
+                await ws.send("x" * 2000)
+            elif path == "/badutf8":
+                ws.transport.write(b"\x81\x04ok\xff\xfe")
+            elif path == "/proto":
+                await ws.send(ws.subprotocol or "none")
+            async for msg in ws:
+                await ws.send(msg)
+        except websockets.ConnectionClosed:
+            pass
+        finally:
+            await ws.wait_closed()
+            out("closed", path, ws.close_code, reason_of(ws.close_reason))
+
+    server = await websockets.serve(handler, "127.0.0.1", 0,
+                                    ssl=tls_server(opts),
+                                    subprotocols=PROTOCOLS, max_size=None,
+                                    ping_interval=None)
+    port = server.sockets[0].getsockname()[1]
+    out("listening", port)
+    await asyncio.Future()
+
+
+async def aio_server(opts):
+    from aiohttp import web, WSMsgType
+
+    async def handler(request):
+        path = request.path
+        ws = web.WebSocketResponse(protocols=PROTOCOLS, max_msg_size=0,
+                                   autoping=path != "/ping")
+        await ws.prepare(request)
+        code, reason = None, ""
+        try:
+            if path == "/ping":
+                await ws.ping(b"peer-ping")
+                msg = await asyncio.wait_for(ws.receive(), 10)
+                if msg.type != WSMsgType.PONG:
+                    raise RuntimeError("not a pong: %r" % (msg,))
+                await ws.send_str("pong received")
+            elif path == "/close":
+                await ws.receive()
+                await ws.close(code=4002, message=b"later")
+            elif path == "/vanish":
+                await ws.receive()
+                os.kill(os.getpid(), signal.SIGKILL)
+            elif path == "/big":
+                await ws.send_str("x" * 2000)
+            elif path == "/badutf8":
+                request.transport.write(b"\x81\x04ok\xff\xfe")
+            elif path == "/proto":
+                await ws.send_str(ws.ws_protocol or "none")
+            while not ws.closed:
+                msg = await ws.receive()
+                if msg.type == WSMsgType.TEXT:
+                    await ws.send_str(msg.data)
+                elif msg.type == WSMsgType.BINARY:
+                    await ws.send_bytes(msg.data)
+                elif msg.type == WSMsgType.PING:
+                    await ws.pong(msg.data)
+                elif msg.type == WSMsgType.CLOSE:
+                    code, reason = msg.data, msg.extra
+                    await ws.close()
+                else:
+                    break
+        finally:
+            if code is None:
+                code = ws.close_code
+            out("closed", path, code, reason_of(reason))
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handler)
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls_server(opts))
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    out("listening", port)
+    await asyncio.Future()
+
+# }=================================================================
+
+
+# {=================================================================
+# Clients: websockets
+
+async def ws_client(url, action, opts):
+    import websockets
+
+    protocols = opts.get("protocols")
+    kw = dict(ssl=tls_client(opts), max_size=None, ping_interval=None,
+              open_timeout=10, close_timeout=10)
+    if protocols:
+        kw["subprotocols"] = protocols.split(",")
+    if action == "broadcast":
+        return await ws_broadcast(url, int(opts.get("n", 1000)))
+    async with websockets.connect(url, **kw) as ws:
+        if action in ("echo", "fragments"):
+            if action == "echo":
+                await ws.send(TEXT)
+                await ws.send(BINARY)
+            else:
+                await ws.send([TEXT[:2], TEXT[2:7], TEXT[7:]])
+
+                async def pieces():
+                    yield BINARY[:1]
+                    yield BINARY[1:200]
+                    yield BINARY[200:]
+                await ws.send(pieces())
+            for _ in range(2):
+                m = await ws.recv()
+                if isinstance(m, str):
+                    out("text", m.encode().hex())
+                else:
+                    out("binary", m.hex())
+        elif action == "ping":
+            waiter = await ws.ping(b"peer-ping")
+            await asyncio.wait_for(waiter, 10)
+            out("pong")
+            await ws.send("ping me")
+            out("got", await ws.recv())
+            await ws.send("still there")
+            out("got", await ws.recv())
+        elif action == "closeme":
+            await ws.send("close me")
+            await ws.wait_closed()
+        elif action == "close":
+            await ws.close(4002, "later")
+        elif action == "vanish":
+            await ws.send("hi")
+            await ws.recv()
+            os.kill(os.getpid(), signal.SIGKILL)
+        elif action == "big":
+            for data, kind in ((BIG_TEXT, "text"), (BIG_BINARY, "binary")):
+                await ws.send(data)
+                back = await ws.recv()
+                out("big", kind, "ok" if back == data else
+                    "bad %d" % len(back))
+        elif action == "over":
+            await ws.send("x" * 2000)
+            await ws.wait_closed()
+        elif action == "badutf8":
+            ws.transport.write(masked_text_frame(b"ok\xff\xfe"))
+            await ws.wait_closed()
+        elif action == "proto":
+            out("protocol", ws.subprotocol or "none")
+    if action in ("closeme", "close", "over", "badutf8"):
+        out("closed", ws.close_code, reason_of(ws.close_reason))
+
+
+async def ws_broadcast(url, n):
+    import websockets
+    gate = asyncio.Semaphore(64)  # not more connects than a backlog takes
+    conns = []
+
+    async def one():
+        async with gate:
+            ws = await websockets.connect(url, open_timeout=10,
+                                          ping_interval=None)
+            await ws.send("hello")
+            if await asyncio.wait_for(ws.recv(), 10) != "welcome":
+                raise RuntimeError("no welcome")
+            conns.append(ws)
+
+    await asyncio.gather(*(one() for _ in range(n)))
+    out("open", len(conns))
+
+    async def news(ws):
+        try:
+            return await asyncio.wait_for(ws.recv(), 10) == "news"
+        except (asyncio.TimeoutError, websockets.ConnectionClosed):
+            return False
+
+    waiting = [asyncio.ensure_future(news(ws)) for ws in conns]
+    await conns[0].send("news")
+    got = await asyncio.gather(*waiting)
+    out("received", sum(got))
+    await asyncio.gather(*(ws.close() for ws in conns))
+
+# }=================================================================
+
+
+# {=================================================================
+# Clients: aiohttp
+
+async def aio_client(url, action, opts):
+    import aiohttp
+    from aiohttp import WSMsgType
+
+    protocols = opts.get("protocols")
+    kw = dict(max_msg_size=0, autoping=action != "ping",
+              protocols=protocols.split(",") if protocols else ())
+    ctx = tls_client(opts)
+    if ctx:
+        kw["ssl"] = ctx
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        async with session.ws_connect(url, **kw) as ws:
+            async def closed():
+                msg = await asyncio.wait_for(ws.receive(), 10)
+                if msg.type == WSMsgType.CLOSE:
+                    out("closed", msg.data, reason_of(msg.extra))
+                else:
+                    out("closed", ws.close_code, "(%s)" % msg.type)
+
+            if action == "echo":
+                await ws.send_str(TEXT)
+                await ws.send_bytes(BINARY)
+                for _ in range(2):
+                    msg = await ws.receive()
+                    if msg.type == WSMsgType.TEXT:
+                        out("text", msg.data.encode().hex())
+                    else:
+                        out("binary", msg.data.hex())
+            elif action == "ping":
+                await ws.ping(b"peer-ping")
+                msg = await asyncio.wait_for(ws.receive(), 10)
+                if msg.type != WSMsgType.PONG:
+                    raise RuntimeError("not a pong: %r" % (msg,))
+                out("pong", msg.data.hex())
+                await ws.send_str("ping me")
+                while True:  # loom's ping comes first, then its answer
+                    msg = await asyncio.wait_for(ws.receive(), 10)
+                    if msg.type == WSMsgType.PING:
+                        await ws.pong(msg.data)
+                        out("ping", msg.data.hex())
+                    else:
+                        break
+                out("got", msg.data)
+                await ws.send_str("still there")
+                out("got", (await ws.receive()).data)
+            elif action == "closeme":
+                await ws.send_str("close me")
+                await closed()
+            elif action == "close":
+                await ws.close(code=4002, message=b"later")
+                out("closed", ws.close_code, "")
+            elif action == "vanish":
+                await ws.send_str("hi")
+                await ws.receive()
+                os.kill(os.getpid(), signal.SIGKILL)
+            elif action == "big":
+                for data, kind in ((BIG_TEXT, "text"),
+                                   (BIG_BINARY, "binary")):
+                    if kind == "text":
+                        await ws.send_str(data)
+                    else:
+                        await ws.send_bytes(data)
+                    back = (await ws.receive()).data
+                    out("big", kind, "ok" if back == data else
+                        "bad %d" % len(back))
+            elif action == "over":
+                await ws.send_str("x" * 2000)
+                await closed()
+            elif action == "proto":
+                out("protocol", ws.protocol or "none")
+            else:
+                raise SystemExit("unknown action " + action)
+
+# }=================================================================
+
+
+def raise_nofile():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 4096 if hard == resource.RLIM_INFINITY else min(4096, hard)
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+
+def main(argv):
+    mode, lib = argv[1], argv[2]
+    if lib not in ("websockets", "aiohttp"):
+        raise SystemExit("unknown library " + lib)
+    if mode == "server":
+        opts = dict(a.split("=", 1) for a in argv[3:])
+        coro = (ws_server if lib == "websockets" else aio_server)(opts)
+    elif mode == "client":
+        url, action = argv[3], argv[4]
+        opts = dict(a.split("=", 1) for a in argv[5:])
+        raise_nofile()
+        coro = (ws_client if lib == "websockets" else aio_client)(
+            url, action, opts)
+    else:
+        raise SystemExit("unknown mode " + mode)
+    asyncio.run(coro)
+
+
+if __name__ == "__main__":
+    main(sys.argv)
