@@ -250,11 +250,12 @@ for _, lib in ipairs(LIBS) do
     if lib == "websockets" then
       it("fragmented messages from the peer arrive as one message each", with_loom(function(url, seen)
         local out = client(lib, url("/"), "fragments")
-        assert.are.same({ "text " .. hex(TEXT), "binary " .. hex(BINARY) }, out)
+        assert.are.same({ "text " .. hex(TEXT), "binary " .. hex(BINARY),
+          "text " .. hex("h\u{e9}llo") }, out)
         local ev = events(seen)
         assert.are.same({ { "open", "none" }, { "text", TEXT },
-          { "binary", BINARY } }, { table.unpack(ev, 1, 3) })
-        assert.are.same({ 1000, 1000 }, { ev[4][3], ev[4][4] })
+          { "binary", BINARY }, { "text", "h\u{e9}llo" } }, { table.unpack(ev, 1, 4) })
+        assert.are.same({ 1000, 1000 }, { ev[5][3], ev[5][4] })
       end))
     end
 
@@ -359,6 +360,8 @@ for _, lib in ipairs(LIBS) do
         local ws = connect(url("/fragments"))
         assert.are.same({ "h\u{e9}llo\0 w\u{f6}rld", "text", n = 2 }, pack(ws:receive()))
         assert.are.same({ "\0\1\xff\x80\0", "binary", n = 2 }, pack(ws:receive()))
+        -- a UTF-8 character cut in two by fragments, a ping between them
+        assert.are.same({ "h\u{e9}llo", "text", n = 2 }, pack(ws:receive()))
         ws:send("after")
         assert.are.same({ "after", "text", n = 2 }, pack(ws:receive()))
         ws:close()
@@ -499,9 +502,9 @@ end)
 describe("1000 WebSockets at once", function()
   -- A loom server in a process of its own, whose limit of open files is
   -- raised for its 1000 connections: it keeps the set of its WebSockets
-  -- and sends each message but "hello" to all of them.
+  -- and sends each message but "hello" to all of them.  It closes when
+  -- its stdin ends, and exits when its last connection has.
   local SERVER = [[
-io.stdout:setvbuf("line")
 local http = require "loom.http"
 local all, n = {}, 0
 local srv = assert(http.serve("127.0.0.1", 0, function(req)
@@ -522,14 +525,29 @@ local srv = assert(http.serve("127.0.0.1", 0, function(req)
 end))
 local _, port = srv:address()
 print("listening " .. port)
+repeat until not loom.stdin:read()
+srv:close()
 ]]
+
+  -- The sanitizer run's variables go to loom alone, not to the shell
+  -- and 'timeout' in front of it.
+  local function loom_env()
+    local env = h.peer_env()
+    for _, k in ipairs { "ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS",
+                         "LOOM_CLOSE_AT_EXIT" } do
+      env[k] = os.getenv(k)
+    end
+    env.LOOM_PRELOAD = os.getenv("LD_PRELOAD")
+    return env
+  end
 
   it("a message one client sends reaches all 1000 (websockets)", async(function()
     local script = h.script(SERVER)
     local argv = { "timeout", "-k", "2", tostring(LIMIT), "sh", "-c",
-      'ulimit -n 4096 2>/dev/null || ulimit -n "$(ulimit -Hn)"; exec "$0" "$@"',
-      h.loom_bin, script }
-    argv.stdout, argv.stderr = "pipe", "pipe"  -- the environment as it is
+      'ulimit -n 4096 2>/dev/null || ulimit -n "$(ulimit -Hn)"; '
+      .. '[ -z "$LOOM_PRELOAD" ] || export LD_PRELOAD="$LOOM_PRELOAD"; '
+      .. 'exec "$0" "$@"', h.loom_bin, script }
+    argv.stdin, argv.stdout, argv.stderr, argv.env = "pipe", "pipe", "pipe", loom_env()
     local srv = setmetatable({ p = assert(process.spawn(argv)) }, Peer)
     srv.err = drain(srv.p.stderr)
     local ok, e = pcall(function()
@@ -538,6 +556,8 @@ print("listening " .. port)
       assert.are.same({ "open 1000", "received 1000" },
         client("websockets", url, "broadcast", { "n=1000" }))
       assert.are.same({ "1000", "1000" }, { srv:line("^broadcast (%d+) of (%d+)$") })
+      srv.p.stdin:close()  -- the server closes, and ends with its last connection
+      assert.are.same({ 0, n = 2 }, pack(loom.timeout(WAIT, srv.p.wait, srv.p)))
     end)
     srv:stop()
     os.remove(script)

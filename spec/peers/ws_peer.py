@@ -15,7 +15,9 @@ and chat.v2.  Each connection's end prints "closed PATH CODE REASON"
 
   /echo       every message back, text as text, binary as binary
   /fragments  (websockets) a text and a binary message sent in
-              fragments (a list, then an async iterator), then /echo
+              fragments (a list, then an async iterator), then "h\u00e9llo"
+              in two hand-made fragments that cut the "\u00e9" in two, a
+              ping between them; then /echo
   /ping       pings with b"peer-ping"; once its pong came, the text
               "pong received", then /echo
   /close      after the first message, closes with 4002 "later"
@@ -31,8 +33,9 @@ ACTION:
 
   echo        sends TEXT and BINARY (below); prints "text HEX" and
               "binary HEX" of the two messages that come back
-  fragments   (websockets) sends TEXT and BINARY in fragments; prints
-              their echoes as echo does
+  fragments   (websockets) sends TEXT and BINARY in fragments, then
+              "h\u00e9llo" as /fragments does; prints the three echoes
+              as echo does
   ping        pings with b"peer-ping": "pong" once the pong came
               (aiohttp: "pong HEX" of its data); then sends "ping me"
               and prints "got MESSAGE" for the answer, then sends
@@ -90,10 +93,21 @@ def tls_client(opts):
     return ssl.create_default_context(cafile=opts["ca"])
 
 
-def masked_text_frame(payload):
+def frame(first, payload, masked=False):
+    """A frame of at most 125 bytes; 'first' its first byte (FIN and
+    opcode)."""
+    if not masked:
+        return struct.pack("!BB", first, len(payload)) + payload
     mask = os.urandom(4)
     body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    return struct.pack("!BB", 0x81, 0x80 | len(payload)) + mask + body
+    return struct.pack("!BB", first, 0x80 | len(payload)) + mask + body
+
+
+def split_utf8(masked):
+    """The text "h\u00e9llo" in two fragments that cut the "\u00e9" in
+    two, with a ping between them."""
+    return (frame(0x01, b"h\xc3", masked) + frame(0x89, b"mid", masked)
+            + frame(0x80, b"\xa9llo", masked))
 
 
 # {=================================================================
@@ -112,6 +126,7 @@ async def ws_server(opts):
                     for p in (b"\x00\x01", b"\xff", b"\x80\x00"):
                         yield p
                 await ws.send(pieces())
+                ws.transport.write(split_utf8(False))
             elif path == "/ping":
                 waiter = await ws.ping(b"peer-ping")
                 await asyncio.wait_for(waiter, 10)
@@ -232,7 +247,8 @@ async def ws_client(url, action, opts):
                     yield BINARY[1:200]
                     yield BINARY[200:]
                 await ws.send(pieces())
-            for _ in range(2):
+                ws.transport.write(split_utf8(True))
+            for _ in range(2 if action == "echo" else 3):
                 m = await ws.recv()
                 if isinstance(m, str):
                     out("text", m.encode().hex())
@@ -265,7 +281,7 @@ async def ws_client(url, action, opts):
             await ws.send("x" * 2000)
             await ws.wait_closed()
         elif action == "badutf8":
-            ws.transport.write(masked_text_frame(b"ok\xff\xfe"))
+            ws.transport.write(frame(0x81, b"ok\xff\xfe", True))
             await ws.wait_closed()
         elif action == "proto":
             out("protocol", ws.subprotocol or "none")
