@@ -27,6 +27,11 @@ and chat.v2.  Each connection's end prints "closed PATH CODE REASON"
   /big        the text "x" * 2000, then /echo
   /badutf8    a text frame (hand-made) of b"ok\\xff\\xfe", then waits
   /proto      the subprotocol chosen as a text ("none" without one)
+  /rogue      (websockets) answers with the subprotocol "rogue", which
+              no client offers
+  /deaf       (aiohttp) reads nothing, so answers neither pings nor a
+              close, for 30 s
+  /raw/CASE   (websockets) the hand-made frames of SERVER_CASES[CASE]
 
 The client connects to URL, prints what it sees on lines, and exits.
 ACTION:
@@ -51,6 +56,15 @@ ACTION:
   badutf8     (websockets) a masked text frame (hand-made) of
               b"ok\\xff\\xfe"; prints "closed CODE REASON"
   proto       offers 'protocols'; prints "protocol P" ("none")
+  wait        sends "hi", waits for an answer, then for the close;
+              prints "closed CODE REASON"
+  idle        sends "hi", waits for an answer, stays idle for 1 s
+              (pings answered), then sends "still there" and prints
+              "got MESSAGE" for its echo
+  deaf        (aiohttp) sends "hi", then reads nothing for 30 s
+  raw         (websockets) for each of CLIENT_CASES in turn, a
+              connection that sends its hand-made frames; prints
+              "CASE CODE" of the close that came back
   broadcast   opens n connections (default 1000); each sends "hello"
               and waits for "welcome"; then the first sends "news";
               prints "open N", then "received N" for how many got
@@ -110,6 +124,40 @@ def split_utf8(masked):
             + frame(0x80, b"\xa9llo", masked))
 
 
+def close_frame(code, reason=b"", masked=True):
+    return frame(0x88, struct.pack("!H", code) + reason, masked)
+
+
+# Frames that break RFC 6455, from a client (masked)
+CLIENT_CASES = {
+    "unmasked": frame(0x81, b"hi"),
+    "rsv1": frame(0xc1, b"x", True),
+    "opcode3": frame(0x83, b"x", True),
+    "continuation-first": frame(0x80, b"x", True),
+    "text-in-fragments": frame(0x01, b"a", True) + frame(0x81, b"b", True),
+    "close-999": close_frame(999),
+    "close-1005": close_frame(1005),
+    "close-5000": close_frame(5000),
+    "close-reason-not-utf8": close_frame(4000, b"\xff"),
+    "utf8-cut-at-end": frame(0x01, b"a", True) + frame(0x80, b"\xc3", True),
+    "overlong-utf8": frame(0x81, b"\xc0\xaf", True),
+    "surrogate": frame(0x81, b"\xed\xa0\x80", True),
+    "ping-126": b"\x89\xfe\x00\x7e" + os.urandom(4) + b"a" * 126,
+    "ping-fragmented": frame(0x09, b"x", True),
+    "length-msb": b"\x82\xff\x80" + b"\x00" * 7 + os.urandom(4),
+    "close-1-byte": frame(0x88, b"\x03", True),
+}
+
+# Frames that break it, from a server (unmasked)
+SERVER_CASES = {
+    "masked": frame(0x81, b"hi", True),
+    "rsv1": frame(0xc1, b"x"),
+    "opcode3": frame(0x83, b"x"),
+    "close-1005": close_frame(1005, masked=False),
+    "surrogate": frame(0x81, b"\xed\xa0\x80"),
+}
+
+
 # {=================================================================
 # Servers
 
@@ -144,6 +192,8 @@ async def ws_server(opts):
                 ws.transport.write(b"\x81\x04ok\xff\xfe")
             elif path == "/proto":
                 await ws.send(ws.subprotocol or "none")
+            elif path.startswith("/raw/"):
+                ws.transport.write(SERVER_CASES[path[5:]])
             async for msg in ws:
                 await ws.send(msg)
         except websockets.ConnectionClosed:
@@ -152,7 +202,14 @@ async def ws_server(opts):
             await ws.wait_closed()
             out("closed", path, ws.close_code, reason_of(ws.close_reason))
 
+    class Protocol(websockets.WebSocketServerProtocol):
+        def select_subprotocol(self, client, server):
+            if self.path == "/rogue":
+                return "rogue"
+            return super().select_subprotocol(client, server)
+
     server = await websockets.serve(handler, "127.0.0.1", 0,
+                                    create_protocol=Protocol,
                                     ssl=tls_server(opts),
                                     subprotocols=PROTOCOLS, max_size=None,
                                     ping_interval=None)
@@ -189,6 +246,8 @@ async def aio_server(opts):
                 request.transport.write(b"\x81\x04ok\xff\xfe")
             elif path == "/proto":
                 await ws.send_str(ws.ws_protocol or "none")
+            elif path == "/deaf":
+                await asyncio.sleep(30)
             while not ws.closed:
                 msg = await ws.receive()
                 if msg.type == WSMsgType.TEXT:
@@ -234,6 +293,13 @@ async def ws_client(url, action, opts):
         kw["subprotocols"] = protocols.split(",")
     if action == "broadcast":
         return await ws_broadcast(url, int(opts.get("n", 1000)))
+    if action == "raw":
+        for case, data in CLIENT_CASES.items():
+            async with websockets.connect(url, **kw) as ws:
+                ws.transport.write(data)
+                await ws.wait_closed()
+            out(case, ws.close_code)
+        return
     async with websockets.connect(url, **kw) as ws:
         if action in ("echo", "fragments"):
             if action == "echo":
@@ -285,7 +351,16 @@ async def ws_client(url, action, opts):
             await ws.wait_closed()
         elif action == "proto":
             out("protocol", ws.subprotocol or "none")
-    if action in ("closeme", "close", "over", "badutf8"):
+        elif action in ("wait", "idle"):
+            await ws.send("hi")
+            await ws.recv()
+            if action == "wait":
+                await ws.wait_closed()
+            else:
+                await asyncio.sleep(1)
+                await ws.send("still there")
+                out("got", await ws.recv())
+    if action in ("closeme", "close", "over", "badutf8", "wait"):
         out("closed", ws.close_code, reason_of(ws.close_reason))
 
 
@@ -329,7 +404,7 @@ async def aio_client(url, action, opts):
     from aiohttp import WSMsgType
 
     protocols = opts.get("protocols")
-    kw = dict(max_msg_size=0, autoping=action != "ping",
+    kw = dict(max_msg_size=0, autoping=action not in ("ping", "deaf"),
               protocols=protocols.split(",") if protocols else ())
     ctx = tls_client(opts)
     if ctx:
@@ -395,6 +470,13 @@ async def aio_client(url, action, opts):
                 await closed()
             elif action == "proto":
                 out("protocol", ws.protocol or "none")
+            elif action == "wait":
+                await ws.send_str("hi")
+                await ws.receive()
+                await closed()
+            elif action == "deaf":
+                await ws.send_str("hi")
+                await asyncio.sleep(30)
             else:
                 raise SystemExit("unknown action " + action)
 
