@@ -23,8 +23,8 @@ local has = h.has
 local PYTHON = "/usr/bin/python3"
 local PEER = "spec/peers/ws_peer.py"
 local LIMIT = 60  -- seconds any peer may live
-local WAIT = 15   -- seconds a test waits for a line or an event
-local T = { timeout = 40 }  -- each test's own limit
+local WAIT = 10   -- seconds a test waits for a line or an event
+local T = { timeout = 20 }  -- each test's own limit
 
 -- What the peer sends and expects (as ws_peer.py makes them)
 local TEXT = "h\u{e9}llo\0w\u{f6}rld \u{2603} \u{1F600}"
@@ -558,6 +558,23 @@ for _, lib in ipairs(LIBS) do
   end)
 end
 
+describe("a frame in the same write as the handshake", function()
+  it("a loom server gets the frame that came with the request", with_loom(function(url, seen)
+    assert.are.same({ "text " .. hex("early bird"), "closed 1000" }, client("raw", url("/"), "early"))
+    local ev = events(seen)
+    assert.are.same({ { "open", "none" }, { "text", "early bird" } }, { ev[1], ev[2] })
+    assert.are.same({ "end", 1000, 1000 }, { ev[3][1], ev[3][3], ev[3][4] })
+  end))
+
+  it("a loom client gets the frame that came with the 101", with_server("raw", function(url, peer)
+    local ws = connect(url("/early"))
+    assert.are.same({ "early bird", "text", n = 2 }, pack(ws:receive()))
+    assert.is_true(ws:close())
+    assert.are.same({ 1000, "" }, { ws.close_code, ws.close_reason })
+    assert.are.equal(1000, (peer:closed("/early")))
+  end))
+end)
+
 describe("wss://", function()
   -- a self-signed certificate for 127.0.0.1 and localhost, made in setup
   local dir = h.tmppath()
@@ -670,5 +687,5 @@ srv:close()
     srv:stop()
     os.remove(script)
     if not ok then error(tostring(e) .. "\n(the server's stderr:)\n" .. srv.err[1], 0) end
-  end, T))
+  end, { timeout = 40 }))
 end)

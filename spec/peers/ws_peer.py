@@ -6,7 +6,9 @@ did not write, so that both ends are not the same code's mistakes.
   ws_peer.py server LIB [cert=PATH key=PATH]
   ws_peer.py client LIB URL ACTION [ca=PATH] [protocols=a,b] [n=N]
 
-LIB is "websockets" or "aiohttp".  Everything stays on 127.0.0.1.
+LIB is "websockets" or "aiohttp", or "raw": asyncio's streams and
+frames made here, for what those libraries will not do.  Everything
+stays on 127.0.0.1.
 
 The server binds port 0 (TLS with cert and key), prints "listening
 PORT", then serves until it is killed.  Its subprotocols are chat.v1
@@ -32,6 +34,9 @@ and chat.v2.  Each connection's end prints "closed PATH CODE REASON"
   /deaf       (aiohttp) reads nothing, so answers neither pings nor a
               close, for 30 s
   /raw/CASE   (websockets) the hand-made frames of SERVER_CASES[CASE]
+
+The raw server answers any path with its 101 and the text frame "early
+bird" in one write, then waits for the client's close and answers it.
 
 The client connects to URL, prints what it sees on lines, and exits.
 ACTION:
@@ -65,13 +70,20 @@ ACTION:
   raw         (websockets) for each of CLIENT_CASES in turn, a
               connection that sends its hand-made frames; prints
               "CASE CODE" of the close that came back
+  early       (raw) sends its handshake and the text frame "early bird"
+              in one write; prints "text HEX" of the message that comes
+              back, then closes (1000) and prints "closed CODE REASON" of
+              the answer
   broadcast   opens n connections (default 1000); each sends "hello"
               and waits for "welcome"; then the first sends "news";
               prints "open N", then "received N" for how many got
               "news" within 10 s
 """
 import asyncio
+import base64
+import hashlib
 import os
+import re
 import resource
 import signal
 import ssl
@@ -156,6 +168,34 @@ SERVER_CASES = {
     "close-1005": close_frame(1005, masked=False),
     "surrogate": frame(0x81, b"\xed\xa0\x80"),
 }
+
+
+GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+def accept_of(key):
+    return base64.b64encode(hashlib.sha1(key + GUID).digest())
+
+
+async def read_frame(reader):
+    """One frame: (first byte, payload), unmasked."""
+    first, second = await reader.readexactly(2)
+    n = second & 0x7f
+    if n == 126:
+        n = struct.unpack("!H", await reader.readexactly(2))[0]
+    elif n == 127:
+        n = struct.unpack("!Q", await reader.readexactly(8))[0]
+    mask = await reader.readexactly(4) if second & 0x80 else None
+    data = await reader.readexactly(n)
+    if mask:
+        data = bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+    return first, data
+
+
+def close_of(data):
+    if len(data) < 2:
+        return 1005, ""
+    return struct.unpack("!H", data[:2])[0], data[2:].decode()
 
 
 # {=================================================================
@@ -276,6 +316,65 @@ async def aio_server(opts):
     port = site._server.sockets[0].getsockname()[1]
     out("listening", port)
     await asyncio.Future()
+
+
+async def raw_server(opts):
+    async def conn(reader, writer):
+        head = await reader.readuntil(b"\r\n\r\n")
+        path = head.split(b" ")[1].decode()
+        key = re.search(rb"(?im)^sec-websocket-key:[ \t]*(\S+)", head)[1]
+        writer.write(b"HTTP/1.1 101 Switching Protocols\r\n"
+                     b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                     b"Sec-WebSocket-Accept: " + accept_of(key)
+                     + b"\r\n\r\n" + frame(0x81, b"early bird"))
+        await writer.drain()
+        code = 1006
+        try:
+            while True:
+                first, data = await asyncio.wait_for(read_frame(reader), 10)
+                if first & 0x0f == 8:
+                    code, _ = close_of(data)
+                    writer.write(frame(0x88, data[:2]))
+                    await writer.drain()
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        out("closed", path, code)
+        writer.close()
+
+    server = await asyncio.start_server(conn, "127.0.0.1", 0)
+    out("listening", server.sockets[0].getsockname()[1])
+    await asyncio.Future()
+
+# }=================================================================
+
+
+# {=================================================================
+# Clients: raw
+
+async def raw_client(url, action, opts):
+    if action != "early":
+        raise SystemExit("unknown action " + action)
+    m = re.match(r"ws://([^:/]+):(\d+)(/.*)?$", url)
+    host, port, path = m[1], int(m[2]), m[3] or "/"
+    reader, writer = await asyncio.open_connection(host, port)
+    key = base64.b64encode(os.urandom(16))
+    writer.write(("GET %s HTTP/1.1\r\nHost: %s:%d\r\n"
+                  "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                  "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: "
+                  % (path, host, port)).encode() + key + b"\r\n\r\n"
+                 + frame(0x81, b"early bird", True))
+    await writer.drain()
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    if not head.startswith(b"HTTP/1.1 101 ") or accept_of(key) not in head:
+        raise SystemExit("not an upgrade: %r" % head)
+    first, data = await asyncio.wait_for(read_frame(reader), 10)
+    out("text" if first == 0x81 else "frame %x" % first, data.hex())
+    writer.write(close_frame(1000))
+    await writer.drain()
+    first, data = await asyncio.wait_for(read_frame(reader), 10)
+    out("closed", *close_of(data))
+    writer.close()
 
 # }=================================================================
 
@@ -492,17 +591,20 @@ def raise_nofile():
 
 def main(argv):
     mode, lib = argv[1], argv[2]
-    if lib not in ("websockets", "aiohttp"):
+    servers = {"websockets": ws_server, "aiohttp": aio_server,
+               "raw": raw_server}
+    clients = {"websockets": ws_client, "aiohttp": aio_client,
+               "raw": raw_client}
+    if lib not in servers:
         raise SystemExit("unknown library " + lib)
     if mode == "server":
         opts = dict(a.split("=", 1) for a in argv[3:])
-        coro = (ws_server if lib == "websockets" else aio_server)(opts)
+        coro = servers[lib](opts)
     elif mode == "client":
         url, action = argv[3], argv[4]
         opts = dict(a.split("=", 1) for a in argv[5:])
         raise_nofile()
-        coro = (ws_client if lib == "websockets" else aio_client)(
-            url, action, opts)
+        coro = clients[lib](url, action, opts)
     else:
         raise SystemExit("unknown mode " + mode)
     asyncio.run(coro)
