@@ -155,14 +155,14 @@ local function pack(...) return table.pack(...) end
 -- close_reason} after it closed with 4001 "bye" on "close me").  It
 -- echoes every message, but "hi" gets "ack" and "ping me" a ws:ping
 -- ({"ping", its results}) then "pinged".  /small has max_message 1000,
--- /beat a heartbeat every 0.3 s.
+-- /beat a heartbeat every 0.3 s, /slow-beat every 1 s.
 local function loom_server(opts)
   local seen = loom.queue()
   local srv = assert(http.serve("127.0.0.1", 0, function(req)
     local ws, err, code = req:websocket {
       protocols = { "chat.v2", "chat.v1" },
       max_message = req.path == "/small" and 1000 or nil,
-      heartbeat = req.path == "/beat" and 0.3 or nil }
+      heartbeat = req.path == "/beat" and 0.3 or req.path == "/slow-beat" and 1 or nil }
     if not ws then
       seen:put { "refused", err, code }
       return
@@ -364,7 +364,8 @@ for _, lib in ipairs(LIBS) do
 
     if lib == "websockets" then
       it("a heartbeat the peer answers keeps an idle connection open", with_loom(function(url, seen)
-        assert.are.same({ "got still there" }, client(lib, url("/beat"), "idle"))
+        -- (two pings while idle; half a second to answer each)
+        assert.are.same({ "got still there" }, client(lib, url("/slow-beat"), "idle", { "secs=2.5" }))
         local ev = events(seen)
         assert.are.same({ { "text", "hi" }, { "text", "still there" } }, { ev[2], ev[3] })
         assert.are.same({ "end", 1000, 1000 }, { ev[4][1], ev[4][3], ev[4][4] })

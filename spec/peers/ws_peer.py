@@ -63,8 +63,8 @@ ACTION:
   proto       offers 'protocols'; prints "protocol P" ("none")
   wait        sends "hi", waits for an answer, then for the close;
               prints "closed CODE REASON"
-  idle        sends "hi", waits for an answer, stays idle for 1 s
-              (pings answered), then sends "still there" and prints
+  idle        sends "hi", waits for an answer, stays idle for 'secs'
+              (1 s; pings answered), then sends "still there" and prints
               "got MESSAGE" for its echo
   deaf        (aiohttp) sends "hi", then reads nothing for 30 s
   raw         (websockets) for each of CLIENT_CASES in turn, a
@@ -456,7 +456,7 @@ async def ws_client(url, action, opts):
             if action == "wait":
                 await ws.wait_closed()
             else:
-                await asyncio.sleep(1)
+                await asyncio.sleep(float(opts.get("secs", 1)))
                 await ws.send("still there")
                 out("got", await ws.recv())
     if action in ("closeme", "close", "over", "badutf8", "wait"):
