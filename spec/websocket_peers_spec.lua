@@ -155,7 +155,9 @@ local function pack(...) return table.pack(...) end
 -- close_reason} after it closed with 4001 "bye" on "close me").  It
 -- echoes every message, but "hi" gets "ack" and "ping me" a ws:ping
 -- ({"ping", its results}) then "pinged".  /small has max_message 1000,
--- /beat a heartbeat every 0.3 s, /slow-beat every 1 s.
+-- /beat a heartbeat every 0.3 s, /slow-beat every 1 s.  On /return the
+-- handler returns after the upgrade; on /error it fails after the first
+-- message.
 local function loom_server(opts)
   local seen = loom.queue()
   local srv = assert(http.serve("127.0.0.1", 0, function(req)
@@ -168,6 +170,7 @@ local function loom_server(opts)
       return
     end
     seen:put { "open", ws.protocol or "none" }
+    if req.path == "/return" then return "ignored" end
     while true do
       local data, kind, status = ws:receive()
       if not data then
@@ -175,6 +178,7 @@ local function loom_server(opts)
         return
       end
       seen:put { kind, data }
+      if req.path == "/error" then error("the handler failed") end
       if data == "close me" then
         ws:close(4001, "bye")
         seen:put { "closed", ws.close_code, ws.close_reason }
@@ -351,6 +355,19 @@ for _, lib in ipairs(LIBS) do
         client(lib, url("/"), "proto", { "protocols=other" }))
       assert.are.same({ "open", "none" }, events(seen)[1])
     end))
+    it("the handler's return closes with 1000, its error with 1011", with_loom(function(url, seen)
+      assert.are.same({ "closed 1000" }, client(lib, url("/return"), "send"))
+      assert.are.same({ "open", "none" }, seen:get())
+      local log = h.tmppath()
+      loom.log.to(log)
+      local ok, out = pcall(client, lib, url("/error"), "send")
+      loom.log.to(nil)
+      local text = h.slurp(log)
+      assert(ok, out)
+      assert.are.same({ "closed 1011 internal error" }, out)
+      assert.is_truthy(has(text, "the handler failed"), text)
+    end))
+
     it("srv:close() closes the server's WebSockets with 1001", with_loom(function(url, seen, srv)
       local t = loom.spawn(client, lib, url("/"), "wait")
       local ev = events_until(seen, "text")

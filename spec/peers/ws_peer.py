@@ -58,6 +58,8 @@ ACTION:
               BIG_BINARY); prints "big text ok" / "big binary ok" when
               each came back unchanged ("... bad N" otherwise)
   over        sends "x" * 2000; prints "closed CODE REASON"
+  send        sends "x"; prints "closed CODE REASON" of the close that
+              comes
   badutf8     (websockets) a masked text frame (hand-made) of
               b"ok\\xff\\xfe"; prints "closed CODE REASON"
   proto       offers 'protocols'; prints "protocol P" ("none")
@@ -442,8 +444,11 @@ async def ws_client(url, action, opts):
                 back = await ws.recv()
                 out("big", kind, "ok" if back == data else
                     "bad %d" % len(back))
-        elif action == "over":
-            await ws.send("x" * 2000)
+        elif action in ("over", "send"):
+            try:  # (the close may come first)
+                await ws.send("x" * (2000 if action == "over" else 1))
+            except websockets.ConnectionClosed:
+                pass
             await ws.wait_closed()
         elif action == "badutf8":
             ws.transport.write(frame(0x81, b"ok\xff\xfe", True))
@@ -459,7 +464,7 @@ async def ws_client(url, action, opts):
                 await asyncio.sleep(float(opts.get("secs", 1)))
                 await ws.send("still there")
                 out("got", await ws.recv())
-    if action in ("closeme", "close", "over", "badutf8", "wait"):
+    if action in ("closeme", "close", "over", "send", "badutf8", "wait"):
         out("closed", ws.close_code, reason_of(ws.close_reason))
 
 
@@ -564,8 +569,11 @@ async def aio_client(url, action, opts):
                     back = (await ws.receive()).data
                     out("big", kind, "ok" if back == data else
                         "bad %d" % len(back))
-            elif action == "over":
-                await ws.send_str("x" * 2000)
+            elif action in ("over", "send"):
+                try:  # (the close may come first)
+                    await ws.send_str("x" * (2000 if action == "over" else 1))
+                except ConnectionError:
+                    pass
                 await closed()
             elif action == "proto":
                 out("protocol", ws.protocol or "none")
