@@ -1,7 +1,10 @@
 --[[ spec/websocket_peers_spec.lua: loom's WebSockets (req:websocket,
   http.websocket) against peers loom did not write: Python's websockets
   and aiohttp, each as a client of a loom server and as a server of a
-  loom client (spec/peers/ws_peer.py: see its paths and actions).
+  loom client (spec/peers/ws_peer.py: see its paths and actions), and
+  frames made by hand where those libraries will not break the rules.
+  The 1000-connection test runs its loom server in a process of its
+  own, with its limit of open files raised.
 
   Every peer runs on 127.0.0.1 under a time limit ('timeout') and is
   stopped by the test that started it, whatever happened.  A Python
