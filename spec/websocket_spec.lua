@@ -30,4 +30,35 @@ describe("websocket engine", function()
     assert.are.equal(1009, refused2)
     assert.are.equal(1009, c:feed(out2)[1][3])
   end)
+
+  it("closes with 1002 on a frame wslay cannot parse or half a status", function()
+    local masked = "\0\0\0\0"  -- a mask key of zeros: the bytes as they are
+    for name, frame in pairs {
+      ["a ping of 126 bytes"] = "\x89\xfe\x00\x7e" .. masked .. ("a"):rep(126),
+      ["a fragmented ping"] = "\x09\x81" .. masked .. "x",
+      ["a length with its top bit set"] = "\x82\xff\x80" .. ("\0"):rep(7) .. masked,
+      ["a close of one byte"] = "\x88\x81" .. masked .. "\x03",
+    } do
+      local s = ws.engine(true, 1 << 20)
+      local evs, out, refused = s:feed(frame)
+      assert.are.same({}, evs, name)
+      assert.are.equal(1002, refused, name)
+      assert.are.equal("\x88\x02\x03\xea", out, name)  -- close 1002
+      local c = ws.engine(false, 1 << 20)
+      assert.are.equal(1002, c:feed(out)[1][3], name)
+    end
+    -- a client's close 1002 is masked
+    local c = ws.engine(false, 1 << 20)
+    local _, out, refused = c:feed("\x89\x7e\x00\x7e" .. ("a"):rep(126))
+    assert.are.equal(1002, refused)
+    local s = ws.engine(true, 1 << 20)
+    local evs = s:feed(out)
+    assert.are.same({ "close", "", 1002 }, evs[1])
+    -- a peer's close without a status is answered with none
+    s = ws.engine(true, 100)
+    evs, out, refused = s:feed("\x88\x80" .. masked)
+    assert.are.same({ "close", "" }, { evs[1][1], evs[1][2] })
+    assert.are.equal("\x88\x00", out)
+    assert.is_nil(refused)
+  end)
 end)

@@ -30,6 +30,7 @@ typedef struct engine {
   lua_State *L;            /* during feed: the list at 'list' gets events */
   int list, n;
   int oom;
+  int proto;               /* the peer broke the protocol: close 1002 */
 } engine;
 
 static const loom_class engine_class;
@@ -49,10 +50,41 @@ static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf,
   return (ssize_t)len;
 }
 
+/*
+** When the peer broke the protocol, wslay closes without a status (an
+** empty close frame, the mask key its only payload on a client); the
+** close sent says 1002 instead, the status RFC 6455 7.4.1 names.
+*/
+static const uint8_t *protocol_close(engine *e, const uint8_t *data,
+                                     size_t *len, uint8_t *frame) {
+  static const uint8_t status[2] = {0x03, 0xea};  /* 1002 */
+  if (!e->proto || data[0] != 0x88) return data;
+  if (*len == 2 && data[1] == 0x00) {
+    frame[0] = 0x88;
+    frame[1] = 0x02;
+    memcpy(frame + 2, status, 2);
+    *len = 4;
+    return frame;
+  }
+  if (*len == 6 && data[1] == 0x80) {  /* masked: the key, then none */
+    frame[0] = 0x88;
+    frame[1] = 0x82;
+    memcpy(frame + 2, data + 2, 4);
+    frame[6] = status[0] ^ data[2];
+    frame[7] = status[1] ^ data[3];
+    *len = 8;
+    return frame;
+  }
+  return data;
+}
+
 static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data,
                        size_t len, int flags, void *ud) {
   engine *e = ud;
+  size_t taken = len;
+  uint8_t frame[8];
   (void)flags;
+  if (len > 0) data = protocol_close(e, data, &len, frame);
   if (e->nout + len > e->cap) {
     size_t cap = e->cap ? e->cap : 4096;
     char *p;
@@ -68,7 +100,7 @@ static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data,
   }
   memcpy(e->out + e->nout, data, len);
   e->nout += len;
-  return (ssize_t)len;
+  return (ssize_t)taken;
 }
 
 static int genmask_cb(wslay_event_context_ptr ctx, uint8_t *buf,
@@ -126,6 +158,10 @@ static void msg_cb(wslay_event_context_ptr ctx,
     case WSLAY_PING: kind = "ping"; break;
     case WSLAY_PONG: kind = "pong"; break;
     case WSLAY_CONNECTION_CLOSE:
+      if (len == 1) {  /* half a status: a protocol error (5.5.1) */
+        e->proto = 1;
+        return;
+      }
       kind = "close";
       if (len >= 2) { msg += 2; len -= 2; }
       break;
@@ -196,12 +232,19 @@ static int e_feed(lua_State *L) {
   e->list = 3;
   e->n = 0;
   while (e->nin > 0 && wslay_event_want_read(e->ctx)) {
-    if (wslay_event_recv(e->ctx) != 0) break;
+    if (wslay_event_recv(e->ctx) != 0) {
+      if (!e->oom) e->proto = 1;  /* a frame wslay could not parse */
+      break;
+    }
   }
   e->L = NULL;
   e->in = NULL;
   e->nin = 0;
   flush(L, e);
+  if (e->proto) {
+    lua_pushinteger(L, WSLAY_CODE_PROTOCOL_ERROR);
+    return 3;
+  }
   if (wslay_event_get_close_sent(e->ctx)
       && !wslay_event_get_close_received(e->ctx)) {
     lua_pushinteger(L, wslay_event_get_status_code_sent(e->ctx));
@@ -256,7 +299,8 @@ static int e_state(lua_State *L) {
   engine *e = check_engine(L);
   lua_pushboolean(L, wslay_event_get_close_received(e->ctx));
   lua_pushboolean(L, wslay_event_get_close_sent(e->ctx));
-  lua_pushinteger(L, wslay_event_get_status_code_sent(e->ctx));
+  lua_pushinteger(L, e->proto ? WSLAY_CODE_PROTOCOL_ERROR
+                              : wslay_event_get_status_code_sent(e->ctx));
   return 3;
 }
 
