@@ -407,7 +407,8 @@ static int l_client(lua_State *L) {
     ERR_clear_error();
     return luaL_error(L, "loom: bad ALPN list");
   }
-  if (dflt) {
+  if (dflt) {  /* kept for the host's life: not reported at exit */
+    x->base.lasting = 1;
     lua_pushvalue(L, -1);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &default_key);
   }
