@@ -30,7 +30,8 @@
 ** callbacks never run Lua: they fill C buffers and wake tasks, and the
 ** task's own continuation makes the Lua values, so that no __gc can
 ** close a transfer while curl is inside one of its callbacks.
-** curl_global_init runs once per process, and is never undone.
+** libcurl is opened on first use (below); curl_global_init runs once
+** per process, and neither is ever undone.
 **
 ** Failures are nil, "<METHOD> '<url>': <curl's reason>", code, the
 ** reason from CURLOPT_ERRORBUFFER.  CURLcode to code: couldn't connect:
@@ -53,6 +54,71 @@
 #define LOOM_HTTP_MT "loom.http_transfer"
 #define STREAM_BOUND ((size_t)1 << 20)  /* most bytes a stream buffers */
 #define MAX_IDLE 64L  /* idle connections a host keeps for reuse */
+
+/*
+** libcurl, opened on first use: a process that makes no HTTP request
+** does not map it, nor the dozen libraries it needs (about 3.5 MiB of
+** pages and a part of the start-up).  The soname is the one Debian's
+** libcurl4 has had since 2007 (LOOM_LIBCURL names another, such as
+** libcurl-gnutls.so.4); the handle is never closed.
+*/
+#define LIBCURL "libcurl.so.4"
+
+static struct {
+  CURLcode (*global_init)(long);
+  CURL *(*easy_init)(void);
+  CURLcode (*easy_setopt)(CURL *, CURLoption, ...);
+  CURLcode (*easy_getinfo)(CURL *, CURLINFO, ...);
+  CURLcode (*easy_pause)(CURL *, int);
+  void (*easy_cleanup)(CURL *);
+  const char *(*easy_strerror)(CURLcode);
+  CURLM *(*multi_init)(void);
+  CURLMcode (*multi_setopt)(CURLM *, CURLMoption, ...);
+  CURLMcode (*multi_add_handle)(CURLM *, CURL *);
+  CURLMcode (*multi_remove_handle)(CURLM *, CURL *);
+  CURLMcode (*multi_socket_action)(CURLM *, curl_socket_t, int, int *);
+  CURLMcode (*multi_assign)(CURLM *, curl_socket_t, void *);
+  CURLMsg *(*multi_info_read)(CURLM *, int *);
+  CURLMcode (*multi_cleanup)(CURLM *);
+  struct curl_slist *(*slist_append)(struct curl_slist *, const char *);
+  void (*slist_free_all)(struct curl_slist *);
+} lc;
+
+static const char *const lc_names[] = {
+  "curl_global_init", "curl_easy_init", "curl_easy_setopt",
+  "curl_easy_getinfo", "curl_easy_pause", "curl_easy_cleanup",
+  "curl_easy_strerror", "curl_multi_init", "curl_multi_setopt",
+  "curl_multi_add_handle", "curl_multi_remove_handle",
+  "curl_multi_socket_action", "curl_multi_assign", "curl_multi_info_read",
+  "curl_multi_cleanup", "curl_slist_append", "curl_slist_free_all"
+};
+
+/* The process's curl, set up once (curl_global_init is not reentrant);
+** 'load_error' says why it could not be. */
+static int global_ok;
+static char load_error[256];
+
+static void global_init(void) {
+  static uv_lib_t lib;
+  void **slot = (void **)&lc;
+  size_t i;
+  const char *name = getenv("LOOM_LIBCURL");  /* another build of it */
+  if (name == NULL || *name == '\0') name = LIBCURL;
+  if (uv_dlopen(name, &lib) != 0) {
+    snprintf(load_error, sizeof load_error, "cannot load %s: %s", name,
+             uv_dlerror(&lib));
+    return;
+  }
+  for (i = 0; i < sizeof lc_names / sizeof lc_names[0]; i++)
+    if (uv_dlsym(&lib, lc_names[i], &slot[i]) != 0) {
+      snprintf(load_error, sizeof load_error, "%s has no %s", name,
+               lc_names[i]);
+      return;
+    }
+  global_ok = lc.global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK;
+  if (!global_ok)
+    snprintf(load_error, sizeof load_error, "curl_global_init failed");
+}
 
 typedef struct http_xfer http_xfer;
 typedef struct curl_sock curl_sock;
@@ -215,7 +281,7 @@ static void on_poll(uv_poll_t *p, int status, int events) {
   if (status < 0) flags = CURL_CSELECT_IN | CURL_CSELECT_OUT;
   if (events & UV_READABLE) flags |= CURL_CSELECT_IN;
   if (events & UV_WRITABLE) flags |= CURL_CSELECT_OUT;
-  curl_multi_socket_action(m->multi, k->fd, flags, &running);
+  lc.multi_socket_action(m->multi, k->fd, flags, &running);
   check_done(m);
 }
 
@@ -247,7 +313,7 @@ static int socket_cb(CURL *e, curl_socket_t fd, int what, void *ud,
   if (what == CURL_POLL_REMOVE) {
     if (k != NULL) {
       sock_close(k);
-      if (!m->closing) curl_multi_assign(m->multi, fd, NULL);
+      if (!m->closing) lc.multi_assign(m->multi, fd, NULL);
     }
     return 0;
   }
@@ -255,7 +321,7 @@ static int socket_cb(CURL *e, curl_socket_t fd, int what, void *ud,
   if (k == NULL) {
     k = sock_new(m, fd);
     if (k == NULL) return -1;
-    curl_multi_assign(m->multi, fd, k);
+    lc.multi_assign(m->multi, fd, k);
   }
   if (what & CURL_POLL_IN) events |= UV_READABLE;
   if (what & CURL_POLL_OUT) events |= UV_WRITABLE;
@@ -266,7 +332,7 @@ static int socket_cb(CURL *e, curl_socket_t fd, int what, void *ud,
 static void on_timer(uv_timer_t *t) {
   struct loom_curlm *m = t->data;
   int running;
-  curl_multi_socket_action(m->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+  lc.multi_socket_action(m->multi, CURL_SOCKET_TIMEOUT, 0, &running);
   check_done(m);
 }
 
@@ -280,12 +346,6 @@ static int timer_cb(CURLM *multi, long ms, void *ud) {
   return 0;
 }
 
-/* The process's curl, set up once (curl_global_init is not reentrant). */
-static int global_ok;
-static void global_init(void) {
-  global_ok = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK;
-}
-
 /* The host's multi handle, made on first use; NULL when out of memory. */
 static struct loom_curlm *curlm_of(loom_host *H) {
   static uv_once_t once = UV_ONCE_INIT;
@@ -295,7 +355,7 @@ static struct loom_curlm *curlm_of(loom_host *H) {
   if (!global_ok) return NULL;
   m = loom__handle_alloc(H, &curlm_class, sizeof *m);
   if (m == NULL) return NULL;
-  m->multi = curl_multi_init();
+  m->multi = lc.multi_init();
   if (m->multi == NULL) {
     loom__handle_unlink(&m->base);
     free(m);
@@ -305,13 +365,13 @@ static struct loom_curlm *curlm_of(loom_host *H) {
   m->timer.data = m;
   uv_unref((uv_handle_t *)&m->timer);
   m->nopen = 1;
-  curl_multi_setopt(m->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
-  curl_multi_setopt(m->multi, CURLMOPT_SOCKETDATA, m);
-  curl_multi_setopt(m->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
-  curl_multi_setopt(m->multi, CURLMOPT_TIMERDATA, m);
+  lc.multi_setopt(m->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
+  lc.multi_setopt(m->multi, CURLMOPT_SOCKETDATA, m);
+  lc.multi_setopt(m->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+  lc.multi_setopt(m->multi, CURLMOPT_TIMERDATA, m);
   /* curl's default keeps about four per transfer running, and so drops
   ** keep-alive connections as a burst of requests ends */
-  curl_multi_setopt(m->multi, CURLMOPT_MAXCONNECTS, MAX_IDLE);
+  lc.multi_setopt(m->multi, CURLMOPT_MAXCONNECTS, MAX_IDLE);
   H->curlm = m;
   return m;
 }
@@ -321,7 +381,7 @@ static void xfer_detach(http_xfer *x) {
   struct loom_curlm *m = x->m;
   if (m == NULL) return;
   set_live(x, 0);
-  curl_multi_remove_handle(m->multi, x->easy);
+  lc.multi_remove_handle(m->multi, x->easy);
   if (x->prev != NULL) x->prev->next = x->next;
   else m->xfers = x->next;
   if (x->next != NULL) x->next->prev = x->prev;
@@ -341,7 +401,7 @@ static void curlm_close_h(loom_handle *h, int why) {
   loom__handle_unlink(h);
   while (m->xfers != NULL) xfer_detach(m->xfers);
   m->closing = 1;
-  curl_multi_cleanup(m->multi);
+  lc.multi_cleanup(m->multi);
   m->multi = NULL;
   while (m->socks != NULL) sock_close(m->socks);
   uv_close((uv_handle_t *)&m->timer, handle_closed);
@@ -378,8 +438,8 @@ static void wake_reader(http_xfer *x) {
 /* Copies what a response says of itself while curl still knows it. */
 static void snap_info(http_xfer *x) {
   char *u = NULL;
-  curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &x->status);
-  if (curl_easy_getinfo(x->easy, CURLINFO_EFFECTIVE_URL, &u) == CURLE_OK
+  lc.easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &x->status);
+  if (lc.easy_getinfo(x->easy, CURLINFO_EFFECTIVE_URL, &u) == CURLE_OK
       && u != NULL) {
     free(x->final_url);
     x->final_url = strdup(u);
@@ -396,13 +456,13 @@ static void stream_ready(http_xfer *x) {
 
 static void xfer_done(http_xfer *x, CURLcode rc) {
   x->result = rc;
-  curl_easy_getinfo(x->easy, CURLINFO_OS_ERRNO, &x->oserr);
-  curl_easy_getinfo(x->easy, CURLINFO_NUM_CONNECTS, &x->connects);
+  lc.easy_getinfo(x->easy, CURLINFO_OS_ERRNO, &x->oserr);
+  lc.easy_getinfo(x->easy, CURLINFO_NUM_CONNECTS, &x->connects);
   if (!x->ready) snap_info(x);
   if (x->stream && rc == CURLE_OK && !x->nomem) x->ready = 1;
   x->done = 1;
   xfer_detach(x);
-  curl_easy_cleanup(x->easy);  /* its connection is back in the cache */
+  lc.easy_cleanup(x->easy);  /* its connection is back in the cache */
   x->easy = NULL;
   finish_wait(x);
   wake_reader(x);
@@ -413,12 +473,12 @@ static void check_done(struct loom_curlm *m) {
   CURLMsg *msg;
   int left;
   if (m->multi == NULL) return;
-  while ((msg = curl_multi_info_read(m->multi, &left)) != NULL) {
+  while ((msg = lc.multi_info_read(m->multi, &left)) != NULL) {
     http_xfer *x = NULL;
     CURL *e = msg->easy_handle;
     CURLcode rc = msg->data.result;
     if (msg->msg != CURLMSG_DONE) continue;
-    curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&x);
+    lc.easy_getinfo(e, CURLINFO_PRIVATE, (char **)&x);
     if (x != NULL) xfer_done(x, rc);
   }
 }
@@ -441,7 +501,7 @@ static void head_end(http_xfer *x) {
   long code = 0;
   x->in_head = 0;
   if (!x->stream || x->ready) return;
-  curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &code);
+  lc.easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &code);
   if (code < 200) return;
   if (x->follow && code >= 300 && code < 400 && x->location) return;
   stream_ready(x);
@@ -545,7 +605,7 @@ static const char *code_of(const http_xfer *x) {
 static int push_failure(lua_State *L, const http_xfer *x) {
   const char *reason = x->nomem ? "not enough memory"
                      : x->errbuf[0] ? x->errbuf
-                     : curl_easy_strerror(x->result);
+                     : lc.easy_strerror(x->result);
   size_t n = strlen(reason);
   while (n > 0 && (reason[n - 1] == '\n' || reason[n - 1] == '\r')) n--;
   lua_pushlstring(L, reason, n);
@@ -674,7 +734,7 @@ static void xfer_close_h(loom_handle *h, int why) {
   loom_call *c = x->call;
   loom__handle_unlink(h);
   xfer_detach(x);
-  if (x->easy != NULL) curl_easy_cleanup(x->easy);
+  if (x->easy != NULL) lc.easy_cleanup(x->easy);
   x->easy = NULL;
   x->call = NULL;
   if (c != NULL) {
@@ -682,7 +742,7 @@ static void xfer_close_h(loom_handle *h, int why) {
     loom_call_release(c);
   }
   wake_reader(x);
-  curl_slist_free_all(x->hdrs_out);
+  lc.slist_free_all(x->hdrs_out);
   free(x->hbuf);
   free(x->buf);
   free(x->final_url);
@@ -729,7 +789,7 @@ static int set_headers(lua_State *L, http_xfer *x) {
   for (i = 1; i <= n; i++) {
     struct curl_slist *l;
     lua_rawgeti(L, -1, i);
-    l = lua_isstring(L, -1) ? curl_slist_append(x->hdrs_out,
+    l = lua_isstring(L, -1) ? lc.slist_append(x->hdrs_out,
                                                 lua_tostring(L, -1))
                             : x->hdrs_out;
     lua_pop(L, 1);
@@ -750,17 +810,17 @@ static void set_method(lua_State *L, http_xfer *x) {
   const char *body = opt_string(L, "body", &blen);
   const char *m = x->method;
   if (strcmp(m, "HEAD") == 0 && body == NULL)
-    curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+    lc.easy_setopt(e, CURLOPT_NOBODY, 1L);
   else if (strcmp(m, "GET") == 0 && body == NULL)
-    curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+    lc.easy_setopt(e, CURLOPT_HTTPGET, 1L);
   else {
     /* POST stays a method curl knows, so that it turns into GET on a
     ** 301/302/303 as browsers do; a custom one is kept on redirects */
-    if (strcmp(m, "POST") == 0) curl_easy_setopt(e, CURLOPT_POST, 1L);
-    else curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, m);
+    if (strcmp(m, "POST") == 0) lc.easy_setopt(e, CURLOPT_POST, 1L);
+    else lc.easy_setopt(e, CURLOPT_CUSTOMREQUEST, m);
     if (body != NULL || strcmp(m, "POST") == 0) {
-      curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
-      curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, body ? body : "");
+      lc.easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
+      lc.easy_setopt(e, CURLOPT_COPYPOSTFIELDS, body ? body : "");
     }
   }
 }
@@ -770,17 +830,17 @@ static void set_tls(lua_State *L, http_xfer *x) {
   size_t len = 0;
   const char *ca = opt_string(L, "ca", &len);
   if (!opt_bool(L, "verify", 1)) {
-    curl_easy_setopt(x->easy, CURLOPT_SSL_VERIFYPEER, 0L);
-    curl_easy_setopt(x->easy, CURLOPT_SSL_VERIFYHOST, 0L);
+    lc.easy_setopt(x->easy, CURLOPT_SSL_VERIFYPEER, 0L);
+    lc.easy_setopt(x->easy, CURLOPT_SSL_VERIFYHOST, 0L);
   }
   if (ca != NULL && strstr(ca, "-----BEGIN") != NULL) {
     struct curl_blob blob;
     blob.data = (void *)ca;
     blob.len = len;
     blob.flags = CURL_BLOB_COPY;
-    curl_easy_setopt(x->easy, CURLOPT_CAINFO_BLOB, &blob);
+    lc.easy_setopt(x->easy, CURLOPT_CAINFO_BLOB, &blob);
   }
-  else if (ca != NULL) curl_easy_setopt(x->easy, CURLOPT_CAINFO, ca);
+  else if (ca != NULL) lc.easy_setopt(x->easy, CURLOPT_CAINFO, ca);
 }
 
 /* Every option of the easy handle from the table at 1. */
@@ -788,31 +848,31 @@ static int configure(lua_State *L, http_xfer *x) {
   CURL *e = x->easy;
   lua_Integer redirects = opt_integer(L, "redirects", 5);
   lua_Integer timeout_ms = opt_integer(L, "timeout_ms", 0);
-  curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)x);
-  curl_easy_setopt(e, CURLOPT_URL, x->url);
-  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
-  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
-  curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
-  curl_easy_setopt(e, CURLOPT_USERAGENT, "loom/" LOOM_VERSION);
-  curl_easy_setopt(e, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
-  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
-  curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
-  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
-  curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
+  lc.easy_setopt(e, CURLOPT_PRIVATE, (char *)x);
+  lc.easy_setopt(e, CURLOPT_URL, x->url);
+  lc.easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
+  lc.easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  lc.easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+  lc.easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+  lc.easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+  lc.easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
+  lc.easy_setopt(e, CURLOPT_USERAGENT, "loom/" LOOM_VERSION);
+  lc.easy_setopt(e, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
+  lc.easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+  lc.easy_setopt(e, CURLOPT_HEADERDATA, x);
+  lc.easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
+  lc.easy_setopt(e, CURLOPT_WRITEDATA, x);
   if (redirects > 0) {
     x->follow = 1;
-    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
-    curl_easy_setopt(e, CURLOPT_MAXREDIRS, (long)redirects);
+    lc.easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
+    lc.easy_setopt(e, CURLOPT_MAXREDIRS, (long)redirects);
   }
-  if (timeout_ms > 0) curl_easy_setopt(e, CURLOPT_TIMEOUT_MS,
+  if (timeout_ms > 0) lc.easy_setopt(e, CURLOPT_TIMEOUT_MS,
                                        (long)timeout_ms);
   set_method(L, x);
   set_tls(L, x);
   if (!set_headers(L, x)) return 0;
-  curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->hdrs_out);
+  lc.easy_setopt(e, CURLOPT_HTTPHEADER, x->hdrs_out);
   return 1;
 }
 
@@ -832,6 +892,9 @@ static int l_start(lua_State *L) {
   url = opt_string(L, "url", &ulen);
   luaL_argcheck(L, method != NULL && url != NULL, 1, "method and url");
   m = curlm_of(H);
+  if (m == NULL && !global_ok)
+    return luaL_error(L, "loom.http: the HTTP client needs libcurl: %s",
+                      load_error);
   if (m == NULL) return loom__nomem(L);
   x = loom__handle_new(L, H, &xfer_class, sizeof *x, 0);
   x->method = malloc(mlen + ulen + 2);
@@ -840,9 +903,9 @@ static int l_start(lua_State *L) {
   x->url = x->method + mlen + 1;
   memcpy(x->url, url, ulen + 1);
   x->stream = opt_bool(L, "stream", 0) != 0;
-  x->easy = curl_easy_init();
+  x->easy = lc.easy_init();
   if (x->easy == NULL || !configure(L, x)) return loom__nomem(L);
-  if (curl_multi_add_handle(m->multi, x->easy) != CURLM_OK)
+  if (lc.multi_add_handle(m->multi, x->easy) != CURLM_OK)
     return loom__nomem(L);
   x->m = m;
   x->next = m->xfers;
@@ -872,7 +935,7 @@ static void maybe_resume(http_xfer *x) {
   x->paused = 0;
   set_live(x, 1);
   /* may call on_write at once with what curl held back */
-  curl_easy_pause(x->easy, CURLPAUSE_CONT);
+  lc.easy_pause(x->easy, CURLPAUSE_CONT);
 }
 
 static int x_read_k(lua_State *L, int status, lua_KContext ctx);
