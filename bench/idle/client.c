@@ -37,7 +37,9 @@
 #endif
 
 #define INFLIGHT 256
-#define PER_SOURCE 20000
+#ifndef PER_SOURCE
+#define PER_SOURCE 10000
+#endif
 #define CONNECT_DEADLINE 120
 
 static void fail(const char *fmt, ...) {
