@@ -187,6 +187,29 @@ describe("loom tasks", function()
       assert.are.equal("stack traceback:\n\t(not started)", later:traceback())
       later:await()
     end))
+
+    it("keeps a name through callbacks, renames and unnaming", async(function()
+      local gate = loom.future()
+      local t = loom.spawn(function() gate:await() return "r" end)
+      local id = t.name
+      assert.is_truthy(id:match("^task%-%d+$"))
+      t.name = "conn 1"
+      assert.are.equal("conn 1", t.name)
+      t.name = "conn 2"  -- renamed while the name is its only field
+      assert.are.equal("conn 2", t.name)
+      local seen = {}
+      t:on_done(function(x) seen[#seen + 1] = x.name end)
+      assert.are.equal("conn 2", t.name)  -- kept beside the callback
+      t.name = "conn 3"
+      gate:set_result(true)
+      assert.are.equal("r", t:await())
+      assert.are.same({ "conn 3" }, seen)
+      local u = loom.spawn(function() end)
+      u.name = "short"
+      u.name = nil
+      assert.is_truthy(u.name:match("^task%-%d+$"))
+      u:await()
+    end))
   end)
 
   describe("current and tasks", function()

@@ -491,19 +491,35 @@ static int push_aux(lua_State *L, int idx, int create) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, H->aux_ref);
   lua_pushvalue(L, idx);
   if (lua_rawget(L, -2) != LUA_TTABLE && create) {
-    lua_pop(L, 1);
+    int named = lua_type(L, -1) == LUA_TSTRING;  /* a name alone, below */
     lua_createtable(L, 0, 2);
+    if (named) {
+      lua_insert(L, -2);
+      lua_setfield(L, -2, "name");
+    }
+    else lua_remove(L, -2);
     lua_pushvalue(L, idx);
     lua_pushvalue(L, -2);
     lua_rawset(L, -4);
   }
   lua_remove(L, -2);  /* remove the host's aux table */
-  return lua_istable(L, -1);
+  return lua_istable(L, -1) || lua_type(L, -1) == LUA_TSTRING;
 }
 
-/* Pushes field 'k' of the aux table of the future at 'idx'. */
+/*
+** Pushes field 'k' of the aux table of the future at 'idx'.  A task
+** whose only field is its name (every connection's task has one) keeps
+** the string itself where the table would be: a table is 100 bytes.
+*/
 int loom__get_aux(lua_State *L, int idx, const char *k) {
   if (!push_aux(L, idx, 0)) return LUA_TNIL;
+  if (lua_type(L, -1) == LUA_TSTRING) {
+    if (strcmp(k, "name") != 0) {
+      lua_pop(L, 1);
+      lua_pushnil(L);
+    }
+    return lua_type(L, -1);
+  }
   lua_getfield(L, -1, k);
   lua_remove(L, -2);
   return lua_type(L, -1);
@@ -511,7 +527,33 @@ int loom__get_aux(lua_State *L, int idx, const char *k) {
 
 /* Sets field 'k' of the aux table of 'idx' to the value on top. */
 void loom__set_aux(lua_State *L, int idx, const char *k) {
+  loom_future *f = lua_touserdata(L, idx);
+  loom_host *H = loom__fhost(f);
   idx = lua_absindex(L, idx);
+  if (H != NULL && strcmp(k, "name") == 0 && lua_type(L, -1) == LUA_TSTRING
+      && !f->has_aux) {  /* the first field, a name: the string alone */
+    f->has_aux = 1;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, H->aux_ref);
+    lua_pushvalue(L, idx);
+    lua_pushvalue(L, -3);
+    lua_rawset(L, -3);
+    lua_pop(L, 2);
+    return;
+  }
+  if (H != NULL && strcmp(k, "name") == 0 && f->has_aux
+      && (lua_type(L, -1) == LUA_TSTRING || lua_isnil(L, -1))) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, H->aux_ref);
+    lua_pushvalue(L, idx);
+    if (lua_rawget(L, -2) == LUA_TSTRING) {  /* renamed, or unnamed */
+      lua_pop(L, 1);
+      lua_pushvalue(L, idx);
+      lua_pushvalue(L, -3);  /* the new name, or nil: no aux left */
+      lua_rawset(L, -3);
+      lua_pop(L, 2);
+      return;
+    }
+    lua_pop(L, 2);
+  }
   if (!push_aux(L, idx, 1)) {
     lua_pop(L, 2);  /* an orphaned future keeps nothing */
     return;
