@@ -114,25 +114,30 @@ local function start(slot, again)
 end
 
 -- The life of one slot: start a worker, wait for it to die, start again.
+-- A signal to the whole process group (Ctrl-C in a terminal) may end a
+-- worker before the parent's own watch wakes: the delay covers that, and
+-- nothing restarts once stopping.
 local function supervise(slot, ready)
   local delay = MIN_DELAY
   while not stopping do
     local born = loom.now()
     local ok = start(slot, not ready)
     if ready then ready:put(ok) ready = nil end
-    local p = procs[slot]
-    local code, sig
-    if p then code, sig = p:wait() end
-    if stopping then break end
-    if p then p:close() end
+    local p, code, sig = procs[slot], nil, nil
+    if p then
+      code, sig = p:wait()
+      procs[slot] = nil
+      p:close()
+    end
     if loom.now() - born < YOUNG then
       delay = math.min(delay * 2, MAX_DELAY)
     else
       delay = MIN_DELAY
     end
-    say("worker %s %s; another in %.1f s", p and p.pid or "?",
-      sig and "killed by " .. sig or "exited " .. tostring(code), delay)
     loom.sleep(delay)
+    if stopping then break end
+    say("worker %s %s; starting another after %.1f s", p and p.pid or "?",
+      sig and "killed by " .. sig or "exited " .. tostring(code), delay)
   end
 end
 
