@@ -16,7 +16,12 @@ local LIMIT = 30  -- seconds a test may take
 -- the workers (from its ready line), and a <close> value that kills
 -- whatever is left of them.
 local function start(...)
-  local p = assert(process.spawn { helper.loom_bin, "examples/prefork.lua", ... })
+  local argv = { helper.loom_bin, "examples/prefork.lua", ... }
+  if argv[3] == "--setsid" then
+    table.remove(argv, 3)
+    table.insert(argv, 1, "setsid")
+  end
+  local p = assert(process.spawn(argv))
   local pids = {}
   local guard = setmetatable({}, { __close = function()
     if not p:status() then p:kill("SIGKILL") end
@@ -80,7 +85,7 @@ describe("examples/prefork.lua", function()
       local victim = next(pids)
       local other = next(pids, victim)
       assert(process.kill(victim, "SIGKILL"))
-      assert.are.equal(("prefork: worker %d killed by SIGKILL; another in 0.2 s"):format(victim),
+      assert.are.equal(("prefork: worker %d killed by SIGKILL; starting another after 0.2 s"):format(victim),
         p.stdout:read_line())
       local line = p.stdout:read_line()
       local new = tonumber(line:match("^prefork: worker (%d+) listening %(slot %d%)$"))
@@ -109,6 +114,20 @@ describe("examples/prefork.lua", function()
       local s, _, code = loom.net.connect("127.0.0.1", port)
       assert.is_nil(s)
       assert.are.equal("ECONNREFUSED", code)
+    end)
+  end))
+
+  it("on SIGINT to its whole process group (Ctrl-C) stops, restarts nothing, exits 0", async(function()
+    loom.timeout(LIMIT, function()
+      -- setsid: a process group of its own (the parent's pid is its id)
+      local p, port, pids, guard = start("--setsid", "2")
+      local _ <close> = guard
+      hello(port)
+      assert(process.kill(-p.pid, "SIGINT"))
+      assert.are.equal("prefork: SIGINT: stopping 2 workers", p.stdout:read_line())
+      assert.are.equal("prefork: stopped\n", p.stdout:read_all())
+      assert.are.same({ 0 }, { p:wait() })
+      for pid in pairs(pids) do assert.is_true(gone(pid), "worker " .. pid .. " is left") end
     end)
   end))
 
