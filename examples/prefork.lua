@@ -13,9 +13,9 @@
 --     echo     a TCP echo server (what comes is sent back) instead of
 --              HTTP answering "hello from worker PID"
 -- then: curl http://127.0.0.1:PORT/
--- It prints "prefork: N workers on http://127.0.0.1:PORT/" (echo:
--- "tcp://") once every worker listens, and a line for each worker that
--- dies and each one started after that.
+-- It prints "prefork: N workers on http://127.0.0.1:PORT/ (pids P ...)"
+-- (echo: "tcp://") once every worker listens, and a line for each worker
+-- that dies and each one started after that.
 --
 -- A worker is this script run as "prefork.lua --worker PORT MODE"; its
 -- standard input is a pipe from the parent, so a worker whose parent is
@@ -150,7 +150,7 @@ for _ = 1, n do
 end
 if up == n then
   local pids = {}
-  for slot = 1, n do pids[slot] = procs[slot].pid end
+  for slot = 1, n do pids[slot] = procs[slot] and procs[slot].pid or "?" end
   say("%d workers on %s://%s:%d/ (pids %s)", n,
     mode == "echo" and "tcp" or "http", HOST, port, table.concat(pids, " "))
 else
