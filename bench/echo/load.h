@@ -3,7 +3,7 @@
  * bench/ws/client.c, bench/tls/client.c). Each client only opens its
  * connections and runs its ping-pong; this file does the rest:
  *
- *   usage: NAME HOST PORT CONNS SECONDS WARMUP SERVER_PID [MORE]
+ *   usage: NAME HOST PORT CONNS SECONDS WARMUP SERVER_PID[,PID...] [MORE]
  *   prints: conns=C size=100 seconds=.. messages=M p50_us=.. p99_us=..
  *           server_cpu_s=.. client_cpu_s=.. conn_min=.. conn_max=..
  *           cpu_clock=.. [the client's own fields] errors=0
@@ -24,7 +24,9 @@
  * threads) of the server process SERVER_PID is sampled at the window's two
  * ends: its process CPU-time clock when the kernel gives one
  * (cpu_clock=cpuclock, nanoseconds), else /proc/PID/stat utime + stime
- * (cpu_clock=proc, clock ticks). client_cpu_s is this process's own CPU
+ * (cpu_clock=proc, clock ticks). SERVER_PID may be a comma-separated list
+ * (a server of several processes: bench/run's prefork), whose CPU times
+ * are summed. client_cpu_s is this process's own CPU
  * time over the window: near 1 core means the client, not the server,
  * bounded the rate. conn_min and conn_max are the fewest and most round
  * trips one connection completed in the window (fairness). A window
@@ -77,9 +79,11 @@ static struct sockaddr_in server_addr;
 static int nconns, connected;
 
 static double window_s, warmup_s;
-static pid_t server_pid;
-static clockid_t server_clock;
-static int have_server_clock;
+#define MAX_SERVER_PIDS 64
+static pid_t server_pids[MAX_SERVER_PIDS];
+static clockid_t server_clocks[MAX_SERVER_PIDS];
+static int have_server_clock;  /* every pid has its clock */
+static int nserver_pids;
 static uv_timer_t timer;
 static int measuring;
 static uint64_t messages;      /* round trips recorded */
@@ -102,8 +106,9 @@ static void fail(const char *fmt, ...) {
 
 /* ---------------------------------------------------------------- clocks */
 
-/* The server's CPU time (user + sys, every thread) in seconds. */
-static double server_cpu(void) {
+/* The CPU time (user + sys, every thread) of process 'server_pid' (its
+ * clock 'server_clock' when have_server_clock), in seconds. */
+static double process_cpu(pid_t server_pid, clockid_t server_clock) {
   if (have_server_clock) {
     struct timespec ts;
     if (clock_gettime(server_clock, &ts) == 0)
@@ -127,6 +132,14 @@ static double server_cpu(void) {
              &utime, &stime) != 2)
     fail("cannot parse %s", path);
   return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* The server's CPU time: the sum over its processes. */
+static double server_cpu(void) {
+  double total = 0;
+  for (int i = 0; i < nserver_pids; i++)
+    total += process_cpu(server_pids[i], server_clocks[i]);
+  return total;
 }
 
 static double self_cpu(void) {
@@ -233,12 +246,25 @@ static void load_init(int argc, char **argv, const char *more) {
   nconns = atoi(argv[3]);
   window_s = strtod(argv[4], NULL);
   warmup_s = strtod(argv[5], NULL);
-  server_pid = (pid_t)atoi(argv[6]);
-  if (nconns <= 0 || window_s <= 0 || warmup_s < 0 || server_pid <= 0)
+  for (const char *p = argv[6];;) {
+    char *end;
+    if (nserver_pids == MAX_SERVER_PIDS)
+      fail("more than %d server pids", MAX_SERVER_PIDS);
+    long pid = strtol(p, &end, 10);
+    if (pid <= 0 || end == p || (*end != ',' && *end != '\0'))
+      fail("bad server pid list '%s'", argv[6]);
+    server_pids[nserver_pids++] = (pid_t)pid;
+    if (*end == '\0') break;
+    p = end + 1;
+  }
+  if (nconns <= 0 || window_s <= 0 || warmup_s < 0)
     fail("bad arguments");
   if (uv_ip4_addr(load_host, load_port, &server_addr) != 0)
     fail("bad address %s", load_host);
-  have_server_clock = clock_getcpuclockid(server_pid, &server_clock) == 0;
+  have_server_clock = 1;
+  for (int i = 0; i < nserver_pids; i++)
+    if (clock_getcpuclockid(server_pids[i], &server_clocks[i]) != 0)
+      have_server_clock = 0;
   (void)server_cpu();  /* fails now if the server cannot be sampled */
   hist = calloc(BUCKETS, sizeof *hist);
   in_window = calloc((size_t)nconns, sizeof *in_window);
