@@ -88,6 +88,7 @@ loom.yield()
 local self = { arg[-1], arg[0], "--worker", tostring(port), mode,
                stdin = "pipe", stdout = "pipe" }
 local procs = {}     -- slot -> the Process of its worker
+local echoes = {}    -- slot -> the task printing what its worker prints
 local stopping = false
 
 local function say(fmt, ...)
@@ -97,7 +98,7 @@ end
 
 -- Starts the worker of 'slot'; true once it listens.
 local function start(slot, again)
-  procs[slot] = nil
+  procs[slot], echoes[slot] = nil, nil
   local p, err = process.spawn(self)
   if not p then
     say("cannot start a worker: %s", err)
@@ -107,10 +108,22 @@ local function start(slot, again)
   local line = p.stdout:read_line()
   if line ~= "listening" then return false end  -- it died: stderr says why
   if again then say("worker %d listening (slot %d)", p.pid, slot) end
-  loom.spawn(function()  -- anything else it prints
+  echoes[slot] = loom.spawn(function()  -- anything else it prints
     for l in p.stdout:lines() do print(l) end
   end)
   return true
+end
+
+-- Closes the Process of 'slot' once it has ended, after what it printed
+-- (its stdout ends with it; a bounded wait in case a grandchild holds it).
+local function reap(slot, p)
+  local echo = echoes[slot]
+  if echo then
+    pcall(loom.timeout, 1, echo.await, echo)
+    echo:cancel()
+  end
+  procs[slot], echoes[slot] = nil, nil
+  p:close()
 end
 
 -- The life of one slot: start a worker, wait for it to die, start again.
@@ -126,8 +139,7 @@ local function supervise(slot, ready)
     local p, code, sig = procs[slot], nil, nil
     if p then
       code, sig = p:wait()
-      procs[slot] = nil
-      p:close()
+      reap(slot, p)
     end
     if loom.now() - born < YOUNG then
       delay = math.min(delay * 2, MAX_DELAY)
@@ -164,11 +176,11 @@ for _, t in ipairs(slots) do t:cancel() end  -- their waits and sleeps
 for _, p in pairs(procs) do
   if not p:status() then p:kill("SIGTERM") end
 end
-for _, p in pairs(procs) do
+for slot, p in pairs(procs) do
   if not p:status() then
     local ok = pcall(loom.timeout, GRACE + 1, p.wait, p)
     if not ok then p:kill("SIGKILL") p:wait() end
   end
-  p:close()  -- its stdin too: a worker that missed SIGTERM sees the end
+  reap(slot, p)  -- its stdin too: a worker that missed SIGTERM sees the end
 end
 say("stopped")
