@@ -534,6 +534,152 @@ describe("loom.fs", function()
     end))
   end)
 
+  describe("writes behind", function()
+    -- 'n' blocks of 'size' bytes, each made of its own number: a block
+    -- lost, repeated or out of place changes the whole
+    local function blocks(n, size)
+      local t = {}
+      for i = 1, n do t[i] = ("%07d\n"):format(i):rep(size // 8) end
+      return t
+    end
+
+    it("reads, seek and stat of the same file see every write before them", in_dir(function(d)
+      local p = d .. "/rw.bin"
+      local f <close> = assert(fs.open(p, "w+"))
+      local t = blocks(96, 64 * KiB)  -- 6 MiB: more than a write waits for
+      for i = 1, #t do assert.is_true(f:write(t[i])) end
+      assert.are.equal(6 * MiB, f:stat().size)
+      assert.are.equal(6 * MiB, f:seek("end"))
+      assert.are.equal(0, f:seek("set", 0))
+      same_big(table.concat(t), f:read_all(), "read_all after the writes")
+      assert.is_true(f:write("tail\n"))
+      assert.are.equal(6 * MiB, f:seek("set", 6 * MiB))
+      assert.are.equal("tail", f:read_line())
+    end))
+
+    it("keeps the order of small and large writes and of seeks between them", in_dir(function(d)
+      local p = d .. "/order.bin"
+      local f = assert(fs.open(p, "w"))
+      local big = ("B"):rep(256 * KiB)
+      assert.is_true(f:write("aaaa", big, "cccc"))
+      assert.are.equal(1, f:seek("set", 1))
+      assert.is_true(f:write("xy"))          -- over the 'a's
+      assert.are.equal(4 + 10, f:seek("set", 4 + 10))
+      assert.is_true(f:write(("Z"):rep(40 * KiB)))  -- over the 'B's
+      for i = 1, 1000 do assert.is_true(f:write(tostring(i % 10))) end
+      assert.is_true(f:close())
+      local want = "axya" .. big:sub(1, 10) .. ("Z"):rep(40 * KiB)
+      local digits = {}
+      for i = 1, 1000 do digits[i] = tostring(i % 10) end
+      want = want .. table.concat(digits)
+      want = want .. ("aaaa" .. big .. "cccc"):sub(#want + 1)
+      same_big(want, assert(fs.read_file(p)), "the file")
+    end))
+
+    it("in append mode goes to the end, and the position follows", in_dir(function(d)
+      local p = d .. "/log"
+      assert.is_true(fs.write_file(p, "first\n"))
+      local f = assert(fs.open(p, "a+"))
+      local t = blocks(40, 64 * KiB)
+      for i = 1, #t do assert.is_true(f:write(t[i])) end
+      assert.are.equal(6 + 40 * 64 * KiB, f:seek())
+      assert.are.equal(6 + 40 * 64 * KiB, f:stat().size)
+      assert.is_true(f:close())
+      same_big("first\n" .. table.concat(t), assert(fs.read_file(p)), "the log")
+    end))
+
+    it("a <close> file in a task has written everything when its scope ends", in_dir(function(d)
+      local p = d .. "/scoped.bin"
+      local t = blocks(80, 64 * KiB)
+      do
+        local f <close> = assert(fs.open(p, "w"))
+        for i = 1, #t do assert.is_true(f:write(t[i])) end
+      end
+      same_big(table.concat(t), assert(fs.read_file(p)), "the file")
+    end))
+
+    it("a writer cancelled mid-way leaves whole writes, and the file usable", in_dir(function(d)
+      local p = d .. "/cancelled.bin"
+      local f = assert(fs.open(p, "w"))
+      local t = blocks(64, MiB)
+      local n = 0
+      local writer = loom.spawn(function()
+        for i = 1, #t do
+          assert(f:write(t[i]))
+          n = i
+        end
+      end)
+      while n < 2 do loom.sleep(0) end
+      writer:cancel()
+      assert.is_true(loom.is_cancelled(select(2, pcall(writer.await, writer))) or writer:done())
+      assert.is_true(f:write("end"))
+      assert.is_true(f:close())
+      local got = assert(fs.read_file(p))
+      local whole = (#got - 3) // MiB
+      assert.is_true(whole >= n and whole <= #t, "whole writes: " .. whole .. ", done: " .. n)
+      assert.are.equal(whole * MiB + 3, #got)
+      same_big(table.concat(t, "", 1, whole) .. "end", got, "the file")
+    end, { timeout = 60 }))
+
+    it("a failed write is the answer of that write or of the file's next call; close says so too", function()
+      -- the limit on a file's size (RLIMIT_FSIZE), with SIGXFSZ ignored,
+      -- makes write(2) fail with EFBIG past 1 MiB
+      local src = [[
+        local fs = loom.fs
+        local p = arg[1]
+        local f = assert(fs.open(p, "w"))
+        local chunk = ("x"):rep(64 * 1024)
+        local failed
+        for i = 1, 64 do
+          local ok, msg, code = f:write(chunk)
+          if not ok then failed = ("write %d %s %s"):format(i, code, msg) break end
+        end
+        local ok, msg, code = f:close()
+        print(failed or "all writes true")
+        print(ok and "close true" or ("close %s %s"):format(code, msg))
+        print(fs.stat(p).size)
+      ]]
+      local p = h.tmppath()
+      local out, err, code = h.pipeline(src,
+        "prlimit --fsize=1048576 sh -c 'trap \"\" XFSZ; exec \"$0\" \"$@\"' SCRIPT " .. p)
+      os.remove(p)
+      assert.are.equal(0, code, err)
+      local l = h.lines(out)
+      local all_true = l[1] == "all writes true"
+      if all_true then
+        assert.truthy(l[2]:match("^close EFBIG write '.*': .*"), out)
+      else
+        assert.truthy(l[1]:match("^write %d+ EFBIG write '.*': .*"), out)
+        assert.are.equal("close true", l[2])
+      end
+      assert.truthy(l[1]:find(p, 1, true) or l[2]:find(p, 1, true), "the message names the file")
+      assert.are.equal("1048576", l[3])
+    end)
+
+    it("a write to a device that fails is its own answer", in_dir(function()
+      local f = assert(fs.open("/dev/full", "w"))
+      fails("ENOSPC", "/dev/full", f:write(("x"):rep(100 * KiB)))
+      assert.is_true(f:close())
+    end))
+
+    it("a state closed while writes are behind waits for the worker, and exits cleanly", function()
+      local p = h.tmppath()
+      local out, err, code = h.run_src([[
+        local f = assert(loom.fs.open(arg[1], "w"))
+        local chunk = ("y"):rep(1024 * 1024)
+        for _ = 1, 32 do assert(f:write(chunk)) end
+        print("queued")
+        os.exit(0, true)
+      ]], { p })
+      local size = h.sh("stat -c %s " .. p)
+      os.remove(p)
+      assert.are.equal(0, code, err)
+      assert.are.equal("queued\n", out)
+      local n = tonumber(size)
+      assert.is_true(n ~= nil and n % (1024 * 1024) == 0 and n <= 32 * 1024 * 1024, size)
+    end)
+  end)
+
   describe("whole-file helpers", function()
     it("write_file / read_file / append_file round-trip and return true", in_dir(function(d)
       local p = d .. "/whole"

@@ -277,6 +277,11 @@ static int call_k(lua_State *L, int status, lua_KContext ctx) {
   return push != NULL ? push(L, ud) : 0;
 }
 
+/* The task that waited in pending call 'c' left it (loop thread). */
+int loom__call_left(loom_call *c) {
+  return c->t == NULL;
+}
+
 LOOM_API int loom_call_await(lua_State *L, loom_call *c) {
   return loom__wait(L, call_k, (lua_KContext)c);
 }

@@ -13,6 +13,15 @@
 ** the pool when the data must come from the disk (EAGAIN).  Writes try
 ** pwritev2(RWF_NOWAIT) the same way.
 **
+** Writes to a regular file the page cache cannot take at once (ext4
+** refuses RWF_NOWAIT) are written behind: file:write queues the Lua
+** string (a reference, not a copy; small writes are copied together into
+** one buffer) and returns, and a worker writes the queue with one
+** pwritev per run of pieces while the task goes on.  A task waits only
+** when BEHIND bytes are queued.  A failure is the answer of the file's
+** next call; reads, seek("end"), stat, sync and close wait for what is
+** behind first.
+**
 ** read_file reads the whole file on a worker into one buffer sized from
 ** fstat (so there is no chain of chunks to join), then copies it into
 ** the Lua string: Lua 5.4 can only make a string from a copy, so the
@@ -39,12 +48,47 @@
 #define CHUNK (64 * 1024)
 #define READ_STEP (1024 * 1024)  /* read_file: most bytes of one read(2) */
 #define LINE_LIMIT (64 * 1024)   /* file:read_line, as a Stream's default */
+#define BEHIND (4 * 1024 * 1024) /* bytes queued before a write waits */
+#define SMALL (16 * 1024)        /* writes up to this size are copied */
+#define IOV_BATCH 512            /* pieces in one pwritev */
 
 
 
 /* {====================================================================
 ** Requests
 ** ===================================================================== */
+
+/* A write behind: a Lua string kept by 'ref', or bytes of 'own'. */
+typedef struct wpiece {
+  const char *p;
+  size_t len;
+  int64_t at;              /* its offset; -1: at the end (append) */
+  int ref;                 /* LUA_NOREF for 'own' */
+  char *own;               /* small writes copied together (malloc'd) */
+  size_t cap;              /* of 'own' */
+} wpiece;
+
+/*
+** The pieces a worker writes, and an fsync after them if 'sync'.  The
+** File's finalizer (only while the state closes: a batch keeps its File
+** alive) waits on 'done' for the worker before the strings go.
+*/
+typedef struct wbatch {
+  uv_work_t work;
+  struct loom_file *f;     /* NULL once the File is gone */
+  lua_State *L;            /* main thread, for the pieces' refs */
+  int fd;
+  unsigned sync : 1;
+  int err;                 /* 0 or a libuv error */
+  size_t bytes;
+  wpiece *v;
+  size_t n;
+  uv_mutex_t mu;
+  uv_cond_t cv;
+  int done;                /* under mu: the worker has finished */
+} wbatch;
+
+enum { WANT_ROOM, WANT_DRAIN };
 
 typedef struct loom_file {
   int fd;                  /* -1 when closed */
@@ -56,7 +100,22 @@ typedef struct loom_file {
   unsigned skipline : 1;   /* the rest of an over-long line goes */
   unsigned busy : 1;       /* a request is in flight */
   unsigned no_nowait_write : 1;  /* the file system refused RWF_NOWAIT */
+  unsigned sync_wanted : 1;  /* the next batch ends with an fsync */
+  unsigned close_after : 1;  /* close once nothing is behind */
   char *path;              /* for messages (malloc'd) */
+  /* writing behind */
+  wpiece *q;               /* queued, not yet given to a worker */
+  size_t qn, qcap, qbytes;
+  wbatch *batch;           /* on a worker, or NULL */
+  size_t behind;           /* bytes queued or on the worker */
+  int werr;                /* a write behind failed: the next call says */
+  int fref;                /* the File, kept while a batch runs */
+  lua_State *L;            /* main thread, for 'fref' */
+  loom_call *waiter;       /* the task waiting on what is behind */
+  int want;                /* what it waits for: WANT_* */
+  int (*then)(lua_State *L, struct loom_file *f);  /* its answer */
+  lua_Integer then_n;      /* for 'then' */
+  int then_w;
 } loom_file;
 
 static const loom_class file_class;
@@ -311,6 +370,277 @@ static void keep_file(lua_State *L, loom_host *H, fsreq *r) {
   lua_pushvalue(L, 1);
   lua_xmove(L, r->L, 1);
   r->fref = luaL_ref(r->L, LUA_REGISTRYINDEX);
+}
+
+/* }==================================================================== */
+
+
+/* {====================================================================
+** Writing behind
+** ===================================================================== */
+
+/* Writes all of iov[0, k) at 'at' (-1: at the end); 0 or a libuv error. */
+static int write_iov(int fd, struct iovec *iov, int k, int64_t at) {
+  while (k > 0) {
+    ssize_t n;
+    do n = at < 0 ? writev(fd, iov, k) : pwritev(fd, iov, k, (off_t)at);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) return uv_translate_sys_error(errno);
+    if (n == 0) return UV_EIO;
+    if (at >= 0) at += n;
+    while (k > 0 && (size_t)n >= iov->iov_len) {
+      n -= (ssize_t)iov->iov_len;
+      iov++;
+      k--;
+    }
+    if (k > 0) {
+      iov->iov_base = (char *)iov->iov_base + n;
+      iov->iov_len -= (size_t)n;
+    }
+  }
+  return 0;
+}
+
+/* On a worker: each run of pieces that follow each other in one call. */
+static void batch_work(uv_work_t *w) {
+  wbatch *b = w->data;
+  struct iovec iov[IOV_BATCH];
+  size_t i = 0;
+  while (i < b->n && b->err == 0) {
+    int64_t at = b->v[i].at, next = at;
+    int k = 0;
+    while (i < b->n && k < IOV_BATCH && b->v[i].at == next) {
+      iov[k].iov_base = (void *)b->v[i].p;
+      iov[k].iov_len = b->v[i].len;
+      if (next >= 0) next += (int64_t)b->v[i].len;
+      k++;
+      i++;
+    }
+    b->err = write_iov(b->fd, iov, k, at);
+  }
+  if (b->err == 0 && b->sync && fsync(b->fd) != 0)
+    b->err = uv_translate_sys_error(errno);
+  uv_mutex_lock(&b->mu);
+  b->done = 1;
+  uv_cond_signal(&b->cv);
+  uv_mutex_unlock(&b->mu);
+}
+
+/* Lets go of pieces: their strings (L NULL: the state is closing). */
+static void pieces_free(lua_State *L, wpiece *v, size_t n) {
+  size_t i;
+  for (i = 0; i < n; i++) {
+    if (L != NULL) luaL_unref(L, LUA_REGISTRYINDEX, v[i].ref);
+    free(v[i].own);
+  }
+  free(v);
+}
+
+static void queue_drop(loom_file *f) {
+  pieces_free(f->L, f->q, f->qn);
+  f->behind -= f->qbytes;
+  f->q = NULL;
+  f->qn = f->qcap = f->qbytes = 0;
+}
+
+static void batch_done(uv_work_t *w, int status);
+
+/* Gives the queue (and a wanted fsync) to a worker. */
+static void batch_start(loom_file *f, uv_loop_t *loop) {
+  wbatch *b = calloc(1, sizeof *b);
+  int err = UV_ENOMEM;
+  if (b != NULL && uv_mutex_init(&b->mu) == 0) {
+    if (uv_cond_init(&b->cv) == 0) {
+      b->work.data = b;
+      b->f = f;
+      b->L = f->L;
+      b->fd = f->fd;
+      b->sync = f->sync_wanted;
+      b->v = f->q;
+      b->n = f->qn;
+      b->bytes = f->qbytes;
+      err = uv_queue_work(loop, &b->work, batch_work, batch_done);
+      if (err == 0) {
+        f->batch = b;
+        f->sync_wanted = 0;
+        f->q = NULL;
+        f->qn = f->qcap = f->qbytes = 0;
+        return;
+      }
+      uv_cond_destroy(&b->cv);
+    }
+    uv_mutex_destroy(&b->mu);
+  }
+  free(b);
+  if (f->werr == 0) f->werr = err;
+  f->sync_wanted = 0;
+  queue_drop(f);
+}
+
+static int waiter_push(lua_State *L, void *ud);
+
+/*
+** A task cancelled while it waited on what is behind leaves the File
+** busy until its wait is given up here (the writes go on).
+*/
+static void waiter_left(loom_file *f) {
+  loom_call *c = f->waiter;
+  if (c == NULL || !loom__call_left(c)) return;
+  f->waiter = NULL;
+  if (loom_call_complete(c, waiter_push, f) != LOOM_OK) f->busy = 0;
+  loom_call_release(c);
+}
+
+/* Wakes the waiting task when what it waits for has come. */
+static void wake(loom_file *f) {
+  loom_call *c = f->waiter;
+  int ok;
+  if (c == NULL) return;
+  ok = f->want == WANT_ROOM ? f->qbytes < BEHIND || f->werr != 0
+                            : f->batch == NULL && f->behind == 0;
+  if (!ok) return;
+  f->waiter = NULL;
+  if (loom_call_complete(c, waiter_push, f) != LOOM_OK) f->busy = 0;
+  loom_call_release(c);
+}
+
+static void close_fd(loom_file *f) {
+  close(f->fd);
+  f->fd = -1;
+  free(f->buf);
+  f->buf = NULL;
+}
+
+static void batch_done(uv_work_t *w, int status) {
+  wbatch *b = w->data;
+  loom_file *f = b->f;
+  uv_cond_destroy(&b->cv);
+  uv_mutex_destroy(&b->mu);
+  if (f == NULL) {  /* the state is gone: only C memory is left */
+    pieces_free(NULL, b->v, b->n);
+    free(b);
+    return;
+  }
+  if (status < 0 && b->err == 0) b->err = status;
+  pieces_free(f->L, b->v, b->n);
+  f->behind -= b->bytes;
+  f->batch = NULL;
+  if (f->append && f->fd >= 0) {  /* writes went to the end: we are there */
+    off_t at = lseek(f->fd, 0, SEEK_CUR);
+    if (at >= 0) f->pos = at;
+  }
+  if (b->err != 0) {  /* what was queued after it is not written */
+    if (f->werr == 0) f->werr = b->err;
+    queue_drop(f);
+    f->sync_wanted = 0;
+  }
+  if (f->qn > 0 || f->sync_wanted) batch_start(f, w->loop);
+  free(b);
+  wake(f);
+  if (f->batch == NULL && f->close_after) {
+    f->close_after = 0;
+    close_fd(f);
+  }
+  if (f->batch == NULL) {  /* the File may go now */
+    luaL_unref(f->L, LUA_REGISTRYINDEX, f->fref);
+    f->fref = LUA_NOREF;
+  }
+}
+
+/* Starts a batch from the File at 1, keeping it alive while it runs. */
+static void behind_start(lua_State *L, loom_host *H, loom_file *f) {
+  if (f->fref == LUA_NOREF) {
+    f->L = H->mainL;
+    lua_pushvalue(L, 1);
+    lua_xmove(L, f->L, 1);
+    f->fref = luaL_ref(f->L, LUA_REGISTRYINDEX);
+  }
+  if (f->batch == NULL) batch_start(f, H->loop);
+  if (f->batch == NULL) {
+    luaL_unref(f->L, LUA_REGISTRYINDEX, f->fref);
+    f->fref = LUA_NOREF;
+  }
+}
+
+/* Queues the string at 2 ('data', 'len') to be written at 'at'. */
+static void queue_piece(lua_State *L, loom_host *H, loom_file *f,
+                        const char *data, size_t len, int64_t at) {
+  wpiece *last = f->qn > 0 ? &f->q[f->qn - 1] : NULL;
+  f->L = H->mainL;
+  if (len <= SMALL && last != NULL && last->own != NULL &&
+      last->cap - last->len >= len &&
+      (at < 0 ? last->at < 0 : last->at >= 0 &&
+                               last->at + (int64_t)last->len == at)) {
+    memcpy(last->own + last->len, data, len);
+    last->len += len;
+  }
+  else {
+    wpiece *pc;
+    if (f->qn == f->qcap) {
+      size_t cap = f->qcap ? f->qcap * 2 : 16;
+      wpiece *v = realloc(f->q, cap * sizeof *v);
+      if (v == NULL) loom__nomem(L);
+      f->q = v;
+      f->qcap = cap;
+    }
+    pc = &f->q[f->qn];
+    pc->at = at;
+    pc->len = len;
+    pc->ref = LUA_NOREF;
+    pc->own = NULL;
+    pc->cap = 0;
+    if (len <= SMALL) {
+      if ((pc->own = malloc(CHUNK)) == NULL) loom__nomem(L);
+      pc->cap = CHUNK;
+      memcpy(pc->own, data, len);
+      pc->p = pc->own;
+    }
+    else {
+      lua_pushvalue(L, 2);
+      lua_xmove(L, f->L, 1);
+      pc->ref = luaL_ref(f->L, LUA_REGISTRYINDEX);
+      pc->p = data;
+    }
+    f->qn++;
+  }
+  f->qbytes += len;
+  f->behind += len;
+}
+
+/* Pushes nil, msg, code for a failed write behind, and forgets it. */
+static int behind_failed(lua_State *L, loom_file *f) {
+  int err = f->werr;
+  f->werr = 0;
+  return loom__fail(L, "write", f->path, err);
+}
+
+static int waiter_push(lua_State *L, void *ud) {
+  loom_file *f = ud;
+  f->busy = 0;
+  if (L == NULL) return 0;  /* the task left */
+  return f->then(L, f);
+}
+
+/*
+** Suspends the task of the File at 1 until what it 'want's, then
+** answers with 'then'.  The File is busy meanwhile: its batch keeps it.
+*/
+static int behind_wait(lua_State *L, loom_file *f, int want,
+                       int (*then)(lua_State *L, loom_file *f)) {
+  f->want = want;
+  f->then = then;
+  f->busy = 1;
+  f->waiter = loom_call_new(L);
+  return loom_call_await(L, f->waiter);
+}
+
+/* Nothing behind and no failure to tell (-1), or what to answer now. */
+static int behind_first(lua_State *L, loom_file *f, const char *fname,
+                        int (*then)(lua_State *L, loom_file *f)) {
+  if (f->werr != 0) return behind_failed(L, f);
+  if (f->batch == NULL) return -1;
+  loom__enter(L, loom__host(L), fname);
+  return behind_wait(L, f, WANT_DRAIN, then);
 }
 
 /* }==================================================================== */
@@ -789,7 +1119,9 @@ static int l_append_file(lua_State *L) {
 static loom_file *checkfile(lua_State *L, const char *fname) {
   loom_file *f = loom__checkobject_as(L, 1, &file_class, fname);
   loom__current(L, loom__host(L), fname);
-  if (f->fd < 0) loom__errorf(L, "attempt to use a closed file");
+  waiter_left(f);
+  if (f->fd < 0 || f->close_after)
+    loom__errorf(L, "attempt to use a closed file");
   if (f->busy)
     loom__errorf(L, "file '%s': another task is using it", f->path);
   return f;
@@ -804,6 +1136,7 @@ static int push_file(lua_State *L, fsreq *r) {
   f->writable = (r->flags & O_ACCMODE) != O_RDONLY;
   f->append = (r->flags & O_APPEND) != 0;
   f->regular = fstat(f->fd, &st) == 0 && S_ISREG(st.st_mode);
+  f->fref = LUA_NOREF;
   f->path = r->path;  /* the request's copy goes to the file */
   r->path = NULL;
   loom__track(L, loom__host_of_state(L), -1);  /* core.handles lists it */
@@ -944,6 +1277,13 @@ static int not_readable(lua_State *L, loom_file *f) {
 */
 typedef int (*ready_fn)(lua_State *L, loom_file *f, lua_Integer arg);
 
+/* After the writes behind: "call again", or their failure. */
+static int then_again(lua_State *L, loom_file *f) {
+  if (f->werr != 0) return behind_failed(L, f);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 static int read_some(lua_State *L, ready_fn ready, const char *fname) {
   loom_host *H = loom__host(L);
   loom_file *f = checkfile(L, fname);
@@ -951,6 +1291,7 @@ static int read_some(lua_State *L, ready_fn ready, const char *fname) {
   int n, done, r;
   loom__enter(L, H, fname);
   if ((n = not_readable(L, f)) != 0) return n;
+  if ((n = behind_first(L, f, fname, then_again)) >= 0) return n;
   for (;;) {
     n = ready(L, f, arg);
     if (n >= 0) return n;
@@ -1076,9 +1417,16 @@ static int push_write(lua_State *L, fsreq *r) {
   return 1;
 }
 
+static int then_written(lua_State *L, loom_file *f) {
+  if (f->werr != 0) return behind_failed(L, f);
+  lua_pushinteger(L, f->then_n);
+  return 1;
+}
+
 /*
 ** core.file_write(f, data): writes what it can of 'data'; returns the
-** number of bytes written (the Lua side loops), or nil, msg, code.
+** number of bytes written (the Lua side loops), or nil, msg, code.  To a
+** regular file the page cache cannot take at once it writes behind.
 */
 static int f_write(lua_State *L) {
   loom_host *H = loom__host(L);
@@ -1091,14 +1439,15 @@ static int f_write(lua_State *L) {
   int err;
   loom__enter(L, H, "file:write");
   if (!f->writable) return loom__fail(L, "write", f->path, UV_EBADF);
+  if (f->werr != 0) return behind_failed(L, f);
   if (f->len > 0) {  /* unread buffered data: write where the reader is */
     f->pos -= (int64_t)f->len;
     f->len = f->start = 0;
     f->eof = 0;
   }
   at = f->append || !f->regular ? -1 : f->pos;
-  if (f->regular && !f->append && !f->no_nowait_write) {  /* page cache */
-    struct iovec iov;
+  if (f->regular && !f->append && !f->no_nowait_write && f->batch == NULL) {
+    struct iovec iov;  /* the page cache may take it now */
     ssize_t n;
     iov.iov_base = (void *)data;
     iov.iov_len = len;
@@ -1114,6 +1463,16 @@ static int f_write(lua_State *L) {
     else if (errno != EAGAIN)
       return loom__fail(L, "write", f->path, uv_translate_sys_error(errno));
   }
+  if (f->regular) {
+    queue_piece(L, H, f, data, len, at);
+    if (at >= 0) f->pos += (int64_t)len;
+    behind_start(L, H, f);
+    if (f->werr != 0) return behind_failed(L, f);
+    f->then_n = (lua_Integer)len;
+    if (f->qbytes >= BEHIND)
+      return behind_wait(L, f, WANT_ROOM, then_written);
+    return then_written(L, f);
+  }
   r = req_new(L, OP_WRITE, "write", f->path);
   r->file = f;
   keep(L, H, r, 2);
@@ -1125,15 +1484,13 @@ static int f_write(lua_State *L) {
   return await_req(L, r, err);
 }
 
-/* core.file_seek(f, whence, offset): the new position */
-static int f_seek(lua_State *L) {
-  static const char *const whences[] = {"set", "cur", "end", NULL};
-  loom_file *f = checkfile(L, "file:seek");
-  int whence = loom__checkoption(L, 2, "file:seek", "cur", whences);
-  lua_Integer off = loom__optinteger(L, 3, "file:seek", 0);
-  int64_t here = f->pos - (int64_t)f->len, to;
-  if (whence == 0) to = off;
-  else if (whence == 1) to = here + off;
+/* The seek of 'f' to whence 'then_w', offset 'then_n'. */
+static int then_seek(lua_State *L, loom_file *f) {
+  int64_t to, off = f->then_n;
+  if (f->werr != 0) return behind_failed(L, f);
+  if (f->fd < 0) return loom__fail(L, "seek", f->path, UV_EBADF);
+  if (f->then_w == 0) to = off;
+  else if (f->then_w == 1) to = f->pos - (int64_t)f->len + off;
   else {
     struct stat st;
     if (fstat(f->fd, &st) != 0)
@@ -1148,19 +1505,50 @@ static int f_seek(lua_State *L) {
   return 1;
 }
 
+/*
+** core.file_seek(f, whence, offset): the new position, once what is
+** behind is written (an append moves the position to the end).
+*/
+static int f_seek(lua_State *L) {
+  static const char *const whences[] = {"set", "cur", "end", NULL};
+  loom_file *f = checkfile(L, "file:seek");
+  int whence = loom__checkoption(L, 2, "file:seek", "cur", whences);
+  lua_Integer off = loom__optinteger(L, 3, "file:seek", 0);
+  int n;
+  f->then_w = whence;
+  f->then_n = off;
+  if ((n = behind_first(L, f, "file:seek", then_seek)) >= 0) return n;
+  return then_seek(L, f);
+}
+
+static int then_synced(lua_State *L, loom_file *f) {
+  if (f->werr != 0) {
+    int err = f->werr;
+    f->werr = 0;
+    return loom__fail(L, "sync", f->path, err);
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* file:sync(): what is behind, then fsync, on one worker */
 static int f_sync(lua_State *L) {
   loom_host *H = loom__host(L);
   loom_file *f = checkfile(L, "file:sync");
-  fsreq *r;
   loom__enter(L, H, "file:sync");
-  r = req_new(L, OP_TRUE, "sync", f->path);
-  return await_req(L, r, uv_fs_fsync(H->loop, &r->req, f->fd, fs_cb));
+  if (f->werr != 0) return behind_failed(L, f);
+  f->sync_wanted = 1;
+  behind_start(L, H, f);
+  if (f->werr != 0) return then_synced(L, f);
+  return behind_wait(L, f, WANT_DRAIN, then_synced);
 }
 
-static int f_stat(lua_State *L) {
-  loom_file *f = checkfile(L, "file:stat");
+static int push_fstat(lua_State *L, loom_file *f) {
   uv_fs_t req;
-  int err = uv_fs_fstat(NULL, &req, f->fd, NULL);  /* no disk access */
+  int err;
+  if (f->werr != 0) return behind_failed(L, f);
+  if (f->fd < 0) return loom__fail(L, "stat", f->path, UV_EBADF);
+  err = uv_fs_fstat(NULL, &req, f->fd, NULL);  /* no disk access */
   if (err < 0) {
     uv_fs_req_cleanup(&req);
     return loom__fail(L, "stat", f->path, err);
@@ -1170,26 +1558,57 @@ static int f_stat(lua_State *L) {
   return 1;
 }
 
+static int f_stat(lua_State *L) {
+  loom_file *f = checkfile(L, "file:stat");
+  int n = behind_first(L, f, "file:stat", push_fstat);
+  return n >= 0 ? n : push_fstat(L, f);
+}
+
+static int then_closed(lua_State *L, loom_file *f) {
+  int err = f->werr;
+  if (f->fd >= 0) {
+    close_fd(f);
+    loom__untrack(L, 1);
+  }
+  f->werr = 0;
+  if (err != 0) return loom__fail(L, "write", f->path, err);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 /*
-** file:close(), also __close: true, the second time too.  While another
+** file:close(), also __close: true, the second time too; what is
+** written behind is waited for, and a failure of it is the answer (the
+** file is closed all the same).  Outside a task, or where the task
+** cannot wait, the file closes once the writes end.  While another
 ** task's read or write is in flight the worker still uses the buffer:
 ** nil, msg, "EBUSY", and the file closes when collected.
 */
 static int f_close(lua_State *L) {
   loom_file *f = loom__checkobject_as(L, 1, &file_class, "file:close");
+  loom_host *H;
+  waiter_left(f);
+  if (f->close_after) {  /* closing once the writes end */
+    lua_pushboolean(L, 1);
+    return 1;
+  }
   if (f->fd >= 0 && f->busy) {
     return loom__fail_reason(L, "close", f->path,
                              "another task is using it", "EBUSY");
   }
-  if (f->fd >= 0) {
-    close(f->fd);
-    f->fd = -1;
-    free(f->buf);
-    f->buf = NULL;
+  if (f->fd >= 0 && f->batch != NULL) {
+    H = loom__host_of_state(L);
+    if (H != NULL && H->current != NULL && !H->current->throwing &&
+        lua_isyieldable(L)) {
+      loom__enter(L, H, "file:close");
+      return behind_wait(L, f, WANT_DRAIN, then_closed);
+    }
+    f->close_after = 1;
     loom__untrack(L, 1);
+    lua_pushboolean(L, 1);
+    return 1;
   }
-  lua_pushboolean(L, 1);
-  return 1;
+  return then_closed(L, f);
 }
 
 static void file_free(loom_file *f) {
@@ -1200,10 +1619,28 @@ static void file_free(loom_file *f) {
   f->buf = f->path = NULL;
 }
 
-/* No request can be in flight: a request keeps its File alive. */
+/*
+** No request can be in flight: a request or a batch keeps its File
+** alive, but for the finalizers of a state that closes.  A worker still
+** writing the strings of a batch is waited for then, before they go.
+*/
 static int f_gc(lua_State *L) {
+  loom_file *f = lua_touserdata(L, 1);
+  wbatch *b = f->batch;
   loom__untrack(L, 1);
-  file_free(lua_touserdata(L, 1));
+  if (b != NULL) {
+    uv_mutex_lock(&b->mu);
+    while (!b->done) uv_cond_wait(&b->cv, &b->mu);
+    uv_mutex_unlock(&b->mu);
+    b->f = NULL;  /* batch_done frees it */
+    f->batch = NULL;
+  }
+  pieces_free(NULL, f->q, f->qn);
+  f->q = NULL;
+  f->qn = 0;
+  loom_call_release(f->waiter);
+  f->waiter = NULL;
+  file_free(f);
   return 0;
 }
 

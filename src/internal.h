@@ -453,6 +453,7 @@ int loom__on_done(lua_State *L, int idx);  /* fn on top: task:on_done */
 loom_task *loom__current(lua_State *L, loom_host *H, const char *name);
 loom_task *loom__enter(lua_State *L, loom_host *H, const char *name);
 int loom__wait(lua_State *L, lua_KFunction k, lua_KContext ctx);  /* yields */
+int loom__call_left(loom_call *c);  /* its task was cancelled meanwhile */
 int loom__suspend(lua_State *L, loom_k k);  /* loom__wait with H and t */
 loom_task *loom__resumed(lua_State *L, loom_host *H);  /* checks, or raises */
 int loom__yield(lua_State *L, loom_host *H, const char *name);
