@@ -404,6 +404,75 @@ describe("http.websocket and req:websocket", function()
     l:close()
   end))
 
+  -- A server that completes the upgrade (with 'extra' header lines in
+  -- its 101), then reads nothing: its buffers fill and writes to it wait.
+  local function deaf_server(extra)
+    local hold = loom.event()
+    local l = assert(net.listen("127.0.0.1", 0, function(s)
+      local head = ""
+      while not head:find("\r\n\r\n", 1, true) do head = head .. assert(s:read()) end
+      local key = head:match("[Ss]ec%-[Ww]eb[Ss]ocket%-[Kk]ey: *(%S+)")
+      s:write("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+        .. "Connection: Upgrade\r\nSec-WebSocket-Accept: "
+        .. core.websocket.accept(key) .. "\r\n" .. (extra or "") .. "\r\n")
+      hold:wait()
+      s:close()
+    end))
+    local _, port = l:address()
+    return ("ws://127.0.0.1:%d/"):format(port), function() hold:set() l:close() end
+  end
+
+  it("bound the whole close by close_timeout when the peer reads nothing", async(function()
+    local url, stop = deaf_server()
+    local ws = assert(http.websocket(url, { close_timeout = 0.3 }))
+    -- 64 MiB in one message: more than the socket buffers hold, so the
+    -- write waits for good, and the close frame waits behind it
+    local sender = loom.spawn(ws.send, ws, ("x"):rep(64 * 1024 * 1024), "binary")
+    loom.yield()
+    local t0 = loom.now()
+    assert.is_true(loom.timeout(5, ws.close, ws))
+    assert.is_true(loom.now() - t0 < 2, "close waited past close_timeout")
+    assert.are.equal(1006, ws.close_code)
+    local r = { loom.timeout(5, sender.await, sender) }
+    assert.is_nil(r[1])
+    stop()
+  end, { timeout = 20 }))
+
+  it("drop a peer whose buffers are full within the heartbeat, the ping's write included", async(function()
+    local url, stop = deaf_server()
+    local ws = assert(http.websocket(url, { heartbeat = 0.2 }))
+    loom.spawn(ws.send, ws, ("x"):rep(64 * 1024 * 1024), "binary")
+    local data, msg, code = loom.timeout(5, ws.receive, ws)
+    assert.is_nil(data)
+    assert.are.equal(1006, code)
+    assert.is_true(has(msg, "ping"), msg)
+    stop()
+  end, { timeout = 20 }))
+
+  it("refuse a 101 that chose extensions the client did not offer", async(function()
+    local url, stop = deaf_server("Sec-WebSocket-Extensions: permessage-deflate\r\n")
+    local ws, msg, code = http.websocket(url)
+    assert.is_nil(ws)
+    assert.are.equal("EPROTO", code)
+    assert.is_true(has(msg, "extensions"), msg)
+    stop()
+  end))
+
+  it("close 1001 at once a WebSocket upgraded while the server closes", async(function()
+    local srv
+    srv = serve(function(req)
+      srv:close()
+      local ws = assert(req:websocket())
+      ws:receive()
+    end)
+    local _, port = srv:address()
+    local ws = assert(http.websocket(("ws://127.0.0.1:%d/"):format(port)))
+    local data, _, code = loom.timeout(5, ws.receive, ws)
+    assert.is_nil(data)
+    assert.are.equal(1001, code)
+    loom.timeout(5, srv.wait, srv)
+  end))
+
   it("keep a connection whose peer answers the heartbeat's pings", async(function()
     local srv, url = serve(echo())
     local ws = assert(http.websocket(url, { heartbeat = 0.05 }))

@@ -31,6 +31,20 @@ describe("websocket engine", function()
     assert.are.equal(1009, c:feed(out2)[1][3])
   end)
 
+  it("takes a message in 16384 frames and closes 1009 on one in more", function()
+    local masked = "\0\0\0\0"
+    local first, more, last = "\x01\x80" .. masked, "\x00\x80" .. masked,
+      "\x80\x80" .. masked  -- text not fin, continuation, final continuation
+    local s = ws.engine(true, 1 << 20)
+    local evs, _, refused = s:feed(first .. more:rep(16382) .. last)
+    assert.are.same({ { "text", "" } }, evs)
+    assert.is_nil(refused)
+    s = ws.engine(true, 1 << 20)
+    evs, _, refused = s:feed(first .. more:rep(16383) .. last)
+    assert.are.same({}, evs)
+    assert.are.equal(1009, refused)
+  end)
+
   it("closes with 1002 on a frame wslay cannot parse or half a status", function()
     local masked = "\0\0\0\0"  -- a mask key of zeros: the bytes as they are
     for name, frame in pairs {

@@ -20,6 +20,7 @@
 #include <openssl/rand.h>
 
 #define ENGINE_MT "loom.websocket.engine"
+#define MAX_FRAMES 16384   /* frames of one message, else close 1009 */
 
 typedef struct engine {
   wslay_event_context_ptr ctx;
@@ -31,6 +32,7 @@ typedef struct engine {
   int list, n;
   int oom;
   int proto;               /* the peer broke the protocol: close 1002 */
+  int frames;              /* of the data message coming */
 } engine;
 
 static const loom_class engine_class;
@@ -145,6 +147,9 @@ static void msg_cb(wslay_event_context_ptr ctx,
   const char *kind;
   const uint8_t *msg = arg->msg;
   size_t len = arg->msg_length;
+  if ((arg->opcode == WSLAY_TEXT_FRAME || arg->opcode == WSLAY_BINARY_FRAME)
+      && e->frames > MAX_FRAMES)
+    return;  /* refused: closed with 1009 */
   switch (arg->opcode) {
     case WSLAY_TEXT_FRAME:
       if (!utf8_valid(msg, len)) {
@@ -180,8 +185,25 @@ static void msg_cb(wslay_event_context_ptr ctx,
   lua_rawseti(L, e->list, ++e->n);
 }
 
+/*
+** A message in endless frames (empty ones cost a peer two bytes each)
+** would hold the connection with a message that never ends: its frames
+** are counted, as wslay counts its bytes.
+*/
+static void frame_cb(wslay_event_context_ptr ctx,
+                     const struct wslay_event_on_frame_recv_start_arg *arg,
+                     void *ud) {
+  engine *e = ud;
+  if (arg->opcode == WSLAY_TEXT_FRAME || arg->opcode == WSLAY_BINARY_FRAME)
+    e->frames = 1;
+  else if (arg->opcode == WSLAY_CONTINUATION_FRAME &&
+           ++e->frames == MAX_FRAMES + 1)
+    wslay_event_queue_close(ctx, WSLAY_CODE_MESSAGE_TOO_BIG,
+                            (const uint8_t *)"too many frames", 15);
+}
+
 static const struct wslay_event_callbacks callbacks = {
-  recv_cb, send_cb, genmask_cb, NULL, NULL, NULL, msg_cb
+  recv_cb, send_cb, genmask_cb, frame_cb, NULL, NULL, msg_cb
 };
 
 static engine *check_engine(lua_State *L) {

@@ -564,6 +564,9 @@ function Request:websocket(opts)
   c.data = nil
   local ws = websocket.new(c.s, true, rest, protocol, o)
   c.ws = ws
+  if c.srv.closing then  -- upgraded as the server closed: going away
+    loom.spawn(websocket.close_state, ws, 1001, "server shutting down")
+  end
   return ws
 end
 

@@ -48,7 +48,8 @@ local KINDS = { text = 0, binary = 1 }
 local REFUSED = {
   [1002] = "protocol error from the peer",
   [1007] = "the peer sent text that is not UTF-8",
-  [1009] = "the peer sent a message over max_message",
+  [1009] = "the peer sent a message over max_message (or in over 16384 "
+    .. "frames)",
 }
 
 -- {====================================================================
@@ -170,6 +171,7 @@ local function ended(st, status, reason, msg)
   st.msg = msg or ("websocket closed (" .. status
     .. (reason ~= "" and ": " .. reason or "") .. ")")
   st.inbox:close()
+  if st.room then st.room:set() end  -- a reader waiting for room ends
   local ws = st.proxy[1]  -- the user's object, while it lives
   if ws then ws.close_code, ws.close_reason = status, reason end
   local beat = st.beat
@@ -209,7 +211,7 @@ end
 -- inbox).
 local function deliver(st, ev)
   local inbox = st.inbox
-  while not st.closing do
+  while not st.closing and not st.ended do
     if inbox:put_nowait(ev) then return end
     local room = st.room
     if not room then
@@ -297,9 +299,13 @@ local function heartbeat(st, every)
       loom.sleep(every - quiet)
     else
       local _, out = st.e:queue(2, "")
-      if out then st.s:write(out) end
       local asked = now()
-      loom.sleep(every / 2)
+      -- the ping's write counts against the answer's time: a peer that
+      -- reads nothing is dropped too
+      local sent = not out or pcall(loom.timeout, every / 2, st.s.write,
+        st.s, out)
+      local left = every / 2 - (now() - asked)
+      if sent and left > 0 then loom.sleep(left) end
       if st.seen < asked and not st.ended and not st.stalled then
         ended(st, 1006, "", ("websocket connection lost: no answer to a "
           .. "ping within %gs"):format(every / 2))
@@ -370,7 +376,8 @@ function WebSocket:send(data, kind)
   end
   check.task("ws:send")
   if st.closing or st.ended then return closed(st) end
-  local _, out = st.e:queue(k, data)
+  local queued, out = st.e:queue(k, data)
+  if not queued then return closed(st) end  -- the engine is closing
   return st.s:write(out or "")
 end
 
@@ -410,7 +417,8 @@ function WebSocket:ping(data)
   end
   check.task("ws:ping")
   if st.closing or st.ended then return closed(st) end
-  local _, out = st.e:queue(2, data)
+  local queued, out = st.e:queue(2, data)
+  if not queued then return closed(st) end
   return st.s:write(out or "")
 end
 
@@ -445,24 +453,33 @@ local function start_close(st, status, reason)
   if not flush(st) then
     ended(st, 1006, "", "websocket connection lost while closing")
     st.s:close()
+    return
   end
+  st.close_sent = true
 end
 
--- The closing handshake: the close frame, then the peer's for at most
--- close_timeout seconds, after which the connection is cut.
+-- The closing handshake: the close frame, then the peer's, all within
+-- close_timeout seconds (a peer that reads nothing cannot hold the close
+-- frame's write either), after which the connection is cut.
 local function close(st, status, reason)
-  start_close(st, status, reason)
   if not st.ended then
-    local ok, e = pcall(loom.timeout, st.close_timeout, st.done.wait,
-      st.done)
+    local ok, e = pcall(loom.timeout, st.close_timeout, function()
+      start_close(st, status, reason)
+      if not st.ended then st.done:wait() end
+    end)
     if not ok then
       if not is_timeout(e) then
         st.s:close()
         error(e, 0)
       end
-      ended(st, st.sent_status or status, st.sent_reason or reason,
-        ("websocket closed (%d): no answer to the close within %gs")
-        :format(st.sent_status or status, st.close_timeout))
+      if st.close_sent then
+        ended(st, st.sent_status or status, st.sent_reason or reason,
+          ("websocket closed (%d): no answer to the close within %gs")
+          :format(st.sent_status or status, st.close_timeout))
+      else
+        ended(st, 1006, "", ("websocket connection lost: the close could "
+          .. "not be sent within %gs"):format(st.close_timeout))
+      end
       st.s:close()
     end
   end
@@ -495,13 +512,19 @@ ws_mt.__close = function(ws)
   local st = ws[ST]
   if st.ended then return end
   if loom.current() then close(st, 1000, "")
-  else st.s:close() end
+  else  -- cut: the reader, even one waiting for room, ends
+    ended(st, 1006, "", "websocket connection lost: closed outside a task")
+    st.s:close()
+  end
 end
 
 -- the collector: the connection is cut (the reader then ends)
 ws_mt.__gc = function(ws)
   local st = ws[ST]
-  if not st.ended then st.s:close() end
+  if not st.ended then
+    ended(st, 1006, "", "websocket connection lost: collected")
+    st.s:close()
+  end
 end
 
 -- }====================================================================
@@ -627,6 +650,10 @@ local function answer(s, url, key, o)
       end
       if h["sec-websocket-accept"] ~= accept_of(key) then
         return refuse("wrong Sec-WebSocket-Accept")
+      end
+      if h["sec-websocket-extensions"] then  -- none is offered
+        return refuse("the server chose extensions ("
+          .. h["sec-websocket-extensions"] .. "), none were offered")
       end
       local protocol = h["sec-websocket-protocol"]
       if protocol then
