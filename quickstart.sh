@@ -10,6 +10,9 @@
 #                          the same, with the peers the benchmarks compare
 #                          with (Python, Node, luv, wrk, nginx with ngx_lua,
 #                          aiohttp), then bench/run name
+#   ./quickstart.sh soak [echo|http|client|all]
+#                          the same, then bench/soak/run: ten minutes a
+#                          scenario under load and faults (RSS, fds, tasks)
 #
 # Run as root on Debian 12 (or with the packages below already there).
 # The test run checks the Lua sources with luacheck, then builds twice,
@@ -30,7 +33,7 @@ PACKAGES=(gcc libc6-dev pkg-config meson ninja-build lua5.4 liblua5.4-dev
 
 # what bench/run compares loom with, beyond what the build needs
 BENCH_PACKAGES=(python3 nodejs lua-luv wrk nginx-light libnginx-mod-http-lua
-                python3-aiohttp)
+                python3-aiohttp gnuplot-nox)
 
 # what building the Debian packages needs, beyond what the build needs
 DEB_PACKAGES=(debhelper dpkg-dev lintian)
@@ -179,6 +182,11 @@ case "${1:-}" in
     build build
     exec bench/run "${2:-all}"
     ;;
+  soak)
+    install_missing "${BENCH_PACKAGES[@]}"
+    build build
+    exec bench/soak/run "${2:-all}"
+    ;;
   test)
     install_missing
     lint
@@ -202,7 +210,7 @@ case "${1:-}" in
     [ "$FAILED" -eq 0 ]
     ;;
   *)
-    echo "usage: $0 demo|test|deb|bench [name]" >&2
+    echo "usage: $0 demo|test|deb|bench [name]|soak [name]" >&2
     exit 2
     ;;
 esac
