@@ -381,6 +381,38 @@ describe("http.websocket and req:websocket", function()
     srv:close()
   end))
 
+  it("end the reader of a WebSocket the collector takes while its inbox is full", async(function()
+    local seen = {}
+    local srv, url = serve(function(req)
+      local ws = assert(req:websocket())
+      for i = 1, 20 do ws:send("m" .. i) end  -- more than the client's inbox
+      seen.code = select(3, ws:receive())
+      seen.done = true
+    end)
+    local function readers()
+      local k = 0
+      for _, t in ipairs(loom.tasks()) do
+        if t.name == "websocket reader" then k = k + 1 end
+      end
+      return k
+    end
+    local before = readers()
+    do
+      local ws = assert(http.websocket(url, { max_queue = 2 }))
+      local st  -- the state behind it (a table key of its own)
+      for k, v in pairs(ws) do
+        if type(k) == "table" and type(v) == "table" and v.inbox then st = v end
+      end
+      until_(function() return st.inbox:full() and st.stalled end)
+    end
+    collectgarbage()
+    collectgarbage()
+    until_(function() return seen.done end)
+    assert.are.equal(1006, seen.code)
+    until_(function() return readers() == before end)
+    srv:close()
+  end))
+
   it("drop a peer that answers no ping within the heartbeat", async(function()
     -- a server that completes the upgrade, then reads and ignores all
     local l = assert(net.listen("127.0.0.1", 0, function(s)
