@@ -2,7 +2,8 @@
 --   echo  loom.net.listen, each connection's bytes sent back
 --   http  loom.http.serve answering "hello\n" (its default limits)
 -- Prints "port=N" once listening, then every SAMPLE seconds (env
--- SOAK_SAMPLE, default 10) "tasks=N lua_kib=K conns=C".  Errors of
+-- SOAK_SAMPLE, default 10) "tasks=N lua_kib=K conns=C", K the Lua heap
+-- after a full collection (what is alive, not what waits for the GC).  Errors of
 -- connections are values (the loop ends); anything else is logged.
 local mode = arg[1] or "echo"
 local port = math.tointeger(tonumber(arg[2])) or 0
@@ -32,6 +33,7 @@ io.stdout:flush()
 
 while true do
   loom.sleep(every)
+  collectgarbage()
   print(("tasks=%d lua_kib=%.0f conns=%d"):format(#loom.tasks(),
     collectgarbage("count"), conns))
   io.stdout:flush()

@@ -1,18 +1,30 @@
 """soak peer: clients that misbehave against an HTTP server.
 
 Run as: python3 bench/soak/slow.py HOST PORT SECONDS [SLOW]
-For SECONDS: SLOW clients (default 50) each send a request one byte a
-second (reconnecting when the server closes them: its header timeout), and
+For SECONDS: SLOW clients (default 50) each send a request head that
+never ends (slowloris: a header line after another), one byte a second,
+connecting again when the server closes them (its header timeout), and
 every second ten clients send half a request head and leave.  Prints at the
-end "slow_closed=N half=N errors=N": how many slow connections the server
-closed, half requests sent, connections that failed.
+end "slow_closed=N longest_s=S half=N errors=N": how many slow connections
+the server closed, the longest one held (seconds), half requests sent,
+connections that failed.
 """
 import asyncio
 import sys
 import time
 
 REQ = b"GET / HTTP/1.1\r\nHost: soak\r\nUser-Agent: slow\r\n\r\n"
-stats = {"slow_closed": 0, "half": 0, "errors": 0}
+HEAD = b"GET / HTTP/1.1\r\nHost: soak\r\n"
+MORE = b"X-Slow: 1\r\n"
+stats = {"slow_closed": 0, "longest_s": 0, "half": 0, "errors": 0}
+
+
+def byte(i):
+    """The i-th byte of a head that never ends."""
+    if i < len(HEAD):
+        return HEAD[i: i + 1]
+    j = (i - len(HEAD)) % len(MORE)
+    return MORE[j: j + 1]
 
 
 async def slow(host, port, deadline):
@@ -24,9 +36,10 @@ async def slow(host, port, deadline):
             await asyncio.sleep(1)
             continue
         closed = asyncio.ensure_future(reader.read())
+        began = time.monotonic()
         i = 0
         while time.monotonic() < deadline and not closed.done():
-            writer.write(REQ[i % len(REQ): i % len(REQ) + 1])
+            writer.write(byte(i))
             i += 1
             try:
                 await asyncio.wait_for(asyncio.shield(closed), 1)
@@ -36,6 +49,7 @@ async def slow(host, port, deadline):
                 break
         if closed.done():
             stats["slow_closed"] += 1
+            stats["longest_s"] = max(stats["longest_s"], round(time.monotonic() - began))
         else:
             closed.cancel()
         writer.close()
