@@ -739,7 +739,39 @@ print(r.status, r.read().decode())
       :find("max_body_size must be a positive integer", 1, true))
     assert.truthy(raised(http.serve, "127.0.0.1", 0, function() end, { keepalive_timeout = "x" })
       :find("keepalive_timeout must be a positive number", 1, true))
+    assert.truthy(raised(http.serve, "127.0.0.1", 0, function() end, { max_connections = 0 })
+      :find("max_connections must be a positive integer", 1, true))
   end)
+
+  it("serves at most max_connections at once: a third client waits until one closes", async(function()
+    local srv, port = serve(function(req) return 200, req.path end, { max_connections = 2 })
+    local function get(s, path)
+      assert(s:write("GET ", path, " HTTP/1.1\r\nHost: x\r\n\r\n"))
+      return loom.spawn(function()
+        local got = {}
+        while true do  -- the head and the body, whose length is the path's
+          local d = s:read()
+          if not d then return nil end
+          got[#got + 1] = d
+          local all = table.concat(got)
+          if all:sub(-#path) == path then return parse_response(all) end
+        end
+      end)
+    end
+    local a <close> = assert(net.connect("127.0.0.1", port))
+    local b <close> = assert(net.connect("127.0.0.1", port))
+    assert.are.equal(200, get(a, "/a"):await())
+    assert.are.equal(200, get(b, "/b"):await())
+    -- both stay open (keep-alive); the third connects but is not served
+    local c <close> = assert(net.connect("127.0.0.1", port))
+    local third = get(c, "/c")
+    loom.sleep(0.2)
+    assert.is_false(third:done())
+    a:close()
+    assert.are.equal(200, third:await())
+    assert.are.equal(200, get(b, "/b2"):await())  -- the others go on
+    srv:close()
+  end, { timeout = 10 }))
 
   it("returns nil, msg, code when it cannot listen", async(function()
     local srv, port = serve(function() end)

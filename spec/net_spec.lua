@@ -1097,6 +1097,95 @@ describe("loom.net", function()
       assert.is_true(has(e, "closed"), e)
     end))
 
+    -- A server of 'max' connections that greets each client with the
+    -- line it sent and then holds it until the client goes; what it
+    -- served, in order.
+    local function holding_server(max, listen_fn, where)
+      local served = {}
+      local srv = assert(listen_fn(where, function(s)
+        local line = s:read_line()
+        served[#served + 1] = line
+        s:write("hi ", line, "\n")
+        s:read()  -- until the client closes
+      end, { max_connections = max }))
+      return srv, served
+    end
+
+    local function greet(c, line)
+      assert(c:write(line, "\n"))
+      return loom.spawn(function() return c:read_line() end)
+    end
+
+    it("max_connections: a third client waits, unserved, until one of two closes", async(function()
+      local srv <close>, served = holding_server(2, function(where, fn, o)
+        return net.listen(where, 0, fn, o)
+      end, "127.0.0.1")
+      local _, port = srv:address()
+      local a <close> = assert(net.connect("127.0.0.1", port))
+      local b <close> = assert(net.connect("127.0.0.1", port))
+      assert.are.equal("hi a", greet(a, "a"):await())
+      assert.are.equal("hi b", greet(b, "b"):await())
+      -- the third connects (the backlog holds it) and is not served
+      local c <close> = assert(net.connect("127.0.0.1", port))
+      local third = greet(c, "c")
+      local d <close> = assert(net.connect("127.0.0.1", port))
+      local fourth = greet(d, "d")
+      loom.sleep(0.2)
+      assert.is_false(third:done())
+      assert.are.same({ "a", "b" }, served)
+      a:close()
+      assert.are.equal("hi c", third:await())
+      loom.sleep(0.05)
+      assert.is_false(fourth:done())  -- b and c are open: still two
+      b:close()
+      assert.are.equal("hi d", fourth:await())
+      assert.are.same({ "a", "b", "c", "d" }, served)
+    end, { timeout = 10 }))
+
+    it("max_connections: a handler that returns early or is cancelled frees its place", async(function()
+      local n, started = 0, loom.event()
+      local handlers = {}
+      local srv <close> = assert(net.listen("127.0.0.1", 0, function(s)
+        n = n + 1
+        handlers[n] = loom.current()
+        started:set()
+        local line = s:read_line()
+        if line == "quit" then return end
+        s:write("ok ", line, "\n")
+        s:read()
+      end, { max_connections = 1 }))
+      local _, port = srv:address()
+      local a <close> = assert(net.connect("127.0.0.1", port))
+      started:wait()
+      local b <close> = assert(net.connect("127.0.0.1", port))
+      local second = greet(b, "b")
+      a:write("quit\n")  -- its handler returns: the place is free
+      assert.are.equal("ok b", second:await())
+      started:clear()
+      handlers[2]:cancel()
+      local c <close> = assert(net.connect("127.0.0.1", port))
+      assert.are.equal("ok c", greet(c, "c"):await())
+      assert.are.equal(3, n)
+    end, { timeout = 10 }))
+
+    it("max_connections on a Unix socket; closing a server that holds one", async(function()
+      local dir = tmpdir()
+      local path = dir .. "/s.sock"
+      local srv, served = holding_server(1, net.listen_unix, path)
+      local a <close> = assert(net.connect_unix(path))
+      assert.are.equal("hi a", greet(a, "a"):await())
+      local b <close> = assert(net.connect_unix(path))
+      local second = greet(b, "b")
+      loom.sleep(0.1)
+      assert.is_false(second:done())
+      srv:close()  -- the held connection goes with it
+      local got, _, code = second:await()
+      assert.is_nil(got)
+      assert.is_true(code == "EOF" or code == "ECONNRESET", code)
+      assert.are.same({ "a" }, served)
+      rmdir(dir)
+    end, { timeout = 10 }))
+
     it("recovers from EMFILE without spinning", function()
       local script = h.script([[
         local loom = require "loom"
@@ -1339,6 +1428,9 @@ describe("loom.net", function()
 
     it("net.listen with an option of the wrong type", async(function()
       check("net.listen", net.listen, "127.0.0.1", 0, fn, { backlog = "lots" })
+      check("max_connections", net.listen, "127.0.0.1", 0, fn, { max_connections = 0 })
+      check("max_connections", net.listen, "127.0.0.1", 0, fn, { max_connections = 1.5 })
+      check("net.listen_unix", net.listen_unix, "/tmp/x.sock", fn, { max_connections = "2" })
     end))
 
     it("net.udp and its methods", async(function()

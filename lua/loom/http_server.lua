@@ -783,10 +783,11 @@ function M.serve(host, port, handler, opts)
     keepalive_timeout = positive(opts, "keepalive_timeout", 75),
     max_requests = positive(opts, "max_requests", 1000, true),
   }, Server)
+  local max_connections = positive(opts, "max_connections", 10000, true)
   local listener, err, code = net.listen(host, port, function(s)
     connection(srv, s)
   end, { backlog = opts.backlog, reuseport = opts.reuseport,
-         tls = opts.tls })
+         tls = opts.tls, max_connections = max_connections })
   if not listener then return nil, err, code end
   srv.listener = listener
   return srv
