@@ -886,6 +886,131 @@ describe("loom.net", function()
 
   -- {================================================================
   describe("timeouts", function()
+    -- A client and the server's end of its connection, held until the
+    -- test lets go (the handler waits on 'done').
+    local function pair()
+      local got, done = loom.future(), loom.event()
+      local srv = assert(net.listen("127.0.0.1", 0, function(s)
+        got:set_result(s)
+        done:wait()
+      end))
+      local _, port = srv:address()
+      local c = assert(net.connect("127.0.0.1", port))
+      local s = got:await()
+      return c, s, function() done:set(); c:close(); srv:close() end
+    end
+
+    it("stream:timeout: a read that waits longer gives ETIMEDOUT; the stream goes on", async(function()
+      local c, s, finish = pair()
+      assert.is_nil(s:timeout())
+      assert.are.equal(0.1, s:timeout(0.1))
+      assert.are.equal(0.1, s:timeout())
+      local t0 = loom.now()
+      local r = pack(s:read())
+      assert.is_nil(r[1])
+      assert.are.equal("ETIMEDOUT", r[3])
+      assert.is_true(has(r[2], "timed out after 0.1s"), r[2])
+      local took = loom.now() - t0
+      assert.is_true(took >= 0.09 and took < 0.5, "took " .. took)
+      -- what comes later is read; a read that needs not wait is not timed
+      c:write("one\ntwo\n")
+      assert.are.equal("one", s:read_line())
+      assert.are.equal("two", s:read_line())
+      -- read_exactly: the part that came stays buffered
+      c:write("abc")
+      r = pack(s:read_exactly(5))
+      assert.are.equal("ETIMEDOUT", r[3])
+      c:write("de")
+      assert.are.equal("abcde", s:read_exactly(5))
+      finish()
+    end))
+
+    it("stream:timeout counts the whole call: a byte now and then does not extend a read_line", async(function()
+      local c, s, finish = pair()
+      s:timeout(0.2)
+      local trickle = loom.spawn(function()
+        for _ = 1, 40 do
+          if not c:write("x") then return end
+          loom.sleep(0.02)
+        end
+      end)
+      local t0 = loom.now()
+      local r = pack(s:read_line())
+      local took = loom.now() - t0
+      trickle:cancel()
+      assert.are.equal("ETIMEDOUT", r[3])
+      assert.is_true(took >= 0.19 and took < 0.5, "took " .. took)
+      finish()
+    end))
+
+    it("stream:timeout: a write or flush to a peer that reads nothing gives ETIMEDOUT", async(function()
+      local c, s, finish = pair()
+      s:limits{ high_water = 1024 }
+      s:timeout(0.1)
+      local big = ("x"):rep(MiB)
+      local r
+      for _ = 1, 64 do  -- until the socket's buffers are full
+        r = pack(s:write(big))
+        if not r[1] then break end
+      end
+      assert.is_nil(r[1])
+      assert.are.equal("ETIMEDOUT", r[3])
+      assert.is_true(has(r[2], "timed out after 0.1s"), r[2])
+      r = pack(s:flush())
+      assert.are.equal("ETIMEDOUT", r[3])
+      -- the stream goes on: what was queued is sent once the peer reads
+      s:timeout(nil)
+      assert.is_nil(s:timeout())
+      local reader = loom.spawn(function()
+        local n = 0
+        while n < MiB do n = n + #assert(c:read()) end
+        return n
+      end)
+      assert.is_true(s:flush())
+      assert.is_true(reader:await() >= MiB)
+      finish()
+    end, { timeout = 10 }))
+
+    it("stream:timeout(0) turns it off; a write that need not wait is never timed", async(function()
+      local c, s, finish = pair()
+      s:timeout(0.05)
+      assert.is_true(s:write("hello"))
+      assert.are.equal("hello", c:read_exactly(5))
+      assert.is_nil(s:timeout(0))
+      local t = loom.spawn(function() return s:read() end)
+      loom.sleep(0.15)
+      assert.is_false(t:done())
+      c:write("late")
+      assert.are.equal("late", t:await())
+      finish()
+    end))
+
+    it("a stream:timeout left set keeps nothing alive: the program ends at once", function()
+      local t0 = h.clock()
+      local out, err, code = h.run_src([[
+        local net = require "loom.net"
+        local srv = assert(net.listen("127.0.0.1", 0, function(s)
+          s:timeout(30)
+          s:write(s:read_line(), "\n")
+          local t = loom.spawn(function() return s:read() end)
+          loom.sleep(0.05)
+          t:cancel()            -- a timed read cancelled
+          print("cancelled", pcall(loom.await, t))
+        end))
+        local _, port = srv:address()
+        local c = assert(net.connect("127.0.0.1", port))
+        c:timeout(30)
+        c:write("hi\n")
+        print(c:read_line())
+        print(c:read())         -- EOF: the handler returned
+        c:close()
+        srv:close()
+      ]], nil, nil, 20)
+      assert.are.equal(0, code, err)
+      assert.is_true(has(out, "hi\ncancelled\tfalse"), out)
+      assert.is_true(h.clock() - t0 < 10, "the program lingered")
+    end)
+
     -- A server in a child process that never accepts: its main chunk
     -- blocks before the loop runs, so once its accept queue is full the
     -- kernel drops new connection requests and connects hang.
@@ -1461,6 +1586,9 @@ describe("loom.net", function()
       check("read_until", function() return c:read_until() end)
       check("keepalive", function() return c:keepalive(true, 0) end)
       check("limits", function() return c:limits(5) end)
+      check("stream:timeout", function() return c:timeout(-1) end)
+      check("stream:timeout", function() return c:timeout(0 / 0) end)
+      check("stream:timeout", function() return c:timeout({}) end)
       -- still usable after all that
       c:write("fine")
       assert.are.equal("fine", c:read_exactly(4))
