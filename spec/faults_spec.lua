@@ -3,7 +3,8 @@
   Descriptors run out (EMFILE), disks fill up (ENOSPC), peers reset
   connections, children are killed, worker jobs raise, hang or return
   what cannot cross, tasks overflow their stacks, error objects refuse
-  to print, and signals come at bad moments.  Each case checks what a user relies on: a value
+  to print, signals come at bad moments, and clients send their heads a
+  byte at a time.  Each case checks what a user relies on: a value
   (nil, msg, code), a report instead of a crash, a process that goes
   on, a file that is whole.
 
@@ -14,6 +15,7 @@
 local loom = require "loom"
 local fs = require "loom.fs"
 local net = require "loom.net"
+local http = require "loom.http"
 local process = require "loom.process"
 local async = require("loom.busted").async
 local h = require "spec.helper"
@@ -545,4 +547,84 @@ s.close()
   end)
   -- }================================================================
 
+  -- {================================================================
+  describe("slowloris", function()
+    -- A head a client sending a byte every 'GAP' seconds would take ten
+    -- seconds to send.
+    local GAP = 0.02
+    local HEAD = "GET / HTTP/1.1\r\nHost: x\r\nX-Pad: " .. ("p"):rep(460) .. "\r\n\r\n"
+
+    -- Sends HEAD a byte at a time on 's' until the server answers and
+    -- closes ('stubborn': until the server cuts the connection, which is
+    -- what a slowloris does with an answer); what came back, the bytes
+    -- sent, and when the answer began to come.
+    local function trickle(s, stubborn)
+      local first
+      local answer = loom.spawn(function()
+        local parts = {}
+        while true do
+          local d = s:read()
+          if not d then return table.concat(parts) end
+          first = first or loom.now()
+          parts[#parts + 1] = d
+        end
+      end)
+      local sent = 0
+      for i = 1, #HEAD do
+        if (answer:done() and not stubborn) or not s:write(HEAD:sub(i, i)) then break end
+        sent = i
+        loom.sleep(GAP)
+      end
+      return answer:await(), sent, first
+    end
+
+    it("a client sending a byte at a time is cut off at header_timeout, on any request", async(function()
+      local srv <close> = assert(http.serve("127.0.0.1", 0, function() return 200, "ok" end,
+                                            { header_timeout = 0.3, keepalive_timeout = 30 }))
+      local _, port = srv:address()
+      local s <close> = assert(net.connect("127.0.0.1", port))
+      local out, sent = trickle(s)
+      assert.are.equal("HTTP/1.1 408", out:sub(1, 12))
+      assert.is_true(sent < #HEAD, "the whole head went in")
+      -- the second request of a keep-alive connection is held to it too
+      local s2 <close> = assert(net.connect("127.0.0.1", port))
+      s2:write("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+      assert.is_true(has(s2:read(), "200 OK"))
+      out, sent = trickle(s2)
+      assert.are.equal("HTTP/1.1 408", out:sub(1, 12))
+      assert.is_true(sent < #HEAD, "the whole head went in")
+    end, { timeout = 20 }))
+
+    it("slow clients filling max_connections are cut off; the next client gets their place at once", async(function()
+      local srv <close> = assert(http.serve("127.0.0.1", 0, function() return 200, "ok" end,
+                                            { header_timeout = 0.3, max_connections = 3 }))
+      local _, port = srv:address()
+      local slow = {}
+      for i = 1, 3 do
+        local s = assert(net.connect("127.0.0.1", port))
+        slow[i] = loom.spawn(function()
+          local out, sent, first = trickle(s, true)
+          s:close()
+          return out, sent, first
+        end)
+      end
+      loom.sleep(0.05)
+      local c <close> = assert(net.connect("127.0.0.1", port))
+      c:write("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+      local out = c:read_all()
+      local served = loom.now()
+      assert.is_true(has(out, "200 OK"), out)
+      local cut = math.huge
+      for i = 1, 3 do
+        local got, sent, first = slow[i]:await()
+        assert.are.equal("HTTP/1.1 408", got:sub(1, 12))
+        assert.is_true(sent < #HEAD, "the whole head went in")
+        cut = math.min(cut, first)
+      end
+      -- its place is free once the 408 had a moment to be read, not
+      -- after the 2 s that a client that is not cut off gets to finish
+      assert.is_true(served - cut < 1.5, ("served %.2f s after the first 408"):format(served - cut))
+    end, { timeout = 20 }))
+  end)
+  -- }================================================================
 end)

@@ -580,8 +580,11 @@ local HANDLED = {}  -- what on_error leaves of an error it logged
 -- close, max_requests, a timeout): what the client still sends is read
 -- and dropped for a while, until its end of the connection closes:
 -- closing with unread bytes would reset the connection, and the client
--- might lose the responses sent last.
-local LINGER = 2  -- seconds
+-- might lose the responses sent last.  A client the server cut off for
+-- being too slow (c.cut: a timeout) gets only LINGER_CUT, the time to
+-- read the 408: a client trickling bytes must not hold the connection
+-- (and its place under max_connections) much past the timeout.
+local LINGER, LINGER_CUT = 2, 0.2  -- seconds
 
 local function linger(c)
   local s, dl = c.s, c.dl
@@ -589,7 +592,7 @@ local function linger(c)
   c.lingered = true
   if s:shutdown() then
     dl:close()
-    dl:open(LINGER)
+    dl:open(c.cut and LINGER_CUT or LINGER)
     pcall(function() repeat until not s:read() end)
     dl:close()
   end
@@ -741,6 +744,7 @@ local function connection(srv, s)
   local ok, e = pcall(serve_conn, c)
   c.dl:close()
   if not ok and is_timeout(e) then  -- too slow: 408 when a head began
+    c.cut = true
     if c.p:busy() then pcall(refuse_conn, c, nil, 408) end
     ok = true
   end
