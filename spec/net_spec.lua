@@ -985,6 +985,24 @@ describe("loom.net", function()
       finish()
     end))
 
+    it("a timed-out read of loom.stdin stops its reading: the program ends though stdin stays open", async(function()
+      local process = require "loom.process"
+      local path = h.script([[
+        loom.stdin:timeout(0.1)
+        print(select(3, loom.stdin:read_line()))
+        print(select(3, loom.stdin:read()))
+      ]])
+      local p = assert(process.spawn{ h.loom_bin, path })  -- stdin: a pipe we hold
+      local ok, code = pcall(loom.wait_for, loom.spawn(p.wait, p), 5)
+      if not ok then p:kill("SIGKILL") p:wait() end
+      local out = p.stdout:read_all()
+      p.stdin:close()
+      os.remove(path)
+      assert.is_true(ok, "the program went on reading its stdin")
+      assert.are.equal(0, code)
+      assert.are.equal("ETIMEDOUT\nETIMEDOUT\n", out)
+    end, { timeout = 10 }))
+
     it("a stream:timeout left set keeps nothing alive: the program ends at once", function()
       local t0 = h.clock()
       local out, err, code = h.run_src([[

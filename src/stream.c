@@ -294,8 +294,11 @@ static int read_due(lua_State *L, loom_stream *s) {
   if (!timed(s)) return 0;
   H = shost(L, s);
   due = s->tmo->rbegin + s->tmo->ms;
-  if (loom__now(H) >= due) return read_end(s, fail_timeout(L, s,
-                                                           "read from"));
+  if (loom__now(H) >= due) {
+    /* a weak stream reads only for a reader (see loom__stream_resumed) */
+    if (s->weak && s->reading && s->readers == NULL) read_stop(s);
+    return read_end(s, fail_timeout(L, s, "read from"));
+  }
   if (tmo_arm(H, &s->tmo->rtm, due) != 0) return loom__nomem(L);
   return 0;
 }
