@@ -341,6 +341,22 @@ s.close()
       assert.are.same({ n = 2, nil, "SIGKILL" }, pack(p:wait()))
       assert.are.equal("EOF", select(3, p.stdout:read()))
     end))
+
+    it("a writer waiting on its stdin gets EPIPE, and so do later writes", async(function()
+      local p = assert(process.spawn{ "sleep", "60" })
+      p.stdin:limits{ high_water = 1024 }
+      local big = ("z"):rep(MiB)
+      local writer = loom.spawn(function() return p.stdin:write(big) end)
+      loom.sleep(0.05)
+      assert.is_false(writer:done())  -- the pipe is full: it waits
+      p:kill("SIGKILL")
+      local r = pack(loom.wait_for(writer, 5))
+      assert.is_nil(r[1])
+      assert.are.equal("EPIPE", r[3])
+      assert.are.equal("write to 'stdin of sleep': broken pipe", r[2])
+      assert.are.equal("EPIPE", select(3, p.stdin:write("more")))
+      assert.are.same({ n = 2, nil, "SIGKILL" }, pack(p:wait()))
+    end))
   end)
   -- }================================================================
 
