@@ -1311,6 +1311,26 @@ describe("loom.net", function()
       assert.are.equal(3, n)
     end, { timeout = 10 }))
 
+    it("max_connections: on_full runs once when a client must wait; it may make room", async(function()
+      local fulls, conns = 0, {}
+      local srv <close> = assert(net.listen("127.0.0.1", 0, function(s)
+        conns[#conns + 1] = loom.current()
+        s:write("hi\n")
+        s:read()
+      end, { max_connections = 1, on_full = function()
+        fulls = fulls + 1
+        conns[1]:cancel()  -- the one there goes, the waiting one comes
+      end }))
+      local _, port = srv:address()
+      local a <close> = assert(net.connect("127.0.0.1", port))
+      assert.are.equal("hi", a:read_line())
+      assert.are.equal(0, fulls)
+      local b <close> = assert(net.connect("127.0.0.1", port))
+      assert.are.equal("hi", b:read_line())
+      assert.are.equal(1, fulls)
+      assert.are.equal("EOF", select(3, a:read()))
+    end, { timeout = 10 }))
+
     it("max_connections on a Unix socket; closing a server that holds one", async(function()
       local dir = tmpdir()
       local path = dir .. "/s.sock"
@@ -1574,6 +1594,7 @@ describe("loom.net", function()
       check("max_connections", net.listen, "127.0.0.1", 0, fn, { max_connections = 0 })
       check("max_connections", net.listen, "127.0.0.1", 0, fn, { max_connections = 1.5 })
       check("net.listen_unix", net.listen_unix, "/tmp/x.sock", fn, { max_connections = "2" })
+      check("on_full must be a function", net.listen, "127.0.0.1", 0, fn, { on_full = true })
     end))
 
     it("net.udp and its methods", async(function()

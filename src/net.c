@@ -45,6 +45,7 @@ typedef struct loom_sock {
   } u;
   int kind;
   int cb_ref;                 /* server: on_conn */
+  int full_ref;               /* server: on_full, or LUA_NOREF */
   int self_ref;               /* server: its userdata, while listening */
   int accept_errors;          /* server: failed accepts (EMFILE...) */
   int max_conns;              /* server: at most this many at once, or 0 */
@@ -217,7 +218,8 @@ static void sock_close(loom_sock *k) {
   loom__handle_detach(&k->base);
   luaL_unref(H->mainL, LUA_REGISTRYINDEX, k->cb_ref);
   luaL_unref(H->mainL, LUA_REGISTRYINDEX, k->self_ref);
-  k->cb_ref = k->self_ref = LUA_NOREF;
+  luaL_unref(H->mainL, LUA_REGISTRYINDEX, k->full_ref);
+  k->cb_ref = k->self_ref = k->full_ref = LUA_NOREF;
   while (k->receivers != NULL) loom__list_wake(H, &k->receivers);
   uv_close(&k->u.h, sock_closed);
 }
@@ -238,7 +240,7 @@ static loom_sock *sock_new(lua_State *L, loom_host *H, int kind,
                            const loom_class *cls) {
   loom_sock *k = loom__handle_new(L, H, cls, sizeof *k, 0);
   k->kind = kind;
-  k->cb_ref = k->self_ref = LUA_NOREF;
+  k->cb_ref = k->self_ref = k->full_ref = LUA_NOREF;
   return k;
 }
 
@@ -288,6 +290,23 @@ static void accept_one(lua_State *L, loom_host *H, loom_sock *k) {
 }
 
 /*
+** The server is full and a client waits: its on_full runs (http.serve
+** closes an idle keep-alive connection there, as nginx does with its
+** reusable connections), its failure reported.
+*/
+static void call_full(loom_host *H, loom_sock *k) {
+  lua_State *L = H->L;
+  int top = lua_gettop(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, k->full_ref);
+  if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
+    lua_pushfstring(L, "error in on_full of %s: %s", k->name,
+                    loom__tostring(L, -1));
+    loom__report(L, H, lua_tostring(L, -1), "");
+  }
+  lua_settop(L, top);
+}
+
+/*
 ** A connection is waiting.  On EMFILE and the like (no descriptor left)
 ** libuv has already accepted and dropped the connection, so that the
 ** server does not spin; it goes on accepting when descriptors are back.
@@ -306,6 +325,7 @@ static void connection_cb(uv_stream_t *server, int status) {
   }
   if (k->max_conns > 0 && k->live >= k->max_conns) {
     k->held = 1;
+    if (k->full_ref != LUA_NOREF) call_full(H, k);
     return;
   }
   accept_one(H->L, H, k);
@@ -330,11 +350,17 @@ static int set_reuseport(uv_handle_t *h) {
 ** The server 'k' (its userdata on top) listens: it keeps the handler at
 ** 'fidx' and itself alive until it is closed, and serves at most the
 ** integer at 'midx' connections at once (none or 0: no limit; a
-** connection counts until core.net.release).  Returns 1 (the server).
+** connection counts until core.net.release), calling the function at
+** 'midx' + 1 (if any) when a client waits for a place.  Returns 1 (the
+** server).
 */
 static int listening(lua_State *L, loom_sock *k, int fidx, int midx) {
   lua_Integer max = lua_tointeger(L, midx);
   k->max_conns = max > 0 && max <= INT_MAX ? (int)max : 0;
+  if (lua_isfunction(L, midx + 1)) {
+    lua_pushvalue(L, midx + 1);
+    k->full_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
   lua_pushvalue(L, fidx);
   k->cb_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pushvalue(L, -1);
@@ -343,8 +369,8 @@ static int listening(lua_State *L, loom_sock *k, int fidx, int midx) {
 }
 
 /*
-** core.tcp_listen(ip, port, backlog, reuseport, on_conn, max): a Server,
-** or nil, msg, code
+** core.tcp_listen(ip, port, backlog, reuseport, on_conn, max, on_full): a
+** Server, or nil, msg, code
 */
 static int l_tcp_listen(lua_State *L) {
   loom_host *H = loom__host(L);
@@ -408,8 +434,8 @@ static void remove_stale(const char *path) {
 }
 
 /*
-** core.pipe_listen(path, backlog, on_conn [, console [, max]]): a
-** Server, or
+** core.pipe_listen(path, backlog, on_conn [, console [, max [, on_full]]]):
+** a Server, or
 ** nil, msg, code.  The console's (loom.console) takes over a stale
 ** socket file, is only the owner's (mode 0600, set between the bind and
 ** the listen: until it listens, a connect is refused, so there is no

@@ -29,6 +29,7 @@ local net = {}
 ---@field reuseport? boolean
 ---@field tls? loom.TLSServerOptions
 ---@field max_connections? integer open at once; the next wait (default: no limit)
+---@field on_full? fun() called when a client waits for a place
 
 ---A TCP connection (host names resolved asynchronously, IPv4 and IPv6).
 ---@async
@@ -63,7 +64,7 @@ function net.listen(host, port, handler, opts) end
 ---As `net.listen`, on a Unix domain socket.
 ---@param path string
 ---@param handler async fun(stream: loom.Stream)
----@param opts? {backlog?: integer, tls?: loom.TLSServerOptions, max_connections?: integer}
+---@param opts? {backlog?: integer, tls?: loom.TLSServerOptions, max_connections?: integer, on_full?: fun()}
 ---@return loom.Server? server
 ---@return string? err
 ---@return loom.ErrorCode? code

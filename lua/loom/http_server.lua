@@ -664,6 +664,7 @@ local function serve_conn(c)
   while true do
     local limit = c.n == 0 and srv.header_timeout or srv.keepalive_timeout
     c.idle = c.data == nil
+    c.idle_since = now()
     if srv.closing and c.idle then return end
     local kind, req, code = next_event(c, limit, true)
     c.idle = false
@@ -754,6 +755,20 @@ local function connection(srv, s)
   if not ok and not is_cancelled(e) then error(e, 0) end
 end
 
+-- The server is full and a client waits: the connection idle longest
+-- between requests (none mid-head) ends, and the client takes its place,
+-- as nginx reuses its idle keep-alive connections.
+local function drop_idle(srv)
+  local oldest
+  for c in pairs(srv.conns) do
+    if c.idle and not c.p:busy()
+       and (oldest == nil or c.idle_since < oldest.idle_since) then
+      oldest = c
+    end
+  end
+  if oldest then oldest.task:cancel("server full") end
+end
+
 local function positive(opts, k, def, integer)
   local v = opts[k]
   if v == nil then return def end
@@ -791,7 +806,8 @@ function M.serve(host, port, handler, opts)
   local listener, err, code = net.listen(host, port, function(s)
     connection(srv, s)
   end, { backlog = opts.backlog, reuseport = opts.reuseport,
-         tls = opts.tls, max_connections = max_connections })
+         tls = opts.tls, max_connections = max_connections,
+         on_full = function() drop_idle(srv) end })
   if not listener then return nil, err, code end
   srv.listener = listener
   return srv

@@ -253,14 +253,19 @@ local function on_conn_of(handler, opts, n, fname, ended)
   return on_tls_conn_for(handler, ctx, tls.limit, ended)
 end
 
--- opts.max_connections, checked: a positive integer, or nil (no limit).
+-- opts.max_connections and opts.on_full, checked: a positive integer,
+-- or nil (no limit), and a function or nil.
 local function check_max(opts, n, fname)
   local max = opts.max_connections
   if max ~= nil and (math_type(max) ~= "integer" or max <= 0) then
     argerror(n, fname, "max_connections must be a positive integer, got "
       .. tostring(max))
   end
-  return max
+  if opts.on_full ~= nil and type(opts.on_full) ~= "function" then
+    argerror(n, fname, "on_full must be a function, got "
+      .. type(opts.on_full))
+  end
+  return max, opts.on_full
 end
 
 -- Listens with 'listen'(..., on_conn, ...) (a function of on_conn):
@@ -278,8 +283,8 @@ end
 local hosts = { localhost = "127.0.0.1", ["*"] = "0.0.0.0", [""] = "0.0.0.0" }
 
 --- net.listen(host, port, handler [, {backlog =, reuseport =, tls =,
--- max_connections =}]): a Server; opts.tls: {cert =, key =, alpn =,
--- handshake_timeout = 10}
+-- max_connections =, on_full =}]): a Server; opts.tls: {cert =, key =,
+-- alpn =, handshake_timeout = 10}
 function M.listen(host, port, handler, opts)
   check_cstring(host, 1, "net.listen")
   check_port(port, 2, "net.listen")
@@ -291,7 +296,7 @@ function M.listen(host, port, handler, opts)
   if opts.reuseport ~= nil and type(opts.reuseport) ~= "boolean" then
     argerror(4, "net.listen", "reuseport must be a boolean")
   end
-  local max = check_max(opts, 4, "net.listen")
+  local max, on_full = check_max(opts, 4, "net.listen")
   local ip = hosts[host] or host
   if not is_ip(ip) then
     argerror(1, "net.listen", "an IP address, 'localhost' or '*' expected, "
@@ -299,12 +304,12 @@ function M.listen(host, port, handler, opts)
   end
   return listen_with(function(on_conn)
     return cnet.tcp_listen(ip, port, opts.backlog, opts.reuseport, on_conn,
-                           max)
+                           max, on_full)
   end, handler, opts, 4, "net.listen", max)
 end
 
 --- net.listen_unix(path, handler [, {backlog =, tls =,
--- max_connections =}]): a Server
+-- max_connections =, on_full =}]): a Server
 function M.listen_unix(path, handler, opts)
   check_cstring(path, 1, "net.listen_unix")
   check_callable(handler, 2, "net.listen_unix")
@@ -312,9 +317,10 @@ function M.listen_unix(path, handler, opts)
   if opts.backlog ~= nil and math_type(opts.backlog) ~= "integer" then
     argerror(3, "net.listen_unix", "backlog must be an integer")
   end
-  local max = check_max(opts, 3, "net.listen_unix")
+  local max, on_full = check_max(opts, 3, "net.listen_unix")
   return listen_with(function(on_conn)
-    return cnet.pipe_listen(path, opts.backlog, on_conn, false, max)
+    return cnet.pipe_listen(path, opts.backlog, on_conn, false, max,
+                            on_full)
   end, handler, opts, 3, "net.listen_unix", max)
 end
 
