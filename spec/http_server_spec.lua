@@ -782,6 +782,33 @@ print(r.status, r.read().decode())
     srv:close()
   end, { timeout = 10 }))
 
+  it("at max_connections with every connection busy, the first to be idle makes room", async(function()
+    local go = loom.event()
+    local srv, port = serve(function(req)
+      if req.path ~= "/c" then go:wait() end
+      return 200, req.path
+    end, { max_connections = 2, keepalive_timeout = 30 })
+    local a <close> = assert(net.connect("127.0.0.1", port))
+    local b <close> = assert(net.connect("127.0.0.1", port))
+    local first, second = get_on(a, "/a"), get_on(b, "/b")
+    loom.sleep(0.05)
+    local c <close> = assert(net.connect("127.0.0.1", port))
+    local third = get_on(c, "/c")
+    loom.sleep(0.1)
+    assert.is_false(third:done())
+    go:set()  -- both answer, and stay open (keep-alive)
+    assert.are.equal(200, first:await())
+    assert.are.equal(200, second:await())
+    local t0 = loom.now()
+    assert.are.equal(200, third:await())
+    assert.is_true(loom.now() - t0 < 5, "the third waited for a keep-alive timeout")
+    -- one of the first two was closed for it, the other goes on
+    local ra, rb = loom.spawn(a.read, a), loom.spawn(b.read, b)
+    local ended = loom.wait({ ra, rb }, { return_when = "first" })[1]
+    assert.are.equal("EOF", select(3, ended:await()))
+    srv:close()
+  end, { timeout = 10 }))
+
   it("at max_connections, the connection idle longest makes room for a new client", async(function()
     local srv, port = serve(function(req) return 200, req.path end, { max_connections = 2 })
     local a <close> = assert(net.connect("127.0.0.1", port))

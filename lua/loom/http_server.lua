@@ -666,6 +666,11 @@ local function serve_conn(c)
     c.idle = c.data == nil
     c.idle_since = now()
     if srv.closing and c.idle then return end
+    if srv.starved and c.idle and c.n > 0 then  -- a client waits for it
+      srv.starved = false
+      c.lingered = true  -- nothing in flight: no need to linger
+      return
+    end
     local kind, req, code = next_event(c, limit, true)
     c.idle = false
     if not kind then return end  -- the client went, or closed
@@ -742,6 +747,7 @@ local function connection(srv, s)
   c.dl = deadline(1, "http.serve")
   c.dl:close()
   srv.conns[c] = true
+  srv.starved = false  -- the client that waited, if one did, is in
   local ok, e = pcall(serve_conn, c)
   c.dl:close()
   if not ok and is_timeout(e) then  -- too slow: 408 when a head began
@@ -757,7 +763,8 @@ end
 
 -- The server is full and a client waits: the connection idle longest
 -- between requests (none mid-head) ends, and the client takes its place,
--- as nginx reuses its idle keep-alive connections.
+-- as nginx reuses its idle keep-alive connections.  When every one is
+-- busy, the first to finish its request ends instead (srv.starved).
 local function drop_idle(srv)
   local oldest
   for c in pairs(srv.conns) do
@@ -766,7 +773,8 @@ local function drop_idle(srv)
       oldest = c
     end
   end
-  if oldest then oldest.task:cancel("server full") end
+  if oldest then oldest.task:cancel("server full")
+  else srv.starved = true end
 end
 
 local function positive(opts, k, def, integer)
