@@ -739,7 +739,92 @@ print(r.status, r.read().decode())
       :find("max_body_size must be a positive integer", 1, true))
     assert.truthy(raised(http.serve, "127.0.0.1", 0, function() end, { keepalive_timeout = "x" })
       :find("keepalive_timeout must be a positive number", 1, true))
+    assert.truthy(raised(http.serve, "127.0.0.1", 0, function() end, { max_connections = 0 })
+      :find("max_connections must be a positive integer", 1, true))
   end)
+
+  -- A GET of 'path' on 's'; a task whose result is the response's status
+  -- (its body is the path, so its end is known).
+  local function get_on(s, path)
+    assert(s:write("GET ", path, " HTTP/1.1\r\nHost: x\r\n\r\n"))
+    return loom.spawn(function()
+      local got = {}
+      while true do
+        local d = s:read()
+        if not d then return nil end
+        got[#got + 1] = d
+        local all = table.concat(got)
+        if all:sub(-#path) == path then return parse_response(all) end
+      end
+    end)
+  end
+
+  it("serves at most max_connections at once: a third client waits while two are busy", async(function()
+    local go = loom.event()
+    local srv, port = serve(function(req)
+      if req.path ~= "/c" then go:wait() end  -- busy until the test says
+      return 200, req.path
+    end, { max_connections = 2 })
+    local a <close> = assert(net.connect("127.0.0.1", port))
+    local b <close> = assert(net.connect("127.0.0.1", port))
+    local first, second = get_on(a, "/a"), get_on(b, "/b")
+    loom.sleep(0.05)
+    local c <close> = assert(net.connect("127.0.0.1", port))
+    local third = get_on(c, "/c")
+    loom.sleep(0.2)
+    assert.is_false(third:done())  -- it connected, it is not served
+    go:set()
+    assert.are.equal(200, first:await())
+    assert.are.equal(200, second:await())
+    a:close()
+    assert.are.equal(200, third:await())
+    assert.are.equal(200, get_on(b, "/b2"):await())  -- the others go on
+    srv:close()
+  end, { timeout = 10 }))
+
+  it("at max_connections with every connection busy, the first to be idle makes room", async(function()
+    local go = loom.event()
+    local srv, port = serve(function(req)
+      if req.path ~= "/c" then go:wait() end
+      return 200, req.path
+    end, { max_connections = 2, keepalive_timeout = 30 })
+    local a <close> = assert(net.connect("127.0.0.1", port))
+    local b <close> = assert(net.connect("127.0.0.1", port))
+    local first, second = get_on(a, "/a"), get_on(b, "/b")
+    loom.sleep(0.05)
+    local c <close> = assert(net.connect("127.0.0.1", port))
+    local third = get_on(c, "/c")
+    loom.sleep(0.1)
+    assert.is_false(third:done())
+    go:set()  -- both answer, and stay open (keep-alive)
+    assert.are.equal(200, first:await())
+    assert.are.equal(200, second:await())
+    local t0 = loom.now()
+    assert.are.equal(200, third:await())
+    assert.is_true(loom.now() - t0 < 5, "the third waited for a keep-alive timeout")
+    -- one of the first two was closed for it, the other goes on
+    local ra, rb = loom.spawn(a.read, a), loom.spawn(b.read, b)
+    local ended = loom.wait({ ra, rb }, { return_when = "first" })[1]
+    assert.are.equal("EOF", select(3, ended:await()))
+    srv:close()
+  end, { timeout = 10 }))
+
+  it("at max_connections, the connection idle longest makes room for a new client", async(function()
+    local srv, port = serve(function(req) return 200, req.path end, { max_connections = 2 })
+    local a <close> = assert(net.connect("127.0.0.1", port))
+    assert.are.equal(200, get_on(a, "/a"):await())
+    loom.sleep(0.02)
+    local b <close> = assert(net.connect("127.0.0.1", port))
+    assert.are.equal(200, get_on(b, "/b"):await())
+    -- both idle (keep-alive): a, idle longer, goes for the third client
+    local t0 = loom.now()
+    local c <close> = assert(net.connect("127.0.0.1", port))
+    assert.are.equal(200, get_on(c, "/c"):await())
+    assert.is_true(loom.now() - t0 < 2, "the third waited")
+    assert.are.equal("EOF", select(3, a:read()))
+    assert.are.equal(200, get_on(b, "/b2"):await())
+    srv:close()
+  end, { timeout = 10 }))
 
   it("returns nil, msg, code when it cannot listen", async(function()
     local srv, port = serve(function() end)

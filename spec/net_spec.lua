@@ -886,6 +886,149 @@ describe("loom.net", function()
 
   -- {================================================================
   describe("timeouts", function()
+    -- A client and the server's end of its connection, held until the
+    -- test lets go (the handler waits on 'done').
+    local function pair()
+      local got, done = loom.future(), loom.event()
+      local srv = assert(net.listen("127.0.0.1", 0, function(s)
+        got:set_result(s)
+        done:wait()
+      end))
+      local _, port = srv:address()
+      local c = assert(net.connect("127.0.0.1", port))
+      local s = got:await()
+      return c, s, function() done:set(); c:close(); srv:close() end
+    end
+
+    it("stream:timeout: a read that waits longer gives ETIMEDOUT; the stream goes on", async(function()
+      local c, s, finish = pair()
+      assert.is_nil(s:timeout())
+      assert.are.equal(0.1, s:timeout(0.1))
+      assert.are.equal(0.1, s:timeout())
+      local t0 = loom.now()
+      local r = pack(s:read())
+      assert.is_nil(r[1])
+      assert.are.equal("ETIMEDOUT", r[3])
+      assert.is_true(has(r[2], "timed out after 0.1s"), r[2])
+      local took = loom.now() - t0
+      assert.is_true(took >= 0.09 and took < 0.5, "took " .. took)
+      -- what comes later is read; a read that needs not wait is not timed
+      c:write("one\ntwo\n")
+      assert.are.equal("one", s:read_line())
+      assert.are.equal("two", s:read_line())
+      -- read_exactly: the part that came stays buffered
+      c:write("abc")
+      r = pack(s:read_exactly(5))
+      assert.are.equal("ETIMEDOUT", r[3])
+      c:write("de")
+      assert.are.equal("abcde", s:read_exactly(5))
+      finish()
+    end))
+
+    it("stream:timeout counts the whole call: a byte now and then does not extend a read_line", async(function()
+      local c, s, finish = pair()
+      s:timeout(0.2)
+      local trickle = loom.spawn(function()
+        for _ = 1, 40 do
+          if not c:write("x") then return end
+          loom.sleep(0.02)
+        end
+      end)
+      local t0 = loom.now()
+      local r = pack(s:read_line())
+      local took = loom.now() - t0
+      trickle:cancel()
+      assert.are.equal("ETIMEDOUT", r[3])
+      assert.is_true(took >= 0.19 and took < 0.5, "took " .. took)
+      finish()
+    end))
+
+    it("stream:timeout: a write or flush to a peer that reads nothing gives ETIMEDOUT", async(function()
+      local c, s, finish = pair()
+      s:limits{ high_water = 1024 }
+      s:timeout(0.1)
+      local big = ("x"):rep(MiB)
+      local r
+      for _ = 1, 64 do  -- until the socket's buffers are full
+        r = pack(s:write(big))
+        if not r[1] then break end
+      end
+      assert.is_nil(r[1])
+      assert.are.equal("ETIMEDOUT", r[3])
+      assert.is_true(has(r[2], "timed out after 0.1s"), r[2])
+      r = pack(s:flush())
+      assert.are.equal("ETIMEDOUT", r[3])
+      -- the stream goes on: what was queued is sent once the peer reads
+      s:timeout(nil)
+      assert.is_nil(s:timeout())
+      local reader = loom.spawn(function()
+        local n = 0
+        while n < MiB do n = n + #assert(c:read()) end
+        return n
+      end)
+      assert.is_true(s:flush())
+      assert.is_true(reader:await() >= MiB)
+      finish()
+    end, { timeout = 10 }))
+
+    it("stream:timeout(0) turns it off; a write that need not wait is never timed", async(function()
+      local c, s, finish = pair()
+      s:timeout(0.05)
+      assert.is_true(s:write("hello"))
+      assert.are.equal("hello", c:read_exactly(5))
+      assert.is_nil(s:timeout(0))
+      local t = loom.spawn(function() return s:read() end)
+      loom.sleep(0.15)
+      assert.is_false(t:done())
+      c:write("late")
+      assert.are.equal("late", t:await())
+      finish()
+    end))
+
+    it("a timed-out read of loom.stdin stops its reading: the program ends though stdin stays open", async(function()
+      local process = require "loom.process"
+      local path = h.script([[
+        loom.stdin:timeout(0.1)
+        print(select(3, loom.stdin:read_line()))
+        print(select(3, loom.stdin:read()))
+      ]])
+      local p = assert(process.spawn{ h.loom_bin, path })  -- stdin: a pipe we hold
+      local ok, code = pcall(loom.wait_for, loom.spawn(p.wait, p), 5)
+      if not ok then p:kill("SIGKILL") p:wait() end
+      local out = p.stdout:read_all()
+      p.stdin:close()
+      os.remove(path)
+      assert.is_true(ok, "the program went on reading its stdin")
+      assert.are.equal(0, code)
+      assert.are.equal("ETIMEDOUT\nETIMEDOUT\n", out)
+    end, { timeout = 10 }))
+
+    it("a stream:timeout left set keeps nothing alive: the program ends at once", function()
+      local t0 = h.clock()
+      local out, err, code = h.run_src([[
+        local net = require "loom.net"
+        local srv = assert(net.listen("127.0.0.1", 0, function(s)
+          s:timeout(30)
+          s:write(s:read_line(), "\n")
+          local t = loom.spawn(function() return s:read() end)
+          loom.sleep(0.05)
+          t:cancel()            -- a timed read cancelled
+          print("cancelled", pcall(loom.await, t))
+        end))
+        local _, port = srv:address()
+        local c = assert(net.connect("127.0.0.1", port))
+        c:timeout(30)
+        c:write("hi\n")
+        print(c:read_line())
+        print(c:read())         -- EOF: the handler returned
+        c:close()
+        srv:close()
+      ]], nil, nil, 20)
+      assert.are.equal(0, code, err)
+      assert.is_true(has(out, "hi\ncancelled\tfalse"), out)
+      assert.is_true(h.clock() - t0 < 10, "the program lingered")
+    end)
+
     -- A server in a child process that never accepts: its main chunk
     -- blocks before the loop runs, so once its accept queue is full the
     -- kernel drops new connection requests and connects hang.
@@ -1096,6 +1239,115 @@ describe("loom.net", function()
       local e = raised(srv.address, srv)
       assert.is_true(has(e, "closed"), e)
     end))
+
+    -- A server of 'max' connections that greets each client with the
+    -- line it sent and then holds it until the client goes; what it
+    -- served, in order.
+    local function holding_server(max, listen_fn, where)
+      local served = {}
+      local srv = assert(listen_fn(where, function(s)
+        local line = s:read_line()
+        served[#served + 1] = line
+        s:write("hi ", line, "\n")
+        s:read()  -- until the client closes
+      end, { max_connections = max }))
+      return srv, served
+    end
+
+    local function greet(c, line)
+      assert(c:write(line, "\n"))
+      return loom.spawn(function() return c:read_line() end)
+    end
+
+    it("max_connections: a third client waits, unserved, until one of two closes", async(function()
+      local srv <close>, served = holding_server(2, function(where, fn, o)
+        return net.listen(where, 0, fn, o)
+      end, "127.0.0.1")
+      local _, port = srv:address()
+      local a <close> = assert(net.connect("127.0.0.1", port))
+      local b <close> = assert(net.connect("127.0.0.1", port))
+      assert.are.equal("hi a", greet(a, "a"):await())
+      assert.are.equal("hi b", greet(b, "b"):await())
+      -- the third connects (the backlog holds it) and is not served
+      local c <close> = assert(net.connect("127.0.0.1", port))
+      local third = greet(c, "c")
+      local d <close> = assert(net.connect("127.0.0.1", port))
+      local fourth = greet(d, "d")
+      loom.sleep(0.2)
+      assert.is_false(third:done())
+      assert.are.same({ "a", "b" }, served)
+      a:close()
+      assert.are.equal("hi c", third:await())
+      loom.sleep(0.05)
+      assert.is_false(fourth:done())  -- b and c are open: still two
+      b:close()
+      assert.are.equal("hi d", fourth:await())
+      assert.are.same({ "a", "b", "c", "d" }, served)
+    end, { timeout = 10 }))
+
+    it("max_connections: a handler that returns early or is cancelled frees its place", async(function()
+      local n, started = 0, loom.event()
+      local handlers = {}
+      local srv <close> = assert(net.listen("127.0.0.1", 0, function(s)
+        n = n + 1
+        handlers[n] = loom.current()
+        started:set()
+        local line = s:read_line()
+        if line == "quit" then return end
+        s:write("ok ", line, "\n")
+        s:read()
+      end, { max_connections = 1 }))
+      local _, port = srv:address()
+      local a <close> = assert(net.connect("127.0.0.1", port))
+      started:wait()
+      local b <close> = assert(net.connect("127.0.0.1", port))
+      local second = greet(b, "b")
+      a:write("quit\n")  -- its handler returns: the place is free
+      assert.are.equal("ok b", second:await())
+      started:clear()
+      handlers[2]:cancel()
+      local c <close> = assert(net.connect("127.0.0.1", port))
+      assert.are.equal("ok c", greet(c, "c"):await())
+      assert.are.equal(3, n)
+    end, { timeout = 10 }))
+
+    it("max_connections: on_full runs once when a client must wait; it may make room", async(function()
+      local fulls, conns = 0, {}
+      local srv <close> = assert(net.listen("127.0.0.1", 0, function(s)
+        conns[#conns + 1] = loom.current()
+        s:write("hi\n")
+        s:read()
+      end, { max_connections = 1, on_full = function()
+        fulls = fulls + 1
+        conns[1]:cancel()  -- the one there goes, the waiting one comes
+      end }))
+      local _, port = srv:address()
+      local a <close> = assert(net.connect("127.0.0.1", port))
+      assert.are.equal("hi", a:read_line())
+      assert.are.equal(0, fulls)
+      local b <close> = assert(net.connect("127.0.0.1", port))
+      assert.are.equal("hi", b:read_line())
+      assert.are.equal(1, fulls)
+      assert.are.equal("EOF", select(3, a:read()))
+    end, { timeout = 10 }))
+
+    it("max_connections on a Unix socket; closing a server that holds one", async(function()
+      local dir = tmpdir()
+      local path = dir .. "/s.sock"
+      local srv, served = holding_server(1, net.listen_unix, path)
+      local a <close> = assert(net.connect_unix(path))
+      assert.are.equal("hi a", greet(a, "a"):await())
+      local b <close> = assert(net.connect_unix(path))
+      local second = greet(b, "b")
+      loom.sleep(0.1)
+      assert.is_false(second:done())
+      srv:close()  -- the held connection goes with it
+      local got, _, code = second:await()
+      assert.is_nil(got)
+      assert.is_true(code == "EOF" or code == "ECONNRESET", code)
+      assert.are.same({ "a" }, served)
+      rmdir(dir)
+    end, { timeout = 10 }))
 
     it("recovers from EMFILE without spinning", function()
       local script = h.script([[
@@ -1339,6 +1591,10 @@ describe("loom.net", function()
 
     it("net.listen with an option of the wrong type", async(function()
       check("net.listen", net.listen, "127.0.0.1", 0, fn, { backlog = "lots" })
+      check("max_connections", net.listen, "127.0.0.1", 0, fn, { max_connections = 0 })
+      check("max_connections", net.listen, "127.0.0.1", 0, fn, { max_connections = 1.5 })
+      check("net.listen_unix", net.listen_unix, "/tmp/x.sock", fn, { max_connections = "2" })
+      check("on_full must be a function", net.listen, "127.0.0.1", 0, fn, { on_full = true })
     end))
 
     it("net.udp and its methods", async(function()
@@ -1369,6 +1625,9 @@ describe("loom.net", function()
       check("read_until", function() return c:read_until() end)
       check("keepalive", function() return c:keepalive(true, 0) end)
       check("limits", function() return c:limits(5) end)
+      check("stream:timeout", function() return c:timeout(-1) end)
+      check("stream:timeout", function() return c:timeout(0 / 0) end)
+      check("stream:timeout", function() return c:timeout({}) end)
       -- still usable after all that
       c:write("fine")
       assert.are.equal("fine", c:read_exactly(4))

@@ -324,7 +324,7 @@ void loom__default_error_fn(loom_host *H, const char *msg,
 typedef int (*loom_k)(lua_State *L, loom_host *H, loom_task *t);
 
 /* what a timer does when it fires (see sched.c, fire) */
-enum { TIMER_SLEEP, TIMER_DEADLINE };
+enum { TIMER_SLEEP, TIMER_DEADLINE, TIMER_STREAM_READ, TIMER_STREAM_WRITE };
 
 /* A timer: a node in the list of its duration (see sched.c). */
 struct loom_timer {
@@ -563,6 +563,7 @@ struct loom_stream {
   loom_task *readers, *writers;  /* WAIT_LIST */
   const loom_stream_hook *hook;  /* or NULL: the socket's bytes as they are */
   void *hook_ud;            /* the hook's state */
+  struct stream_tmo *tmo;   /* stream:timeout's timers, or NULL (none) */
   char name[72];            /* the other end, for messages */
 };
 
@@ -582,6 +583,7 @@ int loom__stream_send(loom_stream *s, char *chunk, size_t n);  /* takes */
 int loom__stream_try(loom_stream *s, const char *p, size_t n);  /* taken */
 int loom__stream_read(loom_stream *s);  /* reads past the limit */
 void loom__stream_got(loom_stream *s, int r);  /* a read came: see stream.c */
+void loom__stream_timer_fire(loom_host *H, loom_timer *tm);  /* timeout */
 size_t loom__stream_queued(loom_stream *s);  /* not yet with the kernel */
 void loom__stream_drained(loom_stream *s, int err);  /* wakes writers */
 int loom__stream_put(loom_stream *s, const char *p, size_t n);  /* at once */

@@ -11,6 +11,7 @@
 ** each connection, in protected mode (the callback comes from libuv).
 */
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,8 +45,12 @@ typedef struct loom_sock {
   } u;
   int kind;
   int cb_ref;                 /* server: on_conn */
+  int full_ref;               /* server: on_full, or LUA_NOREF */
   int self_ref;               /* server: its userdata, while listening */
   int accept_errors;          /* server: failed accepts (EMFILE...) */
+  int max_conns;              /* server: at most this many at once, or 0 */
+  int live;                   /* server: connections open (when max_conns) */
+  int held;                   /* server: libuv holds one not yet accepted */
   int unref;                  /* server: neither it nor its connections
                                  keep the loop alive */
   dgram *qhead, *qtail;       /* udp: received, not yet taken */
@@ -213,7 +218,8 @@ static void sock_close(loom_sock *k) {
   loom__handle_detach(&k->base);
   luaL_unref(H->mainL, LUA_REGISTRYINDEX, k->cb_ref);
   luaL_unref(H->mainL, LUA_REGISTRYINDEX, k->self_ref);
-  k->cb_ref = k->self_ref = LUA_NOREF;
+  luaL_unref(H->mainL, LUA_REGISTRYINDEX, k->full_ref);
+  k->cb_ref = k->self_ref = k->full_ref = LUA_NOREF;
   while (k->receivers != NULL) loom__list_wake(H, &k->receivers);
   uv_close(&k->u.h, sock_closed);
 }
@@ -234,7 +240,7 @@ static loom_sock *sock_new(lua_State *L, loom_host *H, int kind,
                            const loom_class *cls) {
   loom_sock *k = loom__handle_new(L, H, cls, sizeof *k, 0);
   k->kind = kind;
-  k->cb_ref = k->self_ref = LUA_NOREF;
+  k->cb_ref = k->self_ref = k->full_ref = LUA_NOREF;
   return k;
 }
 
@@ -263,29 +269,16 @@ static int accept_conn(lua_State *L) {
     lua_pop(L, 2);
     loom__stream_rename(s, name);
   }
+  if (k->max_conns > 0) k->live++;  /* core.net.release takes it back */
   lua_rawgeti(L, LUA_REGISTRYINDEX, k->cb_ref);
   lua_pushvalue(L, -2);  /* the stream */
   lua_call(L, 1, 0);
   return 0;
 }
 
-/*
-** A connection is waiting.  On EMFILE and the like (no descriptor left)
-** libuv has already accepted and dropped the connection, so that the
-** server does not spin; it goes on accepting when descriptors are back.
-*/
-static void connection_cb(uv_stream_t *server, int status) {
-  loom_sock *k = server->data;
-  loom_host *H = sock_host(k);
-  lua_State *L;
-  int top;
-  if (H == NULL) return;
-  if (status < 0) {
-    k->accept_errors++;
-    return;
-  }
-  L = H->L;
-  top = lua_gettop(L);
+/* Accepts the connection waiting on 'k', its failures reported. */
+static void accept_one(lua_State *L, loom_host *H, loom_sock *k) {
+  int top = lua_gettop(L);
   lua_pushcfunction(L, accept_conn);
   lua_pushlightuserdata(L, k);
   if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
@@ -294,6 +287,48 @@ static void connection_cb(uv_stream_t *server, int status) {
     loom__report(L, H, lua_tostring(L, -1), "");
   }
   lua_settop(L, top);
+}
+
+/*
+** The server is full and a client waits: its on_full runs (http.serve
+** closes an idle keep-alive connection there, as nginx does with its
+** reusable connections), its failure reported.
+*/
+static void call_full(loom_host *H, loom_sock *k) {
+  lua_State *L = H->L;
+  int top = lua_gettop(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, k->full_ref);
+  if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
+    lua_pushfstring(L, "error in on_full of %s: %s", k->name,
+                    loom__tostring(L, -1));
+    loom__report(L, H, lua_tostring(L, -1), "");
+  }
+  lua_settop(L, top);
+}
+
+/*
+** A connection is waiting.  On EMFILE and the like (no descriptor left)
+** libuv has already accepted and dropped the connection, so that the
+** server does not spin; it goes on accepting when descriptors are back.
+** A server at its max_connections leaves the connection unaccepted:
+** libuv then stops reading the listening socket (the kernel's backlog
+** holds the next ones) until core.net.release accepts it, as nginx
+** does at worker_connections.
+*/
+static void connection_cb(uv_stream_t *server, int status) {
+  loom_sock *k = server->data;
+  loom_host *H = sock_host(k);
+  if (H == NULL) return;
+  if (status < 0) {
+    k->accept_errors++;
+    return;
+  }
+  if (k->max_conns > 0 && k->live >= k->max_conns) {
+    k->held = 1;
+    if (k->full_ref != LUA_NOREF) call_full(H, k);
+    return;
+  }
+  accept_one(H->L, H, k);
 }
 
 /* Sets SO_REUSEPORT on the socket of 'h' (libuv 1.44 has no flag). */
@@ -313,9 +348,19 @@ static int set_reuseport(uv_handle_t *h) {
 
 /*
 ** The server 'k' (its userdata on top) listens: it keeps the handler at
-** 'fidx' and itself alive until it is closed.  Returns 1 (the server).
+** 'fidx' and itself alive until it is closed, and serves at most the
+** integer at 'midx' connections at once (none or 0: no limit; a
+** connection counts until core.net.release), calling the function at
+** 'midx' + 1 (if any) when a client waits for a place.  Returns 1 (the
+** server).
 */
-static int listening(lua_State *L, loom_sock *k, int fidx) {
+static int listening(lua_State *L, loom_sock *k, int fidx, int midx) {
+  lua_Integer max = lua_tointeger(L, midx);
+  k->max_conns = max > 0 && max <= INT_MAX ? (int)max : 0;
+  if (lua_isfunction(L, midx + 1)) {
+    lua_pushvalue(L, midx + 1);
+    k->full_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
   lua_pushvalue(L, fidx);
   k->cb_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pushvalue(L, -1);
@@ -324,8 +369,8 @@ static int listening(lua_State *L, loom_sock *k, int fidx) {
 }
 
 /*
-** core.tcp_listen(ip, port, backlog, reuseport, on_conn): a Server, or
-** nil, msg, code
+** core.tcp_listen(ip, port, backlog, reuseport, on_conn, max, on_full): a
+** Server, or nil, msg, code
 */
 static int l_tcp_listen(lua_State *L) {
   loom_host *H = loom__host(L);
@@ -361,7 +406,7 @@ static int l_tcp_listen(lua_State *L) {
     }
   }
   snprintf(k->name, sizeof k->name, "%s", name);
-  return listening(L, k, 5);
+  return listening(L, k, 5, 6);
 }
 
 /*
@@ -389,7 +434,8 @@ static void remove_stale(const char *path) {
 }
 
 /*
-** core.pipe_listen(path, backlog, on_conn [, console]): a Server, or
+** core.pipe_listen(path, backlog, on_conn [, console [, max [, on_full]]]):
+** a Server, or
 ** nil, msg, code.  The console's (loom.console) takes over a stale
 ** socket file, is only the owner's (mode 0600, set between the bind and
 ** the listen: until it listens, a connect is refused, so there is no
@@ -421,7 +467,24 @@ static int l_pipe_listen(lua_State *L) {
     k->unref = 1;
     uv_unref(&k->u.h);
   }
-  return listening(L, k, 3);
+  return listening(L, k, 3, 5);
+}
+
+/*
+** core.net.release(server): one of its connections has ended; the one
+** held at max_connections (see connection_cb) is accepted now.  Nothing
+** on a closed server.
+*/
+static int l_release(lua_State *L) {
+  loom_sock *k = (loom_sock *)loom__tohandle(L, 1, &server_class);
+  loom_host *H = loom__host(L);
+  if (k == NULL || sock_host(k) == NULL) return 0;
+  if (k->live > 0) k->live--;
+  if (k->held && k->live < k->max_conns) {
+    k->held = 0;
+    accept_one(L, H, k);
+  }
+  return 0;
 }
 
 /* server:address(): host, port (or the path of a Unix socket) */
@@ -749,6 +812,7 @@ static const luaL_Reg funcs[] = {
   {"pipe_connect", l_pipe_connect},
   {"tcp_listen", l_tcp_listen},
   {"pipe_listen", l_pipe_listen},
+  {"release", l_release},
   {"udp", l_udp},
   {"resolve", l_resolve},
   {NULL, NULL}

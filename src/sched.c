@@ -459,6 +459,9 @@ static void fire(loom_host *H, loom_timer *tm) {
     case TIMER_DEADLINE:
       deadline_fire(H, tm);
       break;
+    case TIMER_STREAM_READ: case TIMER_STREAM_WRITE:
+      loom__stream_timer_fire(H, tm);
+      break;
   }
 }
 

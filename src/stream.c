@@ -35,8 +35,16 @@
 ** loom__stream_try (straight to the kernel) and loom__stream_send
 ** (queued: malloc'd chunks owned by their write request).  The hook's state goes with the stream's memory.
 **
+** Timeouts (stream:timeout): a read call that has waited 's' seconds in
+** all, or a write or flush that has, returns nil, msg, "ETIMEDOUT" and
+** leaves the stream as it is.  They are allocated on first use, so a
+** stream without one costs a pointer: one timer for the reader (there
+** is one at a time), one for the writers, armed at the first writer's
+** end; each writer keeps when its call began on its own stack.
+**
 ** Failures are values: nil, message, code, the message naming the peer.
 */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -49,15 +57,26 @@
 #define READ_LIMIT (1024 * 1024) /* unread bytes that pause reading */
 #define HWM_DEFAULT (64 * 1024)
 #define LINE_LIMIT_DEFAULT (64 * 1024)
+#define TMO_NEVER 4503599627370496.0  /* ms: a timeout this long is none */
 
 
 /* {====================================================================
 ** Lifetime
 ** ===================================================================== */
 
+/* stream:timeout's state (see the top of this file). */
+struct stream_tmo {
+  loom_timer rtm, wtm;      /* the reader's and the writers' */
+  loom_stream *s;
+  uint64_t ms;              /* the timeout; 0: none */
+  uint64_t rbegin;          /* when the read call under way began */
+  double secs;
+};
+
 static void stream_closed(uv_handle_t *h) {
   loom_stream *s = h->data;
   if (s->hook != NULL) s->hook->free(s);
+  free(s->tmo);
   free(s->buf);
   free(s);
 }
@@ -127,6 +146,10 @@ void loom__stream_close(loom_stream *s, int force) {
   }
   s->closed = 1;
   loom__handle_detach(&s->base);
+  if (s->tmo != NULL && host_of(s) != NULL) {
+    loom__timer_remove(host_of(s), &s->tmo->rtm);
+    loom__timer_remove(host_of(s), &s->tmo->wtm);
+  }
   wake_all(s);
   if (s->reading) read_stop(s);
   /* the hook's last words (TLS's close_notify) go out as queued writes */
@@ -197,6 +220,175 @@ static loom_host *shost(lua_State *L, loom_stream *s) {
   if (H == NULL) loom__errorf(L, "loom: the host of this stream is closed");
   return H;
 }
+
+/* {====================================================================
+** Timeouts
+** ===================================================================== */
+
+/* Takes 'tm' out of the host's timers, when it is queued. */
+static void tmo_off(loom_stream *s, loom_timer *tm) {
+  loom_host *H = host_of(s);
+  if (H != NULL) loom__timer_remove(H, tm);
+}
+
+/*
+** Makes 'tm' fire at loop time 'due', unless it is queued to fire no
+** later.  0, or UV_ENOMEM.
+*/
+static int tmo_arm(loom_host *H, loom_timer *tm, uint64_t due) {
+  uint64_t now = loom__now(H);
+  if (tm->next != NULL && tm->due <= due) return 0;
+  loom__timer_remove(H, tm);
+  return loom__timer_add(H, tm, due > now ? due - now : 0);
+}
+
+/* The failure "<what> '<peer>': timed out after <s>s". */
+static int fail_timeout(lua_State *L, loom_stream *s, const char *what) {
+  char msg[64];
+  snprintf(msg, sizeof msg, "timed out after %gs", s->tmo->secs);
+  return loom__fail_reason(L, what, s->name, msg, "ETIMEDOUT");
+}
+
+/*
+** A timeout is due: the reader, or every writer, runs, and finds out
+** for itself whether its own time is up (a writer that came later waits
+** again).
+*/
+void loom__stream_timer_fire(loom_host *H, loom_timer *tm) {
+  loom_stream *s;
+  if (tm->kind == TIMER_STREAM_READ) {
+    s = container_of(tm, struct stream_tmo, rtm)->s;
+    if (s->readers != NULL) loom__list_wake(H, &s->readers);
+    return;
+  }
+  s = container_of(tm, struct stream_tmo, wtm)->s;
+  while (s->writers != NULL) loom__list_wake(H, &s->writers);
+}
+
+/* Whether 's' has a timeout. */
+static int timed(loom_stream *s) {
+  return s->tmo != NULL && s->tmo->ms > 0;
+}
+
+/* A read call begins: its time counts from now. */
+static void read_begin(lua_State *L, loom_stream *s) {
+  if (timed(s)) s->tmo->rbegin = loom__now(shost(L, s));
+}
+
+/*
+** A read call returns 'r' results (a call that waits never gets here:
+** lua_yieldk does not return), so its timer goes.
+*/
+static int read_end(loom_stream *s, int r) {
+  if (s->tmo != NULL) tmo_off(s, &s->tmo->rtm);
+  return r;
+}
+
+/*
+** Before a read that would wait: nil, msg, "ETIMEDOUT" (3) when the
+** call has waited its time, else 0 with the timer armed for it.
+*/
+static int read_due(lua_State *L, loom_stream *s) {
+  loom_host *H;
+  uint64_t due;
+  if (!timed(s)) return 0;
+  H = shost(L, s);
+  due = s->tmo->rbegin + s->tmo->ms;
+  if (loom__now(H) >= due) {
+    /* a weak stream reads only for a reader (see loom__stream_resumed) */
+    if (s->weak && s->reading && s->readers == NULL) read_stop(s);
+    return read_end(s, fail_timeout(L, s, "read from"));
+  }
+  if (tmo_arm(H, &s->tmo->rtm, due) != 0) return loom__nomem(L);
+  return 0;
+}
+
+/*
+** A write or flush call begins: when it started goes on its stack, at
+** 2 (nothing when the stream has no timeout).
+*/
+static void write_begin(lua_State *L, loom_stream *s) {
+  lua_settop(L, 1);
+  if (timed(s)) lua_pushinteger(L, (lua_Integer)loom__now(shost(L, s)));
+}
+
+/* A write or flush returns 'r' results: the last writer takes the timer. */
+static int write_end(loom_stream *s, int r) {
+  if (s->tmo != NULL && s->writers == NULL) tmo_off(s, &s->tmo->wtm);
+  return r;
+}
+
+/* As read_due, for the write or flush whose start is at 2. */
+static int write_due(lua_State *L, loom_stream *s, const char *what) {
+  loom_host *H;
+  uint64_t due;
+  if (!timed(s) || lua_type(L, 2) != LUA_TNUMBER) return 0;
+  H = shost(L, s);
+  due = (uint64_t)lua_tointeger(L, 2) + s->tmo->ms;
+  if (loom__now(H) >= due) return write_end(s, fail_timeout(L, s, what));
+  if (tmo_arm(H, &s->tmo->wtm, due) != 0) return loom__nomem(L);
+  return 0;
+}
+
+/*
+** A continuation of a read ('write' 0) or of a write: the call that
+** ends raising (cancelled, timed out by loom.timeout) lets go of its
+** timer first.  Then as loom__stream_resumed.
+*/
+static loom_stream *io_resumed(lua_State *L, int write) {
+  loom_stream **box = lua_touserdata(L, 1);
+  loom_stream *s = *box;
+  if (s != NULL && s->tmo != NULL && loom__resumed(L, NULL)->throwing) {
+    if (write) write_end(s, 0);
+    else read_end(s, 0);
+  }
+  return loom__stream_resumed(L);
+}
+
+/*
+** s:timeout([secs]): the timeout of each read and write call, in
+** seconds, or nil when there is none; set first when 'secs' is given
+** (nil or 0: none).  Calls under way keep the one they began with, as
+** far as they can: a call that begins waiting later uses the new one.
+*/
+static int s_timeout(lua_State *L) {
+  loom_stream *s = loom__checkhandle_as(L, 1, &stream_class,
+                                        "stream:timeout");
+  if (!lua_isnone(L, 2)) {
+    double secs = lua_isnil(L, 2) ? 0
+                  : loom__checknumber(L, 2, "stream:timeout");
+    double ms = ceil(secs * 1000.0 - 1e-6);
+    if (!(secs >= 0))  /* NaN too */
+      loom__argerror(L, 2, "stream:timeout", lua_pushfstring(L,
+                     "timeout must be a non-negative number, got %s",
+                     loom__shownumber(L, 2)));
+    if (secs == 0 || ms >= TMO_NEVER) {  /* none */
+      if (s->tmo != NULL) {
+        s->tmo->ms = 0;
+        tmo_off(s, &s->tmo->rtm);
+        tmo_off(s, &s->tmo->wtm);
+      }
+    }
+    else {
+      if (s->tmo == NULL) {
+        s->tmo = calloc(1, sizeof *s->tmo);
+        if (s->tmo == NULL) return loom__nomem(L);
+        s->tmo->s = s;
+        s->tmo->rtm.kind = TIMER_STREAM_READ;
+        s->tmo->wtm.kind = TIMER_STREAM_WRITE;
+        s->tmo->rbegin = loom__now(shost(L, s));
+      }
+      s->tmo->ms = ms < 1 ? 1 : (uint64_t)ms;
+      s->tmo->secs = secs;
+    }
+  }
+  if (timed(s)) lua_pushnumber(L, s->tmo->secs);
+  else lua_pushnil(L);
+  return 1;
+}
+
+/* }==================================================================== */
+
 
 /* The failure of a read or write on a closed stream. */
 static int fail_closed(lua_State *L) {
@@ -394,6 +586,7 @@ static int wait_data(lua_State *L, loom_stream *s, const char *name,
   t = loom__enter(L, H, name);
   start_reading(s, 1);  /* a reader waits: past the limit if need be */
   if (s->rerr) return loom__stream_fail(L, s, "read from", s->rerr);
+  if (read_due(L, s) != 0) return 3;  /* timed out */
   loom__list_wait(&s->readers, t);
   return loom__wait(L, k, (lua_KContext)0);
 }
@@ -451,9 +644,9 @@ static int read_body(lua_State *L, loom_stream *s) {
 }
 
 static int read_k(lua_State *L, int status, lua_KContext ctx) {
-  loom_stream *s = loom__stream_resumed(L);
+  loom_stream *s = io_resumed(L, 0);
   (void)status; (void)ctx;
-  return s ? read_body(L, s) : fail_closed(L);
+  return s ? read_end(s, read_body(L, s)) : fail_closed(L);
 }
 
 /* s:read([n]) (suspends): up to n bytes, or whatever there is */
@@ -463,7 +656,8 @@ static int s_read(lua_State *L) {
   if (n < 0) loom__argerror(L, 2, "stream:read", "size must be non-negative");
   lua_settop(L, 2);
   if (s == NULL) return fail_closed(L);
-  return read_body(L, s);
+  read_begin(L, s);
+  return read_end(s, read_body(L, s));
 }
 
 static int exactly_k(lua_State *L, int status, lua_KContext ctx);
@@ -484,10 +678,10 @@ static int exactly_body(lua_State *L, loom_stream *s) {
 }
 
 static int exactly_k(lua_State *L, int status, lua_KContext ctx) {
-  loom_stream *s = loom__stream_resumed(L);
+  loom_stream *s = io_resumed(L, 0);
   (void)status; (void)ctx;
   if (s == NULL) return fail_closed(L);
-  return exactly_body(L, s);
+  return read_end(s, exactly_body(L, s));
 }
 
 /* s:read_exactly(n) (suspends) */
@@ -498,7 +692,8 @@ static int s_read_exactly(lua_State *L) {
     loom__argerror(L, 2, "stream:read_exactly", "size must be non-negative");
   lua_settop(L, 2);
   if (s == NULL) return fail_closed(L);
-  return exactly_body(L, s);
+  read_begin(L, s);
+  return read_end(s, exactly_body(L, s));
 }
 
 static const char *find(const char *h, size_t hl, const char *n, size_t nl) {
@@ -576,10 +771,10 @@ too_long:
 }
 
 static int until_k(lua_State *L, int status, lua_KContext ctx) {
-  loom_stream *s = loom__stream_resumed(L);
+  loom_stream *s = io_resumed(L, 0);
   (void)status; (void)ctx;
   if (s == NULL) return fail_closed(L);
-  return until_body(L, s, lua_toboolean(L, 3));
+  return read_end(s, until_body(L, s, lua_toboolean(L, 3)));
 }
 
 /* s:read_until(sep) (suspends) */
@@ -592,7 +787,8 @@ static int s_read_until(lua_State *L) {
   lua_settop(L, 2);
   if (s == NULL) return fail_closed(L);
   lua_pushboolean(L, 0);
-  return until_body(L, s, 0);
+  read_begin(L, s);
+  return read_end(s, until_body(L, s, 0));
 }
 
 /* s:read_line() (suspends) */
@@ -602,7 +798,8 @@ static int s_read_line(lua_State *L) {
   if (s == NULL) return fail_closed(L);
   lua_pushliteral(L, "\n");
   lua_pushboolean(L, 1);
-  return until_body(L, s, 1);
+  read_begin(L, s);
+  return read_end(s, until_body(L, s, 1));
 }
 
 static int all_k(lua_State *L, int status, lua_KContext ctx);
@@ -622,10 +819,10 @@ static int all_body(lua_State *L, loom_stream *s) {
 }
 
 static int all_k(lua_State *L, int status, lua_KContext ctx) {
-  loom_stream *s = loom__stream_resumed(L);
+  loom_stream *s = io_resumed(L, 0);
   (void)status; (void)ctx;
   if (s == NULL) return fail_closed(L);
-  return all_body(L, s);
+  return read_end(s, all_body(L, s));
 }
 
 /* s:read_all() (suspends): everything to EOF */
@@ -633,7 +830,8 @@ static int s_read_all(lua_State *L) {
   loom_stream *s = io_stream(L, "stream:read_all");
   lua_settop(L, 1);
   if (s == NULL) return fail_closed(L);
-  return all_body(L, s);
+  read_begin(L, s);
+  return read_end(s, all_body(L, s));
 }
 
 /* }==================================================================== */
@@ -908,22 +1106,24 @@ static int write_k(lua_State *L, int status, lua_KContext ctx);
 
 /* Waits while more than the high-water mark is queued. */
 static int write_wait(lua_State *L, loom_stream *s) {
-  if (s->closed) return fail_closed(L);
-  if (s->werr) return loom__stream_fail(L, s, "write to", s->werr);
+  if (s->closed) return write_end(s, fail_closed(L));
+  if (s->werr)
+    return write_end(s, loom__stream_fail(L, s, "write to", s->werr));
   if (loom__stream_queued(s) > s->hwm) {
     loom_task *t = loom__enter(L, shost(L, s), "stream:write");
+    if (write_due(L, s, "write to") != 0) return 3;  /* timed out */
     loom__list_wait(&s->writers, t);
     return loom__wait(L, write_k, (lua_KContext)0);
   }
   lua_pushboolean(L, 1);
-  return 1;
+  return write_end(s, 1);
 }
 
 static int write_k(lua_State *L, int status, lua_KContext ctx) {
-  loom_stream *s = loom__stream_resumed(L);
+  loom_stream *s = io_resumed(L, 1);
   (void)status; (void)ctx;
   if (s == NULL) return fail_closed(L);
-  lua_settop(L, 1);
+  lua_settop(L, 2);
   return write_wait(L, s);
 }
 
@@ -967,28 +1167,31 @@ static int s_write(lua_State *L) {
     if (s->werr == 0 && r != UV_EBUSY) s->werr = r;
     return loom__stream_fail(L, s, "write to", r);
   }
-  lua_settop(L, 1);
+  write_begin(L, s);
   return write_wait(L, s);
 }
 
 static int flush_k(lua_State *L, int status, lua_KContext ctx);
 
 static int flush_body(lua_State *L, loom_stream *s) {
-  if (s->closed) return fail_closed(L);
-  if (s->werr) return loom__stream_fail(L, s, "write to", s->werr);
+  if (s->closed) return write_end(s, fail_closed(L));
+  if (s->werr)
+    return write_end(s, loom__stream_fail(L, s, "write to", s->werr));
   if (s->pending > 0 || loom__stream_queued(s) > 0) {
     loom_task *t = loom__enter(L, shost(L, s), "stream:flush");
+    if (write_due(L, s, "flush to") != 0) return 3;  /* timed out */
     loom__list_wait(&s->writers, t);
     return loom__wait(L, flush_k, (lua_KContext)0);
   }
   lua_pushboolean(L, 1);
-  return 1;
+  return write_end(s, 1);
 }
 
 static int flush_k(lua_State *L, int status, lua_KContext ctx) {
-  loom_stream *s = loom__stream_resumed(L);
+  loom_stream *s = io_resumed(L, 1);
   (void)status; (void)ctx;
   if (s == NULL) return fail_closed(L);
+  lua_settop(L, 2);
   return flush_body(L, s);
 }
 
@@ -997,6 +1200,7 @@ static int s_flush(lua_State *L) {
   loom_stream *s = io_stream(L, "stream:flush");
   lua_settop(L, 1);
   if (s == NULL) return fail_closed(L);
+  write_begin(L, s);
   return flush_body(L, s);
 }
 
@@ -1170,6 +1374,7 @@ static const luaL_Reg methods[] = {
   {"nodelay", s_nodelay},
   {"keepalive", s_keepalive},
   {"limits", s_limits},
+  {"timeout", s_timeout},
   {NULL, NULL}
 };
 

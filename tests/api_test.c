@@ -793,6 +793,66 @@ static void t_main_out_of_memory(void) {
   oom_free(H);
 }
 
+/*
+** On the embedder's loop, a task that allocates without bound (strings,
+** in a table it holds) while other tasks talk over a TCP connection:
+** the hog fails with "not enough memory", the talk goes on to its end,
+** a task spawned afterwards runs, and loom_close leaves the loop with
+** nothing of loom's (uv_loop_close returns 0).
+*/
+static void t_out_of_memory_io(void) {
+  uv_loop_t loop;
+  lua_State *L = lua_newstate(limited_alloc, NULL);
+  loom_host *H;
+  uv_loop_init(&loop);
+  luaL_openlibs(L);
+  H = loom_new_with(&loop, L);
+  CHECK(H != NULL);
+  loom_set_error_fn(H, oom_hook, NULL);
+  CHECK(loom_spawn_string(H,
+    "local loom = require 'loom'\n"
+    "local net = require 'loom.net'\n"
+    "local srv = assert(net.listen('127.0.0.1', 0, function(s)\n"
+    "  for line in s:lines() do s:write(line, '\\n') end\n"
+    "end))\n"
+    "local _, port = srv:address()\n"
+    "local c = assert(net.connect('127.0.0.1', port))\n"
+    "local talk = loom.spawn(function()\n"
+    "  local n = 0\n"
+    "  for i = 1, 50 do\n"
+    "    c:write('ping ', i, '\\n')\n"
+    "    if c:read_line() == 'ping ' .. i then n = n + 1 end\n"
+    "    loom.sleep(0.001)\n"
+    "  end\n"
+    "  return n\n"
+    "end)\n"
+    "local hog = loom.spawn(function()\n"
+    "  local parts = {}\n"
+    "  loom.sleep(0.005)\n"
+    "  for i = 1, math.huge do parts[i] = ('x'):rep(200) .. i end\n"
+    "end)\n"
+    "local ok, e = pcall(hog.await, hog)\n"
+    "result = tostring(ok) .. ' ' .. tostring(e)\n"
+    "echoed = talk:await()\n"
+    "after = loom.spawn(function() return 'after ok' end):await()\n"
+    "c:close()\n"
+    "srv:close()\n", "=oom_io", 0) == LOOM_OK);
+  lua_settop(L, 0);
+  lua_gc(L, LUA_GCCOLLECT);
+  mem_limit = mem_used + 4 * 1024 * 1024;
+  CHECK(loom_run(H) == 0);  /* the hog's failure was awaited */
+  mem_limit = (size_t)-1;
+  CHECK(strcmp(eval(H, "return result"), "false not enough memory") == 0);
+  CHECK(strcmp(eval(H, "return tostring(echoed)"), "50") == 0);
+  CHECK(strcmp(eval(H, "return after"), "after ok") == 0);
+  CHECK(oom_reports == 0);
+  CHECK(loom_close(H) == LOOM_OK);
+  uv_run(&loop, UV_RUN_NOWAIT);  /* loom's close callbacks */
+  CHECK(uv_loop_close(&loop) == 0);
+  loom_free(H);
+  lua_close(L);
+}
+
 /* }==================================================================== */
 
 
@@ -1162,6 +1222,7 @@ static const struct {
   {"main_task", t_main_task},
   {"out_of_memory", t_out_of_memory},
   {"main_out_of_memory", t_main_out_of_memory},
+  {"out_of_memory_io", t_out_of_memory_io},
   {"interrupt", t_interrupt},
   {"http_close_in_flight", t_http_close_in_flight},
   {NULL, NULL}

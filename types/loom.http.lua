@@ -56,6 +56,7 @@ function http.post(url, body, opts) end
 ---@field body_timeout? number seconds (default 60)
 ---@field keepalive_timeout? number seconds (default 75)
 ---@field max_requests? integer per connection (default 1000)
+---@field max_connections? integer open at once; the next wait (default 10000)
 
 ---What a handler returns instead of `status, body [, headers]`.
 ---@class loom.HTTPReply

@@ -28,6 +28,8 @@ local net = {}
 ---@field backlog? integer
 ---@field reuseport? boolean
 ---@field tls? loom.TLSServerOptions
+---@field max_connections? integer open at once; the next wait (default: no limit)
+---@field on_full? fun() called when a client waits for a place
 
 ---A TCP connection (host names resolved asynchronously, IPv4 and IPv6).
 ---@async
@@ -62,7 +64,7 @@ function net.listen(host, port, handler, opts) end
 ---As `net.listen`, on a Unix domain socket.
 ---@param path string
 ---@param handler async fun(stream: loom.Stream)
----@param opts? {backlog?: integer, tls?: loom.TLSServerOptions}
+---@param opts? {backlog?: integer, tls?: loom.TLSServerOptions, max_connections?: integer, on_full?: fun()}
 ---@return loom.Server? server
 ---@return string? err
 ---@return loom.ErrorCode? code
@@ -208,6 +210,13 @@ function Stream:keepalive(on, delay) end
 ---@return integer high_water
 ---@return integer line
 function Stream:limits(limits) end
+
+---The timeout of each read, write and flush call in seconds (`nil`: none),
+---set first when given (`nil` or 0: none). A call that waits longer
+---returns `nil, msg, "ETIMEDOUT"`; the stream stays usable.
+---@param s? number
+---@return number? timeout
+function Stream:timeout(s) end
 
 ---A terminal's raw mode on or off; `nil, msg, "ENOTTY"` on a stream that
 ---is not a terminal.

@@ -583,8 +583,11 @@ local HANDLED = {}  -- what on_error leaves of an error it logged
 -- close, max_requests, a timeout): what the client still sends is read
 -- and dropped for a while, until its end of the connection closes:
 -- closing with unread bytes would reset the connection, and the client
--- might lose the responses sent last.
-local LINGER = 2  -- seconds
+-- might lose the responses sent last.  A client the server cut off for
+-- being too slow (c.cut: a timeout) gets only LINGER_CUT, the time to
+-- read the 408: a client trickling bytes must not hold the connection
+-- (and its place under max_connections) much past the timeout.
+local LINGER, LINGER_CUT = 2, 0.2  -- seconds
 
 local function linger(c)
   local s, dl = c.s, c.dl
@@ -592,7 +595,7 @@ local function linger(c)
   c.lingered = true
   if s:shutdown() then
     dl:close()
-    dl:open(LINGER)
+    dl:open(c.cut and LINGER_CUT or LINGER)
     pcall(function() repeat until not s:read() end)
     dl:close()
   end
@@ -664,7 +667,13 @@ local function serve_conn(c)
   while true do
     local limit = c.n == 0 and srv.header_timeout or srv.keepalive_timeout
     c.idle = c.data == nil
+    c.idle_since = now()
     if srv.closing and c.idle then return end
+    if srv.starved and c.idle and c.n > 0 then  -- a client waits for it
+      srv.starved = false
+      c.lingered = true  -- nothing in flight: no need to linger
+      return
+    end
     local kind, req, code = next_event(c, limit, true)
     c.idle = false
     if not kind then return end  -- the client went, or closed
@@ -741,9 +750,11 @@ local function connection(srv, s)
   c.dl = deadline(1, "http.serve")
   c.dl:close()
   srv.conns[c] = true
+  srv.starved = false  -- the client that waited, if one did, is in
   local ok, e = pcall(serve_conn, c)
   c.dl:close()
   if not ok and is_timeout(e) then  -- too slow: 408 when a head began
+    c.cut = true
     if c.p:busy() then pcall(refuse_conn, c, nil, 408) end
     ok = true
   end
@@ -751,6 +762,22 @@ local function connection(srv, s)
   srv.conns[c] = nil
   if srv.closing and next(srv.conns) == nil then srv.done:set() end
   if not ok and not is_cancelled(e) then error(e, 0) end
+end
+
+-- The server is full and a client waits: the connection idle longest
+-- between requests (none mid-head) ends, and the client takes its place,
+-- as nginx reuses its idle keep-alive connections.  When every one is
+-- busy, the first to finish its request ends instead (srv.starved).
+local function drop_idle(srv)
+  local oldest
+  for c in pairs(srv.conns) do
+    if c.idle and not c.p:busy()
+       and (oldest == nil or c.idle_since < oldest.idle_since) then
+      oldest = c
+    end
+  end
+  if oldest then oldest.task:cancel("server full")
+  else srv.starved = true end
 end
 
 local function positive(opts, k, def, integer)
@@ -786,10 +813,12 @@ function M.serve(host, port, handler, opts)
     keepalive_timeout = positive(opts, "keepalive_timeout", 75),
     max_requests = positive(opts, "max_requests", 1000, true),
   }, Server)
+  local max_connections = positive(opts, "max_connections", 10000, true)
   local listener, err, code = net.listen(host, port, function(s)
     connection(srv, s)
   end, { backlog = opts.backlog, reuseport = opts.reuseport,
-         tls = opts.tls })
+         tls = opts.tls, max_connections = max_connections,
+         on_full = function() drop_idle(srv) end })
   if not listener then return nil, err, code end
   srv.listener = listener
   return srv

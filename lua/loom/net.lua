@@ -17,6 +17,7 @@ local type, error, pcall, ipairs, tostring, setmetatable = type, error,
 local math_type = math.type
 local char, concat = string.char, table.concat
 local spawn, is_timeout, fail = core.spawn, core.is_timeout, core.fail
+local watch = core.watch
 
 local M = {}
 
@@ -210,10 +211,17 @@ local function serve(handler, stream)
   core.detached(handler, s)
 end
 
-local function on_conn_for(handler)
+-- The connection's task is named for its peer; with max_connections,
+-- 'ended' is called when it is done (quietly: its error stays the
+-- handler's to report), so that the server accepts the next one.
+local function started(t, stream, ended)
+  t.name = "conn " .. tostring(stream):match("%((.*)%)")
+  if ended then watch(t, ended) end
+end
+
+local function on_conn_for(handler, ended)
   return function(stream)
-    local t = spawn(serve, handler, stream)
-    t.name = "conn " .. tostring(stream):match("%((.*)%)")
+    started(spawn(serve, handler, stream), stream, ended)
   end
 end
 
@@ -228,28 +236,55 @@ local function serve_tls(handler, ctx, limit, stream)
   if not ok and not is_timeout(r) then error(r, 0) end  -- cancelled
 end
 
-local function on_tls_conn_for(handler, ctx, limit)
+local function on_tls_conn_for(handler, ctx, limit, ended)
   return function(stream)
-    local t = spawn(serve_tls, handler, ctx, limit, stream)
-    t.name = "conn " .. tostring(stream):match("%((.*)%)")
+    started(spawn(serve_tls, handler, ctx, limit, stream), stream, ended)
   end
 end
 
 -- What a server calls for each connection: the handler's task, after
 -- the handshake when opts.tls is given (its context made here, once:
 -- or nil, msg, code when its certificate or key cannot be used).
-local function on_conn_of(handler, opts, n, fname)
-  if opts.tls == nil then return on_conn_for(handler) end
+local function on_conn_of(handler, opts, n, fname, ended)
+  if opts.tls == nil then return on_conn_for(handler, ended) end
   local tls = server_tls(opts.tls, n, fname)
   local ctx, err, code = ctls.server(tls.cert, tls.key, tls.alpn)
   if not ctx then return nil, err, code end
-  return on_tls_conn_for(handler, ctx, tls.limit)
+  return on_tls_conn_for(handler, ctx, tls.limit, ended)
+end
+
+-- opts.max_connections and opts.on_full, checked: a positive integer,
+-- or nil (no limit), and a function or nil.
+local function check_max(opts, n, fname)
+  local max = opts.max_connections
+  if max ~= nil and (math_type(max) ~= "integer" or max <= 0) then
+    argerror(n, fname, "max_connections must be a positive integer, got "
+      .. tostring(max))
+  end
+  if opts.on_full ~= nil and type(opts.on_full) ~= "function" then
+    argerror(n, fname, "on_full must be a function, got "
+      .. type(opts.on_full))
+  end
+  return max, opts.on_full
+end
+
+-- Listens with 'listen'(..., on_conn, ...) (a function of on_conn):
+-- with 'max', each connection's end is told to the server, which holds
+-- the next connection while 'max' are open.
+local function listen_with(listen, handler, opts, n, fname, max)
+  local server
+  local ended = max and function() cnet.release(server) end
+  local on_conn, err, code = on_conn_of(handler, opts, n, fname, ended)
+  if not on_conn then return nil, err, code end
+  server, err, code = listen(on_conn)
+  return server, err, code
 end
 
 local hosts = { localhost = "127.0.0.1", ["*"] = "0.0.0.0", [""] = "0.0.0.0" }
 
---- net.listen(host, port, handler [, {backlog =, reuseport =, tls =}]): a
--- Server; opts.tls: {cert =, key =, alpn =, handshake_timeout = 10}
+--- net.listen(host, port, handler [, {backlog =, reuseport =, tls =,
+-- max_connections =, on_full =}]): a Server; opts.tls: {cert =, key =,
+-- alpn =, handshake_timeout = 10}
 function M.listen(host, port, handler, opts)
   check_cstring(host, 1, "net.listen")
   check_port(port, 2, "net.listen")
@@ -261,17 +296,20 @@ function M.listen(host, port, handler, opts)
   if opts.reuseport ~= nil and type(opts.reuseport) ~= "boolean" then
     argerror(4, "net.listen", "reuseport must be a boolean")
   end
+  local max, on_full = check_max(opts, 4, "net.listen")
   local ip = hosts[host] or host
   if not is_ip(ip) then
     argerror(1, "net.listen", "an IP address, 'localhost' or '*' expected, "
       .. "got '" .. host .. "'")
   end
-  local on_conn, err, code = on_conn_of(handler, opts, 4, "net.listen")
-  if not on_conn then return nil, err, code end
-  return cnet.tcp_listen(ip, port, opts.backlog, opts.reuseport, on_conn)
+  return listen_with(function(on_conn)
+    return cnet.tcp_listen(ip, port, opts.backlog, opts.reuseport, on_conn,
+                           max, on_full)
+  end, handler, opts, 4, "net.listen", max)
 end
 
---- net.listen_unix(path, handler [, {backlog =, tls =}]): a Server
+--- net.listen_unix(path, handler [, {backlog =, tls =,
+-- max_connections =, on_full =}]): a Server
 function M.listen_unix(path, handler, opts)
   check_cstring(path, 1, "net.listen_unix")
   check_callable(handler, 2, "net.listen_unix")
@@ -279,9 +317,11 @@ function M.listen_unix(path, handler, opts)
   if opts.backlog ~= nil and math_type(opts.backlog) ~= "integer" then
     argerror(3, "net.listen_unix", "backlog must be an integer")
   end
-  local on_conn, err, code = on_conn_of(handler, opts, 3, "net.listen_unix")
-  if not on_conn then return nil, err, code end
-  return cnet.pipe_listen(path, opts.backlog, on_conn)
+  local max, on_full = check_max(opts, 3, "net.listen_unix")
+  return listen_with(function(on_conn)
+    return cnet.pipe_listen(path, opts.backlog, on_conn, false, max,
+                            on_full)
+  end, handler, opts, 3, "net.listen_unix", max)
 end
 
 --- net.udp([host, port]): a UDP socket (bound when host is given)
