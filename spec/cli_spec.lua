@@ -211,6 +211,18 @@ describe("loom command line", function()
       end
     end)
 
+    it("runs the collector incrementally with a pause of 150; the module leaves it be", function()
+      local out, err, code = loom({ "-e",
+        "print(collectgarbage('incremental'), collectgarbage('setpause', 150))" })
+      assert.are.equal(0, code, err)
+      local mode, pause = out:match("^(%a+)\t(%d+)\n$")
+      assert.are.equal("incremental", mode)
+      -- Lua keeps the pause in steps of 4: 150 reads back as 148
+      assert.is_true(tonumber(pause) >= 146 and tonumber(pause) <= 150, out)
+      out = helper.lua_src("require 'loom' print(collectgarbage('incremental'))")
+      assert.are.equal("generational\n", out)  -- as lua5.4 set it
+    end)
+
     it("lists -E and -W in the usage", function()
       local _, err = loom({ "-z" })
       assert.matches("\n  %-E        ignore environment variables\n", err)
