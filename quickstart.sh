@@ -26,7 +26,7 @@ PACKAGES=(gcc libc6-dev pkg-config meson ninja-build lua5.4 liblua5.4-dev
           libcurl4-openssl-dev node-llhttp openssl curl python3 nginx-light
           python3-aiohttp libedit-dev tmux groff-base binutils
           luarocks lua-check libwslay-dev python3-websockets
-          chromium procps)
+          chromium procps clang libfuzzer-14-dev)
 
 # what bench/run compares loom with, beyond what the build needs
 BENCH_PACKAGES=(python3 nodejs lua-luv wrk nginx-light libnginx-mod-http-lua

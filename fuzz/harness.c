@@ -1,0 +1,69 @@
+/*
+** harness.c: the host the fuzz targets share (see harness.h).
+*/
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <lauxlib.h>
+
+#include "harness.h"
+
+#ifndef FUZZ_DIR
+#error "FUZZ_DIR: where fuzz/*.lua are (fuzz/meson.build sets it)"
+#endif
+
+static loom_host *host;
+
+void fz_fail(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fputs("fuzz: ", stderr);
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  va_end(ap);
+  abort();
+}
+
+static void on_error(loom_host *H, const char *msg, const char *tb,
+                     void *ud) {
+  (void)H; (void)ud;
+  fz_fail("the host reported an error: %s\n%s", msg, tb ? tb : "");
+}
+
+loom_host *fz_host(void) {
+  if (host != NULL) return host;
+  host = loom_new();
+  if (host == NULL) fz_fail("loom_new failed");
+  loom_set_error_fn(host, on_error, NULL);
+  return host;
+}
+
+void fz_push_script(loom_host *H, const char *name) {
+  lua_State *L = loom_state(H);
+  char path[512];
+  if (lua_getfield(L, LUA_REGISTRYINDEX, name) == LUA_TFUNCTION) return;
+  lua_pop(L, 1);
+  snprintf(path, sizeof path, "%s/%s", FUZZ_DIR, name);
+  if (luaL_loadfile(L, path) != LUA_OK)
+    fz_fail("%s", lua_tostring(L, -1));
+  lua_pushvalue(L, -1);
+  lua_setfield(L, LUA_REGISTRYINDEX, name);
+}
+
+void fz_run(loom_host *H, int nargs) {
+  lua_State *L = loom_state(H);
+  int task, r;
+  if (loom_spawn(H, nargs) != LOOM_OK)
+    fz_fail("loom_spawn: %s", lua_tostring(L, -1));
+  task = lua_gettop(L);
+  r = loom_run(H);
+  if (r != 0) fz_fail("loom_run: %d", r);
+  r = loom_results(H, task);
+  if (r == LOOM_EFAILED)
+    fz_fail("the task failed: %s", luaL_tolstring(L, -1, NULL));
+  if (r < 0) fz_fail("loom_results: %d", r);
+  lua_settop(L, task + (r > 0 ? 1 : 0));
+  if (r == 0) lua_pushnil(L);
+  lua_remove(L, task);
+}
