@@ -16,8 +16,9 @@
 # a compiler warning failing the build: once plainly, once with
 # AddressSanitizer and UndefinedBehaviorSanitizer.  It runs the busted
 # specs against both,
-# the C tests (meson test) under valgrind and under the sanitizers, and
-# ends with the line "N passed, N failed".
+# the C tests (meson test) under valgrind and under the sanitizers, runs
+# each fuzz target (fuzz/) for 25 seconds, and ends with the line
+# "N passed, N failed".
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -134,6 +135,28 @@ lint() {
   rm -f "$out"
 }
 
+# fuzzers SECONDS: each libFuzzer target of fuzz/ (fuzz/README.md) run
+# for SECONDS on its corpus by fuzz/run.sh (which builds build-fuzz with
+# clang), one test each: failed when it crashed, hung, leaked or one of
+# its checks failed; prints its executions and coverage either way
+fuzzers() {
+  local seconds=$1 src name out
+  for src in fuzz/*.c; do
+    name=$(basename "$src" .c)
+    [ "$name" = harness ] && continue
+    out=$(mktemp)
+    if fuzz/run.sh "$name" "$seconds" >"$out" 2>&1; then
+      echo "fuzz $(tail -1 "$out"): 1 passed, 0 failed"
+      PASSED=$((PASSED + 1))
+    else
+      tail -25 "$out"
+      echo "fuzz $name: 0 passed, 1 failed"
+      FAILED=$((FAILED + 1))
+    fi
+    rm -f "$out"
+  done
+}
+
 # debs: the Debian packages (this script's deb case) built from the
 # checkout and checked by lintian, one test
 debs() {
@@ -196,6 +219,7 @@ case "${1:-}" in
       LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.so)"
     ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1 \
       ctests build-asan "C tests under ASan+UBSan"
+    fuzzers 25
     debs
     echo "$SKIPPED skipped"
     echo "$PASSED passed, $FAILED failed"
