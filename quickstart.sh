@@ -121,7 +121,8 @@ ctests() {
 lint() {
   local out ok bad
   out=$(mktemp)
-  luacheck --no-color --codes lua spec examples bench >"$out" 2>&1 || true
+  luacheck --no-color --codes lua spec examples bench fuzz >"$out" 2>&1 \
+    || true
   grep -Ev '^Checking .* OK$|^$|^Total: 0 warnings / 0 errors' "$out" || true
   ok=$(grep -c '^Checking .* OK$' "$out" || true)
   bad=$(grep '^Checking ' "$out" | grep -vc ' OK$' || true)

@@ -19,7 +19,7 @@ local body_of = data:sub(npieces + 1)
 local seen = {}
 local function handler(req)
   seen[#seen + 1] = req.method
-  local path, got, n = req.path, nil, 0
+  local path, got = req.path, nil
   for k, v in pairs(req.headers) do
     assert(type(k) == "string" and type(v) == "string", "a header's type")
     assert(k == k:lower(), "a header name not in lower case")
@@ -50,7 +50,7 @@ local function handler(req)
     assert(#got == req.content_length, "a body of " .. #got
       .. " bytes, not its Content-Length " .. req.content_length)
   end
-  n = got and #got or -1
+  local n = got and #got or -1
   if path:find("j", 1, true) then return { json = { n = n, p = path } } end
   if path:find("s", 1, true) then
     local i = 0

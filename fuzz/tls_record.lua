@@ -26,8 +26,12 @@ local function slurp(name)
   f:close()
   return s
 end
-CERT = CERT or slurp("tls_cert.pem")
-KEY = KEY or slurp("tls_key.pem")
+-- read once, kept where the next input finds them
+local pem = package.loaded["fuzz.tls_record.pem"]
+if not pem then
+  pem = { cert = slurp("tls_cert.pem"), key = slurp("tls_key.pem") }
+  package.loaded["fuzz.tls_record.pem"] = pem
+end
 
 local function send_pieces(s)
   local at = 1
@@ -69,7 +73,7 @@ local srv = assert(net.listen("127.0.0.1", 0, checked(function(s)
     lines = lines + 1
     if not s:write(line, "\n") then return end
   end
-end), { tls = { cert = CERT, key = KEY, handshake_timeout = 5 } }))
+end), { tls = { cert = pem.cert, key = pem.key, handshake_timeout = 5 } }))
 local _, port = srv:address()
 
 if mode == 0 then

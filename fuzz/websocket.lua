@@ -71,7 +71,7 @@ end
 if mode <= 1 then
   local answered
   local srv = assert(http.serve("127.0.0.1", 0, checked(function(req)
-    local ws, err, code = req:websocket { max_message = max_message }
+    local ws, _, code = req:websocket { max_message = max_message }
     answered = ws and 101 or code
     if ws then serve(ws) end
   end)))

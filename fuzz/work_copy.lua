@@ -89,7 +89,7 @@ for i = 1, n do
 end
 if high > 201 then why.deep = true end  -- tables at depths 0 to 200
 
-local function same(a, b, seen)
+local function same(a, b)
   if a ~= a then return b ~= b end  -- NaN
   if type(a) ~= "table" then
     return a == b and math.type(a) == math.type(b)
