@@ -106,6 +106,7 @@ static int gather(parser *ps, const char *at, size_t len, int status,
                   const char *why) {
   ps->head_bytes += len;
   if (ps->head_bytes > ps->max_head) return fail(ps, status, why);
+  if (len == 0) return 0;  /* (an empty name: 'scratch' may be NULL yet) */
   if (ps->slen + len > ps->scap) {
     size_t cap = ps->scap ? ps->scap : 256;
     char *s;
