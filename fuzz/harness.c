@@ -42,10 +42,19 @@ static void fz_close(void) {
 }
 
 loom_host *fz_host(void) {
+  lua_State *L;
   if (host != NULL) return host;
   host = loom_new();
   if (host == NULL) fz_fail("loom_new failed");
   loom_set_error_fn(host, on_error, NULL);
+  L = loom_state(host);
+  /* require finds the Lua files of fuzz/ */
+  lua_getglobal(L, "package");
+  lua_pushstring(L, FUZZ_DIR "/?.lua;");
+  lua_getfield(L, -2, "path");
+  lua_concat(L, 2);
+  lua_setfield(L, -2, "path");
+  lua_pop(L, 1);
   atexit(fz_close);
   return host;
 }

@@ -7,6 +7,7 @@
 -- raises, and the harness aborts.
 local data = ...
 local http, net = require "loom.http", require "loom.net"
+local listen = require "listen"
 local byte = string.byte
 
 -- byte 1: how many pieces (1 to 4), then their sizes (1 to 256)
@@ -62,8 +63,9 @@ local function handler(req)
   return 200, "got " .. n .. "\n"
 end
 
-local srv = assert(http.serve("127.0.0.1", 0, handler))
-local _, port = srv:address()
+local srv, port = listen("http", function(port)
+  return http.serve("127.0.0.1", port, handler)
+end)
 local c = assert(net.connect("127.0.0.1", port))
 c:nodelay(true)
 local at = 1

@@ -13,6 +13,7 @@
 -- raises.
 local data, dir = ...
 local net = require "loom.net"
+local listen = require "listen"
 local byte = string.byte
 
 local mode = (byte(data, 1) or 0) % 3
@@ -65,7 +66,7 @@ local function read_checked(what, ...)
 end
 
 local lines = 0
-local srv = assert(net.listen("127.0.0.1", 0, checked(function(s)
+local echo = checked(function(s)
   s:nodelay(true)
   while true do
     local line = read_checked("server read_line", s:read_line())
@@ -73,8 +74,11 @@ local srv = assert(net.listen("127.0.0.1", 0, checked(function(s)
     lines = lines + 1
     if not s:write(line, "\n") then return end
   end
-end), { tls = { cert = pem.cert, key = pem.key, handshake_timeout = 5 } }))
-local _, port = srv:address()
+end)
+local srv, port = listen("tls", function(p)
+  return net.listen("127.0.0.1", p, echo,
+    { tls = { cert = pem.cert, key = pem.key, handshake_timeout = 5 } })
+end)
 
 if mode == 0 then
   local c = assert(net.connect("127.0.0.1", port))
@@ -87,7 +91,7 @@ else
   -- the proxy: the client's connection to it is forwarded to the
   -- server, both ways, until either end closes
   local inject = loom.future()
-  local proxy = assert(net.listen("127.0.0.1", 0, checked(function(a)
+  local forward = checked(function(a)
     local b <close> = assert(net.connect("127.0.0.1", port))
     a:nodelay(true)
     b:nodelay(true)
@@ -104,8 +108,10 @@ else
     up:await()
     down:await()
     a:close()
-  end)))
-  local _, pport = proxy:address()
+  end)
+  local proxy, pport = listen("proxy", function(p)
+    return net.listen("127.0.0.1", p, forward)
+  end)
   local c = assert(net.connect("127.0.0.1", pport,
                                { tls = { verify = false } }))
   c:nodelay(true)

@@ -14,6 +14,7 @@
 -- upgrade with 101 or an error status.  A failed check raises.
 local data = ...
 local http, net = require "loom.http", require "loom.net"
+local listen = require "listen"
 local core = debug.getregistry()["loom.core"]
 local byte = string.byte
 local debug_out = os.getenv("FUZZ_DEBUG") and io.stderr
@@ -65,17 +66,22 @@ local function serve(ws)
   assert(math.type(code) == "integer" and code >= 1000 and code <= 4999,
     "close status " .. tostring(code))
   assert(code ~= 1004 and code ~= 1015, "close status " .. code)
+  local reason = ws.close_reason
+  assert(type(reason) == "string" and #reason <= 123 and utf8.len(reason),
+    "close reason " .. ("%q"):format(tostring(reason)))
   assert(ws:close() == true, "ws:close")
 end
 
 if mode <= 1 then
   local answered
-  local srv = assert(http.serve("127.0.0.1", 0, checked(function(req)
+  local handler = checked(function(req)
     local ws, _, code = req:websocket { max_message = max_message }
     answered = ws and 101 or code
     if ws then serve(ws) end
-  end)))
-  local _, port = srv:address()
+  end)
+  local srv, port = listen("http", function(port)
+    return http.serve("127.0.0.1", port, handler)
+  end)
   local c = assert(net.connect("127.0.0.1", port))
   c:nodelay(true)
   if mode == 0 then assert(c:write(UPGRADE)) end
@@ -96,7 +102,7 @@ if mode <= 1 then
   end
   if mode == 0 then assert(answered == 101, "the upgrade was refused") end
 else
-  local srv = assert(net.listen("127.0.0.1", 0, checked(function(s)
+  local peer = checked(function(s)
     local head = s:read_until("\r\n\r\n")
     if not head then return end
     local key = head:match("\r\nSec%-WebSocket%-Key: ([^\r\n]+)\r\n")
@@ -109,8 +115,10 @@ else
     send_pieces(s)
     s:shutdown()
     repeat until not s:read()
-  end)))
-  local _, port = srv:address()
+  end)
+  local srv, port = listen("raw", function(port)
+    return net.listen("127.0.0.1", port, peer)
+  end)
   local ws, err, code = http.websocket("ws://127.0.0.1:" .. port .. "/",
     { max_message = max_message, close_timeout = 1 })
   if ws then checked(serve)(ws)
