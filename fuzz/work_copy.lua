@@ -63,31 +63,37 @@ local vals = { n = n }
 for i = 1, n do vals[i] = value(0) end
 
 -- What loom.work may refuse in them (a set of reasons), from the values
--- as they are: each table's height (1 + its highest), ancestors open.
-local why, heights, high = {}, {}, 0
+-- as they are: each table's height (1 + its highest), ancestors open;
+-- and how many tables a copy makes (a table met twice is copied twice).
+local why, heights, sizes, high, size = {}, {}, {}, 0, 0
 local function height(v)
   if type(v) == "function" then why.copied = true end
-  if type(v) ~= "table" then return 0 end
+  if type(v) ~= "table" then return 0, 0 end
   if open[v] then
     why.cycle = true
-    return 1
+    return 1, 1
   end
-  if heights[v] then return heights[v] end
-  local h = 1
+  if heights[v] then return heights[v], sizes[v] end
+  local h, sz = 1, 1.0  -- (a float: sizes may pass 2^63)
   open[v] = true
   for _, x in pairs(v) do
-    local xh = height(x) + 1
-    if xh > h then h = xh end
+    local xh, xs = height(x)
+    if xh + 1 > h then h = xh + 1 end
+    sz = sz + xs
   end
   open[v] = nil
-  heights[v] = h
-  return h
+  heights[v], sizes[v] = h, sz
+  return h, sz
 end
 for i = 1, n do
-  local h = height(vals[i])
+  local h, sz = height(vals[i])
   if h > high then high = h end
+  size = size + sz
 end
 if high > 201 then why.deep = true end  -- tables at depths 0 to 200
+-- tables shared again and again make copies exponentially large (as
+-- loom.work copies a table met twice twice): not worth the time
+if size > 100000 then return true end
 
 local function same(a, b)
   if a ~= a then return b ~= b end  -- NaN
