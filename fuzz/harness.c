@@ -71,12 +71,19 @@ void fz_push_script(loom_host *H, const char *name) {
   lua_setfield(L, LUA_REGISTRYINDEX, name);
 }
 
+/* The task failed: at once, before what it left open keeps the loop. */
+static void on_done(loom_host *H, lua_State *L, int nres, void *ud) {
+  (void)H; (void)ud;
+  if (nres < 0) fz_fail("the task failed: %s", luaL_tolstring(L, -1, NULL));
+}
+
 void fz_run(loom_host *H, int nargs) {
   lua_State *L = loom_state(H);
   int task, r;
   if (loom_spawn(H, nargs) != LOOM_OK)
     fz_fail("loom_spawn: %s", lua_tostring(L, -1));
   task = lua_gettop(L);
+  loom_on_done(H, task, on_done, NULL);
   r = loom_run(H);
   if (r != 0) fz_fail("loom_run: %d", r);
   r = loom_results(H, task);

@@ -23,8 +23,9 @@ void fz_push_script(loom_host *H, const char *name);
 /*
 ** Spawns the function below the 'nargs' values on top of the host's
 ** stack as a task, runs the loop until all is done and pushes the
-** task's first result.  Aborts, with the message, when the task fails
-** or the host reports an error.
+** task's first result.  Aborts, with the message, as soon as the task
+** fails (what it left open would keep the loop running), or when the
+** host reports an error.
 */
 void fz_run(loom_host *H, int nargs);
 
