@@ -20,4 +20,5 @@ files["examples/"] = { read_globals = { "loom" } }
 -- the embedding example's program gives its script a `sensor` table
 files["examples/embed/sensor.lua"] = { read_globals = { "loom", "sensor" } }
 files["bench/"] = { read_globals = { "loom" } }
+files["fuzz/"] = { read_globals = { "loom" } }
 files["spec/"] = { std = "+busted", max_line_length = 120 }

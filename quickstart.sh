@@ -19,8 +19,9 @@
 # a compiler warning failing the build: once plainly, once with
 # AddressSanitizer and UndefinedBehaviorSanitizer.  It runs the busted
 # specs against both,
-# the C tests (meson test) under valgrind and under the sanitizers, and
-# ends with the line "N passed, N failed".
+# the C tests (meson test) under valgrind and under the sanitizers, runs
+# each fuzz target (fuzz/) for 25 seconds, and ends with the line
+# "N passed, N failed".
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -29,7 +30,7 @@ PACKAGES=(gcc libc6-dev pkg-config meson ninja-build lua5.4 liblua5.4-dev
           libcurl4-openssl-dev node-llhttp openssl curl python3 nginx-light
           python3-aiohttp libedit-dev tmux groff-base binutils
           luarocks lua-check libwslay-dev python3-websockets
-          chromium procps)
+          chromium procps clang libfuzzer-14-dev)
 
 # what bench/run compares loom with, beyond what the build needs
 BENCH_PACKAGES=(python3 nodejs lua-luv wrk nginx-light libnginx-mod-http-lua
@@ -123,7 +124,8 @@ ctests() {
 lint() {
   local out ok bad
   out=$(mktemp)
-  luacheck --no-color --codes lua spec examples bench >"$out" 2>&1 || true
+  luacheck --no-color --codes lua spec examples bench fuzz >"$out" 2>&1 \
+    || true
   grep -Ev '^Checking .* OK$|^$|^Total: 0 warnings / 0 errors' "$out" || true
   ok=$(grep -c '^Checking .* OK$' "$out" || true)
   bad=$(grep '^Checking ' "$out" | grep -vc ' OK$' || true)
@@ -135,6 +137,28 @@ lint() {
   PASSED=$((PASSED + ok))
   FAILED=$((FAILED + bad))
   rm -f "$out"
+}
+
+# fuzzers SECONDS: each libFuzzer target of fuzz/ (fuzz/README.md) run
+# for SECONDS on its corpus by fuzz/run.sh (which builds build-fuzz with
+# clang), one test each: failed when it crashed, hung, leaked or one of
+# its checks failed; prints its executions and coverage either way
+fuzzers() {
+  local seconds=$1 src name out
+  for src in fuzz/*.c; do
+    name=$(basename "$src" .c)
+    [ "$name" = harness ] && continue
+    out=$(mktemp)
+    if fuzz/run.sh "$name" "$seconds" >"$out" 2>&1; then
+      echo "fuzz $(tail -1 "$out"): 1 passed, 0 failed"
+      PASSED=$((PASSED + 1))
+    else
+      tail -25 "$out"
+      echo "fuzz $name: 0 passed, 1 failed"
+      FAILED=$((FAILED + 1))
+    fi
+    rm -f "$out"
+  done
 }
 
 # debs: the Debian packages (this script's deb case) built from the
@@ -204,6 +228,7 @@ case "${1:-}" in
       LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.so)"
     ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1 \
       ctests build-asan "C tests under ASan+UBSan"
+    fuzzers 25
     debs
     echo "$SKIPPED skipped"
     echo "$PASSED passed, $FAILED failed"

@@ -85,6 +85,22 @@ describe("the HTTP request parser", function()
     assert.are.same({ "body", "abc", true }, evs[2])
   end)
 
+  it("drops the trailer fields after a chunked body, fed whole or split", function()
+    local data = "POST /t HTTP/1.1\r\nTransfer-Encoding: chunked\r\nX: 1\r\n\r\n"
+      .. "3\r\nabc\r\n0\r\nX: 2\r\nTrailer-Two: t\r\n\r\nGET /n HTTP/1.1\r\n\r\n"
+    for _, step in ipairs { #data, 1, 5, 40 } do
+      local evs = events(data, step)
+      local t = flat(evs)
+      local rest = {}
+      for i = 1, #t, 2 do
+        if t[i] ~= "end" then rest[#rest + 1] = t[i]; rest[#rest + 1] = t[i + 1] end
+      end
+      assert.are.same({ "head", "POST /t", "body", "abc", "request", "GET /n" }, rest,
+        "pieces of " .. step)
+      assert.are.same({ ["transfer-encoding"] = "chunked", x = "1" }, evs[1][2].headers)
+    end
+  end)
+
   it("refuses what is over its limits, naming the status", function()
     local evs = events("GET / HTTP/1.1\r\nX: " .. ("v"):rep(100) .. "\r\n\r\n", nil,
       { max_header_size = 64 })

@@ -431,6 +431,18 @@ describe("loom.net", function()
       assert.are.equal("again", c:read_line())
     end))
 
+    it("a line of exactly the limit still reads when its \\r\\n is split across packets", async(function()
+      local _srv <close>, port = pieces_server({ "0123456789\r", "\nnext\n",
+        "0123456789\r" })
+      local c <close> = assert(net.connect("127.0.0.1", port))
+      c:limits { line = 10 }
+      assert.are.equal("0123456789", c:read_line())
+      assert.are.equal("next", c:read_line())
+      local r = pack(c:read_line())      -- at EOF, the \r is part of the line
+      assert.are.same({ "ELINE", 3 }, { r[3], r.n })
+      assert.are.equal("EOF", select(3, c:read_line()))
+    end))
+
     it("the default line limit is 64 KiB; a longer line arriving in pieces is skipped whole", async(function()
       local long = string.rep("b", 40 * KiB)
       local _srv <close>, port = pieces_server({ long, long, long .. "\nnext\n" }, 0.05)

@@ -17,7 +17,8 @@
 ** without the query), rawquery (or nil), version ("1.1"), headers
 ** (lower-case names; a repeated header's values joined with ", ", or
 ** "; " for cookie, as RFC 9110 and 9113 say), keep_alive, upgrade,
-** content_length (or nil), chunked, expect_continue.
+** content_length (or nil), chunked, expect_continue.  The trailer
+** fields after a chunked body are dropped (counted in the head's limit).
 **
 ** Ownership: the request being built is user value 1 of the parser
 ** (so a head split over several reads survives between them), the
@@ -105,6 +106,7 @@ static int gather(parser *ps, const char *at, size_t len, int status,
                   const char *why) {
   ps->head_bytes += len;
   if (ps->head_bytes > ps->max_head) return fail(ps, status, why);
+  if (len == 0) return 0;  /* (an empty name: 'scratch' may be NULL yet) */
   if (ps->slen + len > ps->scap) {
     size_t cap = ps->scap ? ps->scap : 256;
     char *s;
@@ -263,6 +265,10 @@ static int on_header_value_complete(llhttp_t *p) {
   lua_State *L = ps->L;
   const char *v = ps->scratch + ps->namelen;
   size_t vlen = ps->slen - ps->namelen;
+  if (!lua_istable(L, HDRS)) {  /* a trailer: the head went already */
+    ps->slen = ps->namelen = 0;
+    return 0;
+  }
   while (vlen > 0 && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t')) vlen--;
   lua_pushlstring(L, ps->scratch, ps->namelen);
   lua_pushvalue(L, -1);

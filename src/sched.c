@@ -1442,7 +1442,8 @@ static void report_failure(lua_State *L, loom_host *H, int idx) {
   lua_getiuservalue(L, idx, UV_VALUE);
   if (!f->is_task) lua_pushfstring(L, "error in a future nobody awaited: %s",
                                    loom__tostring(L, -1));
-  else if (f == &H->main->f) lua_pushstring(L, loom__tostring(L, -1));
+  else if (H->main != NULL && f == &H->main->f)
+    lua_pushstring(L, loom__tostring(L, -1));
   else {
     const char *msg = loom__tostring(L, -1);
     loom__push_name(L, idx);

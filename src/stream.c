@@ -414,6 +414,14 @@ int loom__stream_fail(lua_State *L, loom_stream *s, const char *what,
 ** Reading
 ** ===================================================================== */
 
+/*
+** The unread bytes: NULL while the stream has no buffer (which adding
+** to, even 0, is undefined behaviour).
+*/
+static char *unread(loom_stream *s) {
+  return s->buf != NULL ? s->buf + s->start : NULL;
+}
+
 /* Room for 'n' more bytes at the end of the buffer: 0, or UV_ENOMEM. */
 static int reserve(loom_stream *s, size_t n) {
   size_t cap;
@@ -518,7 +526,8 @@ static void read_cb(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
   if (nread == 0) return;  /* EAGAIN */
   if (s->hook != NULL && (nread > 0 || nread == UV_EOF))
     r = s->hook->input(s, buf->base, nread > 0 ? (size_t)nread : 0);
-  else if (nread > 0 && buf->base != s->buf + s->start + s->len)
+  else if (nread > 0
+           && (s->buf == NULL || buf->base != s->buf + s->start + s->len))
     r = loom__stream_append(s, buf->base, (size_t)nread);  /* the slab */
   else if (nread > 0) s->len += (size_t)nread;
   else r = (int)nread;
@@ -548,7 +557,7 @@ int loom__stream_read(loom_stream *s) {
 
 /* Pushes 'n' buffered bytes and takes them out of the buffer. */
 static void take(lua_State *L, loom_stream *s, size_t n) {
-  lua_pushlstring(L, s->buf + s->start, n);
+  lua_pushlstring(L, unread(s), n);
   s->start += n;
   s->len -= n;
   if (s->len == 0) {
@@ -732,9 +741,9 @@ static int until_body(lua_State *L, loom_stream *s, int line) {
     if (r == 3 && (s->eof || s->rerr)) s->skipline = 0;
     return r;
   }
-  p = find(s->buf + s->start, s->len, sep, sl);
+  p = find(unread(s), s->len, sep, sl);
   if (p != NULL) {
-    size_t n = (size_t)(p - (s->buf + s->start));
+    size_t n = (size_t)(p - unread(s));
     if (line) {
       size_t keep = n > 0 && p[-1] == '\r' ? n - 1 : n;
       if (keep > s->line_limit) goto too_long;
@@ -744,12 +753,16 @@ static int until_body(lua_State *L, loom_stream *s, int line) {
     else take(L, s, n + sl);
     return 1;
   }
-  if (line && s->len > s->line_limit) goto too_long;
+  /* (a "\r" last may begin the line's end, which the limit leaves out) */
+  if (line && s->len > s->line_limit
+      && (s->len - 1 > s->line_limit || unread(s)[s->len - 1] != '\r'))
+    goto too_long;
   r = wait_data(L, s, line ? "stream:read_line" : "stream:read_until",
                 until_k);
   if (r == 3 && s->len > 0 && (s->eof || s->rerr)) {
     if (line) {  /* the last line, without its end */
       lua_settop(L, 2);
+      if (s->len > s->line_limit) goto too_long;
       take(L, s, s->len);
       return 1;
     }

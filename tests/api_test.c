@@ -253,6 +253,24 @@ static void t_run_and_error_hook(void) {
   loom_free(H);
 }
 
+/* a function spawned from C, with no main task: its failure is a task's */
+static void t_spawned_failure(void) {
+  loom_host *H = loom_new();
+  lua_State *L = loom_state(H);
+  int one = 1;
+  failures_seen = 0;
+  loom_set_error_fn(H, hook, &one);
+  CHECK(luaL_dostring(L, "return function() error('lost', 0) end")
+        == LUA_OK);
+  CHECK(loom_spawn(H, 0) == LOOM_OK);
+  CHECK(loom_push_main(H) == LOOM_EINVAL);  /* none */
+  CHECK(loom_run(H) == 1);
+  CHECK(failures_seen == 1);
+  CHECK(strstr(last_msg, "error in task") != NULL);
+  CHECK(strstr(last_msg, "lost") != NULL);
+  loom_free(H);
+}
+
 /* a C function that calls loom_run / loom_step / loom_close from inside */
 static int reenter(lua_State *L) {
   loom_host *H = lua_touserdata(L, lua_upvalueindex(1));
@@ -1205,6 +1223,7 @@ static const struct {
   {"spawn_string", t_spawn_string},
   {"spawn_function", t_spawn_function},
   {"run_and_error_hook", t_run_and_error_hook},
+  {"spawned_failure", t_spawned_failure},
   {"reentry_refused", t_reentry_refused},
   {"step_and_backend", t_step_and_backend},
   {"closed_host_refuses", t_closed_host_refuses},
