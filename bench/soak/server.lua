@@ -3,8 +3,9 @@
 --   http  loom.http.serve answering "hello\n" (its default limits)
 -- Prints "port=N" once listening, then every SAMPLE seconds (env
 -- SOAK_SAMPLE, default 10) "tasks=N lua_kib=K conns=C", K the Lua heap
--- after a full collection (what is alive, not what waits for the GC).  Errors of
--- connections are values (the loop ends); anything else is logged.
+-- after a full collection (what is alive, not what waits for the GC).
+-- Errors of connections are values (the loop ends); anything else is
+-- logged.
 local mode = arg[1] or "echo"
 local port = math.tointeger(tonumber(arg[2])) or 0
 local every = tonumber(os.getenv("SOAK_SAMPLE")) or 10
