@@ -457,7 +457,7 @@ static void add_entry(lua_State *L, int lidx, int n, const char *kind,
 ** where = "file:line" when made in debug mode}; 'lasting' marks the
 ** standard streams.  Returns how many.
 */
-int loom__push_handles(lua_State *L, loom_host *H) {
+static int push_handles(lua_State *L, loom_host *H) {
   loom_handle *h = H->handles;
   int n = 0, lidx;
   lua_newtable(L);
@@ -482,6 +482,19 @@ int loom__push_handles(lua_State *L, loom_host *H) {
     lua_settop(L, top - 1);  /* keep the key */
   }
   lua_pop(L, 1);  /* remove the table */
+  return n;
+}
+
+/*
+** The collector stands still meanwhile: a finalizer run by an
+** allocation here would close a handle of the list being walked (and
+** free the 'where' about to be copied).
+*/
+int loom__push_handles(lua_State *L, loom_host *H) {
+  int running = lua_gc(L, LUA_GCISRUNNING), n;
+  lua_gc(L, LUA_GCSTOP);
+  n = push_handles(L, H);
+  if (running) lua_gc(L, LUA_GCRESTART);
   return n;
 }
 
