@@ -153,8 +153,12 @@ local function serve(port, host)
   print(("chat on http://%s:%d/"):format(server:address()))
   io.stdout:flush()
   print(stop:await() .. ": closing")
+  -- the same signal again (coreutils' timeout and systemd send it to the
+  -- process and to its group) finds the server closing already
+  local again = signal.on("SIGTERM", function() end)
   server:close()  -- each WebSocket gets 1001
   server:wait()
+  again:cancel()
 end
 
 -- }==================================================================
