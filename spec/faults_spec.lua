@@ -459,12 +459,13 @@ s.close()
         local bad = setmetatable({}, { __tostring = function() error("tostring-boom") end })
         local worse = setmetatable({}, { __tostring = function() return deep(1) end })
         local odd = setmetatable({}, { __tostring = function() return {} end })
-        loom.spawn(deep, 1).name = "deep"
-        loom.spawn(function() error(bad) end).name = "bad"
-        loom.spawn(function() error(worse) end).name = "worse"
-        loom.spawn(function() error(odd) end).name = "odd"
+        local ts = { loom.spawn(deep, 1), loom.spawn(function() error(bad) end),
+          loom.spawn(function() error(worse) end), loom.spawn(function() error(odd) end) }
+        for i, name in ipairs { "deep", "bad", "worse", "odd" } do ts[i].name = name end
+        keep = ts  -- alive to the end: the exit's report finds each
         loom.log.error("%s", bad)
-        loom.sleep(0.05)
+        -- until each has failed (done does not observe a failure)
+        repeat loom.sleep(0.01) until ts[1]:done() and ts[2]:done() and ts[3]:done() and ts[4]:done()
         print("still running")
       ]])
       assert.are.equal(1, code, err)
