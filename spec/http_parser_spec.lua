@@ -101,6 +101,14 @@ describe("the HTTP request parser", function()
     end
   end)
 
+  it("takes a response whose first header line is empty (':') without a crash", function()
+    -- (no reason either: nothing gathered yet, no buffer made)
+    local p = core.http.parser({}, true)
+    local kind, res = p:feed("HTTP/1.1 200 \r\n:\r\nContent-Length: 0\r\n\r\n", 1)
+    assert.is_truthy(kind)
+    if kind ~= "error" then assert.are.equal(200, res.status) end
+  end)
+
   it("refuses what is over its limits, naming the status", function()
     local evs = events("GET / HTTP/1.1\r\nX: " .. ("v"):rep(100) .. "\r\n\r\n", nil,
       { max_header_size = 64 })

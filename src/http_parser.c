@@ -184,7 +184,7 @@ static void push_decoded(lua_State *L, const char *s, size_t n, int plus) {
 static int on_url_complete(llhttp_t *p) {
   parser *ps = of(p);
   lua_State *L = ps->L;
-  const char *u = ps->scratch, *q;
+  const char *u = ps->scratch != NULL ? ps->scratch : "", *q;
   size_t n = ps->slen, plen;
   lua_pushlstring(L, u, n);
   q = memchr(u, '?', n);
@@ -263,14 +263,15 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len) {
 static int on_header_value_complete(llhttp_t *p) {
   parser *ps = of(p);
   lua_State *L = ps->L;
-  const char *v = ps->scratch + ps->namelen;
+  /* (no scratch yet: an empty name and value, ": \r\n") */
+  const char *v = ps->scratch != NULL ? ps->scratch + ps->namelen : "";
   size_t vlen = ps->slen - ps->namelen;
   if (!lua_istable(L, HDRS)) {  /* a trailer: the head went already */
     ps->slen = ps->namelen = 0;
     return 0;
   }
   while (vlen > 0 && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t')) vlen--;
-  lua_pushlstring(L, ps->scratch, ps->namelen);
+  lua_pushlstring(L, ps->scratch != NULL ? ps->scratch : "", ps->namelen);
   lua_pushvalue(L, -1);
   if (lua_rawget(L, HDRS) == LUA_TSTRING) {  /* repeated: joined */
     int cookie = ps->namelen == 6 && memcmp(ps->scratch, "cookie", 6) == 0;
