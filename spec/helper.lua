@@ -392,8 +392,9 @@ end
 local function alive(pid)
   local f = io.open("/proc/" .. pid .. "/stat")
   if not f then return false end
-  local state = f:read("a"):match("%) (%a)")
+  local stat = f:read("a")  -- nil when it went between open and read
   f:close()
+  local state = stat and stat:match("%) (%a)")
   return state ~= nil and state ~= "Z"
 end
 
