@@ -462,7 +462,6 @@ s.close()
         local ts = { loom.spawn(deep, 1), loom.spawn(function() error(bad) end),
           loom.spawn(function() error(worse) end), loom.spawn(function() error(odd) end) }
         for i, name in ipairs { "deep", "bad", "worse", "odd" } do ts[i].name = name end
-        keep = ts  -- alive to the end: the exit's report finds each
         loom.log.error("%s", bad)
         -- until each has failed (done does not observe a failure)
         repeat loom.sleep(0.01) until ts[1]:done() and ts[2]:done() and ts[3]:done() and ts[4]:done()

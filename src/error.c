@@ -443,11 +443,17 @@ const char *loom__tostring(lua_State *L, int idx) {
     return lua_tostring(L, -1);
   }
   if (luaL_getmetafield(L, idx, "__tostring") != LUA_TNIL) {
+    /* No collection meanwhile: a __tostring may recurse to the end of
+    ** the stack, and a finalizer the collector ran down there (a failure
+    ** watch's report, say) would fail for want of stack, unseen. */
+    int running = lua_gc(L, LUA_GCISRUNNING) == 1, ok;
     lua_pop(L, 1);
+    if (running) lua_gc(L, LUA_GCSTOP);
     lua_pushcfunction(L, call_tostring);
     lua_pushvalue(L, idx);
-    if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_type(L, -1) == LUA_TSTRING)
-      return lua_tostring(L, -1);
+    ok = lua_pcall(L, 1, 1, 0) == LUA_OK;
+    if (running) lua_gc(L, LUA_GCRESTART);
+    if (ok && lua_type(L, -1) == LUA_TSTRING) return lua_tostring(L, -1);
     lua_pop(L, 1);
   }
   return lua_pushfstring(L, "(error object is a %s value)",
