@@ -74,6 +74,17 @@ local function raw_until_close(s, e)
   end
 end
 
+-- A raw server's side of the upgrade on stream 's': reads the request's
+-- head and answers 101 with its accept value (and 'extra' header lines).
+local function accept_upgrade(s, extra)
+  local head = ""
+  while not head:find("\r\n\r\n", 1, true) do head = head .. assert(s:read()) end
+  local key = head:match("[Ss]ec%-[Ww]eb[Ss]ocket%-[Kk]ey: *(%S+)")
+  s:write("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+    .. "Connection: Upgrade\r\nSec-WebSocket-Accept: "
+    .. core.websocket.accept(key) .. "\r\n" .. (extra or "") .. "\r\n")
+end
+
 describe("http.websocket and req:websocket", function()
   it("carry text and binary messages both ways, with their kinds", async(function()
     local srv, url = serve(echo())
@@ -416,12 +427,7 @@ describe("http.websocket and req:websocket", function()
   it("drop a peer that answers no ping within the heartbeat", async(function()
     -- a server that completes the upgrade, then reads and ignores all
     local l = assert(net.listen("127.0.0.1", 0, function(s)
-      local head = ""
-      while not head:find("\r\n\r\n", 1, true) do head = head .. assert(s:read()) end
-      local key = head:match("[Ss]ec%-[Ww]eb[Ss]ocket%-[Kk]ey: *(%S+)")
-      s:write("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-        .. "Connection: Upgrade\r\nSec-WebSocket-Accept: "
-        .. core.websocket.accept(key) .. "\r\n\r\n")
+      accept_upgrade(s)
       while s:read() do end
     end))
     local _, port = l:address()
@@ -441,12 +447,7 @@ describe("http.websocket and req:websocket", function()
   local function deaf_server(extra)
     local hold = loom.event()
     local l = assert(net.listen("127.0.0.1", 0, function(s)
-      local head = ""
-      while not head:find("\r\n\r\n", 1, true) do head = head .. assert(s:read()) end
-      local key = head:match("[Ss]ec%-[Ww]eb[Ss]ocket%-[Kk]ey: *(%S+)")
-      s:write("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-        .. "Connection: Upgrade\r\nSec-WebSocket-Accept: "
-        .. core.websocket.accept(key) .. "\r\n" .. (extra or "") .. "\r\n")
+      accept_upgrade(s, extra)
       hold:wait()
       s:close()
     end))
